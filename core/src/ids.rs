@@ -1,0 +1,170 @@
+//! Identifiers as validated newtypes. The only way in is `parse`.
+use alloc::string::String;
+use core::fmt;
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdError {
+    Empty,
+    TooLong { max: usize },
+    BadCharacter { index: usize },
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdError::Empty => f.write_str("must not be empty"),
+            IdError::TooLong { max } => write!(f, "must be at most {max} characters"),
+            IdError::BadCharacter { index } => {
+                write!(f, "character {index} is not one of A-Z a-z 0-9 . _ -")
+            }
+        }
+    }
+}
+
+/// Maximum length of an identifier (SKU, location, reservation, sale...).
+pub const MAX_ID_LEN: usize = 64;
+/// Maximum length of an operation (idempotency) key.
+pub const MAX_OP_LEN: usize = 255;
+
+/// Checks the identifier rule of the API: 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
+pub fn validate_id(s: &str) -> Result<(), IdError> {
+    validate_id_len(s, MAX_ID_LEN)
+}
+
+/// The identifier rule with another length limit.
+pub fn validate_id_len(s: &str, max: usize) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if let Some(index) = s
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'))
+    {
+        return Err(IdError::BadCharacter { index });
+    }
+    if s.len() > max {
+        return Err(IdError::TooLong { max });
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident) => {
+        id_type!($(#[$m])* $name, MAX_ID_LEN);
+    };
+    ($(#[$m:meta])* $name:ident, $max:expr) => {
+        $(#[$m])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates and wraps `s`.
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                validate_id(s)?;
+                Ok(Self(String::from(s)))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                validate_id_len(&s, $max).map_err(serde::de::Error::custom)?;
+                Ok(Self(s))
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A stock keeping unit: one sellable unit.
+    Sku
+);
+id_type!(
+    /// A store or warehouse.
+    LocationId
+);
+/// Maximum length of a hold id: room for a kind prefix before a 64-character client id.
+pub const MAX_HOLD_LEN: usize = 96;
+
+id_type!(
+    /// A hold on stock: a reservation, an order's allocation, a transfer's shipment.
+    /// The shell prefixes the client's id with its kind (`res.`, `ord.`...), so the
+    /// limit is [`MAX_HOLD_LEN`].
+    HoldId,
+    MAX_HOLD_LEN
+);
+id_type!(
+    /// A POS sale, idempotent forever.
+    SaleId
+);
+id_type!(
+    /// A POS terminal.
+    TerminalId
+);
+
+/// An operation key: makes a retried command recognisably the same command.
+/// 1 to 255 printable ASCII characters (an `Idempotency-Key` plus a suffix).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct OpId(String);
+
+impl OpId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if s.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if let Some(index) = s.bytes().position(|b| !(0x21..=0x7e).contains(&b)) {
+            return Err(IdError::BadCharacter { index });
+        }
+        if s.len() > MAX_OP_LEN {
+            return Err(IdError::TooLong { max: MAX_OP_LEN });
+        }
+        Ok(Self(String::from(s)))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OpId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        OpId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl HoldId {
+    /// A value greater than every valid hold id, for range bounds only.
+    pub(crate) fn max_sentinel() -> Self {
+        HoldId(String::from("~"))
+    }
+}
