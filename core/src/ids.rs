@@ -1,5 +1,5 @@
 //! Identifiers as validated newtypes. The only way in is `parse`.
-use alloc::string::String;
+use alloc::sync::Arc;
 use core::fmt;
 
 /// Why a string is not a valid identifier.
@@ -55,15 +55,16 @@ macro_rules! id_type {
     };
     ($(#[$m:meta])* $name:ident, $max:expr) => {
         $(#[$m])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        ///
+        /// Cheap to clone: the text is shared, never copied.
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates and wraps `s`.
             pub fn parse(s: &str) -> Result<Self, IdError> {
-                validate_id(s)?;
-                Ok(Self(String::from(s)))
+                validate_id_len(s, $max)?;
+                Ok(Self(Arc::from(s)))
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -82,11 +83,16 @@ macro_rules! id_type {
             }
         }
 
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <String as serde::Deserialize>::deserialize(d)?;
-                validate_id_len(&s, $max).map_err(serde::de::Error::custom)?;
-                Ok(Self(s))
+                let s = <alloc::string::String as serde::Deserialize>::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
             }
         }
     };
@@ -121,9 +127,8 @@ id_type!(
 
 /// An operation key: makes a retried command recognisably the same command.
 /// 1 to 255 printable ASCII characters (an `Idempotency-Key` plus a suffix).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct OpId(String);
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(Arc<str>);
 
 impl OpId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
@@ -136,10 +141,16 @@ impl OpId {
         if s.len() > MAX_OP_LEN {
             return Err(IdError::TooLong { max: MAX_OP_LEN });
         }
-        Ok(Self(String::from(s)))
+        Ok(Self(Arc::from(s)))
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl serde::Serialize for OpId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 
@@ -157,14 +168,20 @@ impl fmt::Display for OpId {
 
 impl<'de> serde::Deserialize<'de> for OpId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
+        let s = <alloc::string::String as serde::Deserialize>::deserialize(d)?;
         OpId::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
-impl HoldId {
-    /// A value greater than every valid hold id, for range bounds only.
-    pub(crate) fn max_sentinel() -> Self {
-        HoldId(String::from("~"))
-    }
-}
+id_type!(
+    /// A transfer of stock between two locations.
+    TransferId
+);
+id_type!(
+    /// An order, from any channel.
+    OrderId
+);
+id_type!(
+    /// A return (and its exchange).
+    ReturnId
+);

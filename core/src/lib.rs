@@ -2,28 +2,44 @@
 //!
 //! This crate does no IO. It never reads a clock, a random source or the
 //! network: time comes in as an argument and ids come from the caller. It
-//! iterates nothing in hash order, so the same inputs give the same events on
-//! every target. It never panics on user input: bad input is a typed
-//! [`Rejection`].
+//! iterates nothing in hash order (only `BTreeMap`s and vectors), so the same
+//! inputs give the same events on every target. It never panics on user
+//! input: bad input is a typed [`Rejection`] (or a module's own error type).
 //!
 //! The driving loop (the contract the Durable Object follows):
 //!
-//! 1. `let events = state.decide(now, &cmd)?;` (pure; a rejection changes nothing)
-//! 2. persist `events` durably, then `for e in &events { state.apply(e) }`
-//! 3. `state.expire(now)` gives the holds past their deadline: persist and apply them too
+//! 1. `let expired = state.expire(now);` persist and apply them (lazy expiry);
+//! 2. `let events = state.decide(now, &cmd)?;` (pure; a rejection changes nothing)
+//! 3. persist `events` durably, then `for e in &events { state.apply(e) }`
 //! 4. point the alarm at `state.next_deadline()`.
+//!
+//! Map of the crate:
+//! - [`sku`]: one SKU's stock at every location (the Durable Object's state).
+//! - [`order`]: the order lifecycle as a pure state machine, and the per-SKU commands each step issues.
+//! - [`returns`]: returns and exchanges, never more than was sold.
+//! - [`bundle`]: bundles as a pure expansion into components.
+//! - [`fulfillment`]: which location serves which line (single, nearest, pickup).
+//! - [`money`]: `rust_decimal` money with checked arithmetic and explicit rounding.
+//! - [`ids`], [`time`], [`stock`], [`fingerprint`]: the vocabulary.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod bundle;
 pub mod fingerprint;
+pub mod fulfillment;
 pub mod ids;
+pub mod money;
+pub mod order;
+pub mod returns;
 pub mod sku;
 pub mod stock;
 pub mod time;
 
-pub use ids::{HoldId, IdError, LocationId, OpId, SaleId, Sku, TerminalId};
-pub use sku::{Command, Event, Rejection, SkuState};
-pub use stock::{AdjustReason, Channel, Position, Qty, MAX_LINE_QTY};
+pub use ids::{
+    HoldId, IdError, LocationId, OpId, OrderId, ReturnId, SaleId, Sku, TerminalId, TransferId,
+};
+pub use sku::{Command, Condition, Event, Rejection, SkuState};
+pub use stock::{AdjustReason, Channel, Position, Qty, UnavailableBucket, MAX_LINE_QTY};
 pub use time::{Timestamp, MAX_TTL_MS, MIN_TTL_MS};

@@ -1,22 +1,64 @@
 //! One SKU's stock across every location: commands, events, rejections, and
 //! the state machine that turns the first into the second.
-use alloc::collections::BTreeMap;
+//!
+//! Every table here is bounded: active holds, locations, open transfers and the
+//! count window have a maximum; op ids, resolved holds and closed transfers are
+//! pruned [`RETENTION_MS`] after they were last touched (by event time, never
+//! by a clock). Sale ids are kept forever, as the API promises.
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::fingerprint::Fnv;
-use crate::ids::{HoldId, LocationId, OpId, SaleId, TerminalId};
-use crate::stock::{AdjustReason, Channel, Position, Qty, MAX_LINE_QTY};
+use crate::ids::{HoldId, LocationId, OpId, SaleId, TerminalId, TransferId};
+use crate::stock::{AdjustReason, Channel, Position, Qty, UnavailableBucket, MAX_LINE_QTY};
 use crate::time::{Timestamp, MAX_TTL_MS, MIN_TTL_MS};
 
 /// Most active (held or committed) holds one SKU keeps; past it, new holds are refused.
 pub const MAX_ACTIVE_HOLDS: usize = 100_000;
+/// Most locations one SKU has a position at.
+pub const MAX_LOCATIONS: usize = 1_024;
+/// Most transfers of one SKU in flight (shipped, not yet fully received).
+pub const MAX_OPEN_TRANSFERS: usize = 10_000;
 /// Largest count a physical count may report.
 pub const MAX_COUNTED: Qty = 100_000_000;
+/// Largest on_hand a position may reach.
+pub const MAX_ON_HAND: Qty = 1_000_000_000_000;
+/// On-hand movements remembered per location, so that a count can add back
+/// what moved after it was taken.
+pub const MAX_MOVEMENT_WINDOW: usize = 256;
+/// How long op ids, resolved holds and closed transfers are remembered (by event time).
+pub const RETENTION_MS: i64 = 24 * 3_600_000;
+/// How far in the future a device's `occurred_at` / `counted_at` may be (clock skew).
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60_000;
+
+/// What became of a returned unit.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Back on the shelf: on_hand.
+    Restock,
+    /// On hand, but unavailable (damaged).
+    Damaged,
+    /// Sent back to the vendor: recorded, nothing sellable.
+    ReturnToVendor,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Restock => "restock",
+            Condition::Damaged => "damaged",
+            Condition::ReturnToVendor => "return_to_vendor",
+        }
+    }
+}
 
 /// A request to change one SKU's stock. Every variant carries the client's id
-/// (an [`OpId`], a [`HoldId`] or a [`SaleId`]) so that a retry is recognisably
-/// the same command.
+/// (an [`OpId`], a [`HoldId`], a [`SaleId`] or a [`TransferId`]) so that a
+/// retry is recognisably the same command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Units arrive at a location.
@@ -33,6 +75,23 @@ pub enum Command {
         reason: AdjustReason,
         expected_version: Option<u64>,
     },
+    /// A physical count: `counted` units were there at `counted_at` (the
+    /// device's time). on_hand becomes `counted` plus every movement that
+    /// happened after `counted_at` and was already applied.
+    Count {
+        op: OpId,
+        location: LocationId,
+        counted: Qty,
+        counted_at: Timestamp,
+    },
+    /// Moves units between sellable and an unavailable bucket (on_hand unchanged):
+    /// `delta > 0` marks units damaged / in quality control, `delta < 0` clears them.
+    MarkUnavailable {
+        op: OpId,
+        location: LocationId,
+        bucket: UnavailableBucket,
+        delta: Qty,
+    },
     /// Sets the safety stock the online channel may not take.
     SetSafetyStock {
         op: OpId,
@@ -48,7 +107,7 @@ pub enum Command {
         channel: Channel,
         ttl_ms: Option<i64>,
     },
-    /// Moves an active hold's deadline to `now + ttl_ms`.
+    /// Moves an active hold's deadline to `now + ttl_ms` (never earlier than it was).
     Extend { hold: HoldId, ttl_ms: i64 },
     /// Gives the held (or committed) units back.
     Release { hold: HoldId },
@@ -65,6 +124,32 @@ pub enum Command {
         qty: Qty,
         occurred_at: Timestamp,
     },
+    /// Returned units arrive at `location` in `condition`. With `sale`, the
+    /// units returned against that POS sale never exceed what it sold.
+    ReturnReceive {
+        op: OpId,
+        location: LocationId,
+        qty: Qty,
+        condition: Condition,
+        sale: Option<SaleId>,
+    },
+    /// Units leave `from` (on_hand) and become incoming at `to`.
+    TransferShip {
+        transfer: TransferId,
+        from: LocationId,
+        to: LocationId,
+        qty: Qty,
+    },
+    /// Units of a shipped transfer arrive. With `close`, whatever is still
+    /// missing is recorded as a shortfall and the transfer is done.
+    TransferReceive {
+        op: OpId,
+        transfer: TransferId,
+        qty: Qty,
+        close: bool,
+    },
+    /// Cancels a transfer that has not shipped (a later ship is then refused).
+    TransferCancel { transfer: TransferId },
 }
 
 /// A fact, recorded in the event log and replayed on load.
@@ -84,6 +169,33 @@ pub enum Event {
         location: LocationId,
         delta: Qty,
         reason: AdjustReason,
+        at: Timestamp,
+    },
+    Counted {
+        op: OpId,
+        fp: u64,
+        location: LocationId,
+        counted: Qty,
+        counted_at: Timestamp,
+        /// on_hand after the count (counted plus later movements).
+        on_hand: Qty,
+        /// on_hand after minus on_hand before.
+        variance: Qty,
+        /// Unavailable buckets after the count (cut down when fewer units were found).
+        damaged: Qty,
+        quality_control: Qty,
+        /// Units moved after the count beyond what was counted.
+        oversold: Qty,
+        /// Holds at this location that can no longer be met, newest first.
+        at_risk: Vec<HoldId>,
+        at: Timestamp,
+    },
+    MarkedUnavailable {
+        op: OpId,
+        fp: u64,
+        location: LocationId,
+        bucket: UnavailableBucket,
+        delta: Qty,
         at: Timestamp,
     },
     SafetyStockSet {
@@ -109,18 +221,26 @@ pub enum Event {
     },
     Released {
         hold: HoldId,
+        location: LocationId,
+        qty: Qty,
         at: Timestamp,
     },
     Expired {
         hold: HoldId,
+        location: LocationId,
+        qty: Qty,
         at: Timestamp,
     },
     Committed {
         hold: HoldId,
+        location: LocationId,
+        qty: Qty,
         at: Timestamp,
     },
     Fulfilled {
         hold: HoldId,
+        location: LocationId,
+        qty: Qty,
         at: Timestamp,
     },
     Sold {
@@ -130,11 +250,50 @@ pub enum Event {
         device_seq: u64,
         location: LocationId,
         qty: Qty,
+        /// The device's time: for reports, never for expiry.
         occurred_at: Timestamp,
         /// Units sold beyond what was available at the till.
         oversold: Qty,
         /// Holds at this location that can no longer be met, newest first.
         at_risk: Vec<HoldId>,
+        /// The terminal had already uploaded a higher device sequence.
+        #[serde(default)]
+        late: bool,
+        /// The sale happened before the last count at this location, which
+        /// already saw the units gone: on_hand does not move again.
+        #[serde(default)]
+        absorbed_by_count: bool,
+        at: Timestamp,
+    },
+    ReturnReceived {
+        op: OpId,
+        fp: u64,
+        location: LocationId,
+        qty: Qty,
+        condition: Condition,
+        sale: Option<SaleId>,
+        at: Timestamp,
+    },
+    TransferShipped {
+        transfer: TransferId,
+        fp: u64,
+        from: LocationId,
+        to: LocationId,
+        qty: Qty,
+        at: Timestamp,
+    },
+    TransferReceived {
+        op: OpId,
+        fp: u64,
+        transfer: TransferId,
+        location: LocationId,
+        qty: Qty,
+        /// Units recorded missing when the receipt closed the transfer.
+        shortfall: Qty,
+        at: Timestamp,
+    },
+    TransferCancelled {
+        transfer: TransferId,
         at: Timestamp,
     },
 }
@@ -145,6 +304,8 @@ impl Event {
         match self {
             Event::Received { at, .. }
             | Event::Adjusted { at, .. }
+            | Event::Counted { at, .. }
+            | Event::MarkedUnavailable { at, .. }
             | Event::SafetyStockSet { at, .. }
             | Event::Held { at, .. }
             | Event::Extended { at, .. }
@@ -152,7 +313,11 @@ impl Event {
             | Event::Expired { at, .. }
             | Event::Committed { at, .. }
             | Event::Fulfilled { at, .. }
-            | Event::Sold { at, .. } => *at,
+            | Event::Sold { at, .. }
+            | Event::ReturnReceived { at, .. }
+            | Event::TransferShipped { at, .. }
+            | Event::TransferReceived { at, .. }
+            | Event::TransferCancelled { at, .. } => *at,
         }
     }
 
@@ -161,6 +326,8 @@ impl Event {
         match self {
             Event::Received { .. } => "received",
             Event::Adjusted { .. } => "adjusted",
+            Event::Counted { .. } => "counted",
+            Event::MarkedUnavailable { .. } => "marked_unavailable",
             Event::SafetyStockSet { .. } => "safety_stock_set",
             Event::Held { .. } => "held",
             Event::Extended { .. } => "extended",
@@ -169,6 +336,10 @@ impl Event {
             Event::Committed { .. } => "committed",
             Event::Fulfilled { .. } => "fulfilled",
             Event::Sold { .. } => "sold",
+            Event::ReturnReceived { .. } => "return_received",
+            Event::TransferShipped { .. } => "transfer_shipped",
+            Event::TransferReceived { .. } => "transfer_received",
+            Event::TransferCancelled { .. } => "transfer_cancelled",
         }
     }
 }
@@ -190,24 +361,79 @@ pub enum Rejection {
     QtyOutOfRange { qty: Qty },
     /// A TTL outside `MIN_TTL_MS..=MAX_TTL_MS`.
     TtlOutOfRange { ttl_ms: i64 },
+    /// A transfer from a location to itself.
+    SameLocation,
+    /// A device time too far in the future.
+    TimeInFuture { at: Timestamp },
     /// A retried command: it was already applied, with the same content.
     Exists,
     /// The id was already used for a command with other content.
     ExistsWithDifferentBody,
-    /// No hold with this id was ever seen.
+    /// No hold with this id was ever seen (or it was forgotten after the retention window).
     HoldNotFound,
     /// The hold already resolved; it does nothing a second time.
     HoldResolved { how: Resolution },
     /// The hold is in the wrong state for this command (e.g. fulfil before commit, extend a commitment).
     HoldNotActive,
+    /// No transfer with this id shipped.
+    TransferNotFound,
+    /// The transfer was cancelled.
+    TransferCancelled,
+    /// The transfer shipped: it can no longer be cancelled.
+    TransferAlreadyShipped,
+    /// The transfer was fully received or closed.
+    TransferClosed,
+    /// A return names a sale this SKU never saw.
+    SaleNotFound,
     /// `expected_version` is stale.
     VersionConflict { expected: u64, actual: u64 },
-    /// Not enough available for the channel.
-    InsufficientStock { requested: Qty, available: Qty },
-    /// The adjustment would take on_hand below the units that are unavailable (or below zero).
-    OnHandBelowUnavailable { on_hand: Qty, unavailable: Qty },
+    /// A count older than the last count at this location.
+    CountOutOfOrder { last_counted_at: Timestamp },
+    /// A count older than the movements still remembered: its figure cannot be brought up to date.
+    CountOutsideWindow { horizon: Timestamp },
+    /// Too many locations for one SKU.
+    TooManyLocations,
     /// Too many active holds on one SKU.
     TooManyHolds,
+    /// Too many transfers in flight for one SKU.
+    TooManyTransfers,
+    /// Not enough available for the channel.
+    InsufficientStock { requested: Qty, available: Qty },
+    /// The change would take on_hand below the units that are unavailable (or below zero).
+    OnHandBelowUnavailable { on_hand: Qty, unavailable: Qty },
+    /// An unavailable bucket would go below zero.
+    UnavailableBelowZero { bucket: UnavailableBucket, qty: Qty },
+    /// A transfer receipt of more than is still in transit.
+    OverReceived { remaining: Qty },
+    /// A return of more units than the sale sold.
+    ReturnExceedsSold { sold: Qty, returned: Qty },
+    /// on_hand would pass [`MAX_ON_HAND`].
+    OnHandLimit,
+}
+
+impl Rejection {
+    /// The API's error `code` for this rejection (`exists` is not an error:
+    /// the shell answers with the first response again).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Exists => "exists",
+            Rejection::ExistsWithDifferentBody => "idempotency_key_reused",
+            Rejection::HoldNotFound | Rejection::TransferNotFound | Rejection::SaleNotFound => {
+                "not_found"
+            }
+            Rejection::HoldResolved { .. }
+            | Rejection::HoldNotActive
+            | Rejection::TransferCancelled
+            | Rejection::TransferAlreadyShipped
+            | Rejection::TransferClosed => "invalid_transition",
+            Rejection::VersionConflict { .. } => "version_conflict",
+            Rejection::InsufficientStock { .. } => "insufficient_stock",
+            Rejection::TooManyLocations | Rejection::TooManyHolds | Rejection::TooManyTransfers => {
+                "overloaded"
+            }
+            _ => "invalid_request",
+        }
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -223,6 +449,8 @@ impl fmt::Display for Rejection {
                 MIN_TTL_MS / 1000,
                 MAX_TTL_MS / 1000
             ),
+            Rejection::SameLocation => f.write_str("a transfer needs two different locations"),
+            Rejection::TimeInFuture { at } => write!(f, "time {at:?} is in the future"),
             Rejection::Exists => f.write_str("already applied"),
             Rejection::ExistsWithDifferentBody => {
                 f.write_str("this id was already used with different content")
@@ -230,12 +458,28 @@ impl fmt::Display for Rejection {
             Rejection::HoldNotFound => f.write_str("no such hold"),
             Rejection::HoldResolved { how } => write!(f, "the hold was already {how:?}"),
             Rejection::HoldNotActive => f.write_str("the hold is not in a state that allows this"),
+            Rejection::TransferNotFound => f.write_str("no such transfer"),
+            Rejection::TransferCancelled => f.write_str("the transfer was cancelled"),
+            Rejection::TransferAlreadyShipped => f.write_str("the transfer already shipped"),
+            Rejection::TransferClosed => f.write_str("the transfer is closed"),
+            Rejection::SaleNotFound => f.write_str("no such sale of this SKU"),
             Rejection::VersionConflict { expected, actual } => {
                 write!(
                     f,
                     "expected version {expected}, the position is at {actual}"
                 )
             }
+            Rejection::CountOutOfOrder { last_counted_at } => write!(
+                f,
+                "a later count ({last_counted_at:?}) was already recorded"
+            ),
+            Rejection::CountOutsideWindow { horizon } => write!(
+                f,
+                "the count is older than the remembered movements (from {horizon:?})"
+            ),
+            Rejection::TooManyLocations => f.write_str("too many locations for this SKU"),
+            Rejection::TooManyHolds => f.write_str("too many active holds on this SKU"),
+            Rejection::TooManyTransfers => f.write_str("too many transfers in flight"),
             Rejection::InsufficientStock {
                 requested,
                 available,
@@ -249,7 +493,17 @@ impl fmt::Display for Rejection {
                 f,
                 "on_hand would be {on_hand}, below the {unavailable} unavailable units"
             ),
-            Rejection::TooManyHolds => f.write_str("too many active holds on this SKU"),
+            Rejection::UnavailableBelowZero { bucket, qty } => {
+                write!(f, "{} would be {qty}", bucket.as_str())
+            }
+            Rejection::OverReceived { remaining } => {
+                write!(f, "only {remaining} units are still in transit")
+            }
+            Rejection::ReturnExceedsSold { sold, returned } => write!(
+                f,
+                "the sale sold {sold} units and {returned} were already returned"
+            ),
+            Rejection::OnHandLimit => write!(f, "on_hand would pass {MAX_ON_HAND}"),
         }
     }
 }
@@ -272,28 +526,195 @@ pub struct Hold {
     pub channel: Channel,
     pub state: HoldState,
     pub fp: u64,
-    /// Order of creation, for at-risk reporting (newest first).
+    /// Order of creation, for at-risk reporting (newest first) and expiry order.
     pub seq: u64,
 }
 
-/// One SKU's stock across every location. Rebuilt by replaying its events.
+impl Hold {
+    fn deadline(&self) -> Option<Timestamp> {
+        match self.state {
+            HoldState::Held { expires_at } => expires_at,
+            HoldState::Committed => None,
+        }
+    }
+}
+
+/// A resolved hold, remembered for [`RETENTION_MS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resolved {
+    pub how: Resolution,
+    pub fp: u64,
+    pub at: Timestamp,
+}
+
+/// Where a transfer of this SKU stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferStatus {
+    /// Shipped, units in transit.
+    InTransit,
+    /// Every unit received or the rest recorded short.
+    Closed,
+    /// Cancelled before it shipped.
+    Cancelled,
+}
+
+/// One transfer of this SKU.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Transfer {
+    pub fp: u64,
+    pub from: Option<LocationId>,
+    pub to: Option<LocationId>,
+    pub shipped: Qty,
+    pub received: Qty,
+    pub shortfall: Qty,
+    pub status: TransferStatus,
+    /// Last change, for pruning once closed or cancelled.
+    pub at: Timestamp,
+}
+
+/// A POS sale, remembered forever (sale ids are idempotent forever).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SaleRecord {
+    pub fp: u64,
+    pub qty: Qty,
+    pub returned: Qty,
+}
+
+/// Units that moved in or out of on_hand at one location, by cause. on_hand
+/// always equals their signed sum (conservation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Flows {
+    pub received: Qty,
+    pub adjusted: Qty,
+    pub counted: Qty,
+    pub sold: Qty,
+    pub fulfilled: Qty,
+    pub returned: Qty,
+    pub transferred_out: Qty,
+    pub transferred_in: Qty,
+    pub shipped_to: Qty,
+    pub shortfall: Qty,
+}
+
+impl Flows {
+    pub fn on_hand(&self) -> Qty {
+        self.received + self.adjusted + self.counted - self.sold - self.fulfilled + self.returned
+            - self.transferred_out
+            + self.transferred_in
+    }
+    pub fn incoming(&self) -> Qty {
+        self.shipped_to - self.transferred_in - self.shortfall
+    }
+}
+
+/// One location's position plus what the core needs to keep it right.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Site {
+    pos: Position,
+    flows: Flows,
+    /// Recent on_hand movements `(when, delta)`, oldest first, at most
+    /// [`MAX_MOVEMENT_WINDOW`]: what a count adds back to its figure.
+    moves: VecDeque<(Timestamp, Qty)>,
+    /// Latest time of a movement dropped from `moves`: counts before it are refused.
+    horizon: Option<Timestamp>,
+    last_counted_at: Option<Timestamp>,
+}
+
+impl Site {
+    fn record_move(&mut self, when: Timestamp, delta: Qty) {
+        if self.moves.len() >= MAX_MOVEMENT_WINDOW {
+            if let Some((t, _)) = self.moves.pop_front() {
+                self.horizon = Some(self.horizon.map_or(t, |h| h.max(t)));
+            }
+        }
+        self.moves.push_back((when, delta));
+    }
+}
+
+/// One SKU's stock across every location. Rebuilt by replaying its events, or
+/// from a serde snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "SkuStateData")]
 pub struct SkuState {
-    positions: BTreeMap<LocationId, Position>,
+    sites: BTreeMap<LocationId, Site>,
     holds: BTreeMap<HoldId, Hold>,
-    /// Active holds with a deadline, by deadline: the alarm table.
-    deadlines: BTreeMap<(Timestamp, HoldId), ()>,
-    resolved: BTreeMap<HoldId, (Resolution, u64)>,
-    ops: BTreeMap<OpId, u64>,
-    sales: BTreeMap<SaleId, u64>,
+    /// Active holds with a deadline, by (deadline, seq): the alarm table.
+    /// Derived from `holds`, rebuilt when a snapshot is loaded.
+    #[serde(skip)]
+    deadlines: BTreeMap<(Timestamp, u64), HoldId>,
+    resolved: BTreeMap<HoldId, Resolved>,
+    resolved_log: VecDeque<(Timestamp, HoldId)>,
+    ops: BTreeMap<OpId, (u64, Timestamp)>,
+    ops_log: VecDeque<(Timestamp, OpId)>,
+    sales: BTreeMap<SaleId, SaleRecord>,
     /// Highest device sequence seen per terminal.
     terminals: BTreeMap<TerminalId, u64>,
+    transfers: BTreeMap<TransferId, Transfer>,
+    transfers_log: VecDeque<(Timestamp, TransferId)>,
+    open_transfers: usize,
     hold_seq: u64,
     events_applied: u64,
+    /// The latest event time seen: the clock that prunes.
+    clock: Timestamp,
+}
+
+/// [`SkuState`] as stored, without its derived indexes.
+#[derive(serde::Deserialize)]
+struct SkuStateData {
+    sites: BTreeMap<LocationId, Site>,
+    holds: BTreeMap<HoldId, Hold>,
+    resolved: BTreeMap<HoldId, Resolved>,
+    resolved_log: VecDeque<(Timestamp, HoldId)>,
+    ops: BTreeMap<OpId, (u64, Timestamp)>,
+    ops_log: VecDeque<(Timestamp, OpId)>,
+    sales: BTreeMap<SaleId, SaleRecord>,
+    terminals: BTreeMap<TerminalId, u64>,
+    transfers: BTreeMap<TransferId, Transfer>,
+    transfers_log: VecDeque<(Timestamp, TransferId)>,
+    open_transfers: usize,
+    hold_seq: u64,
+    events_applied: u64,
+    clock: Timestamp,
+}
+
+impl From<SkuStateData> for SkuState {
+    fn from(d: SkuStateData) -> Self {
+        let deadlines = d
+            .holds
+            .iter()
+            .filter_map(|(id, h)| h.deadline().map(|t| ((t, h.seq), id.clone())))
+            .collect();
+        SkuState {
+            sites: d.sites,
+            holds: d.holds,
+            deadlines,
+            resolved: d.resolved,
+            resolved_log: d.resolved_log,
+            ops: d.ops,
+            ops_log: d.ops_log,
+            sales: d.sales,
+            terminals: d.terminals,
+            transfers: d.transfers,
+            transfers_log: d.transfers_log,
+            open_transfers: d.open_transfers,
+            hold_seq: d.hold_seq,
+            events_applied: d.events_applied,
+            clock: d.clock,
+        }
+    }
 }
 
 fn check_qty(qty: Qty) -> Result<(), Rejection> {
     if (0..=MAX_LINE_QTY).contains(&qty) {
+        Ok(())
+    } else {
+        Err(Rejection::QtyOutOfRange { qty })
+    }
+}
+
+fn check_positive_qty(qty: Qty) -> Result<(), Rejection> {
+    if (1..=MAX_LINE_QTY).contains(&qty) {
         Ok(())
     } else {
         Err(Rejection::QtyOutOfRange { qty })
@@ -305,6 +726,22 @@ fn check_ttl(ttl_ms: i64) -> Result<(), Rejection> {
         Ok(())
     } else {
         Err(Rejection::TtlOutOfRange { ttl_ms })
+    }
+}
+
+fn check_device_time(now: Timestamp, at: Timestamp) -> Result<(), Rejection> {
+    if at > now.plus_ms(MAX_CLOCK_SKEW_MS) {
+        Err(Rejection::TimeInFuture { at })
+    } else {
+        Ok(())
+    }
+}
+
+fn known(old: u64, fp: u64) -> Rejection {
+    if old == fp {
+        Rejection::Exists
+    } else {
+        Rejection::ExistsWithDifferentBody
     }
 }
 
@@ -356,6 +793,52 @@ pub fn fingerprint(cmd: &Command) -> u64 {
             .str(location.as_str())
             .i64(*qty)
             .i64(occurred_at.as_ms()),
+        Command::Count {
+            location,
+            counted,
+            counted_at,
+            ..
+        } => f
+            .u64(10)
+            .str(location.as_str())
+            .i64(*counted)
+            .i64(counted_at.as_ms()),
+        Command::MarkUnavailable {
+            location,
+            bucket,
+            delta,
+            ..
+        } => f
+            .u64(11)
+            .str(location.as_str())
+            .str(bucket.as_str())
+            .i64(*delta),
+        Command::ReturnReceive {
+            location,
+            qty,
+            condition,
+            sale,
+            ..
+        } => f
+            .u64(12)
+            .str(location.as_str())
+            .i64(*qty)
+            .str(condition.as_str())
+            .str(sale.as_ref().map_or("", |s| s.as_str())),
+        Command::TransferShip { from, to, qty, .. } => {
+            f.u64(13).str(from.as_str()).str(to.as_str()).i64(*qty)
+        }
+        Command::TransferReceive {
+            transfer,
+            qty,
+            close,
+            ..
+        } => f
+            .u64(14)
+            .str(transfer.as_str())
+            .i64(*qty)
+            .u64(u64::from(*close)),
+        Command::TransferCancel { .. } => f.u64(15),
     }
     .finish()
 }
@@ -365,14 +848,24 @@ impl SkuState {
         Self::default()
     }
 
-    /// The position at `location` (all zeros if nothing happened there yet).
+    /// The position at `location` as recorded (all zeros if nothing happened there yet).
+    /// Holds past their deadline still count until their `Expired` event is
+    /// applied; use [`SkuState::position_at`] for what a reader should see.
     pub fn position(&self, location: &LocationId) -> Position {
-        self.positions.get(location).cloned().unwrap_or_default()
+        self.sites.get(location).map(|s| s.pos).unwrap_or_default()
     }
 
     /// Every location with a position, in id order.
     pub fn positions(&self) -> impl Iterator<Item = (&LocationId, &Position)> {
-        self.positions.iter()
+        self.sites.iter().map(|(l, s)| (l, &s.pos))
+    }
+
+    /// The flows that make up on_hand and incoming at `location`.
+    pub fn flows(&self, location: &LocationId) -> Flows {
+        self.sites
+            .get(location)
+            .map(|s| s.flows)
+            .unwrap_or_default()
     }
 
     pub fn hold(&self, hold: &HoldId) -> Option<&Hold> {
@@ -380,11 +873,24 @@ impl SkuState {
     }
 
     pub fn resolution(&self, hold: &HoldId) -> Option<Resolution> {
-        self.resolved.get(hold).map(|(r, _)| *r)
+        self.resolved.get(hold).map(|r| r.how)
     }
 
     pub fn active_holds(&self) -> impl Iterator<Item = (&HoldId, &Hold)> {
         self.holds.iter()
+    }
+
+    pub fn transfer(&self, transfer: &TransferId) -> Option<&Transfer> {
+        self.transfers.get(transfer)
+    }
+
+    pub fn sale(&self, sale: &SaleId) -> Option<&SaleRecord> {
+        self.sales.get(sale)
+    }
+
+    /// Highest device sequence applied for `terminal`.
+    pub fn terminal_seq(&self, terminal: &TerminalId) -> Option<u64> {
+        self.terminals.get(terminal).copied()
     }
 
     /// How many events built this state.
@@ -392,22 +898,40 @@ impl SkuState {
         self.events_applied
     }
 
+    /// Sizes of the bounded tables: (active holds, resolved holds kept, op ids kept, sales, transfers kept).
+    pub fn table_sizes(&self) -> (usize, usize, usize, usize, usize) {
+        (
+            self.holds.len(),
+            self.resolved.len(),
+            self.ops.len(),
+            self.sales.len(),
+            self.transfers.len(),
+        )
+    }
+
     /// Decides what `cmd` does at `now`, without changing anything. Holds
-    /// whose deadline is at or before `now` count as expired: call
-    /// [`SkuState::expire`] first and apply its events so the log shows them.
+    /// whose deadline is at or before `now` count as expired (lazy expiry);
+    /// call [`SkuState::expire`] and apply its events so the log shows them.
     pub fn decide(&self, now: Timestamp, cmd: &Command) -> Result<Vec<Event>, Rejection> {
+        self.decide_one(now, cmd).map(|e| alloc::vec![e])
+    }
+
+    /// [`SkuState::decide`] for the commands that give exactly one event (all of them today).
+    pub fn decide_one(&self, now: Timestamp, cmd: &Command) -> Result<Event, Rejection> {
         let fp = fingerprint(cmd);
         match cmd {
             Command::Receive { op, location, qty } => {
                 check_qty(*qty)?;
                 self.check_op(op, fp)?;
-                Ok(alloc::vec![Event::Received {
+                self.check_location(location)?;
+                self.check_on_hand_limit(location, *qty)?;
+                Ok(Event::Received {
                     op: op.clone(),
                     fp,
                     location: location.clone(),
                     qty: *qty,
-                    at: now
-                }])
+                    at: now,
+                })
             }
             Command::Adjust {
                 op,
@@ -429,32 +953,131 @@ impl SkuState {
                         });
                     }
                 }
+                self.check_location(location)?;
                 let on_hand = p.on_hand + delta;
-                if *delta < 0 && on_hand < p.unavailable().max(0) {
+                if *delta < 0 && on_hand < p.unavailable() {
                     return Err(Rejection::OnHandBelowUnavailable {
                         on_hand,
                         unavailable: p.unavailable(),
                     });
                 }
-                Ok(alloc::vec![Event::Adjusted {
+                self.check_on_hand_limit(location, *delta)?;
+                Ok(Event::Adjusted {
                     op: op.clone(),
                     fp,
                     location: location.clone(),
                     delta: *delta,
                     reason: *reason,
-                    at: now
-                }])
+                    at: now,
+                })
+            }
+            Command::Count {
+                op,
+                location,
+                counted,
+                counted_at,
+            } => {
+                if !(0..=MAX_COUNTED).contains(counted) {
+                    return Err(Rejection::QtyOutOfRange { qty: *counted });
+                }
+                check_device_time(now, *counted_at)?;
+                self.check_op(op, fp)?;
+                self.check_location(location)?;
+                let site = self.sites.get(location);
+                if let Some(last) = site.and_then(|s| s.last_counted_at) {
+                    if *counted_at < last {
+                        return Err(Rejection::CountOutOfOrder {
+                            last_counted_at: last,
+                        });
+                    }
+                }
+                if let Some(h) = site.and_then(|s| s.horizon) {
+                    if *counted_at < h {
+                        return Err(Rejection::CountOutsideWindow { horizon: h });
+                    }
+                }
+                let after: Qty = site.map_or(0, |s| {
+                    s.moves
+                        .iter()
+                        .filter(|(t, _)| t > counted_at)
+                        .map(|(_, d)| d)
+                        .sum()
+                });
+                let p = self.position(location);
+                let on_hand = counted + after;
+                let oversold = (-on_hand).max(0);
+                // Fewer units than were marked unavailable: the unavailable
+                // buckets cannot hold more than there is.
+                let room = on_hand.max(0);
+                let damaged = p.damaged.min(room);
+                let quality_control = p.quality_control.min(room - damaged);
+                let available = on_hand - p.reserved - p.committed - damaged - quality_control
+                    + self.lapsed_at(now, location);
+                let at_risk = if available < 0 {
+                    self.at_risk(now, location, -available)
+                } else {
+                    Vec::new()
+                };
+                Ok(Event::Counted {
+                    op: op.clone(),
+                    fp,
+                    location: location.clone(),
+                    counted: *counted,
+                    counted_at: *counted_at,
+                    on_hand,
+                    variance: on_hand - p.on_hand,
+                    damaged,
+                    quality_control,
+                    oversold,
+                    at_risk,
+                    at: now,
+                })
+            }
+            Command::MarkUnavailable {
+                op,
+                location,
+                bucket,
+                delta,
+            } => {
+                if delta.unsigned_abs() > MAX_LINE_QTY as u64 {
+                    return Err(Rejection::QtyOutOfRange { qty: *delta });
+                }
+                self.check_op(op, fp)?;
+                self.check_location(location)?;
+                let p = self.position(location);
+                let qty = p.bucket(*bucket) + delta;
+                if qty < 0 {
+                    return Err(Rejection::UnavailableBelowZero {
+                        bucket: *bucket,
+                        qty,
+                    });
+                }
+                if p.unavailable() + delta > p.on_hand {
+                    return Err(Rejection::OnHandBelowUnavailable {
+                        on_hand: p.on_hand,
+                        unavailable: p.unavailable() + delta,
+                    });
+                }
+                Ok(Event::MarkedUnavailable {
+                    op: op.clone(),
+                    fp,
+                    location: location.clone(),
+                    bucket: *bucket,
+                    delta: *delta,
+                    at: now,
+                })
             }
             Command::SetSafetyStock { op, location, qty } => {
                 check_qty(*qty)?;
                 self.check_op(op, fp)?;
-                Ok(alloc::vec![Event::SafetyStockSet {
+                self.check_location(location)?;
+                Ok(Event::SafetyStockSet {
                     op: op.clone(),
                     fp,
                     location: location.clone(),
                     qty: *qty,
-                    at: now
-                }])
+                    at: now,
+                })
             }
             Command::Hold {
                 hold,
@@ -463,27 +1086,17 @@ impl SkuState {
                 channel,
                 ttl_ms,
             } => {
-                if *qty == 0 {
-                    return Err(Rejection::QtyOutOfRange { qty: 0 });
-                }
-                check_qty(*qty)?;
+                check_positive_qty(*qty)?;
                 if let Some(ttl) = ttl_ms {
                     check_ttl(*ttl)?;
                 }
                 if let Some(h) = self.holds.get(hold) {
-                    return Err(if h.fp == fp {
-                        Rejection::Exists
-                    } else {
-                        Rejection::ExistsWithDifferentBody
-                    });
+                    return Err(known(h.fp, fp));
                 }
-                if let Some((_, old)) = self.resolved.get(hold) {
-                    return Err(if *old == fp {
-                        Rejection::Exists
-                    } else {
-                        Rejection::ExistsWithDifferentBody
-                    });
+                if let Some(r) = self.resolved.get(hold) {
+                    return Err(known(r.fp, fp));
                 }
+                self.check_location(location)?;
                 if self.holds.len() >= MAX_ACTIVE_HOLDS {
                     return Err(Rejection::TooManyHolds);
                 }
@@ -494,54 +1107,60 @@ impl SkuState {
                         available: available.max(0),
                     });
                 }
-                Ok(alloc::vec![Event::Held {
+                Ok(Event::Held {
                     hold: hold.clone(),
                     fp,
                     location: location.clone(),
                     qty: *qty,
                     channel: *channel,
                     expires_at: ttl_ms.map(|t| now.plus_ms(t)),
-                    at: now
-                }])
+                    at: now,
+                })
             }
             Command::Extend { hold, ttl_ms } => {
                 check_ttl(*ttl_ms)?;
                 let h = self.live_hold(now, hold)?;
                 match h.state {
                     HoldState::Held {
-                        expires_at: Some(_),
-                    } => Ok(alloc::vec![Event::Extended {
+                        expires_at: Some(old),
+                    } => Ok(Event::Extended {
                         hold: hold.clone(),
-                        expires_at: now.plus_ms(*ttl_ms),
-                        at: now
-                    }]),
+                        expires_at: old.max(now.plus_ms(*ttl_ms)),
+                        at: now,
+                    }),
                     _ => Err(Rejection::HoldNotActive),
                 }
             }
             Command::Release { hold } => {
-                self.live_hold(now, hold)?;
-                Ok(alloc::vec![Event::Released {
+                let h = self.live_hold(now, hold)?;
+                Ok(Event::Released {
                     hold: hold.clone(),
-                    at: now
-                }])
+                    location: h.location.clone(),
+                    qty: h.qty,
+                    at: now,
+                })
             }
             Command::Commit { hold } => {
                 let h = self.live_hold(now, hold)?;
                 match h.state {
-                    HoldState::Held { .. } => Ok(alloc::vec![Event::Committed {
+                    HoldState::Held { .. } => Ok(Event::Committed {
                         hold: hold.clone(),
-                        at: now
-                    }]),
+                        location: h.location.clone(),
+                        qty: h.qty,
+                        at: now,
+                    }),
                     HoldState::Committed => Err(Rejection::Exists),
                 }
             }
             Command::Fulfill { hold } => {
                 let h = self.live_hold(now, hold)?;
                 match h.state {
-                    HoldState::Committed => Ok(alloc::vec![Event::Fulfilled {
+                    HoldState::Committed => Ok(Event::Fulfilled {
                         hold: hold.clone(),
-                        at: now
-                    }]),
+                        location: h.location.clone(),
+                        qty: h.qty,
+                        at: now,
+                    }),
                     HoldState::Held { .. } => Err(Rejection::HoldNotActive),
                 }
             }
@@ -554,22 +1173,31 @@ impl SkuState {
                 occurred_at,
             } => {
                 check_qty(*qty)?;
+                check_device_time(now, *occurred_at)?;
                 if let Some(old) = self.sales.get(sale) {
-                    return Err(if *old == fp {
-                        Rejection::Exists
-                    } else {
-                        Rejection::ExistsWithDifferentBody
-                    });
+                    return Err(known(old.fp, fp));
                 }
-                let available = self.available_at(now, location, Channel::Pos);
-                let after = available - qty;
-                let oversold = if after < 0 { (-after).min(*qty) } else { 0 };
-                let at_risk = if after < 0 {
-                    self.at_risk(now, location, -after)
+                self.check_location(location)?;
+                let site = self.sites.get(location);
+                let absorbed_by_count = site
+                    .and_then(|s| s.last_counted_at)
+                    .is_some_and(|c| *occurred_at <= c);
+                let late = self
+                    .terminals
+                    .get(terminal)
+                    .is_some_and(|seen| *device_seq < *seen);
+                let (oversold, at_risk) = if absorbed_by_count {
+                    (0, Vec::new())
                 } else {
-                    Vec::new()
+                    let available = self.available_at(now, location, Channel::Pos);
+                    let after = available - qty;
+                    if after < 0 {
+                        ((-after).min(*qty), self.at_risk(now, location, -after))
+                    } else {
+                        (0, Vec::new())
+                    }
                 };
-                Ok(alloc::vec![Event::Sold {
+                Ok(Event::Sold {
                     sale: sale.clone(),
                     fp,
                     terminal: terminal.clone(),
@@ -579,17 +1207,154 @@ impl SkuState {
                     occurred_at: *occurred_at,
                     oversold,
                     at_risk,
-                    at: now
-                }])
+                    late,
+                    absorbed_by_count,
+                    at: now,
+                })
             }
+            Command::ReturnReceive {
+                op,
+                location,
+                qty,
+                condition,
+                sale,
+            } => {
+                check_positive_qty(*qty)?;
+                self.check_op(op, fp)?;
+                if let Some(sale) = sale {
+                    let Some(s) = self.sales.get(sale) else {
+                        return Err(Rejection::SaleNotFound);
+                    };
+                    if s.returned + qty > s.qty {
+                        return Err(Rejection::ReturnExceedsSold {
+                            sold: s.qty,
+                            returned: s.returned,
+                        });
+                    }
+                }
+                self.check_location(location)?;
+                if *condition != Condition::ReturnToVendor {
+                    self.check_on_hand_limit(location, *qty)?;
+                }
+                Ok(Event::ReturnReceived {
+                    op: op.clone(),
+                    fp,
+                    location: location.clone(),
+                    qty: *qty,
+                    condition: *condition,
+                    sale: sale.clone(),
+                    at: now,
+                })
+            }
+            Command::TransferShip {
+                transfer,
+                from,
+                to,
+                qty,
+            } => {
+                check_positive_qty(*qty)?;
+                if from == to {
+                    return Err(Rejection::SameLocation);
+                }
+                if let Some(t) = self.transfers.get(transfer) {
+                    return Err(match t.status {
+                        TransferStatus::Cancelled => Rejection::TransferCancelled,
+                        _ => known(t.fp, fp),
+                    });
+                }
+                let new_sites = usize::from(!self.sites.contains_key(from))
+                    + usize::from(!self.sites.contains_key(to));
+                if self.sites.len() + new_sites > MAX_LOCATIONS {
+                    return Err(Rejection::TooManyLocations);
+                }
+                if self.open_transfers >= MAX_OPEN_TRANSFERS {
+                    return Err(Rejection::TooManyTransfers);
+                }
+                let available = self.available_at(now, from, Channel::Pos);
+                if *qty > available {
+                    return Err(Rejection::InsufficientStock {
+                        requested: *qty,
+                        available: available.max(0),
+                    });
+                }
+                Ok(Event::TransferShipped {
+                    transfer: transfer.clone(),
+                    fp,
+                    from: from.clone(),
+                    to: to.clone(),
+                    qty: *qty,
+                    at: now,
+                })
+            }
+            Command::TransferReceive {
+                op,
+                transfer,
+                qty,
+                close,
+            } => {
+                check_qty(*qty)?;
+                self.check_op(op, fp)?;
+                let Some(t) = self.transfers.get(transfer) else {
+                    return Err(Rejection::TransferNotFound);
+                };
+                let to = match (t.status, &t.to) {
+                    (TransferStatus::Cancelled, _) => return Err(Rejection::TransferCancelled),
+                    (TransferStatus::Closed, _) => return Err(Rejection::TransferClosed),
+                    (TransferStatus::InTransit, Some(to)) => to,
+                    (TransferStatus::InTransit, None) => return Err(Rejection::TransferNotFound),
+                };
+                let remaining = t.shipped - t.received - t.shortfall;
+                if *qty > remaining {
+                    return Err(Rejection::OverReceived { remaining });
+                }
+                if *qty == 0 && !close {
+                    return Err(Rejection::QtyOutOfRange { qty: 0 });
+                }
+                self.check_on_hand_limit(to, *qty)?;
+                Ok(Event::TransferReceived {
+                    op: op.clone(),
+                    fp,
+                    transfer: transfer.clone(),
+                    location: to.clone(),
+                    qty: *qty,
+                    shortfall: if *close { remaining - qty } else { 0 },
+                    at: now,
+                })
+            }
+            Command::TransferCancel { transfer } => match self.transfers.get(transfer) {
+                Some(t) => Err(match t.status {
+                    TransferStatus::Cancelled => Rejection::Exists,
+                    _ => Rejection::TransferAlreadyShipped,
+                }),
+                None => Ok(Event::TransferCancelled {
+                    transfer: transfer.clone(),
+                    at: now,
+                }),
+            },
         }
     }
 
     fn check_op(&self, op: &OpId, fp: u64) -> Result<(), Rejection> {
         match self.ops.get(op) {
             None => Ok(()),
-            Some(old) if *old == fp => Err(Rejection::Exists),
-            Some(_) => Err(Rejection::ExistsWithDifferentBody),
+            Some((old, _)) => Err(known(*old, fp)),
+        }
+    }
+
+    /// A new location is refused once the SKU has [`MAX_LOCATIONS`].
+    fn check_location(&self, location: &LocationId) -> Result<(), Rejection> {
+        if self.sites.len() >= MAX_LOCATIONS && !self.sites.contains_key(location) {
+            Err(Rejection::TooManyLocations)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_on_hand_limit(&self, location: &LocationId, delta: Qty) -> Result<(), Rejection> {
+        if self.position(location).on_hand + delta > MAX_ON_HAND {
+            Err(Rejection::OnHandLimit)
+        } else {
+            Ok(())
         }
     }
 
@@ -609,27 +1374,30 @@ impl SkuState {
             return Ok(h);
         }
         match self.resolved.get(hold) {
-            Some((how, _)) => Err(Rejection::HoldResolved { how: *how }),
+            Some(r) => Err(Rejection::HoldResolved { how: r.how }),
             None => Err(Rejection::HoldNotFound),
         }
+    }
+
+    /// Holds past their deadline at `now` (not yet expired in the log), in expiry order.
+    fn lapsed(&self, now: Timestamp) -> impl Iterator<Item = (&HoldId, &Hold)> {
+        self.deadlines
+            .range(..=(now, u64::MAX))
+            .filter_map(|(_, id)| self.holds.get_key_value(id))
     }
 
     /// Units held at `location` by holds that are past their deadline at `now`
     /// but not yet expired in the log: they count as available.
     fn lapsed_at(&self, now: Timestamp, location: &LocationId) -> Qty {
-        self.deadlines
-            .range(..=(now, max_hold_id()))
-            .filter_map(|((_, id), _)| self.holds.get(id))
-            .filter(|h| &h.location == location)
-            .map(|h| h.qty)
+        self.lapsed(now)
+            .filter(|(_, h)| &h.location == location)
+            .map(|(_, h)| h.qty)
             .sum()
     }
 
     /// Availability at `now`, counting lapsed holds as released (lazy expiry).
     pub fn available_at(&self, now: Timestamp, location: &LocationId, channel: Channel) -> Qty {
-        let mut p = self.position(location);
-        p.reserved -= self.lapsed_at(now, location);
-        p.available(channel)
+        self.position_at(now, location).available(channel)
     }
 
     /// The position at `now`, with lapsed holds counted as released.
@@ -645,11 +1413,9 @@ impl SkuState {
             .holds
             .iter()
             .filter(|(_, h)| &h.location == location)
-            .filter(
-                |(_, h)| !matches!(h.state, HoldState::Held { expires_at: Some(t) } if t <= now),
-            )
+            .filter(|(_, h)| h.deadline().is_none_or(|t| t > now))
             .collect();
-        live.sort_by(|a, b| b.1.seq.cmp(&a.1.seq));
+        live.sort_by_key(|(_, h)| core::cmp::Reverse(h.seq));
         let mut out = Vec::new();
         let mut left = deficit;
         for (id, h) in live {
@@ -662,12 +1428,14 @@ impl SkuState {
         out
     }
 
-    /// The holds whose deadline is at or before `now`, as `Expired` events.
+    /// The holds whose deadline is at or before `now`, as `Expired` events, in
+    /// deadline order. Idempotent: applying them twice changes nothing more.
     pub fn expire(&self, now: Timestamp) -> Vec<Event> {
-        self.deadlines
-            .range(..=(now, max_hold_id()))
-            .map(|((_, id), _)| Event::Expired {
+        self.lapsed(now)
+            .map(|(id, h)| Event::Expired {
                 hold: id.clone(),
+                location: h.location.clone(),
+                qty: h.qty,
                 at: now,
             })
             .collect()
@@ -678,73 +1446,173 @@ impl SkuState {
         self.deadlines.keys().next().map(|(t, _)| *t)
     }
 
-    fn pos_mut(&mut self, location: &LocationId) -> &mut Position {
-        self.positions.entry(location.clone()).or_default()
+    fn site_mut(&mut self, location: &LocationId) -> &mut Site {
+        // Ids are shared text: the clone is a reference count, not a copy.
+        self.sites.entry(location.clone()).or_default()
     }
 
-    fn resolve(&mut self, hold: &HoldId, how: Resolution) {
+    fn resolve(&mut self, hold: &HoldId, how: Resolution, at: Timestamp) {
         if let Some(h) = self.holds.remove(hold) {
-            if let HoldState::Held {
-                expires_at: Some(t),
-            } = h.state
-            {
-                self.deadlines.remove(&(t, hold.clone()));
+            if let Some(t) = h.deadline() {
+                self.deadlines.remove(&(t, h.seq));
             }
-            let p = self.pos_mut(&h.location);
+            let site = self.site_mut(&h.location);
+            let p = &mut site.pos;
             match h.state {
                 HoldState::Held { .. } => p.reserved -= h.qty,
                 HoldState::Committed => {
                     p.committed -= h.qty;
                     if how == Resolution::Fulfilled {
                         p.on_hand -= h.qty;
+                        site.flows.fulfilled += h.qty;
+                        site.record_move(at, -h.qty);
                     }
                 }
             }
-            p.version += 1;
-            self.resolved.insert(hold.clone(), (how, h.fp));
+            site.pos.version += 1;
+            self.resolved
+                .insert(hold.clone(), Resolved { how, fp: h.fp, at });
+            self.resolved_log.push_back((at, hold.clone()));
+        }
+    }
+
+    fn remember_op(&mut self, op: &OpId, fp: u64, at: Timestamp) -> bool {
+        if self.ops.contains_key(op) {
+            return false;
+        }
+        self.ops.insert(op.clone(), (fp, at));
+        self.ops_log.push_back((at, op.clone()));
+        true
+    }
+
+    /// Forgets op ids, resolved holds and closed transfers older than the retention window.
+    fn prune(&mut self) {
+        let horizon = Timestamp(self.clock.0.saturating_sub(RETENTION_MS));
+        while let Some((t, _)) = self.ops_log.front() {
+            if *t >= horizon {
+                break;
+            }
+            if let Some((_, op)) = self.ops_log.pop_front() {
+                self.ops.remove(&op);
+            }
+        }
+        while let Some((t, _)) = self.resolved_log.front() {
+            if *t >= horizon {
+                break;
+            }
+            if let Some((_, id)) = self.resolved_log.pop_front() {
+                self.resolved.remove(&id);
+            }
+        }
+        while let Some((t, _)) = self.transfers_log.front() {
+            if *t >= horizon {
+                break;
+            }
+            if let Some((_, id)) = self.transfers_log.pop_front() {
+                if self
+                    .transfers
+                    .get(&id)
+                    .is_some_and(|t| t.status != TransferStatus::InTransit)
+                {
+                    self.transfers.remove(&id);
+                }
+            }
         }
     }
 
     /// Applies a fact. Infallible: an event that no longer matches the state
-    /// (a duplicate resolution) changes nothing.
+    /// (a duplicate delivered twice) changes nothing.
     pub fn apply(&mut self, event: &Event) {
         self.events_applied += 1;
+        let at = event.at();
+        if at > self.clock {
+            self.clock = at;
+            self.prune();
+        }
         match event {
             Event::Received {
                 op,
                 fp,
                 location,
                 qty,
-                ..
+                at,
             } => {
-                self.ops.insert(op.clone(), *fp);
-                let p = self.pos_mut(location);
-                p.on_hand += qty;
-                p.version += 1;
+                if self.remember_op(op, *fp, *at) {
+                    let s = self.site_mut(location);
+                    s.pos.on_hand += qty;
+                    s.flows.received += qty;
+                    s.pos.version += 1;
+                    s.record_move(*at, *qty);
+                }
             }
             Event::Adjusted {
                 op,
                 fp,
                 location,
                 delta,
+                at,
                 ..
             } => {
-                self.ops.insert(op.clone(), *fp);
-                let p = self.pos_mut(location);
-                p.on_hand += delta;
-                p.version += 1;
+                if self.remember_op(op, *fp, *at) {
+                    let s = self.site_mut(location);
+                    s.pos.on_hand += delta;
+                    s.flows.adjusted += delta;
+                    s.pos.version += 1;
+                    s.record_move(*at, *delta);
+                }
+            }
+            Event::Counted {
+                op,
+                fp,
+                location,
+                counted_at,
+                on_hand,
+                damaged,
+                quality_control,
+                oversold,
+                at,
+                ..
+            } => {
+                if self.remember_op(op, *fp, *at) {
+                    let s = self.site_mut(location);
+                    s.flows.counted += on_hand - s.pos.on_hand;
+                    s.pos.on_hand = *on_hand;
+                    s.pos.damaged = *damaged;
+                    s.pos.quality_control = *quality_control;
+                    s.pos.oversold += oversold;
+                    s.pos.version += 1;
+                    s.last_counted_at = Some(*counted_at);
+                }
+            }
+            Event::MarkedUnavailable {
+                op,
+                fp,
+                location,
+                bucket,
+                delta,
+                at,
+            } => {
+                if self.remember_op(op, *fp, *at) {
+                    let s = self.site_mut(location);
+                    match bucket {
+                        UnavailableBucket::Damaged => s.pos.damaged += delta,
+                        UnavailableBucket::QualityControl => s.pos.quality_control += delta,
+                    }
+                    s.pos.version += 1;
+                }
             }
             Event::SafetyStockSet {
                 op,
                 fp,
                 location,
                 qty,
-                ..
+                at,
             } => {
-                self.ops.insert(op.clone(), *fp);
-                let p = self.pos_mut(location);
-                p.safety_stock = *qty;
-                p.version += 1;
+                if self.remember_op(op, *fp, *at) {
+                    let s = self.site_mut(location);
+                    s.pos.safety_stock = *qty;
+                    s.pos.version += 1;
+                }
             }
             Event::Held {
                 hold,
@@ -759,6 +1627,7 @@ impl SkuState {
                     return;
                 }
                 self.hold_seq += 1;
+                let seq = self.hold_seq;
                 self.holds.insert(
                     hold.clone(),
                     Hold {
@@ -769,15 +1638,15 @@ impl SkuState {
                             expires_at: *expires_at,
                         },
                         fp: *fp,
-                        seq: self.hold_seq,
+                        seq,
                     },
                 );
                 if let Some(t) = expires_at {
-                    self.deadlines.insert((*t, hold.clone()), ());
+                    self.deadlines.insert((*t, seq), hold.clone());
                 }
-                let p = self.pos_mut(location);
-                p.reserved += qty;
-                p.version += 1;
+                let s = self.site_mut(location);
+                s.pos.reserved += qty;
+                s.pos.version += 1;
             }
             Event::Extended {
                 hold, expires_at, ..
@@ -790,28 +1659,31 @@ impl SkuState {
                         h.state = HoldState::Held {
                             expires_at: Some(*expires_at),
                         };
-                        self.deadlines.remove(&(old, hold.clone()));
-                        self.deadlines.insert((*expires_at, hold.clone()), ());
+                        let seq = h.seq;
                         let loc = h.location.clone();
-                        self.pos_mut(&loc).version += 1;
+                        if let Some(id) = self.deadlines.remove(&(old, seq)) {
+                            self.deadlines.insert((*expires_at, seq), id);
+                        }
+                        self.site_mut(&loc).pos.version += 1;
                     }
                 }
             }
-            Event::Released { hold, .. } => self.resolve(hold, Resolution::Released),
-            Event::Expired { hold, .. } => self.resolve(hold, Resolution::Expired),
-            Event::Fulfilled { hold, .. } => self.resolve(hold, Resolution::Fulfilled),
+            Event::Released { hold, at, .. } => self.resolve(hold, Resolution::Released, *at),
+            Event::Expired { hold, at, .. } => self.resolve(hold, Resolution::Expired, *at),
+            Event::Fulfilled { hold, at, .. } => self.resolve(hold, Resolution::Fulfilled, *at),
             Event::Committed { hold, .. } => {
                 if let Some(h) = self.holds.get_mut(hold) {
                     if let HoldState::Held { expires_at } = h.state {
                         h.state = HoldState::Committed;
-                        let (loc, qty) = (h.location.clone(), h.qty);
+                        let (qty, seq) = (h.qty, h.seq);
+                        let loc = h.location.clone();
                         if let Some(t) = expires_at {
-                            self.deadlines.remove(&(t, hold.clone()));
+                            self.deadlines.remove(&(t, seq));
                         }
-                        let p = self.pos_mut(&loc);
-                        p.reserved -= qty;
-                        p.committed += qty;
-                        p.version += 1;
+                        let s = self.site_mut(&loc);
+                        s.pos.reserved -= qty;
+                        s.pos.committed += qty;
+                        s.pos.version += 1;
                     }
                 }
             }
@@ -822,14 +1694,156 @@ impl SkuState {
                 device_seq,
                 location,
                 qty,
+                occurred_at,
+                oversold,
+                absorbed_by_count,
                 ..
             } => {
-                self.sales.insert(sale.clone(), *fp);
-                let seen = self.terminals.entry(terminal.clone()).or_insert(0);
-                *seen = (*seen).max(*device_seq);
-                let p = self.pos_mut(location);
-                p.on_hand -= qty;
-                p.version += 1;
+                if self.sales.contains_key(sale) {
+                    return;
+                }
+                self.sales.insert(
+                    sale.clone(),
+                    SaleRecord {
+                        fp: *fp,
+                        qty: *qty,
+                        returned: 0,
+                    },
+                );
+                match self.terminals.get_mut(terminal) {
+                    Some(seen) => *seen = (*seen).max(*device_seq),
+                    None => {
+                        self.terminals.insert(terminal.clone(), *device_seq);
+                    }
+                }
+                let s = self.site_mut(location);
+                if !absorbed_by_count {
+                    s.pos.on_hand -= qty;
+                    s.flows.sold += qty;
+                    s.record_move(*occurred_at, -qty);
+                }
+                s.pos.oversold += oversold;
+                s.pos.version += 1;
+            }
+            Event::ReturnReceived {
+                op,
+                fp,
+                location,
+                qty,
+                condition,
+                sale,
+                at,
+            } => {
+                if self.remember_op(op, *fp, *at) {
+                    if let Some(r) = sale.as_ref().and_then(|s| self.sales.get_mut(s)) {
+                        r.returned += qty;
+                    }
+                    let s = self.site_mut(location);
+                    match condition {
+                        Condition::Restock => {
+                            s.pos.on_hand += qty;
+                            s.flows.returned += qty;
+                            s.record_move(*at, *qty);
+                        }
+                        Condition::Damaged => {
+                            s.pos.on_hand += qty;
+                            s.pos.damaged += qty;
+                            s.flows.returned += qty;
+                            s.record_move(*at, *qty);
+                        }
+                        Condition::ReturnToVendor => {}
+                    }
+                    s.pos.version += 1;
+                }
+            }
+            Event::TransferShipped {
+                transfer,
+                fp,
+                from,
+                to,
+                qty,
+                at,
+            } => {
+                if self.transfers.contains_key(transfer) {
+                    return;
+                }
+                self.transfers.insert(
+                    transfer.clone(),
+                    Transfer {
+                        fp: *fp,
+                        from: Some(from.clone()),
+                        to: Some(to.clone()),
+                        shipped: *qty,
+                        received: 0,
+                        shortfall: 0,
+                        status: TransferStatus::InTransit,
+                        at: *at,
+                    },
+                );
+                self.open_transfers += 1;
+                let s = self.site_mut(from);
+                s.pos.on_hand -= qty;
+                s.flows.transferred_out += qty;
+                s.pos.version += 1;
+                s.record_move(*at, -qty);
+                let s = self.site_mut(to);
+                s.pos.incoming += qty;
+                s.flows.shipped_to += qty;
+                s.pos.version += 1;
+            }
+            Event::TransferReceived {
+                op,
+                fp,
+                transfer,
+                location,
+                qty,
+                shortfall,
+                at,
+            } => {
+                let Some(t) = self.transfers.get_mut(transfer) else {
+                    return;
+                };
+                if t.status != TransferStatus::InTransit || self.ops.contains_key(op) {
+                    return;
+                }
+                t.received += qty;
+                t.shortfall += shortfall;
+                t.at = *at;
+                let closed = t.received + t.shortfall >= t.shipped;
+                if closed {
+                    t.status = TransferStatus::Closed;
+                }
+                self.remember_op(op, *fp, *at);
+                if closed {
+                    self.open_transfers -= 1;
+                    self.transfers_log.push_back((*at, transfer.clone()));
+                }
+                let s = self.site_mut(location);
+                s.pos.incoming -= qty + shortfall;
+                s.pos.on_hand += qty;
+                s.flows.transferred_in += qty;
+                s.flows.shortfall += shortfall;
+                s.pos.version += 1;
+                s.record_move(*at, *qty);
+            }
+            Event::TransferCancelled { transfer, at } => {
+                if self.transfers.contains_key(transfer) {
+                    return;
+                }
+                self.transfers.insert(
+                    transfer.clone(),
+                    Transfer {
+                        fp: 0,
+                        from: None,
+                        to: None,
+                        shipped: 0,
+                        received: 0,
+                        shortfall: 0,
+                        status: TransferStatus::Cancelled,
+                        at: *at,
+                    },
+                );
+                self.transfers_log.push_back((*at, transfer.clone()));
             }
         }
         debug_assert_eq!(self.check_invariants(), Ok(()));
@@ -837,41 +1851,65 @@ impl SkuState {
 
     /// The invariants that hold after every event. Returns the first broken one.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
-        for (loc, p) in &self.positions {
+        let mut sums: BTreeMap<&LocationId, (Qty, Qty)> = BTreeMap::new();
+        for h in self.holds.values() {
+            if h.qty <= 0 {
+                return Err("a hold of no units");
+            }
+            let e = sums.entry(&h.location).or_insert((0, 0));
+            match h.state {
+                HoldState::Held { .. } => e.0 += h.qty,
+                HoldState::Committed => e.1 += h.qty,
+            }
+        }
+        for (loc, s) in &self.sites {
+            let p = &s.pos;
             if p.reserved < 0 || p.committed < 0 || p.damaged < 0 || p.quality_control < 0 {
                 return Err("a bucket went below zero");
             }
-            if p.safety_stock < 0 || p.incoming < 0 {
-                return Err("safety stock or incoming below zero");
+            if p.safety_stock < 0 || p.incoming < 0 || p.oversold < 0 {
+                return Err("safety stock, incoming or oversold below zero");
             }
-            let held: Qty = self
-                .holds
-                .values()
-                .filter(|h| &h.location == loc && matches!(h.state, HoldState::Held { .. }))
-                .map(|h| h.qty)
-                .sum();
-            let committed: Qty = self
-                .holds
-                .values()
-                .filter(|h| &h.location == loc && h.state == HoldState::Committed)
-                .map(|h| h.qty)
-                .sum();
+            if p.on_hand < 0 && p.oversold == 0 {
+                return Err("on_hand below zero without a recorded oversell");
+            }
+            if p.unavailable() > p.on_hand.max(0) {
+                return Err("more units unavailable than on hand");
+            }
+            let (held, committed) = sums.get(loc).copied().unwrap_or((0, 0));
             if held != p.reserved {
                 return Err("reserved differs from the sum of active holds");
             }
             if committed != p.committed {
                 return Err("committed differs from the sum of commitments");
             }
+            if s.flows.on_hand() != p.on_hand {
+                return Err("on_hand differs from the sum of its flows (conservation)");
+            }
+            if s.flows.incoming() != p.incoming {
+                return Err("incoming differs from shipped minus received and short");
+            }
+            if s.moves.len() > MAX_MOVEMENT_WINDOW {
+                return Err("the movement window is over its limit");
+            }
         }
-        for ((t, id), _) in &self.deadlines {
+        for loc in sums.keys() {
+            if !self.sites.contains_key(*loc) {
+                return Err("a hold at a location with no position");
+            }
+        }
+        if self.deadlines.len()
+            != self
+                .holds
+                .values()
+                .filter(|h| h.deadline().is_some())
+                .count()
+        {
+            return Err("the deadline table and the timed holds differ");
+        }
+        for ((t, seq), id) in &self.deadlines {
             match self.holds.get(id) {
-                Some(Hold {
-                    state:
-                        HoldState::Held {
-                            expires_at: Some(e),
-                        },
-                    ..
-                }) if e == t => {}
+                Some(h) if h.deadline() == Some(*t) && h.seq == *seq => {}
                 _ => return Err("the deadline table names a hold that is not held until then"),
             }
         }
@@ -880,13 +1918,78 @@ impl SkuState {
                 return Err("a hold is both active and resolved");
             }
         }
+        if self.holds.values().any(|h| h.seq > self.hold_seq) {
+            return Err("a hold sequence from the future");
+        }
+        let open = self
+            .transfers
+            .values()
+            .filter(|t| t.status == TransferStatus::InTransit)
+            .count();
+        if open != self.open_transfers {
+            return Err("the open transfer count is wrong");
+        }
+        for t in self.transfers.values() {
+            if t.received + t.shortfall > t.shipped {
+                return Err("a transfer received more than it shipped");
+            }
+        }
+        for r in self.sales.values() {
+            if r.returned > r.qty {
+                return Err("a sale returned more than it sold");
+            }
+        }
+        if self.ops.len() != self.ops_log.len() || self.resolved.len() > self.resolved_log.len() {
+            return Err("a retention log is out of step with its table");
+        }
         Ok(())
     }
-}
 
-/// The largest hold id, as a range bound: `(t, max_hold_id())` sorts after
-/// every `(t, id)`.
-fn max_hold_id() -> HoldId {
-    // 64 tildes sort after every valid id character; built once per call, cheap.
-    HoldId::max_sentinel()
+    /// A stable 64-bit hash of everything observable: positions, holds,
+    /// resolutions, sales, transfers. The same on every target (no `Hash`
+    /// derive: those hash `usize` at the platform's width).
+    pub fn state_hash(&self) -> u64 {
+        let mut f = Fnv::default();
+        for (loc, s) in &self.sites {
+            let p = &s.pos;
+            f = f
+                .str(loc.as_str())
+                .i64(p.on_hand)
+                .i64(p.reserved)
+                .i64(p.committed)
+                .i64(p.damaged)
+                .i64(p.quality_control)
+                .i64(p.safety_stock)
+                .i64(p.incoming)
+                .u64(p.version)
+                .i64(p.oversold);
+        }
+        for (id, h) in &self.holds {
+            f = f
+                .str(id.as_str())
+                .str(h.location.as_str())
+                .i64(h.qty)
+                .u64(h.seq)
+                .i64(h.deadline().map_or(-1, |t| t.0))
+                .u64(u64::from(h.state == HoldState::Committed));
+        }
+        for (id, r) in &self.resolved {
+            f = f.str(id.as_str()).u64(r.how as u64).i64(r.at.0);
+        }
+        for (id, s) in &self.sales {
+            f = f.str(id.as_str()).i64(s.qty).i64(s.returned);
+        }
+        for (id, t) in &self.transfers {
+            f = f
+                .str(id.as_str())
+                .i64(t.shipped)
+                .i64(t.received)
+                .i64(t.shortfall)
+                .u64(t.status as u64);
+        }
+        f.u64(self.ops.len() as u64)
+            .u64(self.hold_seq)
+            .i64(self.clock.0)
+            .finish()
+    }
 }

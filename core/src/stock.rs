@@ -59,8 +59,27 @@ impl fmt::Display for AdjustReason {
     }
 }
 
+/// Which unavailable bucket units sit in: counted in on_hand, never sold.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum UnavailableBucket {
+    Damaged,
+    QualityControl,
+}
+
+impl UnavailableBucket {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnavailableBucket::Damaged => "damaged",
+            UnavailableBucket::QualityControl => "quality_control",
+        }
+    }
+}
+
 /// One SKU at one location.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     /// Units physically there, sellable or not.
     pub on_hand: Qty,
@@ -78,9 +97,20 @@ pub struct Position {
     pub incoming: Qty,
     /// Rises with every change of this position.
     pub version: u64,
+    /// Units sold or counted beyond what was there, ever (a recorded oversell).
+    /// on_hand may be below zero only when this is above zero.
+    #[serde(default)]
+    pub oversold: Qty,
 }
 
 impl Position {
+    pub fn bucket(&self, bucket: UnavailableBucket) -> Qty {
+        match bucket {
+            UnavailableBucket::Damaged => self.damaged,
+            UnavailableBucket::QualityControl => self.quality_control,
+        }
+    }
+
     pub fn unavailable(&self) -> Qty {
         self.damaged + self.quality_control
     }
