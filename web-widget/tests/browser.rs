@@ -25,10 +25,13 @@ const PUBLISHABLE_KEY: &str = "pk_dev";
 const RENDER_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn api() -> &'static str {
-    option_env!("OMNISTOCK_API").expect(
-        "OMNISTOCK_API was not set when this test was compiled: \
-         run `make widget-test` (scripts/with-wrangler.sh starts wrangler dev and sets it)",
-    )
+    match option_env!("OMNISTOCK_API") {
+        Some(api) => api.trim_end_matches('/'),
+        None => panic!(
+            "OMNISTOCK_API was not set when this test was compiled: \
+             run `make widget-e2e` (scripts/with-wrangler.sh starts wrangler dev and sets it)"
+        ),
+    }
 }
 
 fn unique(prefix: &str) -> String {
