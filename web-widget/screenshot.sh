@@ -3,8 +3,9 @@
 #
 #   OMNISTOCK_API=http://127.0.0.1:PORT web-widget/screenshot.sh [OUT.png]
 #
-# Receives stock for a fresh SKU (store-1: 12, store-2: 2, warehouse-1: none) with
-# the admin dev key, then has headless Chromium render the demo page for that SKU.
+# Renders public/widget/demo.html in headless Chromium for the SKU and locations
+# web-widget/seed.sh made (OMNISTOCK_WIDGET_SKU, OMNISTOCK_WIDGET_LOCATIONS; seeds
+# them itself when they are not set).
 # The page is served by the Worker itself (its static assets, /widget/...) when it
 # serves the built widget, else by a local static server on a free port (then the
 # widget's requests are cross-origin, as on a real shop page).
@@ -26,17 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-sku="DEMO-$(date +%s)-$$"
-receive() { # location qty
-  local status
-  status=$(curl -sS -o "$tmp/receipt" -w '%{http_code}' -X POST "$api/v1/inventory/receipts" \
-    -H 'Authorization: Bearer sk_dev_admin' -H 'Content-Type: application/json' \
-    -H "Idempotency-Key: widget-screenshot-$sku-$1" \
-    --data "{\"location\":\"$1\",\"reference\":\"widget-screenshot\",\"lines\":[{\"sku\":\"$sku\",\"qty\":$2}]}" || true)
-  case "$status" in 2??) ;; *) echo "screenshot.sh: receipt at $1 answered $status: $(cat "$tmp/receipt" 2>/dev/null)" >&2; exit 1 ;; esac
-}
-receive store-1 12
-receive store-2 2
+if [ -z "${OMNISTOCK_WIDGET_SKU:-}" ]; then
+  eval "$(web-widget/seed.sh)"
+fi
 
 if curl -sf -o /dev/null "$api/widget/omnistock-widget-bindings_bg.wasm" && curl -sf -o /dev/null "$api/widget/demo.html"; then
   page="$api/widget/demo.html"
@@ -54,7 +47,7 @@ server.serve_forever()' >"$tmp/port" &
   page="http://127.0.0.1:$(cat "$tmp/port")/widget/demo.html"
 fi
 
-url="$page?sku=$sku&api=$api&key=pk_dev"
+url="$page?sku=$OMNISTOCK_WIDGET_SKU&locations=${OMNISTOCK_WIDGET_LOCATIONS:-}&api=$api&key=pk_dev"
 mkdir -p "$(dirname "$out")"
 rm -f "$out"
 "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \

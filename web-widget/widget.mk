@@ -4,10 +4,10 @@
 #
 #   make widget-build   release wasm -> public/widget/ (served by the Worker at /widget/)
 #   make widget-unit    the pure logic's native tests
-#   make widget-test    needs OMNISTOCK_API (a running Worker with the dev keys and
-#                       locations store-1, store-2, warehouse-1): the wasm-bindgen
-#                       browser tests in headless Chromium, then the screenshot
-#                       target/widget-screenshot.png
+#   make widget-test    needs OMNISTOCK_API (a running Worker with the dev keys of
+#                       API.md): seeds its own locations and a fresh product through
+#                       the API, runs the wasm-bindgen browser tests in headless
+#                       Chromium, then writes target/widget-screenshot.png
 #   make widget-e2e     widget-test inside scripts/with-wrangler.sh (starts and stops
 #                       wrangler dev on a free port with a temporary state)
 #
@@ -64,15 +64,16 @@ widget-build: widget-tools
 widget-unit:
 	cargo test -p omnistock-widget
 
-# OMNISTOCK_API is read by the browser test at compile time.
+# Seeds through the API, runs the browser test, writes the screenshot
+# (web-widget/browser-test.sh). OMNISTOCK_API is baked into the test at compile time.
 widget-test: widget-build widget-browser-tools
 	@if [ -z "$$OMNISTOCK_API" ]; then \
 	  echo "widget-test needs OMNISTOCK_API (a running Worker): use 'make widget-e2e'" >&2; exit 1; fi
-	cd web-widget && $(WIDGET_ENV) CHROMEDRIVER=$(WIDGET_CHROMEDRIVER) WASM_BINDGEN_TEST_TIMEOUT=120 \
-	  cargo test -p omnistock-widget --target $(WIDGET_TARGET) --test browser
-	$(MAKE) --no-print-directory widget-screenshot
+	$(WIDGET_ENV) CHROMEDRIVER=$(WIDGET_CHROMEDRIVER) WIDGET_SCREENSHOT=$(WIDGET_SCREENSHOT) \
+	  web-widget/browser-test.sh
 
-widget-screenshot:
+# Only the screenshot (seeds its own SKU); needs OMNISTOCK_API and widget-build.
+widget-screenshot: widget-browser-tools
 	web-widget/screenshot.sh $(WIDGET_SCREENSHOT)
 
 widget-e2e: widget-build widget-browser-tools

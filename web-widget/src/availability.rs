@@ -3,8 +3,9 @@
 //! `GET /v1/availability` answers
 //! `{as_of, items: [{sku, location, on_hand, reserved, committed, unavailable,
 //! safety_stock, incoming, available, version}]}`; without a `location` filter it
-//! lists every location plus a `total` row. The widget reads `sku`, `location` and
-//! `available` and ignores the rest (and any fields added later).
+//! lists every location plus a `total` row. The widget reads `sku`, `location`,
+//! `available` and, when the server sends it, `location_name` (the location's
+//! display name, "Downtown"), and ignores the rest (and any fields added later).
 
 use serde::Deserialize;
 
@@ -23,12 +24,23 @@ pub struct Row {
     /// `None` or `"total"` for the total row.
     #[serde(default)]
     pub location: Option<String>,
+    /// The location's display name, when the server sends one.
+    #[serde(default)]
+    pub location_name: Option<String>,
     pub available: i64,
 }
 
 impl Row {
     pub fn is_total(&self) -> bool {
         self.location.as_deref().is_none_or(|l| l == TOTAL_LOCATION)
+    }
+
+    /// How to name this row's location in text: its display name, else its id.
+    pub fn place(&self) -> Option<&str> {
+        self.location_name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .or(self.location.as_deref())
     }
 }
 
@@ -63,11 +75,16 @@ impl Availability {
             .filter(move |r| r.sku == sku && !r.is_total())
     }
 
+    /// The row for `sku` at `location`, if the server sent one.
+    pub fn row(&self, sku: &str, location: &str) -> Option<&Row> {
+        self.items
+            .iter()
+            .find(|r| r.sku == sku && !r.is_total() && r.location.as_deref() == Some(location))
+    }
+
     /// Units available for `sku` at `location`; a location with no row has none.
     pub fn at(&self, sku: &str, location: &str) -> i64 {
-        self.locations(sku)
-            .find(|r| r.location.as_deref() == Some(location))
-            .map_or(0, |r| r.available)
+        self.row(sku, location).map_or(0, |r| r.available)
     }
 
     /// Units available for `sku` everywhere: the total row, else the sum of the
@@ -94,6 +111,7 @@ impl Availability {
             None => self.items.push(Row {
                 sku: sku.into(),
                 location: Some(location.into()),
+                location_name: None,
                 available,
             }),
         }
@@ -112,7 +130,7 @@ mod tests {
     const ANSWER: &str = r#"{
       "as_of": "2026-11-26T14:00:00Z",
       "items": [
-        {"sku": "TEE", "location": "store-1", "on_hand": 5, "reserved": 1, "committed": 0,
+        {"sku": "TEE", "location": "store-1", "location_name": "Downtown", "on_hand": 5, "reserved": 1, "committed": 0,
          "unavailable": {"damaged": 0, "quality_control": 0}, "safety_stock": 0,
          "incoming": 0, "available": 4, "version": 3},
         {"sku": "TEE", "location": "store-2", "available": 0, "version": 1},
@@ -131,6 +149,8 @@ mod tests {
         assert_eq!(a.at("OTHER", "store-1"), 0);
         assert_eq!(a.total("TEE"), 13);
         assert_eq!(a.locations("TEE").count(), 3);
+        assert_eq!(a.row("TEE", "store-1").unwrap().place(), Some("Downtown"));
+        assert_eq!(a.row("TEE", "store-2").unwrap().place(), Some("store-2"));
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub struct Config {
     pub key: String,
     /// The store this widget speaks for; `None` shows the total.
     pub location: Option<String>,
-    /// How the location is named in text (`location-name`), defaulting to its id.
+    /// How the location is named in text (`location-name`); else the server's
+    /// `location_name`, else the id.
     pub location_name: Option<String>,
     pub low_stock_threshold: u32,
     /// Seconds between refreshes; `None` fetches once.
@@ -188,11 +189,6 @@ impl Config {
             self.channel.as_str()
         )
     }
-
-    /// How the configured location is named in text.
-    pub fn display_location(&self) -> Option<&str> {
-        self.location_name.as_deref().or(self.location.as_deref())
-    }
 }
 
 fn parse_api(api: &str) -> Result<String, ConfigError> {
@@ -248,7 +244,7 @@ mod tests {
         let c = with(&[]).unwrap();
         assert_eq!(c.api, "https://shop.example");
         assert_eq!(c.location, None);
-        assert_eq!(c.display_location(), None);
+        assert_eq!(c.location_name, None);
         assert_eq!(c.low_stock_threshold, 3);
         assert_eq!(c.refresh_seconds, None);
         assert_eq!(c.channel, Channel::Online);
@@ -363,14 +359,14 @@ mod tests {
     fn channel_and_location_name() {
         let c = with(&[("channel", "pos"), ("location", "store-1")]).unwrap();
         assert_eq!(c.channel, Channel::Pos);
-        assert_eq!(c.display_location(), Some("store-1"));
+        assert_eq!(c.location.as_deref(), Some("store-1"));
         assert!(c.availability_url().ends_with("&channel=pos"));
         assert_eq!(
             with(&[("channel", "wholesale")]),
             Err(ConfigError::InvalidChannel)
         );
         let c = with(&[("location", "store-1"), ("location-name", " Downtown ")]).unwrap();
-        assert_eq!(c.display_location(), Some("Downtown"));
+        assert_eq!(c.location_name.as_deref(), Some("Downtown"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! render function: a fetch, a refresh or (later) a live update only changes the
 //! [`WidgetState`] and renders again.
 
-use crate::availability::Availability;
+use crate::availability::{Availability, Row};
 use crate::config::{Config, ConfigError};
 
 /// What the widget is waiting on, or what it has.
@@ -146,8 +146,14 @@ pub fn view(state: &WidgetState) -> View {
     let threshold = i64::from(config.low_stock_threshold);
     let sku = config.sku.as_str();
 
-    let (tone, text) = match (config.location.as_deref(), config.display_location()) {
-        (Some(location), Some(name)) => {
+    let (tone, text) = match config.location.as_deref() {
+        Some(location) => {
+            // The page's `location-name`, else the server's name, else the id.
+            let name = config
+                .location_name
+                .as_deref()
+                .or_else(|| data.row(sku, location).and_then(|r| r.place()))
+                .unwrap_or(location);
             let here = data.at(sku, location);
             if here > threshold {
                 (Tone::InStock, format!("{here} in stock at {name}"))
@@ -166,11 +172,11 @@ pub fn view(state: &WidgetState) -> View {
                 (Tone::OutOfStock, text)
             }
         }
-        _ => {
+        None => {
             let total = data.total(sku);
             let mut stocked = data.locations(sku).filter(|r| r.available > 0);
             let (first, more) = (stocked.next(), stocked.count());
-            let place = match (first.and_then(|r| r.location.as_deref()), more) {
+            let place = match (first.and_then(Row::place), more) {
                 (Some(only), 0) => format!(" at {only}"),
                 (Some(_), more) => format!(" at {} stores", more + 1),
                 (None, _) => String::new(),
@@ -216,10 +222,16 @@ mod tests {
         }
     }
 
+    /// Rows for SKU `TEE`; a location written `id=Name` has a display name.
     fn rows(rows: &[(&str, i64)]) -> Availability {
         let items: Vec<String> = rows
             .iter()
-            .map(|(l, a)| format!(r#"{{"sku":"TEE","location":"{l}","available":{a}}}"#))
+            .map(|(l, a)| match l.split_once('=') {
+                Some((id, name)) => format!(
+                    r#"{{"sku":"TEE","location":"{id}","location_name":"{name}","available":{a}}}"#
+                ),
+                None => format!(r#"{{"sku":"TEE","location":"{l}","available":{a}}}"#),
+            })
             .collect();
         Availability::parse(&format!(r#"{{"items":[{}]}}"#, items.join(","))).unwrap()
     }
@@ -268,6 +280,28 @@ mod tests {
             "out-of-stock: Out of stock at store-1"
         );
         assert_eq!(at_store_1(&[]), "out-of-stock: Out of stock at store-1");
+    }
+
+    #[test]
+    fn the_servers_location_names() {
+        assert_eq!(
+            at_store_1(&[("store-1=Downtown", 9), ("store-2=Riverside", 1)]),
+            "in-stock: 9 in stock at Downtown"
+        );
+        assert_eq!(
+            show(
+                config(Some("store-1"), Some("Main Street")),
+                Phase::Loaded(rows(&[("store-1=Downtown", 9)]))
+            ),
+            "in-stock: 9 in stock at Main Street"
+        );
+        assert_eq!(
+            show(
+                config(None, None),
+                Phase::Loaded(rows(&[("store-1=Downtown", 0), ("store-2=Riverside", 8)]))
+            ),
+            "in-stock: 8 in stock at Riverside"
+        );
     }
 
     #[test]

@@ -1,45 +1,61 @@
 //! The widget in headless Chromium against a running `wrangler dev`.
 //!
-//! Run by `make widget-test` (web-widget/widget.mk) through
-//! `scripts/with-wrangler.sh`, which starts the Worker with seeded locations
-//! (`store-1`, `store-2`, `warehouse-1`) and the dev keys of API.md, and sets
-//! `OMNISTOCK_API` (read here at compile time).
+//! Run by `make widget-test` (web-widget/widget.mk), which needs a running Worker
+//! (`make widget-e2e` starts one with `scripts/with-wrangler.sh`). Before
+//! compiling this test, `web-widget/seed.sh` creates, through the public API, three
+//! locations and a fresh product whose two SKUs are passed here at compile time:
 //!
-//! Each run receives stock for a SKU of its own, so the expected text does not
-//! depend on what earlier runs left in the state directory.
+//! | SKU                      | Downtown | Riverside | Central warehouse |
+//! |--------------------------|----------|-----------|-------------------|
+//! | `OMNISTOCK_WIDGET_SKU`   | 7        | 2         | 0                 |
+//! | `OMNISTOCK_WIDGET_SKU_B` | 0        | 0         | 5                 |
+//!
+//! (The Worker answers cross-origin reads only, so the writes happen there, not
+//! in the page.) A fresh product per run keeps the expected text independent of
+//! what earlier runs left in the state directory.
 #![cfg(target_arch = "wasm32")]
 
 use std::time::Duration;
 
-use js_sys::{Date, Math, Promise};
+use js_sys::{Date, Promise};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
-use web_sys::{Element, Headers, HtmlElement, Request, RequestInit, Response};
+use web_sys::{Element, HtmlElement};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const ADMIN_KEY: &str = "sk_dev_admin";
 const PUBLISHABLE_KEY: &str = "pk_dev";
+const DOWNTOWN: &str = "widget-downtown";
+const RIVERSIDE: &str = "widget-riverside";
+const WAREHOUSE: &str = "widget-warehouse";
 /// How long a widget may take to show something other than "loading".
 const RENDER_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn api() -> &'static str {
-    match option_env!("OMNISTOCK_API") {
-        Some(api) => api.trim_end_matches('/'),
-        None => panic!(
-            "OMNISTOCK_API was not set when this test was compiled: \
-             run `make widget-e2e` (scripts/with-wrangler.sh starts wrangler dev and sets it)"
-        ),
-    }
+/// Compile-time settings from web-widget/browser-test.sh.
+macro_rules! seeded {
+    ($name:literal) => {
+        match option_env!($name) {
+            Some(value) => value,
+            None => panic!(concat!(
+                $name,
+                " was not set when this test was compiled: run `make widget-e2e` \
+                 (or `make widget-test` with OMNISTOCK_API pointing at a running Worker)"
+            )),
+        }
+    };
 }
 
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        Date::now() as u64,
-        (Math::random() * 1e9) as u64
-    )
+fn api() -> &'static str {
+    seeded!("OMNISTOCK_API").trim_end_matches('/')
+}
+
+fn sku() -> &'static str {
+    seeded!("OMNISTOCK_WIDGET_SKU")
+}
+
+fn sku_b() -> &'static str {
+    seeded!("OMNISTOCK_WIDGET_SKU_B")
 }
 
 async fn sleep(ms: i32) {
@@ -52,49 +68,16 @@ async fn sleep(ms: i32) {
     JsFuture::from(promise).await.unwrap();
 }
 
-/// `POST /v1/inventory/receipts` with the admin key, as a back-office tool would.
-async fn receive(sku: &str, location: &str, qty: u32) {
-    let headers = Headers::new().unwrap();
-    headers
-        .set("Authorization", &format!("Bearer {ADMIN_KEY}"))
-        .unwrap();
-    headers.set("Content-Type", "application/json").unwrap();
-    headers
-        .set("Idempotency-Key", &unique("widget-test"))
-        .unwrap();
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_headers(&headers);
-    let body = format!(
-        r#"{{"location":"{location}","reference":"widget-test","lines":[{{"sku":"{sku}","qty":{qty}}}]}}"#
-    );
-    init.set_body(&body.into());
-    let url = format!("{}/v1/inventory/receipts", api());
-    let request = Request::new_with_str_and_init(&url, &init).unwrap();
-    let response: Response =
-        JsFuture::from(web_sys::window().unwrap().fetch_with_request(&request))
-            .await
-            .unwrap_or_else(|e| {
-                panic!("POST {url} failed (is the Worker up, does it allow CORS?): {e:?}")
-            })
-            .unchecked_into();
-    let status = response.status();
-    let text = JsFuture::from(response.text().unwrap()).await.unwrap();
-    assert!(
-        (200..300).contains(&status),
-        "receiving {qty} x {sku} at {location}: {status} {text:?}"
-    );
-}
-
 /// Adds `<omnistock-availability>` with these attributes to the page.
 fn mount(attributes: &[(&str, &str)]) -> HtmlElement {
     omnistock_widget::define();
-    let document = web_sys::window().unwrap().document().unwrap();
-    let element = document.create_element(omnistock_widget::TAG_NAME).unwrap();
+    let element = document()
+        .create_element(omnistock_widget::TAG_NAME)
+        .unwrap();
     for (name, value) in attributes {
         element.set_attribute(name, value).unwrap();
     }
-    document.body().unwrap().append_child(&element).unwrap();
+    document().body().unwrap().append_child(&element).unwrap();
     element.unchecked_into()
 }
 
@@ -139,35 +122,33 @@ fn pair(state: &str, text: &str) -> (String, String) {
     (state.to_string(), text.to_string())
 }
 
+fn document() -> web_sys::Document {
+    web_sys::window().unwrap().document().unwrap()
+}
+
 #[wasm_bindgen_test]
 async fn shows_per_store_availability_from_the_worker() {
-    let sku = unique("WIDGET");
-    receive(&sku, "store-1", 7).await;
-    receive(&sku, "store-2", 2).await;
-
-    let base = [
-        ("sku", sku.as_str()),
-        ("api", api()),
-        ("key", PUBLISHABLE_KEY),
-    ];
+    let base = [("sku", sku()), ("api", api()), ("key", PUBLISHABLE_KEY)];
     let at = |location: &'static str| {
         let mut attributes = base.to_vec();
         attributes.push(("location", location));
         mount(&attributes)
     };
 
-    let store_1 = at("store-1");
-    let store_2 = at("store-2");
-    let warehouse = at("warehouse-1");
+    let downtown = at(DOWNTOWN);
+    let riverside = at(RIVERSIDE);
+    let warehouse = at(WAREHOUSE);
     let everywhere = mount(&base);
 
+    // The server's location names ("Downtown"), the low-stock threshold (3), and
+    // the other stores that still have it.
     assert_eq!(
-        rendered(&store_1).await,
-        pair("in-stock", "7 in stock at store-1")
+        rendered(&downtown).await,
+        pair("in-stock", "7 in stock at Downtown")
     );
     assert_eq!(
-        rendered(&store_2).await,
-        pair("low-stock", "Low stock: 2 left at store-2")
+        rendered(&riverside).await,
+        pair("low-stock", "Low stock: 2 left at Riverside")
     );
     assert_eq!(
         rendered(&warehouse).await,
@@ -181,81 +162,101 @@ async fn shows_per_store_availability_from_the_worker() {
         pair("in-stock", "9 in stock at 2 stores")
     );
 
-    // Accessible: a polite live region that assistive technology reads out.
-    let status = status_of(&store_1);
+    // Accessible: a polite live region that assistive technology reads out, not busy.
+    let status = status_of(&downtown);
     assert_eq!(status.get_attribute("role").as_deref(), Some("status"));
     assert_eq!(status.get_attribute("aria-live").as_deref(), Some("polite"));
     assert_eq!(status.get_attribute("aria-busy").as_deref(), Some("false"));
-    // Styleable from the page: `::part(status)`, `::part(in-stock)`...
+    // Styleable from the page: `::part(status)`, `::part(in-stock)`.
     assert_eq!(
         status.get_attribute("part").as_deref(),
         Some("status in-stock")
     );
 
-    // The page changes its mind: the same element follows its attributes.
-    store_1.set_attribute("location-name", "Downtown").unwrap();
-    store_1.set_attribute("threshold", "10").unwrap();
-    assert_eq!(
-        wait_for_change(&store_1, Some("7 in stock at store-1")).await,
-        pair("low-stock", "Low stock: 7 left at Downtown")
-    );
-
-    // New stock arrives; a re-attached widget fetches again.
-    receive(&sku, "warehouse-1", 5).await;
-    warehouse.remove();
-    web_sys::window()
-        .unwrap()
-        .document()
-        .unwrap()
-        .body()
-        .unwrap()
-        .append_child(&warehouse)
+    // The page changes its mind: the same elements follow their attributes.
+    downtown
+        .set_attribute("location-name", "Main Street")
         .unwrap();
+    downtown.set_attribute("threshold", "10").unwrap();
+    assert_eq!(
+        wait_for_change(&downtown, Some("7 in stock at Downtown")).await,
+        pair("low-stock", "Low stock: 7 left at Main Street")
+    );
+    warehouse.set_attribute("sku", sku_b()).unwrap();
     assert_eq!(
         wait_for_change(
             &warehouse,
             Some("Out of stock here, available at 2 other stores")
         )
         .await,
-        pair("in-stock", "5 in stock at warehouse-1")
+        pair("in-stock", "5 in stock at Central warehouse")
     );
 
-    for element in [store_1, store_2, warehouse, everywhere] {
+    // Taken out of the page and put back: it fetches again and shows the same.
+    riverside.remove();
+    document().body().unwrap().append_child(&riverside).unwrap();
+    assert_eq!(
+        rendered(&riverside).await,
+        pair("low-stock", "Low stock: 2 left at Riverside")
+    );
+    let b_at_downtown = mount(&[
+        ("sku", sku_b()),
+        ("api", api()),
+        ("key", PUBLISHABLE_KEY),
+        ("location", DOWNTOWN),
+    ]);
+    assert_eq!(
+        rendered(&b_at_downtown).await,
+        pair(
+            "out-of-stock",
+            "Out of stock here, available at 1 other store"
+        )
+    );
+
+    for element in [downtown, riverside, warehouse, everywhere, b_at_downtown] {
         element.remove();
     }
 }
 
 #[wasm_bindgen_test]
 async fn shows_the_error_state_when_availability_cannot_be_read() {
-    let sku = unique("WIDGET");
     let unavailable = pair("error", "Availability unavailable");
     let reason = |element: &HtmlElement| status_of(element).get_attribute("data-reason");
 
     // A key the Worker does not know: 401, shown at once, not retried.
     let bad_key = mount(&[
-        ("sku", sku.as_str()),
+        ("sku", sku()),
         ("api", api()),
         ("key", "pk_not_a_real_key"),
-        ("location", "store-1"),
+        ("location", DOWNTOWN),
     ]);
     assert_eq!(rendered(&bad_key).await, unavailable);
     assert_eq!(reason(&bad_key).as_deref(), Some("unauthorized"));
 
+    // A SKU the catalog does not know: the Worker says 404.
+    let unknown = mount(&[
+        ("sku", "NO-SUCH-SKU-ANYWHERE"),
+        ("api", api()),
+        ("key", PUBLISHABLE_KEY),
+    ]);
+    assert_eq!(rendered(&unknown).await, unavailable);
+    assert_eq!(reason(&unknown).as_deref(), Some("rejected"));
+
     // A secret key is refused before any request leaves the page.
-    let secret = mount(&[("sku", sku.as_str()), ("api", api()), ("key", ADMIN_KEY)]);
+    let secret = mount(&[("sku", sku()), ("api", api()), ("key", "sk_dev_admin")]);
     assert_eq!(rendered(&secret).await, unavailable);
     assert_eq!(reason(&secret).as_deref(), Some("config"));
 
-    // Nobody listening: a few bounded retries, then the error state.
+    // Nobody listening: a bounded number of retries, then the error state.
     let down = mount(&[
-        ("sku", sku.as_str()),
-        ("api", "http://127.0.0.1:9"),
+        ("sku", sku()),
+        ("api", "http://127.0.0.1:1"),
         ("key", PUBLISHABLE_KEY),
     ]);
     assert_eq!(rendered(&down).await, unavailable);
     assert_eq!(reason(&down).as_deref(), Some("network"));
 
-    for element in [bad_key, secret, down] {
+    for element in [bad_key, unknown, secret, down] {
         element.remove();
     }
 }

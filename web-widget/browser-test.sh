@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The widget's browser test and screenshot against a running Worker.
+#
+#   OMNISTOCK_API=http://127.0.0.1:PORT web-widget/browser-test.sh
+#
+# Seeds through the API (web-widget/seed.sh), compiles the wasm-bindgen test with
+# the API and the seeded SKUs baked in, runs it in headless Chromium through
+# chromedriver, then writes the screenshot (web-widget/screenshot.sh).
+# Run from the repository root after `make widget-build`; `make widget-test` does
+# exactly this.
+set -euo pipefail
+
+: "${OMNISTOCK_API:?set OMNISTOCK_API to the running Worker, e.g. http://127.0.0.1:8787}"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
+
+eval "$(web-widget/seed.sh)"
+echo "widget: seeded $OMNISTOCK_WIDGET_SKU and $OMNISTOCK_WIDGET_SKU_B at $OMNISTOCK_API"
+
+# webdriver.json (Chromium binary and offline flags) is read from the current directory.
+(cd web-widget && cargo test -p omnistock-widget --target wasm32-unknown-unknown --test browser)
+
+web-widget/screenshot.sh "${WIDGET_SCREENSHOT:-target/widget-screenshot.png}"
