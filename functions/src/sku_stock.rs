@@ -1,0 +1,727 @@
+//! `SkuStock`: the one Durable Object that owns a SKU's stock, keyed by
+//! `id_from_name(sku)`.
+//!
+//! SQLite is the truth: `events` (the log, replayed on load) and `ops` (the
+//! first result of every command with a client id, so a retry answers
+//! exactly as the first time). Memory is a cache that may vanish between
+//! requests. Every rule is `omnistock_core::SkuState`'s: this shell decides
+//! nothing itself. For each request: load, `expire(now)`, `decide`, write the
+//! events and results in one SQLite transaction with no await in between,
+//! `apply`, then point the alarm at `next_deadline()` (an absolute time).
+use std::cell::{Cell, RefCell};
+
+use omnistock_core::sku::Resolution;
+use omnistock_core::{
+    AdjustReason, Channel, Command, Event, HoldId, LocationId, OpId, Position, Rejection, SaleId,
+    SkuState, TerminalId, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+
+use crate::db::{self, int, opt_text, text, Stmt};
+use crate::http::{envelope_response, Problem};
+use crate::rpc;
+
+/// A command as it crosses from the Worker (or a coordinator) to the object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WireCommand {
+    Receive {
+        op: OpId,
+        location: LocationId,
+        qty: i64,
+    },
+    Adjust {
+        op: OpId,
+        location: LocationId,
+        delta: i64,
+        reason: AdjustReason,
+        expected_version: Option<u64>,
+    },
+    SetSafetyStock {
+        op: OpId,
+        location: LocationId,
+        qty: i64,
+    },
+    Hold {
+        hold: HoldId,
+        location: LocationId,
+        qty: i64,
+        channel: Channel,
+        ttl_ms: Option<i64>,
+    },
+    Extend {
+        hold: HoldId,
+        ttl_ms: i64,
+    },
+    Release {
+        hold: HoldId,
+    },
+    Commit {
+        hold: HoldId,
+    },
+    Fulfill {
+        hold: HoldId,
+    },
+    Sell {
+        sale: SaleId,
+        terminal: TerminalId,
+        device_seq: u64,
+        location: LocationId,
+        qty: i64,
+        occurred_at: i64,
+    },
+}
+
+impl WireCommand {
+    fn to_core(&self) -> Command {
+        match self.clone() {
+            WireCommand::Receive { op, location, qty } => Command::Receive { op, location, qty },
+            WireCommand::Adjust {
+                op,
+                location,
+                delta,
+                reason,
+                expected_version,
+            } => Command::Adjust {
+                op,
+                location,
+                delta,
+                reason,
+                expected_version,
+            },
+            WireCommand::SetSafetyStock { op, location, qty } => {
+                Command::SetSafetyStock { op, location, qty }
+            }
+            WireCommand::Hold {
+                hold,
+                location,
+                qty,
+                channel,
+                ttl_ms,
+            } => Command::Hold {
+                hold,
+                location,
+                qty,
+                channel,
+                ttl_ms,
+            },
+            WireCommand::Extend { hold, ttl_ms } => Command::Extend { hold, ttl_ms },
+            WireCommand::Release { hold } => Command::Release { hold },
+            WireCommand::Commit { hold } => Command::Commit { hold },
+            WireCommand::Fulfill { hold } => Command::Fulfill { hold },
+            WireCommand::Sell {
+                sale,
+                terminal,
+                device_seq,
+                location,
+                qty,
+                occurred_at,
+            } => Command::Sell {
+                sale,
+                terminal,
+                device_seq,
+                location,
+                qty,
+                occurred_at: Timestamp::from_ms(occurred_at),
+            },
+        }
+    }
+
+    /// The key under which the first result is kept (commands with a client id).
+    fn result_key(&self) -> Option<String> {
+        match self {
+            WireCommand::Receive { op, .. }
+            | WireCommand::Adjust { op, .. }
+            | WireCommand::SetSafetyStock { op, .. } => Some(format!("op:{op}")),
+            WireCommand::Hold { hold, .. } => Some(format!("hold:{hold}")),
+            WireCommand::Sell { sale, .. } => Some(format!("sale:{sale}")),
+            _ => None,
+        }
+    }
+
+    fn hold(&self) -> Option<&HoldId> {
+        match self {
+            WireCommand::Hold { hold, .. }
+            | WireCommand::Extend { hold, .. }
+            | WireCommand::Release { hold }
+            | WireCommand::Commit { hold }
+            | WireCommand::Fulfill { hold } => Some(hold),
+            _ => None,
+        }
+    }
+
+    fn location(&self) -> Option<&LocationId> {
+        match self {
+            WireCommand::Receive { location, .. }
+            | WireCommand::Adjust { location, .. }
+            | WireCommand::SetSafetyStock { location, .. }
+            | WireCommand::Hold { location, .. }
+            | WireCommand::Sell { location, .. } => Some(location),
+            _ => None,
+        }
+    }
+}
+
+/// Who did it, for the ledger.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Meta {
+    pub actor: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub cmds: Vec<WireCommand>,
+    pub meta: Meta,
+}
+
+/// Why a command was refused, as data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireRejection {
+    pub code: String,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+}
+
+impl WireRejection {
+    fn from_core(r: &Rejection) -> Self {
+        let mut w = WireRejection {
+            code: String::new(),
+            detail: r.to_string(),
+            requested: None,
+            available: None,
+            expected: None,
+            actual: None,
+            resolution: None,
+        };
+        w.code = match r {
+            Rejection::QtyOutOfRange { .. } => "qty_out_of_range",
+            Rejection::TtlOutOfRange { .. } => "ttl_out_of_range",
+            Rejection::Exists => "exists",
+            Rejection::ExistsWithDifferentBody => "exists_with_different_body",
+            Rejection::HoldNotFound => "hold_not_found",
+            Rejection::HoldResolved { how } => {
+                w.resolution = Some(resolution_name(*how).to_string());
+                "hold_resolved"
+            }
+            Rejection::HoldNotActive => "hold_not_active",
+            Rejection::VersionConflict { expected, actual } => {
+                w.expected = Some(*expected);
+                w.actual = Some(*actual);
+                "version_conflict"
+            }
+            Rejection::InsufficientStock {
+                requested,
+                available,
+            } => {
+                w.requested = Some(*requested);
+                w.available = Some(*available);
+                "insufficient_stock"
+            }
+            Rejection::OnHandBelowUnavailable { .. } => "on_hand_below_unavailable",
+            Rejection::TooManyHolds => "too_many_holds",
+            #[allow(unreachable_patterns)]
+            _ => "rejected",
+        }
+        .to_string();
+        w
+    }
+
+    /// The HTTP problem for a rejection the caller does not handle itself.
+    pub fn to_problem(&self) -> Problem {
+        match self.code.as_str() {
+            "qty_out_of_range" | "ttl_out_of_range" | "on_hand_below_unavailable" => {
+                Problem::invalid(self.detail.clone())
+            }
+            "exists_with_different_body" => Problem::key_reused().with("detail", &self.detail),
+            "hold_not_found" => Problem::not_found(self.detail.clone()),
+            "version_conflict" => Problem::new(409, "version_conflict", self.detail.clone())
+                .with("expected_version", self.expected)
+                .with("version", self.actual),
+            "insufficient_stock" => Problem::new(409, "insufficient_stock", self.detail.clone()),
+            "too_many_holds" => Problem::new(503, "overloaded", self.detail.clone()),
+            _ => Problem::new(409, "invalid_transition", self.detail.clone()),
+        }
+    }
+}
+
+pub fn resolution_name(r: Resolution) -> &'static str {
+    match r {
+        Resolution::Released => "released",
+        Resolution::Expired => "expired",
+        Resolution::Fulfilled => "fulfilled",
+        #[allow(unreachable_patterns)]
+        _ => "resolved",
+    }
+}
+
+/// What one command did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    pub ok: bool,
+    /// True when the command had already been applied: `events` are the first time's.
+    #[serde(default)]
+    pub replayed: bool,
+    #[serde(default)]
+    pub events: Vec<Event>,
+    #[serde(default)]
+    pub rejection: Option<WireRejection>,
+    /// For hold commands: whether the hold is active after the command, and its deadline.
+    #[serde(default)]
+    pub hold_active: Option<bool>,
+    #[serde(default)]
+    pub hold_expires_at: Option<i64>,
+    /// The position the command touched, after it (at the time of the answer).
+    #[serde(default)]
+    pub location: Option<LocationId>,
+    #[serde(default)]
+    pub position: Option<Position>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReadRequest {
+    /// Only these locations; `None` for every location with a position.
+    #[serde(default)]
+    pub locations: Option<Vec<LocationId>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadAnswer {
+    pub now: i64,
+    pub positions: Vec<(LocationId, Position)>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LedgerRequest {
+    #[serde(default)]
+    pub location: Option<LocationId>,
+    /// Only entries with a sequence number above this.
+    #[serde(default)]
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub seq: i64,
+    pub at: i64,
+    pub kind: String,
+    pub location: Option<String>,
+    pub json: String,
+    pub actor: Option<String>,
+    pub channel: Option<String>,
+    pub reference: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JsonRow {
+    json: String,
+}
+
+#[derive(Deserialize)]
+struct ResultRow {
+    result: String,
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        location TEXT,
+        json TEXT NOT NULL,
+        actor TEXT,
+        channel TEXT,
+        reference TEXT,
+        reason TEXT)",
+    "CREATE INDEX IF NOT EXISTS events_by_location ON events(location, seq)",
+    "CREATE TABLE IF NOT EXISTS ops (id TEXT PRIMARY KEY, result TEXT NOT NULL, at INTEGER NOT NULL)",
+];
+
+#[durable_object]
+pub struct SkuStock {
+    state: State,
+    /// The replayed state: a cache of the event log.
+    mem: RefCell<Option<SkuState>>,
+    /// The alarm last asked for: `None` when unknown (after a start or a failure).
+    alarm_at: Cell<Option<Option<i64>>>,
+    schema_ok: Cell<bool>,
+}
+
+impl DurableObject for SkuStock {
+    fn new(state: State, _env: Env) -> Self {
+        SkuStock {
+            state,
+            mem: RefCell::new(None),
+            alarm_at: Cell::new(None),
+            schema_ok: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let op = rpc::op_of(&req);
+        let body = match req.text().await {
+            Ok(b) => b,
+            Err(e) => return envelope_response::<()>(Err(e.into())),
+        };
+        match op.as_str() {
+            "exec" => {
+                let r = match serde_json::from_str::<ExecRequest>(&body) {
+                    Ok(x) => self.exec(x),
+                    Err(e) => Err(Problem::invalid(format!("bad exec request: {e}"))),
+                };
+                if r.is_ok() {
+                    self.sync_alarm().await;
+                }
+                envelope_response(r)
+            }
+            "read" => {
+                let r = match serde_json::from_str::<ReadRequest>(&body) {
+                    Ok(x) => self.read(x),
+                    Err(e) => Err(Problem::invalid(format!("bad read request: {e}"))),
+                };
+                self.sync_alarm().await;
+                envelope_response(r)
+            }
+            "ledger" => {
+                let r = match serde_json::from_str::<LedgerRequest>(&body) {
+                    Ok(x) => self.ledger(x),
+                    Err(e) => Err(Problem::invalid(format!("bad ledger request: {e}"))),
+                };
+                envelope_response(r)
+            }
+            _ => envelope_response::<()>(Err(Problem::not_found("no such operation"))),
+        }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        // Inside alarm() no alarm is set any more.
+        self.alarm_at.set(Some(None));
+        let r = self.exec(ExecRequest {
+            cmds: Vec::new(),
+            meta: Meta {
+                actor: "system".into(),
+                channel: None,
+                reference: Some("alarm".into()),
+                reason: None,
+            },
+        });
+        self.sync_alarm().await;
+        match r {
+            Ok(_) => Response::ok(""),
+            // An error makes the runtime retry the alarm: expiry is idempotent.
+            Err(p) => Err(worker::Error::RustError(p.detail)),
+        }
+    }
+}
+
+impl SkuStock {
+    fn ensure_schema(&self) -> Result<(), Problem> {
+        if !self.schema_ok.get() {
+            let sql = self.state.storage().sql();
+            for q in SCHEMA {
+                db::exec(&sql, q, Vec::new())?;
+            }
+            self.schema_ok.set(true);
+        }
+        Ok(())
+    }
+
+    /// The state, replayed from SQLite if memory lost it.
+    fn load(&self) -> Result<(), Problem> {
+        self.ensure_schema()?;
+        if self.mem.borrow().is_some() {
+            return Ok(());
+        }
+        let sql = self.state.storage().sql();
+        let rows: Vec<JsonRow> = db::query(&sql, "SELECT json FROM events ORDER BY seq", vec![])?;
+        let mut st = SkuState::new();
+        for row in rows {
+            let ev: Event = serde_json::from_str(&row.json).map_err(|e| {
+                worker::console_error!("undecodable event in the log: {e}");
+                Problem::overloaded("the event log could not be read")
+            })?;
+            st.apply(&ev);
+        }
+        *self.mem.borrow_mut() = Some(st);
+        Ok(())
+    }
+
+    /// Runs the commands in order. Synchronous from load to the last write:
+    /// no other request interleaves.
+    fn exec(&self, req: ExecRequest) -> Result<Vec<Outcome>, Problem> {
+        let r = self.exec_inner(req);
+        if r.is_err() {
+            // Memory may now differ from SQLite: drop it, reload next time.
+            *self.mem.borrow_mut() = None;
+        }
+        r
+    }
+
+    fn exec_inner(&self, req: ExecRequest) -> Result<Vec<Outcome>, Problem> {
+        self.load()?;
+        let now = Timestamp::from_ms(db::now_ms());
+        let storage = self.state.storage();
+        let sql = storage.sql();
+        let mut guard = self.mem.borrow_mut();
+        let st = guard
+            .as_mut()
+            .ok_or_else(|| Problem::overloaded("state not loaded"))?;
+
+        let system = Meta {
+            actor: "system".into(),
+            channel: None,
+            reference: Some("expiry".into()),
+            reason: None,
+        };
+        let expired = st.expire(now);
+        if !expired.is_empty() {
+            let stmts = event_stmts(st, &expired, &system);
+            db::atomically(&storage, stmts)?;
+            for e in &expired {
+                st.apply(e);
+            }
+        }
+
+        let mut out = Vec::with_capacity(req.cmds.len());
+        for cmd in &req.cmds {
+            let core_cmd = cmd.to_core();
+            let outcome = match st.decide(now, &core_cmd) {
+                Ok(events) => {
+                    let mut o = Outcome {
+                        ok: true,
+                        replayed: false,
+                        events: events.clone(),
+                        rejection: None,
+                        hold_active: None,
+                        hold_expires_at: None,
+                        location: None,
+                        position: None,
+                    };
+                    let mut stmts = event_stmts(st, &events, &req.meta);
+                    if let Some(key) = cmd.result_key() {
+                        stmts.push((
+                            "INSERT OR REPLACE INTO ops (id, result, at) VALUES (?, ?, ?)",
+                            vec![
+                                text(&key),
+                                text(&serde_json::to_string(&o)?),
+                                int(now.as_ms()),
+                            ],
+                        ));
+                    }
+                    db::atomically(&storage, stmts)?;
+                    for e in &events {
+                        st.apply(e);
+                    }
+                    o.events = events;
+                    o
+                }
+                Err(Rejection::Exists) => {
+                    let stored = match cmd.result_key() {
+                        Some(key) => db::query::<ResultRow>(
+                            &sql,
+                            "SELECT result FROM ops WHERE id = ?",
+                            vec![text(&key)],
+                        )?
+                        .into_iter()
+                        .next()
+                        .and_then(|r| serde_json::from_str::<Outcome>(&r.result).ok()),
+                        None => None,
+                    };
+                    let mut o = stored.unwrap_or(Outcome {
+                        ok: true,
+                        replayed: true,
+                        events: Vec::new(),
+                        rejection: None,
+                        hold_active: None,
+                        hold_expires_at: None,
+                        location: None,
+                        position: None,
+                    });
+                    o.replayed = true;
+                    o
+                }
+                Err(r) => Outcome {
+                    ok: false,
+                    replayed: false,
+                    events: Vec::new(),
+                    rejection: Some(WireRejection::from_core(&r)),
+                    hold_active: None,
+                    hold_expires_at: None,
+                    location: None,
+                    position: None,
+                },
+            };
+            out.push(describe(st, now, cmd, outcome));
+        }
+        Ok(out)
+    }
+
+    fn read(&self, req: ReadRequest) -> Result<ReadAnswer, Problem> {
+        // Expire first so the log shows it; a read never shows a lapsed hold anyway.
+        self.exec(ExecRequest {
+            cmds: Vec::new(),
+            meta: Meta {
+                actor: "system".into(),
+                ..Meta::default()
+            },
+        })?;
+        let now = Timestamp::from_ms(db::now_ms());
+        let guard = self.mem.borrow();
+        let st = guard
+            .as_ref()
+            .ok_or_else(|| Problem::overloaded("state not loaded"))?;
+        let positions = match req.locations {
+            Some(locs) => locs
+                .into_iter()
+                .map(|l| {
+                    let p = st.position_at(now, &l);
+                    (l, p)
+                })
+                .collect(),
+            None => st
+                .positions()
+                .map(|(l, _)| (l.clone(), st.position_at(now, l)))
+                .collect(),
+        };
+        Ok(ReadAnswer {
+            now: now.as_ms(),
+            positions,
+        })
+    }
+
+    fn ledger(&self, req: LedgerRequest) -> Result<Vec<LedgerEntry>, Problem> {
+        self.ensure_schema()?;
+        let sql = self.state.storage().sql();
+        let limit = req.limit.clamp(1, 1000);
+        let after = req.after.unwrap_or(0);
+        match &req.location {
+            Some(l) => db::query(
+                &sql,
+                "SELECT seq, at, kind, location, json, actor, channel, reference, reason FROM events
+                 WHERE location = ? AND seq > ? ORDER BY seq LIMIT ?",
+                vec![text(l.as_str()), int(after), int(limit)],
+            ),
+            None => db::query(
+                &sql,
+                "SELECT seq, at, kind, location, json, actor, channel, reference, reason FROM events
+                 WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![int(after), int(limit)],
+            ),
+        }
+    }
+
+    /// Points the alarm at the earliest deadline (absolute time), or clears it.
+    /// The value is recorded before the await: storage calls apply in the
+    /// order they are issued, so the last one issued wins.
+    async fn sync_alarm(&self) {
+        let want = match self.mem.borrow().as_ref() {
+            Some(st) => st.next_deadline().map(|t| t.as_ms()),
+            None => return,
+        };
+        if self.alarm_at.get() == Some(want) {
+            return;
+        }
+        self.alarm_at.set(Some(want));
+        let storage = self.state.storage();
+        let r = match want {
+            Some(at) => {
+                let date = js_sys::Date::new(&JsValue::from_f64(at as f64));
+                storage.set_alarm(ScheduledTime::new(date)).await
+            }
+            None => storage.delete_alarm().await,
+        };
+        if let Err(e) = r {
+            worker::console_error!("setting the alarm failed: {e}");
+            self.alarm_at.set(None);
+        }
+    }
+}
+
+/// Fills the hold and position fields of an outcome from the current state.
+fn describe(st: &SkuState, now: Timestamp, cmd: &WireCommand, mut o: Outcome) -> Outcome {
+    if let Some(h) = cmd.hold() {
+        match st.hold(h) {
+            Some(hold) => {
+                let lapsed = matches!(
+                    hold.state,
+                    omnistock_core::sku::HoldState::Held { expires_at: Some(t) } if t <= now
+                );
+                o.hold_active = Some(!lapsed);
+                o.hold_expires_at = match hold.state {
+                    omnistock_core::sku::HoldState::Held { expires_at } => {
+                        expires_at.map(|t| t.as_ms())
+                    }
+                    _ => None,
+                };
+                o.location = Some(hold.location.clone());
+            }
+            None => o.hold_active = Some(false),
+        }
+    }
+    if o.location.is_none() {
+        o.location = cmd.location().cloned();
+    }
+    if let Some(l) = &o.location {
+        o.position = Some(st.position_at(now, l));
+    }
+    o
+}
+
+/// The rows that record `events` (the location of a hold event is the hold's).
+fn event_stmts(st: &SkuState, events: &[Event], meta: &Meta) -> Vec<Stmt> {
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let location = event_location(st, e);
+        let json = serde_json::to_string(e).unwrap_or_default();
+        out.push((
+            "INSERT INTO events (at, kind, location, json, actor, channel, reference, reason)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                int(e.at().as_ms()),
+                text(e.name()),
+                opt_text(location.as_ref().map(|l| l.as_str())),
+                text(&json),
+                text(&meta.actor),
+                opt_text(meta.channel.as_deref()),
+                opt_text(meta.reference.as_deref()),
+                opt_text(meta.reason.as_deref()),
+            ],
+        ));
+    }
+    out
+}
+
+fn event_location(st: &SkuState, e: &Event) -> Option<LocationId> {
+    match e {
+        Event::Received { location, .. }
+        | Event::Adjusted { location, .. }
+        | Event::SafetyStockSet { location, .. }
+        | Event::Held { location, .. }
+        | Event::Sold { location, .. } => Some(location.clone()),
+        Event::Extended { hold, .. }
+        | Event::Released { hold, .. }
+        | Event::Expired { hold, .. }
+        | Event::Committed { hold, .. }
+        | Event::Fulfilled { hold, .. } => st.hold(hold).map(|h| h.location.clone()),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
