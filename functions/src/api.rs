@@ -144,7 +144,10 @@ pub async fn handle(mut req: Request, env: Env) -> Reply {
             return Reply::raw(204, "text/plain", String::new())
                 .header("Access-Control-Allow-Origin", "*")
                 .header("Access-Control-Allow-Methods", "GET, OPTIONS")
-                .header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+                .header(
+                    "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type",
+                )
                 .header("Access-Control-Max-Age", "86400")
                 .header("Vary", "Origin");
         }
@@ -163,7 +166,10 @@ pub async fn handle(mut req: Request, env: Env) -> Reply {
     }
     if route == Route::Health {
         return with_cors(
-            Reply::json(200, &serde_json::json!({"status": "ok", "version": VERSION})),
+            Reply::json(
+                200,
+                &serde_json::json!({"status": "ok", "version": VERSION}),
+            ),
             cors,
         );
     }
@@ -201,7 +207,9 @@ async fn authorized(
     let principal = auth::authenticate(header.as_deref(), &keys)?;
 
     let is_write = matches!(method, Method::Post | Method::Put | Method::Delete);
-    if principal.role == Role::Publishable && !(route == Route::Availability || route == Route::Locations) {
+    if principal.role == Role::Publishable
+        && !(route == Route::Availability || route == Route::Locations)
+    {
         return Err(Problem::forbidden(
             "a publishable key may only read availability and locations",
         ));
@@ -216,7 +224,10 @@ async fn authorized(
         }
     }
     let body = if is_write {
-        let b = req.bytes().await.map_err(|_| Problem::invalid("the body could not be read"))?;
+        let b = req
+            .bytes()
+            .await
+            .map_err(|_| Problem::invalid("the body could not be read"))?;
         if b.len() > MAX_BODY_BYTES {
             return Err(Problem::too_large());
         }

@@ -52,10 +52,7 @@ impl Money {
             .parse::<rust_decimal::Decimal>()
             .map(|d| !d.is_sign_negative() && d.scale() <= 4 && self.amount.len() <= 24)
             .unwrap_or(false)
-            && self
-                .amount
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.');
+            && self.amount.bytes().all(|b| b.is_ascii_digit() || b == b'.');
         if !ok_amount {
             return Err(Problem::invalid(format!(
                 "{what}.amount must be a non-negative decimal string like \"19.90\""
@@ -258,7 +255,10 @@ impl Catalog {
                             return Err(Problem::new(
                                 409,
                                 "invalid_request",
-                                format!("SKU {} already belongs to product {}", o.sku, o.product_id),
+                                format!(
+                                    "SKU {} already belongs to product {}",
+                                    o.sku, o.product_id
+                                ),
                             ));
                         }
                     }
@@ -448,15 +448,12 @@ impl Catalog {
             return Ok(None);
         };
         let p: Product = serde_json::from_str(&prow.json)?;
-        Ok(p.variants
-            .iter()
-            .find(|v| &v.sku == sku)
-            .map(|v| SkuInfo {
-                sku: sku.clone(),
-                product_id: p.id.clone(),
-                title: p.title.clone(),
-                variant: v.clone(),
-            }))
+        Ok(p.variants.iter().find(|v| &v.sku == sku).map(|v| SkuInfo {
+            sku: sku.clone(),
+            product_id: p.id.clone(),
+            title: p.title.clone(),
+            variant: v.clone(),
+        }))
     }
 
     fn check(&self, sql: &worker::SqlStorage, c: CheckRequest) -> Result<CheckAnswer, Problem> {

@@ -68,7 +68,9 @@ pub async fn put_location(ctx: &Ctx) -> Result<Reply, Problem> {
     let b: LocationBody = parse_json(&ctx.body)?;
     check_name(&b.name, "name")?;
     if !(-90.0..=90.0).contains(&b.lat) || !(-180.0..=180.0).contains(&b.lon) {
-        return Err(Problem::invalid("lat must be within -90..=90 and lon within -180..=180"));
+        return Err(Problem::invalid(
+            "lat must be within -90..=90 and lon within -180..=180",
+        ));
     }
     let loc = Location {
         id,
@@ -132,20 +134,27 @@ pub async fn put_product(ctx: &Ctx) -> Result<Reply, Problem> {
     let mut seen_codes: Vec<&str> = Vec::new();
     for (i, v) in b.variants.iter().enumerate() {
         if seen_skus.contains(&&v.sku) {
-            return Err(Problem::invalid(format!("variants[{i}]: SKU {} appears twice", v.sku)));
+            return Err(Problem::invalid(format!(
+                "variants[{i}]: SKU {} appears twice",
+                v.sku
+            )));
         }
         seen_skus.push(&v.sku);
         if let Some(code) = &v.barcode {
             check_barcode(code)?;
             if seen_codes.contains(&code.as_str()) {
-                return Err(Problem::invalid(format!("variants[{i}]: barcode {code} appears twice")));
+                return Err(Problem::invalid(format!(
+                    "variants[{i}]: barcode {code} appears twice"
+                )));
             }
             seen_codes.push(code);
         }
         v.price.validate(&format!("variants[{i}].price"))?;
         check_text(&v.tax_code, 32, "tax_code")?;
         if v.options.len() > 10 {
-            return Err(Problem::invalid(format!("variants[{i}]: at most 10 options")));
+            return Err(Problem::invalid(format!(
+                "variants[{i}]: at most 10 options"
+            )));
         }
         for (k, val) in &v.options {
             check_name(k, "an option name")?;
@@ -173,7 +182,12 @@ pub async fn get_product(ctx: &Ctx) -> Result<Reply, Problem> {
 pub async fn list_products(ctx: &Ctx) -> Result<Reply, Problem> {
     ctx.principal.require(reading_roles())?;
     let one = |name: &str| -> Result<Option<String>, Problem> {
-        let v: Vec<&String> = ctx.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect();
+        let v: Vec<&String> = ctx
+            .query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .collect();
         match v.as_slice() {
             [] => Ok(None),
             [x] => Ok(Some((*x).clone())),
@@ -184,7 +198,8 @@ pub async fn list_products(ctx: &Ctx) -> Result<Reply, Problem> {
     check_text(&query, 100, "query")?;
     let cursor = one("cursor")?;
     if let Some(c) = &cursor {
-        omnistock_core::ids::validate_id(c).map_err(|e| Problem::invalid(format!("cursor: {e}")))?;
+        omnistock_core::ids::validate_id(c)
+            .map_err(|e| Problem::invalid(format!("cursor: {e}")))?;
     }
     let limit = match one("limit")? {
         None => 50,
@@ -224,7 +239,10 @@ pub async fn get_barcode(ctx: &Ctx) -> Result<Reply, Problem> {
 }
 
 /// Resolves barcodes to SKUs (for POS lines).
-pub async fn resolve_barcodes(env: &Env, codes: Vec<String>) -> Result<BTreeMap<String, Sku>, Problem> {
+pub async fn resolve_barcodes(
+    env: &Env,
+    codes: Vec<String>,
+) -> Result<BTreeMap<String, Sku>, Problem> {
     let a = check(
         env,
         CheckRequest {
@@ -256,12 +274,15 @@ struct ComponentBody {
 /// `PUT /v1/bundles/{sku}`
 pub async fn put_bundle(ctx: &Ctx) -> Result<Reply, Problem> {
     ctx.principal.require(&[Role::Admin])?;
-    let sku = Sku::parse(&path_id(ctx, "bundle SKU")?).map_err(|e| Problem::invalid(e.to_string()))?;
+    let sku =
+        Sku::parse(&path_id(ctx, "bundle SKU")?).map_err(|e| Problem::invalid(e.to_string()))?;
     let b: BundleBody = parse_json(&ctx.body)?;
     check_name(&b.title, "title")?;
     b.price.validate("price")?;
     if b.components.is_empty() || b.components.len() > MAX_LINES {
-        return Err(Problem::invalid(format!("a bundle has 1 to {MAX_LINES} components")));
+        return Err(Problem::invalid(format!(
+            "a bundle has 1 to {MAX_LINES} components"
+        )));
     }
     let mut comps: Vec<BundleComponent> = Vec::new();
     for (i, c) in b.components.iter().enumerate() {
@@ -270,7 +291,10 @@ pub async fn put_bundle(ctx: &Ctx) -> Result<Reply, Problem> {
             return Err(Problem::invalid("a bundle cannot contain itself"));
         }
         if comps.iter().any(|x| x.sku == c.sku) {
-            return Err(Problem::invalid(format!("components[{i}]: SKU {} appears twice", c.sku)));
+            return Err(Problem::invalid(format!(
+                "components[{i}]: SKU {} appears twice",
+                c.sku
+            )));
         }
         comps.push(BundleComponent {
             sku: c.sku.clone(),
@@ -300,7 +324,8 @@ pub async fn put_bundle(ctx: &Ctx) -> Result<Reply, Problem> {
 /// `GET /v1/bundles/{sku}`
 pub async fn get_bundle(ctx: &Ctx) -> Result<Reply, Problem> {
     ctx.principal.require(reading_roles())?;
-    let sku = Sku::parse(&path_id(ctx, "bundle SKU")?).map_err(|e| Problem::invalid(e.to_string()))?;
+    let sku =
+        Sku::parse(&path_id(ctx, "bundle SKU")?).map_err(|e| Problem::invalid(e.to_string()))?;
     let b: Bundle = call(&ctx.env, &CatalogRequest::GetBundle { sku }).await?;
     Ok(Reply::json(200, &b))
 }

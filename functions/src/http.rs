@@ -125,7 +125,9 @@ impl From<worker::Error> for Problem {
         // Never echo a key: worker errors carry no request headers, but keep
         // the detail generic for clients and log the cause.
         worker::console_error!("storage or runtime error: {e}");
-        Problem::overloaded("a storage or runtime error occurred; retry with the same Idempotency-Key")
+        Problem::overloaded(
+            "a storage or runtime error occurred; retry with the same Idempotency-Key",
+        )
     }
 }
 
@@ -174,8 +176,10 @@ impl Reply {
             headers: Vec::new(),
         };
         if p.status == 401 {
-            r.headers
-                .push(("WWW-Authenticate".into(), "Bearer realm=\"omnistock\"".into()));
+            r.headers.push((
+                "WWW-Authenticate".into(),
+                "Bearer realm=\"omnistock\"".into(),
+            ));
         }
         if p.status == 503 {
             r.headers.push(("Retry-After".into(), "1".into()));

@@ -56,7 +56,11 @@ fn sum(a: &mut Position, b: &Position) {
 }
 
 /// Reads the positions of one SKU at the given locations.
-pub async fn read_sku(env: &Env, sku: &Sku, locations: &[LocationId]) -> Result<ReadAnswer, Problem> {
+pub async fn read_sku(
+    env: &Env,
+    sku: &Sku,
+    locations: &[LocationId],
+) -> Result<ReadAnswer, Problem> {
     rpc::call(
         env,
         SKU_STOCK,
@@ -89,7 +93,9 @@ pub async fn exec_sku(
     )
     .await?;
     if out.len() != n {
-        return Err(Problem::overloaded("a SKU object answered the wrong number of results"));
+        return Err(Problem::overloaded(
+            "a SKU object answered the wrong number of results",
+        ));
     }
     Ok(out)
 }
@@ -149,10 +155,14 @@ pub fn require_known(a: &CheckAnswer) -> Result<(), Problem> {
 pub async fn availability(ctx: &Ctx) -> Result<Reply, Problem> {
     let raw_skus = query_list(&ctx.query, "sku");
     if raw_skus.is_empty() {
-        return Err(Problem::invalid("sku is required (comma-separated, at most 100)"));
+        return Err(Problem::invalid(
+            "sku is required (comma-separated, at most 100)",
+        ));
     }
     if raw_skus.len() > MAX_SKUS {
-        return Err(Problem::invalid(format!("at most {MAX_SKUS} SKUs per read")));
+        return Err(Problem::invalid(format!(
+            "at most {MAX_SKUS} SKUs per read"
+        )));
     }
     let mut skus: Vec<Sku> = Vec::new();
     for s in &raw_skus {
@@ -163,11 +173,14 @@ pub async fn availability(ctx: &Ctx) -> Result<Reply, Problem> {
     }
     let raw_locs = query_list(&ctx.query, "location");
     if raw_locs.len() > MAX_SKUS {
-        return Err(Problem::invalid(format!("at most {MAX_SKUS} locations per read")));
+        return Err(Problem::invalid(format!(
+            "at most {MAX_SKUS} locations per read"
+        )));
     }
     let mut locs: Vec<LocationId> = Vec::new();
     for l in &raw_locs {
-        let loc = LocationId::parse(l).map_err(|e| Problem::invalid(format!("location {l:?}: {e}")))?;
+        let loc =
+            LocationId::parse(l).map_err(|e| Problem::invalid(format!("location {l:?}: {e}")))?;
         if !locs.contains(&loc) {
             locs.push(loc);
         }
@@ -191,7 +204,8 @@ pub async fn availability(ctx: &Ctx) -> Result<Reply, Problem> {
     for (sku, a) in skus.iter().zip(answers) {
         let a = a?;
         as_of = as_of.max(a.now);
-        let by_loc: BTreeMap<&LocationId, &Position> = a.positions.iter().map(|(l, p)| (l, p)).collect();
+        let by_loc: BTreeMap<&LocationId, &Position> =
+            a.positions.iter().map(|(l, p)| (l, p)).collect();
         let mut total = Position::default();
         let mut total_available = 0;
         for l in &check.locations {
@@ -234,7 +248,9 @@ pub fn check_lines(n: usize) -> Result<(), Problem> {
         return Err(Problem::invalid("at least one line is required"));
     }
     if n > MAX_LINES {
-        return Err(Problem::invalid(format!("at most {MAX_LINES} lines per request")));
+        return Err(Problem::invalid(format!(
+            "at most {MAX_LINES} lines per request"
+        )));
     }
     Ok(())
 }
@@ -339,7 +355,13 @@ pub async fn receipts(ctx: &Ctx) -> Result<Reply, Problem> {
         if let Some(o) = outs.last() {
             let p = o.position.clone().unwrap_or_default();
             let loc = check.locations.first();
-            items.push(row(sku, loc, &p, Channel::Online, p.available(Channel::Online)));
+            items.push(row(
+                sku,
+                loc,
+                &p,
+                Channel::Online,
+                p.available(Channel::Online),
+            ));
         }
     }
     Ok(Reply::json(
@@ -475,7 +497,11 @@ pub async fn ledger(ctx: &Ctx) -> Result<Reply, Problem> {
     if ctx.principal.role == Role::Pos {
         match &location {
             Some(l) => ctx.principal.require_at(&[Role::Pos], l)?,
-            None => return Err(Problem::forbidden("a POS key reads the ledger of its own location only")),
+            None => {
+                return Err(Problem::forbidden(
+                    "a POS key reads the ledger of its own location only",
+                ))
+            }
         }
     }
     let number = |name: &str, default: i64, max: i64| -> Result<i64, Problem> {
@@ -485,7 +511,9 @@ pub async fn ledger(ctx: &Ctx) -> Result<Reply, Problem> {
                 .parse::<i64>()
                 .ok()
                 .filter(|n| (0..=max).contains(n))
-                .ok_or_else(|| Problem::invalid(format!("{name} must be a whole number 0..={max}"))),
+                .ok_or_else(|| {
+                    Problem::invalid(format!("{name} must be a whole number 0..={max}"))
+                }),
             _ => Err(Problem::invalid(format!("{name} given twice"))),
         }
     };

@@ -220,11 +220,8 @@ impl Reservation {
             "CREATE TABLE IF NOT EXISTS reservation (k TEXT PRIMARY KEY, json TEXT NOT NULL)",
             vec![],
         )?;
-        let rows: Vec<JsonRow> = db::query(
-            &sql,
-            "SELECT json FROM reservation WHERE k = 'r'",
-            vec![],
-        )?;
+        let rows: Vec<JsonRow> =
+            db::query(&sql, "SELECT json FROM reservation WHERE k = 'r'", vec![])?;
         match rows.first() {
             Some(r) => Ok(Some(serde_json::from_str(&r.json)?)),
             None => Ok(None),
@@ -242,7 +239,12 @@ impl Reservation {
 
     fn get(&self) -> Result<View, Problem> {
         match self.load()? {
-            Some(r) if matches!(r.status, Status::Active | Status::Released | Status::Expired) => {
+            Some(r)
+                if matches!(
+                    r.status,
+                    Status::Active | Status::Released | Status::Expired
+                ) =>
+            {
                 Ok(view(&r, db::now_ms()))
             }
             _ => Err(Problem::not_found("no such reservation")),
@@ -274,10 +276,7 @@ impl Reservation {
                 return Err(Problem::new(
                     409,
                     "idempotency_key_reused",
-                    format!(
-                        "reservation {} already exists with other content",
-                        r.id
-                    ),
+                    format!("reservation {} already exists with other content", r.id),
                 ))
             }
             Some(r) if r.status == Status::Pending => r.attempt,

@@ -188,7 +188,10 @@ pub async fn create(ctx: &Ctx) -> Result<Reply, Problem> {
         }),
     )
     .await?;
-    Ok(Reply::json(if a.created { 201 } else { 200 }, &a.reservation))
+    Ok(Reply::json(
+        if a.created { 201 } else { 200 },
+        &a.reservation,
+    ))
 }
 
 /// Without a location: the nearest shipping location (to `destination`, else
@@ -208,7 +211,9 @@ async fn pick_location(
         });
     }
     if candidates.is_empty() {
-        return Err(Problem::invalid("no location ships online; give fulfillment.location"));
+        return Err(Problem::invalid(
+            "no location ships online; give fulfillment.location",
+        ));
     }
     let ids: Vec<LocationId> = candidates.iter().map(|l| l.id.clone()).collect();
     let reads = join_all(lines.iter().map(|(s, _)| read_sku(&ctx.env, s, &ids))).await;

@@ -1,0 +1,513 @@
+//! A real `wrangler dev` (workerd, local SQLite) on a free 127.0.0.1 port
+//! with a temporary state directory, in its own process group. Dropping the
+//! [`Server`] stops the whole group (also when a test panics); a process exit
+//! stops any server still running (an `atexit` hook). (`PR_SET_PDEATHSIG`
+//! is not used: it fires when the spawning *thread* ends, and the shared
+//! server outlives the test thread that started it.)
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const ADMIN: &str = "sk_dev_admin";
+pub const STOREFRONT: &str = "sk_dev_storefront";
+pub const POS1: &str = "sk_dev_pos_store-1";
+pub const PUBLISHABLE: &str = "pk_dev";
+pub const DEV_KEYS: &str =
+    "sk_dev_admin:admin,sk_dev_storefront:storefront,sk_dev_pos_store-1:pos@store-1,pk_dev:publishable";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+static ATEXIT: Once = Once::new();
+
+extern "C" fn stop_all_at_exit() {
+    if let Ok(pids) = RUNNING.lock() {
+        for &pgid in pids.iter() {
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Builds the Worker once per test process if its output is missing.
+fn ensure_built() {
+    static BUILT: Once = Once::new();
+    BUILT.call_once(|| {
+        let root = repo_root();
+        if !root.join("functions/build/index.js").exists() {
+            let st = Command::new(root.join("scripts/build-worker.sh"))
+                .arg("--release")
+                .status()
+                .expect("run scripts/build-worker.sh");
+            assert!(st.success(), "building the Worker failed");
+        }
+        assert!(
+            root.join("node_modules/.bin/wrangler").exists(),
+            "node_modules/.bin/wrangler is missing: run `npm ci` (make test does)"
+        );
+    });
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A unique suffix for ids, so tests sharing a server never collide.
+pub fn unique(prefix: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() % 100_000_000)
+        .unwrap_or(0);
+    format!("{prefix}-{t}-{n}")
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+    _tmp: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(&format!("omnistock-e2e-{tag}")));
+        fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Server {
+    /// Starts a server on fresh state.
+    pub fn start() -> Server {
+        ensure_built();
+        let tmp = TempDir::new("state");
+        let state_dir = tmp.0.join("state");
+        let log = tmp.0.join("wrangler.log");
+        let mut s = Server {
+            child: None,
+            port: 0,
+            state_dir,
+            log,
+            _tmp: tmp,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        ATEXIT.call_once(|| unsafe {
+            libc::atexit(stop_all_at_exit);
+        });
+        let root = repo_root();
+        self.port = free_port();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
+        cmd.current_dir(&root)
+            .args(["dev", "--local", "--ip", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--persist-to")
+            .arg(&self.state_dir)
+            .args([
+                "--show-interactive-dev-session=false",
+                "--log-level",
+                "warn",
+                "--var",
+            ])
+            .arg(format!("API_KEYS:{DEV_KEYS}"))
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("CI", "true")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0);
+        let child = cmd.spawn().expect("start wrangler dev");
+        RUNNING.lock().unwrap().push(child.id() as i32);
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!(
+                        "wrangler dev exited early ({st}); log:\n{}",
+                        self.log_tail()
+                    );
+                }
+            }
+            if let Ok(r) = raw_get(self.port, "/v1/health") {
+                if r.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("wrangler dev not ready in 90 s; log:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = fs::read_to_string(&self.log).unwrap_or_default();
+        let mut n = s.len().saturating_sub(4000);
+        while !s.is_char_boundary(n) {
+            n += 1;
+        }
+        s[n..].to_string()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.url())
+    }
+
+    fn signal(&mut self, sig: i32, grace: Duration) {
+        if let Some(mut c) = self.child.take() {
+            let pgid = c.id() as i32;
+            unsafe {
+                libc::kill(-pgid, sig);
+            }
+            let deadline = Instant::now() + grace;
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if Instant::now() > deadline => {
+                        unsafe {
+                            libc::kill(-pgid, libc::SIGKILL);
+                        }
+                        let _ = c.wait();
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+            // The workerd grandchildren are in the group too: make sure they are gone.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+            RUNNING.lock().unwrap().retain(|&p| p != pgid);
+        }
+    }
+
+    /// Stops gracefully (SIGTERM to the group).
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM, Duration::from_secs(10));
+    }
+
+    /// Kills the whole group with SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGKILL, Duration::from_secs(5));
+    }
+
+    /// Starts again on the same state (on a new free port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Starts again after a stop or kill.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One server shared by the tests that do not stop it. Every test uses its
+/// own SKUs and ids, so they do not interfere.
+pub fn shared() -> &'static Server {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| {
+        let s = Server::start();
+        seed_locations(&s.api());
+        s
+    })
+}
+
+/// A minimal HTTP GET without a client library (used for readiness).
+fn raw_get(port: u16, path: &str) -> std::io::Result<String> {
+    raw(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Sends raw bytes and returns the raw answer (for malformed requests).
+pub fn raw(port: u16, bytes: &[u8]) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(bytes)?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): status {} body {:?}",
+                self.status, self.body
+            )
+        })
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// Asserts a problem+json with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "body: {}",
+            self.body
+        );
+        let v = self.json();
+        assert_eq!(v["code"], code, "body: {}", self.body);
+        assert_eq!(v["status"], status);
+        assert!(v["type"].is_string() && v["title"].is_string() && v["detail"].is_string());
+        v
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    /// Any request; `headers` are sent as given.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Resp {
+        let mut req = self
+            .agent
+            .request(method, &format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let r = match body {
+            Some(b) => req.send_bytes(b),
+            None => req.call(),
+        };
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: transport error {e}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = resp.header(&n).unwrap_or("").to_string();
+                (n, v)
+            })
+            .collect();
+        let body = resp.into_string().unwrap_or_default();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, path: &str, key: &str) -> Resp {
+        self.request(
+            "GET",
+            path,
+            &[("Authorization", &format!("Bearer {key}"))],
+            None,
+        )
+    }
+
+    /// A write with an Idempotency-Key.
+    pub fn write(&self, method: &str, path: &str, key: &str, idem: &str, body: &str) -> Resp {
+        self.request(
+            method,
+            path,
+            &[
+                ("Authorization", &format!("Bearer {key}")),
+                ("Idempotency-Key", idem),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body.as_bytes()),
+        )
+    }
+
+    /// A write with a fresh Idempotency-Key.
+    pub fn send(&self, method: &str, path: &str, key: &str, body: &str) -> Resp {
+        self.write(method, path, key, &unique("idem"), body)
+    }
+
+    /// Availability row of one SKU at one location.
+    pub fn stock(&self, sku: &str, location: &str) -> Value {
+        let r = self.get(
+            &format!("/v1/availability?sku={sku}&location={location}"),
+            ADMIN,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["items"][0].clone()
+    }
+
+    pub fn available(&self, sku: &str, location: &str) -> i64 {
+        self.stock(sku, location)["available"]
+            .as_i64()
+            .expect("available")
+    }
+
+    pub fn receive(&self, sku: &str, location: &str, qty: i64) {
+        let r = self.send(
+            "POST",
+            "/v1/inventory/receipts",
+            ADMIN,
+            &format!(r#"{{"location":"{location}","lines":[{{"sku":"{sku}","qty":{qty}}}]}}"#),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// Creates a product with these SKUs.
+    pub fn product(&self, skus: &[&str]) {
+        let variants: Vec<String> = skus
+            .iter()
+            .map(|s| {
+                format!(
+                    r#"{{"sku":"{s}","options":{{}},"price":{{"amount":"9.99","currency":"EUR"}}}}"#
+                )
+            })
+            .collect();
+        let id = unique("p");
+        let r = self.send(
+            "PUT",
+            &format!("/v1/products/{id}"),
+            ADMIN,
+            &format!(
+                r#"{{"title":"Test {id}","variants":[{}]}}"#,
+                variants.join(",")
+            ),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    /// A new SKU in the catalog, with `qty` received at `location` (if > 0).
+    pub fn new_sku(&self, location: &str, qty: i64) -> String {
+        let sku = unique("SKU");
+        self.product(&[&sku]);
+        if qty > 0 {
+            self.receive(&sku, location, qty);
+        }
+        sku
+    }
+
+    pub fn reserve(&self, id: &str, lines: &[(&str, i64)], location: &str, ttl_s: i64) -> Resp {
+        let l: Vec<String> = lines
+            .iter()
+            .map(|(s, q)| format!(r#"{{"sku":"{s}","qty":{q}}}"#))
+            .collect();
+        self.send(
+            "POST",
+            "/v1/reservations",
+            STOREFRONT,
+            &format!(
+                r#"{{"id":"{id}","lines":[{}],"fulfillment":{{"type":"pickup","location":"{location}"}},"ttl_seconds":{ttl_s}}}"#,
+                l.join(",")
+            ),
+        )
+    }
+}
+
+/// The three locations of the demo catalog.
+pub fn seed_locations(api: &Api) {
+    for (id, name, lat, lon, ships, pickup, kind) in [
+        ("store-1", "Downtown", 52.52, 13.405, true, true, "store"),
+        ("store-2", "Riverside", 52.48, 13.44, false, true, "store"),
+        (
+            "warehouse-1",
+            "Central warehouse",
+            52.39,
+            13.06,
+            true,
+            false,
+            "warehouse",
+        ),
+    ] {
+        let r = api.send(
+            "PUT",
+            &format!("/v1/locations/{id}"),
+            ADMIN,
+            &format!(
+                r#"{{"name":"{name}","kind":"{kind}","lat":{lat},"lon":{lon},"ships_online":{ships},"pickup":{pickup}}}"#
+            ),
+        );
+        assert!(r.status == 201 || r.status == 200, "{}", r.body);
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests against a real `wrangler dev` (workerd with local SQLite
+//! Durable Objects). One binary; the harness starts and stops the servers.
+mod harness;
+mod slice;
