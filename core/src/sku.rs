@@ -1881,8 +1881,8 @@ impl SkuState {
             if p.on_hand < 0 && p.oversold == 0 {
                 return Err("on_hand below zero without a recorded oversell");
             }
-            if p.unavailable() > p.on_hand.max(0) {
-                return Err("more units unavailable than on hand");
+            if p.unavailable() > p.on_hand.max(0) && p.oversold == 0 {
+                return Err("more units unavailable than on hand without a recorded oversell");
             }
             let (held, committed) = sums.get(loc).copied().unwrap_or((0, 0));
             if held != p.reserved {
