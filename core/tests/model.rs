@@ -2,6 +2,7 @@
 //! linear scans, every figure recomputed from scratch, no fingerprints, no
 //! indexes. Random command sequences run against both; the decisions, the
 //! positions and the invariants must agree after every step.
+#![cfg(not(target_arch = "wasm32"))]
 use omnistock_core::sku::{Command, Event, Rejection};
 use omnistock_core::*;
 use proptest::prelude::*;
