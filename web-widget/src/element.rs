@@ -238,7 +238,18 @@ impl Widget {
             let phase = match self.fetch_with_retries(generation, &config).await {
                 None => return, // restarted or disconnected meanwhile
                 Some(Ok(data)) => Phase::Loaded(data),
-                Some(Err(failure)) => Phase::Failed(failure),
+                Some(Err(failure)) => {
+                    // For the page's developer; the shopper sees "Availability unavailable".
+                    web_sys::console::warn_1(
+                        &format!(
+                            "<{TAG_NAME}>: availability of {} could not be read ({})",
+                            config.sku,
+                            failure.reason()
+                        )
+                        .into(),
+                    );
+                    Phase::Failed(failure)
+                }
             };
             let go_on = keeps_refreshing(&phase);
             self.set_phase(phase);

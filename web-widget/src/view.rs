@@ -19,6 +19,8 @@ pub enum Phase {
 pub enum Failure {
     /// The key was refused (401) or may not read availability (403).
     Unauthorized,
+    /// 404: a SKU (or location) the catalog does not know, or a wrong `api`.
+    NotFound,
     /// Any other answer that retrying will not change (4xx).
     Rejected(u16),
     /// An answer that may change on retry (429, 5xx).
@@ -36,6 +38,7 @@ impl Failure {
     pub fn reason(&self) -> &'static str {
         match self {
             Failure::Unauthorized => "unauthorized",
+            Failure::NotFound => "not-found",
             Failure::Rejected(_) => "rejected",
             Failure::Unavailable(_) => "unavailable",
             Failure::Network => "network",
@@ -56,6 +59,7 @@ impl Failure {
     pub fn from_status(status: u16) -> Failure {
         match status {
             401 | 403 => Failure::Unauthorized,
+            404 => Failure::NotFound,
             408 | 429 | 500..=599 => Failure::Unavailable(status),
             _ => Failure::Rejected(status),
         }
@@ -82,7 +86,7 @@ pub fn retry_delay_ms(attempt: u32, failure: &Failure) -> Option<u32> {
 pub fn keeps_refreshing(phase: &Phase) -> bool {
     !matches!(
         phase,
-        Phase::Failed(Failure::Unauthorized | Failure::Rejected(_))
+        Phase::Failed(Failure::Unauthorized | Failure::NotFound | Failure::Rejected(_))
     )
 }
 
@@ -363,7 +367,8 @@ mod tests {
             Failure::Network,
             Failure::Timeout,
             Failure::BadResponse,
-            Failure::Rejected(404),
+            Failure::NotFound,
+            Failure::Rejected(400),
             Failure::Unavailable(503),
         ] {
             let v = view(&WidgetState {
@@ -389,7 +394,8 @@ mod tests {
         assert_eq!(Failure::from_status(401), Failure::Unauthorized);
         assert_eq!(Failure::from_status(403), Failure::Unauthorized);
         assert_eq!(Failure::from_status(400), Failure::Rejected(400));
-        assert_eq!(Failure::from_status(404), Failure::Rejected(404));
+        assert_eq!(Failure::from_status(404), Failure::NotFound);
+        assert_eq!(Failure::from_status(413), Failure::Rejected(413));
         assert_eq!(Failure::from_status(429), Failure::Unavailable(429));
         assert_eq!(Failure::from_status(503), Failure::Unavailable(503));
     }
@@ -411,5 +417,6 @@ mod tests {
         assert!(keeps_refreshing(&Phase::Failed(Failure::Network)));
         assert!(keeps_refreshing(&Phase::Loading));
         assert!(!keeps_refreshing(&Phase::Failed(Failure::Unauthorized)));
+        assert!(!keeps_refreshing(&Phase::Failed(Failure::NotFound)));
     }
 }

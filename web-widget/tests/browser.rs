@@ -240,7 +240,7 @@ async fn shows_the_error_state_when_availability_cannot_be_read() {
         ("key", PUBLISHABLE_KEY),
     ]);
     assert_eq!(rendered(&unknown).await, unavailable);
-    assert_eq!(reason(&unknown).as_deref(), Some("rejected"));
+    assert_eq!(reason(&unknown).as_deref(), Some("not-found"));
 
     // A secret key is refused before any request leaves the page.
     let secret = mount(&[("sku", sku()), ("api", api()), ("key", "sk_dev_admin")]);
