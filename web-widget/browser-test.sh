@@ -15,6 +15,21 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
 
+# The one-tag embed from another site: the Worker serves the loader, the bindings,
+# the inline-JS snippet and the wasm, all readable cross-origin (public/_headers).
+api="${OMNISTOCK_API%/}"
+snippet=$(cd public/widget && ls snippets/*/*.js | head -n 1)
+for asset in omnistock-widget.js omnistock-widget-bindings.js "$snippet" omnistock-widget-bindings_bg.wasm; do
+  headers=$(curl -sS -D - -o /dev/null -H 'Origin: https://shop.example' "$api/widget/$asset")
+  if ! grep -qi '^HTTP/[0-9.]* 200' <<<"$headers" || ! grep -qi '^access-control-allow-origin: \*' <<<"$headers"; then
+    echo "widget: $api/widget/$asset is not served readable cross-origin:" >&2
+    echo "$headers" >&2
+    exit 1
+  fi
+done
+grep -qi '^content-type: application/wasm' <<<"$headers" \
+  || { echo "widget: the wasm is not served as application/wasm" >&2; exit 1; }
+
 eval "$(web-widget/seed.sh)"
 echo "widget: seeded $OMNISTOCK_WIDGET_SKU and $OMNISTOCK_WIDGET_SKU_B at $OMNISTOCK_API"
 
