@@ -1,1 +1,24 @@
-fn main() {}
+//! decide+apply operations per second, natively, on one core.
+//! `cargo bench -p omnistock-core --bench ops`
+//! (the wasm twin: `tests/wasm_bench.rs`; results in docs/benchmarks.md).
+mod workload;
+
+use std::time::Instant;
+
+fn main() {
+    let cmds = workload::commands(workload::OPS);
+    let mut best = f64::MAX;
+    let mut result = (0, 0, 0);
+    for _ in 0..5 {
+        let t = Instant::now();
+        result = std::hint::black_box(workload::run(std::hint::black_box(&cmds)));
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let (ok, rejected, hash) = result;
+    println!(
+        "native: {} ops in {:.1} ms (best of 5): {:.2} M ops/s ({ok} accepted, {rejected} rejected, state hash {hash})",
+        workload::OPS,
+        best * 1e3,
+        workload::OPS as f64 / best / 1e6
+    );
+}

@@ -1392,6 +1392,10 @@ impl SkuState {
     /// Units held at `location` by holds that are past their deadline at `now`
     /// but not yet expired in the log: they count as available.
     fn lapsed_at(&self, now: Timestamp, location: &LocationId) -> Qty {
+        // Fast path: nothing has lapsed (the driving loop expires first).
+        if self.next_deadline().is_none_or(|d| d > now) {
+            return 0;
+        }
         self.lapsed(now)
             .filter(|(_, h)| &h.location == location)
             .map(|(_, h)| h.qty)
