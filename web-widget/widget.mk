@@ -27,16 +27,17 @@ WIDGET_WASM_OPT ?= node_modules/.bin/wasm-opt
 WIDGET_WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue
 
-.PHONY: widget-tools widget-browser-tools widget-build widget-unit widget-test widget-e2e widget-screenshot widget-clean
+.PHONY: widget-tools widget-browser-tools widget-build widget-unit widget-test widget-e2e \
+  widget-screenshot widget-need-api widget-clean
 
 # wasm-bindgen and wasm-bindgen-test-runner, equal to the wasm-bindgen crate
 # (no --locked: TOOLCHAIN.md).
 widget-tools:
-	@if $(WIDGET_ENV) wasm-bindgen --version 2>/dev/null | grep -qx 'wasm-bindgen $(WIDGET_WASM_BINDGEN_VERSION)' \
-	  && $(WIDGET_ENV) sh -c 'command -v wasm-bindgen-test-runner' >/dev/null; then :; else \
+	@if [ "$$($(WIDGET_ENV) wasm-bindgen --version 2>/dev/null || true)" = "wasm-bindgen $(WIDGET_WASM_BINDGEN_VERSION)" ] \
+	  && [ -x "$(WIDGET_CARGO_BIN)/wasm-bindgen-test-runner" ]; then :; else \
 	  echo "widget: installing wasm-bindgen-cli $(WIDGET_WASM_BINDGEN_VERSION)"; \
 	  cargo install wasm-bindgen-cli --version $(WIDGET_WASM_BINDGEN_VERSION) --force; fi
-	@rustup target list --installed 2>/dev/null | grep -qx $(WIDGET_TARGET) || rustup target add $(WIDGET_TARGET)
+	@rustup target list --installed 2>/dev/null | grep -x $(WIDGET_TARGET) >/dev/null || rustup target add $(WIDGET_TARGET)
 
 # Chromium and chromedriver for the browser tests and the screenshot.
 widget-browser-tools:
@@ -66,14 +67,16 @@ widget-unit:
 
 # Seeds through the API, runs the browser test, writes the screenshot
 # (web-widget/browser-test.sh). OMNISTOCK_API is baked into the test at compile time.
-widget-test: widget-build widget-browser-tools
-	@if [ -z "$$OMNISTOCK_API" ]; then \
-	  echo "widget-test needs OMNISTOCK_API (a running Worker): use 'make widget-e2e'" >&2; exit 1; fi
+widget-test: widget-need-api widget-build widget-browser-tools
 	$(WIDGET_ENV) CHROMEDRIVER=$(WIDGET_CHROMEDRIVER) WIDGET_SCREENSHOT=$(WIDGET_SCREENSHOT) \
 	  web-widget/browser-test.sh
 
+widget-need-api:
+	@if [ -z "$${OMNISTOCK_API:-}" ]; then \
+	  echo "widget-test needs OMNISTOCK_API (a running Worker): use 'make widget-e2e'" >&2; exit 1; fi
+
 # Only the screenshot (seeds its own SKU); needs OMNISTOCK_API and widget-build.
-widget-screenshot: widget-browser-tools
+widget-screenshot: widget-need-api widget-browser-tools
 	web-widget/screenshot.sh $(WIDGET_SCREENSHOT)
 
 widget-e2e: widget-build widget-browser-tools
