@@ -4,12 +4,16 @@
 #
 #   make widget-build   release wasm -> public/widget/ (served by the Worker at /widget/)
 #   make widget-unit    the pure logic's native tests
+#   make widget-clippy  clippy on the wasm32 build too (the DOM code is wasm32-only,
+#                       so a native `cargo clippy --workspace` never sees it)
 #   make widget-test    needs OMNISTOCK_API (a running Worker with the dev keys of
 #                       API.md): seeds its own locations and a fresh product through
 #                       the API, runs the wasm-bindgen browser tests in headless
 #                       Chromium, then writes target/widget-screenshot.png
-#   make widget-e2e     widget-test inside scripts/with-wrangler.sh (starts and stops
-#                       wrangler dev on a free port with a temporary state)
+#   make widget-e2e     everything the widget has: widget-unit, widget-clippy, then
+#                       widget-test inside scripts/with-wrangler.sh (starts and stops
+#                       wrangler dev on a free port with a temporary state; needs the
+#                       Worker built first)
 #
 # Tools are installed when missing: wasm-bindgen-cli (pinned to the crate) with
 # cargo, Chromium and chromedriver with apt-get when running as root.
@@ -28,7 +32,7 @@ WIDGET_WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue
 
 .PHONY: widget-tools widget-browser-tools widget-build widget-unit widget-test widget-e2e \
-  widget-screenshot widget-need-api widget-clean
+  widget-screenshot widget-need-api widget-clippy widget-clean
 
 # wasm-bindgen and wasm-bindgen-test-runner, equal to the wasm-bindgen crate
 # (no --locked: TOOLCHAIN.md).
@@ -65,6 +69,9 @@ widget-build: widget-tools
 widget-unit:
 	cargo test -p omnistock-widget
 
+widget-clippy:
+	cargo clippy -p omnistock-widget --target $(WIDGET_TARGET) --all-targets -- -D warnings
+
 # Seeds through the API, runs the browser test, writes the screenshot
 # (web-widget/browser-test.sh). OMNISTOCK_API is baked into the test at compile time.
 widget-test: widget-need-api widget-build widget-browser-tools
@@ -79,7 +86,7 @@ widget-need-api:
 widget-screenshot: widget-need-api widget-browser-tools
 	web-widget/screenshot.sh $(WIDGET_SCREENSHOT)
 
-widget-e2e: widget-build widget-browser-tools
+widget-e2e: widget-unit widget-clippy widget-build widget-browser-tools
 	scripts/with-wrangler.sh $(MAKE) --no-print-directory widget-test
 
 widget-clean:
