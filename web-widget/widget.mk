@@ -27,7 +27,7 @@ WIDGET_OUT := public/widget
 WIDGET_SCREENSHOT ?= target/widget-screenshot.png
 WIDGET_CHROMEDRIVER ?= $(shell command -v chromedriver 2>/dev/null || echo /usr/bin/chromedriver)
 # binaryen's wasm-opt from package.json, when `npm ci` has run; the build works without it.
-WIDGET_WASM_OPT ?= node_modules/.bin/wasm-opt
+WIDGET_WASM_OPT ?= $(or $(WASM_OPT_BIN),node_modules/.bin/wasm-opt)
 WIDGET_WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue
 
