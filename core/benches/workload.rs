@@ -10,6 +10,10 @@ use omnistock_core::sku::Command;
 use omnistock_core::*;
 
 pub const OPS: usize = 1_000_000;
+/// Commands per SKU object: the workload is `OPS / PER_SKU` objects, one
+/// after the other, each starting empty (a busy SKU's day, not one SKU with
+/// a million operations of history in its tables).
+pub const PER_SKU: usize = 10_000;
 
 /// splitmix64.
 struct Rng(u64);
@@ -37,6 +41,11 @@ pub fn commands(n: usize) -> Vec<(Timestamp, Command)> {
     let mut committed: Vec<HoldId> = Vec::new();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
+        if i % PER_SKU == 0 {
+            // A new SKU object: no holds to act on yet.
+            live.clear();
+            committed.clear();
+        }
         let now = Timestamp::from_ms(1_700_000_000_000 + 20 * i as i64);
         let location = locs[rng.below(8) as usize].clone();
         let cmd = match rng.below(100) {
@@ -85,11 +94,24 @@ pub fn commands(n: usize) -> Vec<(Timestamp, Command)> {
     out
 }
 
-/// Runs the commands through one SKU object; returns (accepted, rejected, state hash).
+/// Runs the commands through fresh SKU objects of [`PER_SKU`] commands each;
+/// returns (accepted, rejected, hash of the final states).
 pub fn run(cmds: &[(Timestamp, Command)]) -> (u64, u64, u64) {
+    let (mut ok, mut rejected, mut hash) = (0u64, 0u64, 0u64);
+    for chunk in cmds.chunks(PER_SKU) {
+        let (o, r, h) = run_one(chunk);
+        ok += o;
+        rejected += r;
+        hash = hash.rotate_left(5) ^ h;
+    }
+    (ok, rejected, hash)
+}
+
+/// Runs the commands through one SKU object.
+pub fn run_one(cmds: &[(Timestamp, Command)]) -> (u64, u64, u64) {
     let mut state = SkuState::new();
     let (mut ok, mut rejected) = (0u64, 0u64);
-    for (i, (now, cmd)) in cmds.iter().enumerate() {
+    for (now, cmd) in cmds.iter() {
         // The driving loop: lazy expiry first (usually nothing to do).
         if state.next_deadline().is_some_and(|d| d <= *now) {
             for e in state.expire(*now) {

@@ -2,6 +2,82 @@
 use alloc::sync::Arc;
 use core::fmt;
 
+/// An id that can key an [`IdMap`]: a stable 64-bit hash of its text.
+pub trait Keyed: Clone + Ord {
+    fn key_hash(&self) -> u64;
+}
+
+/// A map keyed by ids, ordered by (hash of the id, id): lookups compare one
+/// `u64` per tree level instead of a string, and iteration order is still
+/// deterministic on every target (FNV-1a of the text). Serialised as a list
+/// of `[id, value]` pairs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdMap<K: Keyed, V>(alloc::collections::BTreeMap<(u64, K), V>);
+
+impl<K: Keyed, V> Default for IdMap<K, V> {
+    fn default() -> Self {
+        IdMap(alloc::collections::BTreeMap::new())
+    }
+}
+
+impl<K: Keyed, V> IdMap<K, V> {
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.0.get(&(k.key_hash(), k.clone()))
+    }
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.0.get_mut(&(k.key_hash(), k.clone()))
+    }
+    pub fn get_key_value(&self, k: &K) -> Option<(&K, &V)> {
+        self.0
+            .get_key_value(&(k.key_hash(), k.clone()))
+            .map(|((_, k), v)| (k, v))
+    }
+    pub fn contains_key(&self, k: &K) -> bool {
+        self.get(k).is_some()
+    }
+    pub fn insert(&mut self, k: K, v: V) -> Option<V> {
+        self.0.insert((k.key_hash(), k), v)
+    }
+    pub fn remove(&mut self, k: &K) -> Option<V> {
+        self.0.remove(&(k.key_hash(), k.clone()))
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// In (hash, id) order: deterministic, not alphabetical.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter().map(|((_, k), v)| (k, v))
+    }
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.values()
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.0.keys().map(|(_, k)| k)
+    }
+}
+
+impl<K: Keyed + serde::Serialize, V: serde::Serialize> serde::Serialize for IdMap<K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de, K: Keyed + serde::Deserialize<'de>, V: serde::Deserialize<'de>> serde::Deserialize<'de>
+    for IdMap<K, V>
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs = <alloc::vec::Vec<(K, V)> as serde::Deserialize>::deserialize(d)?;
+        let mut m = IdMap::default();
+        for (k, v) in pairs {
+            m.insert(k, v);
+        }
+        Ok(m)
+    }
+}
+
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdError {
@@ -59,6 +135,12 @@ macro_rules! id_type {
         /// Cheap to clone: the text is shared, never copied.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(Arc<str>);
+
+        impl crate::ids::Keyed for $name {
+            fn key_hash(&self) -> u64 {
+                crate::fingerprint::fnv1a(self.0.as_bytes())
+            }
+        }
 
         impl $name {
             /// Validates and wraps `s`.
@@ -129,6 +211,12 @@ id_type!(
 /// 1 to 255 printable ASCII characters (an `Idempotency-Key` plus a suffix).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OpId(Arc<str>);
+
+impl Keyed for OpId {
+    fn key_hash(&self) -> u64 {
+        crate::fingerprint::fnv1a(self.0.as_bytes())
+    }
+}
 
 impl OpId {
     pub fn parse(s: &str) -> Result<Self, IdError> {

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::fingerprint::Fnv;
-use crate::ids::{HoldId, LocationId, OpId, SaleId, TerminalId, TransferId};
+use crate::ids::{HoldId, IdMap, LocationId, OpId, SaleId, TerminalId, TransferId};
 use crate::stock::{AdjustReason, Channel, Position, Qty, UnavailableBucket, MAX_LINE_QTY};
 use crate::time::{Timestamp, MAX_TTL_MS, MIN_TTL_MS};
 
@@ -641,19 +641,19 @@ impl Site {
 #[serde(from = "SkuStateData")]
 pub struct SkuState {
     sites: BTreeMap<LocationId, Site>,
-    holds: BTreeMap<HoldId, Hold>,
+    holds: IdMap<HoldId, Hold>,
     /// Active holds with a deadline, by (deadline, seq): the alarm table.
     /// Derived from `holds`, rebuilt when a snapshot is loaded.
     #[serde(skip)]
     deadlines: BTreeMap<(Timestamp, u64), HoldId>,
-    resolved: BTreeMap<HoldId, Resolved>,
+    resolved: IdMap<HoldId, Resolved>,
     resolved_log: VecDeque<(Timestamp, HoldId)>,
-    ops: BTreeMap<OpId, (u64, Timestamp)>,
+    ops: IdMap<OpId, (u64, Timestamp)>,
     ops_log: VecDeque<(Timestamp, OpId)>,
-    sales: BTreeMap<SaleId, SaleRecord>,
+    sales: IdMap<SaleId, SaleRecord>,
     /// Highest device sequence seen per terminal.
-    terminals: BTreeMap<TerminalId, u64>,
-    transfers: BTreeMap<TransferId, Transfer>,
+    terminals: IdMap<TerminalId, u64>,
+    transfers: IdMap<TransferId, Transfer>,
     transfers_log: VecDeque<(Timestamp, TransferId)>,
     open_transfers: usize,
     hold_seq: u64,
@@ -666,14 +666,14 @@ pub struct SkuState {
 #[derive(serde::Deserialize)]
 struct SkuStateData {
     sites: BTreeMap<LocationId, Site>,
-    holds: BTreeMap<HoldId, Hold>,
-    resolved: BTreeMap<HoldId, Resolved>,
+    holds: IdMap<HoldId, Hold>,
+    resolved: IdMap<HoldId, Resolved>,
     resolved_log: VecDeque<(Timestamp, HoldId)>,
-    ops: BTreeMap<OpId, (u64, Timestamp)>,
+    ops: IdMap<OpId, (u64, Timestamp)>,
     ops_log: VecDeque<(Timestamp, OpId)>,
-    sales: BTreeMap<SaleId, SaleRecord>,
-    terminals: BTreeMap<TerminalId, u64>,
-    transfers: BTreeMap<TransferId, Transfer>,
+    sales: IdMap<SaleId, SaleRecord>,
+    terminals: IdMap<TerminalId, u64>,
+    transfers: IdMap<TransferId, Transfer>,
     transfers_log: VecDeque<(Timestamp, TransferId)>,
     open_transfers: usize,
     hold_seq: u64,
@@ -1976,7 +1976,7 @@ impl SkuState {
                 .u64(p.version)
                 .i64(p.oversold);
         }
-        for (id, h) in &self.holds {
+        for (id, h) in self.holds.iter() {
             f = f
                 .str(id.as_str())
                 .str(h.location.as_str())
@@ -1985,13 +1985,13 @@ impl SkuState {
                 .i64(h.deadline().map_or(-1, |t| t.0))
                 .u64(u64::from(h.state == HoldState::Committed));
         }
-        for (id, r) in &self.resolved {
+        for (id, r) in self.resolved.iter() {
             f = f.str(id.as_str()).u64(r.how as u64).i64(r.at.0);
         }
-        for (id, s) in &self.sales {
+        for (id, s) in self.sales.iter() {
             f = f.str(id.as_str()).i64(s.qty).i64(s.returned);
         }
-        for (id, t) in &self.transfers {
+        for (id, t) in self.transfers.iter() {
             f = f
                 .str(id.as_str())
                 .i64(t.shipped)
