@@ -209,7 +209,7 @@ pub async fn availability(ctx: &Ctx) -> Result<Reply, Problem> {
         let mut total = Position::default();
         let mut total_available = 0;
         for l in &check.locations {
-            let p = by_loc.get(&l.id).copied().cloned().unwrap_or_default();
+            let p = by_loc.get(&l.id).copied().copied().unwrap_or_default();
             let avail = p.available(channel);
             total_available += avail;
             sum(&mut total, &p);
@@ -353,7 +353,7 @@ pub async fn receipts(ctx: &Ctx) -> Result<Reply, Problem> {
             }
         }
         if let Some(o) = outs.last() {
-            let p = o.position.clone().unwrap_or_default();
+            let p = o.position.unwrap_or_default();
             let loc = check.locations.first();
             items.push(row(
                 sku,
@@ -477,7 +477,7 @@ async fn single(
     if let Some(p) = outcome_problem(&o) {
         return Err(p);
     }
-    let p = o.position.clone().unwrap_or_default();
+    let p = o.position.unwrap_or_default();
     Ok(Reply::json(
         200,
         &json!({"item": row(sku, location, &p, Channel::Online, p.available(Channel::Online))}),

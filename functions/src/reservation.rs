@@ -355,7 +355,7 @@ impl Reservation {
             match o {
                 Ok(o) if o.ok => {}
                 Ok(o) => match &o.rejection {
-                    Some(r) if r.code == "insufficient_stock" => short.push(serde_json::json!({
+                    Some(r) if r.kind == "insufficient_stock" => short.push(serde_json::json!({
                         "sku": line.sku,
                         "location": line.location,
                         "requested": line.qty,
@@ -486,7 +486,7 @@ impl Reservation {
             Ok(o) => o
                 .rejection
                 .as_ref()
-                .filter(|x| x.code == "ttl_out_of_range")
+                .filter(|x| x.kind == "ttl_out_of_range")
                 .map(|x| x.to_problem()),
             Err(_) => None,
         }) {

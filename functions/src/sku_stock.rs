@@ -185,7 +185,10 @@ pub struct ExecRequest {
 /// Why a command was refused, as data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WireRejection {
+    /// The API error code (`Rejection::code`).
     pub code: String,
+    /// The kind the shell acts on: `insufficient_stock`, `hold_resolved`, `ttl_out_of_range`...
+    pub kind: String,
     pub detail: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested: Option<i64>,
@@ -202,7 +205,8 @@ pub struct WireRejection {
 impl WireRejection {
     fn from_core(r: &Rejection) -> Self {
         let mut w = WireRejection {
-            code: String::new(),
+            code: r.code().to_string(),
+            kind: String::new(),
             detail: r.to_string(),
             requested: None,
             available: None,
@@ -210,17 +214,15 @@ impl WireRejection {
             actual: None,
             resolution: None,
         };
-        w.code = match r {
-            Rejection::QtyOutOfRange { .. } => "qty_out_of_range",
+        // The few kinds the shell acts on; every other refusal keeps core's code.
+        w.kind = match r {
             Rejection::TtlOutOfRange { .. } => "ttl_out_of_range",
             Rejection::Exists => "exists",
-            Rejection::ExistsWithDifferentBody => "exists_with_different_body",
             Rejection::HoldNotFound => "hold_not_found",
             Rejection::HoldResolved { how } => {
                 w.resolution = Some(resolution_name(*how).to_string());
                 "hold_resolved"
             }
-            Rejection::HoldNotActive => "hold_not_active",
             Rejection::VersionConflict { expected, actual } => {
                 w.expected = Some(*expected);
                 w.actual = Some(*actual);
@@ -234,10 +236,7 @@ impl WireRejection {
                 w.available = Some(*available);
                 "insufficient_stock"
             }
-            Rejection::OnHandBelowUnavailable { .. } => "on_hand_below_unavailable",
-            Rejection::TooManyHolds => "too_many_holds",
-            #[allow(unreachable_patterns)]
-            _ => "rejected",
+            _ => "other",
         }
         .to_string();
         w
@@ -245,19 +244,22 @@ impl WireRejection {
 
     /// The HTTP problem for a rejection the caller does not handle itself.
     pub fn to_problem(&self) -> Problem {
-        match self.code.as_str() {
-            "qty_out_of_range" | "ttl_out_of_range" | "on_hand_below_unavailable" => {
-                Problem::invalid(self.detail.clone())
-            }
-            "exists_with_different_body" => Problem::key_reused().with("detail", &self.detail),
-            "hold_not_found" => Problem::not_found(self.detail.clone()),
-            "version_conflict" => Problem::new(409, "version_conflict", self.detail.clone())
+        let status = match self.code.as_str() {
+            "not_found" => 404,
+            "invalid_transition"
+            | "version_conflict"
+            | "insufficient_stock"
+            | "idempotency_key_reused" => 409,
+            "overloaded" => 503,
+            _ => 400,
+        };
+        let mut p = Problem::new(status, &self.code, self.detail.clone());
+        if self.kind == "version_conflict" {
+            p = p
                 .with("expected_version", self.expected)
-                .with("version", self.actual),
-            "insufficient_stock" => Problem::new(409, "insufficient_stock", self.detail.clone()),
-            "too_many_holds" => Problem::new(503, "overloaded", self.detail.clone()),
-            _ => Problem::new(409, "invalid_transition", self.detail.clone()),
+                .with("version", self.actual);
         }
+        p
     }
 }
 
@@ -493,7 +495,7 @@ impl SkuStock {
         };
         let expired = st.expire(now);
         if !expired.is_empty() {
-            let stmts = event_stmts(st, &expired, &system);
+            let stmts = event_stmts(&expired, &system);
             db::atomically(&storage, stmts)?;
             for e in &expired {
                 st.apply(e);
@@ -515,7 +517,7 @@ impl SkuStock {
                         location: None,
                         position: None,
                     };
-                    let mut stmts = event_stmts(st, &events, &req.meta);
+                    let mut stmts = event_stmts(&events, &req.meta);
                     if let Some(key) = cmd.result_key() {
                         stmts.push((
                             "INSERT OR REPLACE INTO ops (id, result, at) VALUES (?, ?, ?)",
@@ -686,10 +688,10 @@ fn describe(st: &SkuState, now: Timestamp, cmd: &WireCommand, mut o: Outcome) ->
 }
 
 /// The rows that record `events` (the location of a hold event is the hold's).
-fn event_stmts(st: &SkuState, events: &[Event], meta: &Meta) -> Vec<Stmt> {
+fn event_stmts(events: &[Event], meta: &Meta) -> Vec<Stmt> {
     let mut out = Vec::with_capacity(events.len());
     for e in events {
-        let location = event_location(st, e);
+        let location = event_location(e);
         let json = serde_json::to_string(e).unwrap_or_default();
         out.push((
             "INSERT INTO events (at, kind, location, json, actor, channel, reference, reason)
@@ -697,7 +699,7 @@ fn event_stmts(st: &SkuState, events: &[Event], meta: &Meta) -> Vec<Stmt> {
             vec![
                 int(e.at().as_ms()),
                 text(e.name()),
-                opt_text(location.as_ref().map(|l| l.as_str())),
+                opt_text(location.as_deref()),
                 text(&json),
                 text(&meta.actor),
                 opt_text(meta.channel.as_deref()),
@@ -709,19 +711,14 @@ fn event_stmts(st: &SkuState, events: &[Event], meta: &Meta) -> Vec<Stmt> {
     out
 }
 
-fn event_location(st: &SkuState, e: &Event) -> Option<LocationId> {
-    match e {
-        Event::Received { location, .. }
-        | Event::Adjusted { location, .. }
-        | Event::SafetyStockSet { location, .. }
-        | Event::Held { location, .. }
-        | Event::Sold { location, .. } => Some(location.clone()),
-        Event::Extended { hold, .. }
-        | Event::Released { hold, .. }
-        | Event::Expired { hold, .. }
-        | Event::Committed { hold, .. }
-        | Event::Fulfilled { hold, .. } => st.hold(hold).map(|h| h.location.clone()),
-        #[allow(unreachable_patterns)]
-        _ => None,
+fn event_location(e: &Event) -> Option<String> {
+    // Every event that touches a position names its location.
+    match serde_json::to_value(e) {
+        Ok(v) => v
+            .get("location")
+            .or_else(|| v.get("to"))
+            .and_then(|l| l.as_str())
+            .map(str::to_string),
+        Err(_) => None,
     }
 }

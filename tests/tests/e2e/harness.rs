@@ -122,7 +122,22 @@ impl Server {
         s
     }
 
+    /// Starts wrangler dev; a start that fails (a port taken between
+    /// choosing it and binding it, say) is retried on another port.
     fn spawn(&mut self) {
+        for attempt in 1..=3 {
+            match self.spawn_once() {
+                Ok(()) => return,
+                Err(e) if attempt < 3 => {
+                    eprintln!("wrangler dev did not start (attempt {attempt}): {e}");
+                    self.stop();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn spawn_once(&mut self) -> Result<(), String> {
         ATEXIT.call_once(|| unsafe {
             libc::atexit(stop_all_at_exit);
         });
@@ -137,6 +152,9 @@ impl Server {
         cmd.current_dir(&root)
             .args(["dev", "--local", "--ip", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
+            // Not the default 9229: several servers run at once.
+            .arg("--inspector-port")
+            .arg(free_port().to_string())
             .arg("--persist-to")
             .arg(&self.state_dir)
             .args([
@@ -157,10 +175,10 @@ impl Server {
         let child = cmd.spawn().expect("start wrangler dev");
         RUNNING.lock().unwrap().push(child.id() as i32);
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(c) = self.child.as_mut() {
@@ -173,11 +191,14 @@ impl Server {
             }
             if let Ok(r) = raw_get(self.port, "/v1/health") {
                 if r.starts_with("HTTP/1.1 200") {
-                    return;
+                    return Ok(());
                 }
             }
             if Instant::now() > deadline {
-                panic!("wrangler dev not ready in 90 s; log:\n{}", self.log_tail());
+                return Err(format!(
+                    "wrangler dev not ready in 90 s; log:\n{}",
+                    self.log_tail()
+                ));
             }
             std::thread::sleep(Duration::from_millis(150));
         }
@@ -220,9 +241,14 @@ impl Server {
                     _ => std::thread::sleep(Duration::from_millis(50)),
                 }
             }
-            // The workerd grandchildren are in the group too: make sure they are gone.
+            // The workerd grandchildren are in the group too: make sure they
+            // are gone (and their SQLite files free) before anyone restarts.
             unsafe {
                 libc::kill(-pgid, libc::SIGKILL);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while unsafe { libc::kill(-pgid, 0) } == 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
             }
             RUNNING.lock().unwrap().retain(|&p| p != pgid);
         }
@@ -341,7 +367,7 @@ impl Api {
         }
     }
 
-    /// Any request; `headers` are sent as given.
+    /// Any request; `headers` are sent as given. Panics on a transport error.
     pub fn request(
         &self,
         method: &str,
@@ -349,6 +375,18 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Resp {
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: transport error {e}"))
+    }
+
+    /// Any request; a transport error (no answer) is an `Err`.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Resp, String> {
         let mut req = self
             .agent
             .request(method, &format!("{}{}", self.base, path));
@@ -362,7 +400,7 @@ impl Api {
         let resp = match r {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: transport error {e}"),
+            Err(e) => return Err(e.to_string()),
         };
         let status = resp.status();
         let headers = resp
@@ -373,12 +411,33 @@ impl Api {
                 (n, v)
             })
             .collect();
-        let body = resp.into_string().unwrap_or_default();
-        Resp {
+        let body = resp.into_string().map_err(|e| e.to_string())?;
+        Ok(Resp {
             status,
             headers,
             body,
-        }
+        })
+    }
+
+    /// A write with an Idempotency-Key; a transport error is an `Err`.
+    pub fn try_write(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        idem: &str,
+        body: &str,
+    ) -> Result<Resp, String> {
+        self.try_request(
+            method,
+            path,
+            &[
+                ("Authorization", &format!("Bearer {key}")),
+                ("Idempotency-Key", idem),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body.as_bytes()),
+        )
     }
 
     pub fn get(&self, path: &str, key: &str) -> Resp {

@@ -1,4 +1,5 @@
 //! End-to-end tests against a real `wrangler dev` (workerd with local SQLite
 //! Durable Objects). One binary; the harness starts and stops the servers.
+mod faults;
 mod harness;
 mod slice;

@@ -279,7 +279,15 @@ fn bad_input_is_a_4xx_problem_and_changes_nothing() {
     let receipt =
         |s: &str| format!(r#"{{"location":"store-1","lines":[{{"sku":"{s}","qty":1}}]}}"#);
     let auth = |k: &str| format!("Bearer {k}");
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, String, u16, &str)> = vec![
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, String)>,
+        String,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             "/v1/inventory/receipts",

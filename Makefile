@@ -1,0 +1,121 @@
+# omnistock: `make dev` runs it, `make test` checks everything.
+# Both install what is missing first (pinned versions, idempotent) and keep
+# every build offline (the five variables of TOOLCHAIN.md are exported here).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PORT ?= 8787
+STATE_DIR ?= .wrangler/state
+
+WORKER_BUILD_VERSION := 0.8.7
+WASM_BINDGEN_VERSION := 0.2.130
+
+CARGO_HOME ?= $(HOME)/.cargo
+CARGO_BIN := $(CARGO_HOME)/bin
+export PATH := $(CARGO_BIN):$(PATH)
+export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
+export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
+export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
+export WRANGLER_SEND_METRICS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+# The e2e tests mostly wait on wrangler dev: more threads than cores is fine.
+E2E_THREADS ?= 4
+
+WORKER_OUT := functions/build/index.js
+WORKER_SRC := $(shell find functions/src core/src -name '*.rs' 2>/dev/null) \
+	functions/Cargo.toml functions/openapi.json core/Cargo.toml Cargo.toml Cargo.lock
+
+.PHONY: help dev test build tools rust-tools node-tools browser-tools \
+	check-fmt clippy test-core test-core-wasm test-functions test-widget test-e2e widget
+
+help:
+	@echo "make dev    run omnistock locally (wrangler dev on 127.0.0.1:\$$PORT, default 8787)"
+	@echo "make test   fmt, clippy, core tests (native and wasm), widget browser test, end-to-end tests"
+
+# ---------------------------------------------------------------- tools
+tools: rust-tools node-tools
+
+rust-tools:
+	@command -v rustup >/dev/null || { echo "rustup is required (https://rustup.rs)"; exit 1; }
+	@rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@if [ "$$($(CARGO_BIN)/worker-build --version 2>/dev/null)" != "$(WORKER_BUILD_VERSION)" ]; then \
+		echo "installing worker-build $(WORKER_BUILD_VERSION)"; \
+		cargo install worker-build --version $(WORKER_BUILD_VERSION) --locked --force; fi
+	@if [ "$$($(CARGO_BIN)/wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $(WASM_BINDGEN_VERSION)" ]; then \
+		echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
+		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force; fi
+
+node-tools: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20+ and npm are required"; exit 1; }
+	npm ci --no-audit --no-fund
+	@touch $@
+
+browser-tools:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else \
+		echo "The widget's browser test needs Chromium and chromedriver:"; \
+		echo "  sudo apt-get install -y chromium chromium-driver"; exit 1; fi
+
+# ---------------------------------------------------------------- build
+build: tools $(WORKER_OUT)
+
+$(WORKER_OUT): $(WORKER_SRC)
+	scripts/build-worker.sh --release
+	@touch $@
+
+# web-widget/widget.mk (the widget's own targets): widget-build writes
+# public/widget/, widget-e2e runs its browser test against a fresh wrangler dev.
+-include web-widget/widget.mk
+
+widget:
+	@if [ -f web-widget/widget.mk ]; then $(MAKE) --no-print-directory widget-build; \
+	else echo "web-widget/widget.mk not there yet: no widget build"; fi
+
+public:
+	@mkdir -p public
+
+# ---------------------------------------------------------------- dev
+dev: build widget public
+	PORT=$(PORT) STATE_DIR=$(STATE_DIR) scripts/dev.sh
+
+# ---------------------------------------------------------------- test
+test: tools
+	$(MAKE) check-fmt
+	$(MAKE) clippy
+	$(MAKE) test-core
+	$(MAKE) test-core-wasm
+	$(MAKE) test-functions
+	$(MAKE) $(WORKER_OUT) public
+	$(MAKE) test-widget
+	$(MAKE) test-e2e
+
+check-fmt:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p omnistock-functions --target wasm32-unknown-unknown -- -D warnings
+
+test-core:
+	cargo test -p omnistock-core
+
+test-core-wasm:
+	cargo build -p omnistock-core --target wasm32-unknown-unknown
+	cargo test -p omnistock-core --target wasm32-unknown-unknown
+
+test-functions:
+	cargo test -p omnistock-functions --lib
+
+test-widget: browser-tools
+	@if [ -f web-widget/widget.mk ]; then $(MAKE) --no-print-directory widget-e2e; \
+	else echo "web-widget/widget.mk not there yet: no widget browser test"; fi
+
+test-e2e: $(WORKER_OUT) public
+	RUST_TEST_THREADS=$(E2E_THREADS) cargo test -p omnistock-tests

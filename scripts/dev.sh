@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make dev`: runs the Worker in wrangler dev on 127.0.0.1:$PORT with state in
+# $STATE_DIR, seeds the demo catalog when the state is empty, prints URLs and keys.
+set -euo pipefail
+source "$(dirname "$0")/wrangler-common.sh"
+PORT="${PORT:-8787}"
+STATE_DIR="${STATE_DIR:-.wrangler/state}"
+case "$STATE_DIR" in /*) ;; *) STATE_DIR="$ROOT/$STATE_DIR" ;; esac
+if [ ! -f "$ROOT/.dev.vars" ]; then
+  printf 'API_KEYS="%s"\n' "$DEV_KEYS" >"$ROOT/.dev.vars"
+  echo "wrote .dev.vars with the dev keys"
+fi
+LOG="$(mktemp -t omnistock-dev.XXXXXX.log)"
+trap 'stop_wrangler' EXIT
+trap 'exit 130' INT TERM
+echo "starting wrangler dev on 127.0.0.1:$PORT (state: $STATE_DIR)..."
+start_wrangler "$PORT" "$STATE_DIR" "$LOG"
+"$ROOT/scripts/seed.sh" "http://127.0.0.1:$PORT"
+cat <<MSG
+
+omnistock is running.
+  API        http://127.0.0.1:$PORT/v1/health
+  OpenAPI    http://127.0.0.1:$PORT/v1/openapi.json
+  Widget     http://127.0.0.1:$PORT/widget/omnistock-widget.js
+  Demo page  http://127.0.0.1:$PORT/  (if public/index.html exists)
+  State      $STATE_DIR
+  Log        $LOG
+
+Keys (from .dev.vars):
+  sk_dev_admin         admin
+  sk_dev_storefront    storefront
+  sk_dev_pos_store-1   pos at store-1
+  pk_dev               publishable
+
+Try:
+  curl -s 'http://127.0.0.1:$PORT/v1/availability?sku=TEE-BLK-M' -H 'Authorization: Bearer pk_dev'
+
+Ctrl-C stops it.
+MSG
+tail -n +1 -f "$LOG" &
+TAIL=$!
+while kill -0 "$WRANGLER_PID" 2>/dev/null; do sleep 1; done
+kill "$TAIL" 2>/dev/null || true
