@@ -15,6 +15,11 @@ fn main() {
         best = best.min(t.elapsed().as_secs_f64());
     }
     let (ok, rejected, hash) = result;
+    assert_eq!(
+        hash,
+        workload::NATIVE_HASH,
+        "the workload's final state changed: update NATIVE_HASH"
+    );
     println!(
         "native: {} ops in {:.1} ms (best of 5): {:.2} M ops/s ({ok} accepted, {rejected} rejected, state hash {hash})",
         workload::OPS,

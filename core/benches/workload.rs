@@ -128,3 +128,6 @@ pub fn run_one(cmds: &[(Timestamp, Command)]) -> (u64, u64, u64) {
     }
     (ok, rejected, state.state_hash())
 }
+
+/// The hash `run(&commands(OPS))` gives natively; the wasm bench asserts it.
+pub const NATIVE_HASH: u64 = 9925784091338205389;

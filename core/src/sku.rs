@@ -241,6 +241,10 @@ pub enum Event {
         hold: HoldId,
         location: LocationId,
         qty: Qty,
+        /// Units shipped beyond what was on hand and sellable (after an
+        /// oversell, a count or a shrinkage adjustment took them).
+        #[serde(default)]
+        oversold: Qty,
         at: Timestamp,
     },
     Sold {
@@ -1061,6 +1065,14 @@ impl SkuState {
                         unavailable: p.unavailable() + delta,
                     });
                 }
+                // Units held or committed cannot be marked: release them first.
+                let available = self.available_at(now, location, Channel::Pos);
+                if *delta > 0 && *delta > available {
+                    return Err(Rejection::InsufficientStock {
+                        requested: *delta,
+                        available: available.max(0),
+                    });
+                }
                 Ok(Event::MarkedUnavailable {
                     op: op.clone(),
                     fp,
@@ -1158,12 +1170,17 @@ impl SkuState {
             Command::Fulfill { hold } => {
                 let h = self.live_hold(now, hold)?;
                 match h.state {
-                    HoldState::Committed => Ok(Event::Fulfilled {
-                        hold: hold.clone(),
-                        location: h.location.clone(),
-                        qty: h.qty,
-                        at: now,
-                    }),
+                    HoldState::Committed => {
+                        let p = self.position(&h.location);
+                        let there = (p.on_hand - p.unavailable()).max(0);
+                        Ok(Event::Fulfilled {
+                            hold: hold.clone(),
+                            location: h.location.clone(),
+                            qty: h.qty,
+                            oversold: (h.qty - there).clamp(0, h.qty),
+                            at: now,
+                        })
+                    }
                     HoldState::Held { .. } => Err(Rejection::HoldNotActive),
                 }
             }
@@ -1681,7 +1698,15 @@ impl SkuState {
             }
             Event::Released { hold, at, .. } => self.resolve(hold, Resolution::Released, *at),
             Event::Expired { hold, at, .. } => self.resolve(hold, Resolution::Expired, *at),
-            Event::Fulfilled { hold, at, .. } => self.resolve(hold, Resolution::Fulfilled, *at),
+            Event::Fulfilled {
+                hold, oversold, at, ..
+            } => {
+                let loc = self.holds.get(hold).map(|h| h.location.clone());
+                if let (Some(loc), true) = (loc, *oversold > 0) {
+                    self.site_mut(&loc).pos.oversold += oversold;
+                }
+                self.resolve(hold, Resolution::Fulfilled, *at)
+            }
             Event::Committed { hold, .. } => {
                 if let Some(h) = self.holds.get_mut(hold) {
                     if let HoldState::Held { expires_at } = h.state {

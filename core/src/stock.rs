@@ -97,7 +97,11 @@ pub struct Position {
     pub incoming: Qty,
     /// Rises with every change of this position.
     pub version: u64,
-    /// Units sold or counted beyond what was there, ever (a recorded oversell).
+    /// The sum of the `oversold` recorded by events here, ever: a sale's units
+    /// beyond availability, a count's units moved beyond what was counted, a
+    /// shipment's units beyond what was on hand. An indicator (the same missing
+    /// unit can be reported by a sale and later by the shipment it starved),
+    /// not a unit count.
     /// on_hand may be below zero only when this is above zero.
     #[serde(default)]
     pub oversold: Qty,

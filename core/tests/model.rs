@@ -61,6 +61,16 @@ enum Op {
 
 const LOCS: [&str; 2] = ["a", "b"];
 
+/// The op id of a command: few, so that retries and reused keys happen.
+fn op_key(op: &Op) -> String {
+    match *op {
+        Op::Receive(o, ..) | Op::Adjust(o, ..) | Op::Safety(o, ..) | Op::Mark(o, ..) => {
+            format!("k{o}")
+        }
+        _ => String::new(),
+    }
+}
+
 fn loc(i: usize) -> LocationId {
     LocationId::parse(LOCS[i]).unwrap()
 }
@@ -140,7 +150,7 @@ impl Model {
 
     /// Decides and applies; returns the rejection's name or the effect's quantity.
     fn step(&mut self, now: i64, op: &Op, n: usize) -> Result<i64, &'static str> {
-        let opid = format!("k{}", n % 5);
+        let opid = op_key(op);
         match *op {
             Op::Receive(_, l, q) => {
                 if !(0..=1_000_000).contains(&q) {
@@ -195,6 +205,9 @@ impl Model {
                 }
                 if m.damaged + m.qc + d > m.on_hand {
                     return Err("OnHandBelowUnavailable");
+                }
+                if d > 0 && d > self.available(l, false, now) {
+                    return Err("InsufficientStock");
                 }
                 self.ops.push((opid, c));
                 let m = &mut self.locs[l];
@@ -305,28 +318,29 @@ impl Model {
 }
 
 fn command(op: &Op, now: i64, n: usize) -> Command {
-    let opid = OpId::parse(&format!("k{}", n % 5)).unwrap();
+    let key = op_key(op);
+    let opid = || OpId::parse(&key).unwrap();
     let hold = |i: usize| HoldId::parse(&format!("H{i}")).unwrap();
     match *op {
         Op::Receive(_, l, qty) => Command::Receive {
-            op: opid,
+            op: opid(),
             location: loc(l),
             qty,
         },
         Op::Adjust(_, l, delta, v) => Command::Adjust {
-            op: opid,
+            op: opid(),
             location: loc(l),
             delta,
             reason: AdjustReason::Correction,
             expected_version: v,
         },
         Op::Safety(_, l, qty) => Command::SetSafetyStock {
-            op: opid,
+            op: opid(),
             location: loc(l),
             qty,
         },
         Op::Mark(_, l, damaged, delta) => Command::MarkUnavailable {
-            op: opid,
+            op: opid(),
             location: loc(l),
             bucket: if damaged {
                 UnavailableBucket::Damaged

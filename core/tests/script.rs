@@ -103,8 +103,9 @@ fn fmt_event(e: &Event) -> String {
             hold,
             location,
             qty,
+            oversold,
             ..
-        } => format!("fulfilled {hold} @{location} {qty}"),
+        } => format!("fulfilled {hold} @{location} {qty} oversold={oversold}"),
         Event::Sold {
             sale,
             location,
@@ -650,7 +651,7 @@ fn commit_fulfill_release_and_channels() {
             > alarm
             S1: expired B @web 4 at=t3600000ms
             > fulfill A S1
-            fulfilled A @web 6
+            fulfilled A @web 6 oversold=0
             > fulfill A S1
             rejected: HoldResolved { how: Fulfilled } (invalid_transition): the hold was already Fulfilled
             > release A S1
@@ -729,9 +730,9 @@ fn pos_sales_never_refused_oversell_and_at_risk() {
             > stock S1 @store-1
             on_hand=0 reserved=0 committed=2 damaged=0 qc=0 safety=0 incoming=0 oversold=4 v=8 | pos=-2 online=0
             > fulfill R1 S1
-            fulfilled R1 @store-1 2
+            fulfilled R1 @store-1 2 oversold=2
             > stock S1 @store-1
-            on_hand=-2 reserved=0 committed=0 damaged=0 qc=0 safety=0 incoming=0 oversold=4 v=9 | pos=-2 online=0
+            on_hand=-2 reserved=0 committed=0 damaged=0 qc=0 safety=0 incoming=0 oversold=6 v=9 | pos=-2 online=0
         "#]],
     );
 }
