@@ -9,7 +9,12 @@ fn main() {
     let cmds = workload::commands(workload::OPS);
     let mut best = f64::MAX;
     let mut result = (0, 0, 0);
-    for _ in 0..5 {
+    // BENCH_RUNS=1 for `valgrind --tool=callgrind` (instruction counts).
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    for _ in 0..runs {
         let t = Instant::now();
         result = std::hint::black_box(workload::run(std::hint::black_box(&cmds)));
         best = best.min(t.elapsed().as_secs_f64());
@@ -21,7 +26,7 @@ fn main() {
         "the workload's final state changed: update NATIVE_HASH"
     );
     println!(
-        "native: {} ops in {:.1} ms (best of 5): {:.2} M ops/s ({ok} accepted, {rejected} rejected, state hash {hash})",
+        "native: {} ops in {:.1} ms (best of {runs}): {:.2} M ops/s ({ok} accepted, {rejected} rejected, state hash {hash})",
         workload::OPS,
         best * 1e3,
         workload::OPS as f64 / best / 1e6

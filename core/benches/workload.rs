@@ -96,6 +96,7 @@ pub fn commands(n: usize) -> Vec<(Timestamp, Command)> {
 
 /// Runs the commands through fresh SKU objects of [`PER_SKU`] commands each;
 /// returns (accepted, rejected, hash of the final states).
+#[inline(never)]
 pub fn run(cmds: &[(Timestamp, Command)]) -> (u64, u64, u64) {
     let (mut ok, mut rejected, mut hash) = (0u64, 0u64, 0u64);
     for chunk in cmds.chunks(PER_SKU) {
