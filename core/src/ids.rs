@@ -1,65 +1,216 @@
 //! Identifiers as validated newtypes. The only way in is `parse`.
 use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cmp::Ordering;
 use core::fmt;
 
-/// An id that can key an [`IdMap`]: a stable 64-bit hash of its text.
-pub trait Keyed: Clone + Ord {
+/// An id that can key an [`IdMap`]: a stable 64-bit hash of its text,
+/// computed once when the id is parsed.
+pub trait Keyed: Clone + Eq {
     fn key_hash(&self) -> u64;
 }
 
-/// A map keyed by ids, ordered by (hash of the id, id): lookups compare one
-/// `u64` per tree level instead of a string, and iteration order is still
-/// deterministic on every target (FNV-1a of the text). Serialised as a list
-/// of `[id, value]` pairs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdMap<K: Keyed, V>(alloc::collections::BTreeMap<(u64, K), V>);
+/// A map keyed by ids: a hash table on the id's cached FNV-1a hash (open
+/// addressing, linear probing, an index into a dense vector of entries), so
+/// a lookup is a probe or two and one integer comparison, whatever the size.
+///
+/// Nothing observable depends on where an entry sits: [`IdMap::iter`] (and
+/// serialisation, as a list of `[id, value]` pairs) is in (hash, id) order,
+/// the same on every target and however the map was built;
+/// [`IdMap::iter_unordered`] is for sums and searches that do not care.
+#[derive(Clone)]
+pub struct IdMap<K: Keyed, V> {
+    entries: Vec<(K, V)>,
+    /// A power of two long (or empty). 0 is a free slot; otherwise the low 32
+    /// bits are the entry's index + 1 and the high 32 bits the high bits of its hash.
+    slots: Vec<u64>,
+}
 
 impl<K: Keyed, V> Default for IdMap<K, V> {
     fn default() -> Self {
-        IdMap(alloc::collections::BTreeMap::new())
+        IdMap {
+            entries: Vec::new(),
+            slots: Vec::new(),
+        }
     }
+}
+
+/// Where a key's probe sequence starts (Fibonacci hashing: the top bits of
+/// a multiply, well mixed even when the hash's low bits are not).
+#[inline]
+fn home(h: u64, mask: usize) -> usize {
+    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
+}
+
+#[inline]
+fn tag(h: u64) -> u64 {
+    h & 0xFFFF_FFFF_0000_0000
 }
 
 impl<K: Keyed, V> IdMap<K, V> {
-    pub fn get(&self, k: &K) -> Option<&V> {
-        self.0.get(&(k.key_hash(), k.clone()))
+    /// (slot, entry index) of `k`, if present.
+    #[inline]
+    fn find(&self, k: &K) -> Option<(usize, usize)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let h = k.key_hash();
+        let mask = self.slots.len() - 1;
+        let mut i = home(h, mask);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if tag(s) == tag(h) {
+                let idx = (s & 0xFFFF_FFFF) as usize - 1;
+                if self.entries[idx].0 == *k {
+                    return Some((i, idx));
+                }
+            }
+            i = (i + 1) & mask;
+        }
     }
+
+    /// Puts entry `idx` (hash `h`) in the first free slot of its probe sequence.
+    fn place(slots: &mut [u64], h: u64, idx: usize) {
+        let mask = slots.len() - 1;
+        let mut i = home(h, mask);
+        while slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        slots[i] = tag(h) | (idx as u64 + 1);
+    }
+
+    fn grow(&mut self) {
+        let n = (self.slots.len() * 2).max(16);
+        let mut slots = alloc::vec![0u64; n];
+        for (idx, (k, _)) in self.entries.iter().enumerate() {
+            Self::place(&mut slots, k.key_hash(), idx);
+        }
+        self.slots = slots;
+    }
+
+    #[inline]
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.find(k).map(|(_, idx)| &self.entries[idx].1)
+    }
+    #[inline]
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        self.0.get_mut(&(k.key_hash(), k.clone()))
+        self.find(k).map(|(_, idx)| &mut self.entries[idx].1)
     }
     pub fn get_key_value(&self, k: &K) -> Option<(&K, &V)> {
-        self.0
-            .get_key_value(&(k.key_hash(), k.clone()))
-            .map(|((_, k), v)| (k, v))
+        self.find(k).map(|(_, idx)| {
+            let (k, v) = &self.entries[idx];
+            (k, v)
+        })
     }
+    #[inline]
     pub fn contains_key(&self, k: &K) -> bool {
-        self.get(k).is_some()
+        self.find(k).is_some()
     }
+    /// Inserts or replaces (keeping the key already there, as `BTreeMap` does).
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        self.0.insert((k.key_hash(), k), v)
+        if let Some((_, idx)) = self.find(&k) {
+            return Some(core::mem::replace(&mut self.entries[idx].1, v));
+        }
+        // Load factor at most 1/2: short probe sequences.
+        if (self.entries.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let h = k.key_hash();
+        self.entries.push((k, v));
+        Self::place(&mut self.slots, h, self.entries.len() - 1);
+        None
     }
     pub fn remove(&mut self, k: &K) -> Option<V> {
-        self.0.remove(&(k.key_hash(), k.clone()))
+        let (slot, idx) = self.find(k)?;
+        // Backward-shift deletion: no tombstones, probe sequences stay short.
+        let mask = self.slots.len() - 1;
+        let mut hole = slot;
+        let mut i = (hole + 1) & mask;
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                break;
+            }
+            let at = (s & 0xFFFF_FFFF) as usize - 1;
+            let want = home(self.entries[at].0.key_hash(), mask);
+            // Move `s` into the hole unless its home lies cyclically in (hole, i].
+            if (i.wrapping_sub(want) & mask) >= (i.wrapping_sub(hole) & mask) {
+                self.slots[hole] = s;
+                hole = i;
+            }
+            i = (i + 1) & mask;
+        }
+        self.slots[hole] = 0;
+        // The last entry moves into `idx`: repoint its slot.
+        let last = self.entries.len() - 1;
+        if idx != last {
+            let h = self.entries[last].0.key_hash();
+            let mut j = home(h, mask);
+            while (self.slots[j] & 0xFFFF_FFFF) as usize != last + 1 {
+                j = (j + 1) & mask;
+            }
+            self.slots[j] = tag(h) | (idx as u64 + 1);
+        }
+        Some(self.entries.swap_remove(idx).1)
     }
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
-    /// In (hash, id) order: deterministic, not alphabetical.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.0.iter().map(|((_, k), v)| (k, v))
+    /// The entries in no particular order (deterministic, but dependent on
+    /// the map's history): for sums, counts and searches only.
+    pub fn iter_unordered(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
     }
-    pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.0.values()
+    /// The keys in no particular order (see [`IdMap::iter_unordered`]).
+    pub fn keys_unordered(&self) -> impl Iterator<Item = &K> {
+        self.entries.iter().map(|(k, _)| k)
     }
-    pub fn keys(&self) -> impl Iterator<Item = &K> {
-        self.0.keys().map(|(_, k)| k)
+    /// The values in no particular order (see [`IdMap::iter_unordered`]).
+    pub fn values_unordered(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
     }
 }
 
-impl<K: Keyed + serde::Serialize, V: serde::Serialize> serde::Serialize for IdMap<K, V> {
+impl<K: Keyed + Ord, V> IdMap<K, V> {
+    /// In (hash, id) order: deterministic on every target, not alphabetical. Sorts: O(n log n).
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        let mut all: Vec<(&K, &V)> = self.iter_unordered().collect();
+        all.sort_unstable_by(|a, b| (a.0.key_hash(), a.0).cmp(&(b.0.key_hash(), b.0)));
+        all.into_iter()
+    }
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.iter().map(|(k, _)| k)
+    }
+}
+
+impl<K: Keyed, V: PartialEq> PartialEq for IdMap<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .entries
+                .iter()
+                .all(|(k, v)| other.get(k).is_some_and(|w| w == v))
+    }
+}
+
+impl<K: Keyed, V: Eq> Eq for IdMap<K, V> {}
+
+impl<K: Keyed + Ord + fmt::Debug, V: fmt::Debug> fmt::Debug for IdMap<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Keyed + Ord + serde::Serialize, V: serde::Serialize> serde::Serialize for IdMap<K, V> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
     }
@@ -69,7 +220,7 @@ impl<'de, K: Keyed + serde::Deserialize<'de>, V: serde::Deserialize<'de>> serde:
     for IdMap<K, V>
 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let pairs = <alloc::vec::Vec<(K, V)> as serde::Deserialize>::deserialize(d)?;
+        let pairs = <Vec<(K, V)> as serde::Deserialize>::deserialize(d)?;
         let mut m = IdMap::default();
         for (k, v) in pairs {
             m.insert(k, v);
@@ -125,6 +276,52 @@ pub fn validate_id_len(s: &str, max: usize) -> Result<(), IdError> {
     Ok(())
 }
 
+/// What every id type shares: construction with its hash, equality that
+/// compares the cached hashes first, order and `Hash` by text.
+macro_rules! id_common {
+    ($name:ident) => {
+        impl $name {
+            fn new(s: &str) -> Self {
+                Self(Arc::from(s), crate::fingerprint::fnv1a(s.as_bytes()))
+            }
+        }
+
+        impl crate::ids::Keyed for $name {
+            #[inline]
+            fn key_hash(&self) -> u64 {
+                self.1
+            }
+        }
+
+        impl PartialEq for $name {
+            #[inline]
+            fn eq(&self, other: &Self) -> bool {
+                self.1 == other.1 && (Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0)
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> Ordering {
+                self.0.cmp(&other.0)
+            }
+        }
+
+        impl core::hash::Hash for $name {
+            fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state)
+            }
+        }
+    };
+}
+
 macro_rules! id_type {
     ($(#[$m:meta])* $name:ident) => {
         id_type!($(#[$m])* $name, MAX_ID_LEN);
@@ -133,20 +330,17 @@ macro_rules! id_type {
         $(#[$m])*
         ///
         /// Cheap to clone: the text is shared, never copied.
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(Arc<str>);
+        /// Ordered by its text; its FNV-1a hash is computed once, at `parse`.
+        #[derive(Clone)]
+        pub struct $name(Arc<str>, u64);
 
-        impl crate::ids::Keyed for $name {
-            fn key_hash(&self) -> u64 {
-                crate::fingerprint::fnv1a(self.0.as_bytes())
-            }
-        }
+        id_common!($name);
 
         impl $name {
             /// Validates and wraps `s`.
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 validate_id_len(s, $max)?;
-                Ok(Self(Arc::from(s)))
+                Ok(Self::new(s))
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -209,14 +403,10 @@ id_type!(
 
 /// An operation key: makes a retried command recognisably the same command.
 /// 1 to 255 printable ASCII characters (an `Idempotency-Key` plus a suffix).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OpId(Arc<str>);
+#[derive(Clone)]
+pub struct OpId(Arc<str>, u64);
 
-impl Keyed for OpId {
-    fn key_hash(&self) -> u64 {
-        crate::fingerprint::fnv1a(self.0.as_bytes())
-    }
-}
+id_common!(OpId);
 
 impl OpId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
@@ -229,7 +419,7 @@ impl OpId {
         if s.len() > MAX_OP_LEN {
             return Err(IdError::TooLong { max: MAX_OP_LEN });
         }
-        Ok(Self(Arc::from(s)))
+        Ok(Self::new(s))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -273,3 +463,44 @@ id_type!(
     /// A return (and its exchange).
     ReturnId
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::collections::BTreeMap;
+    use alloc::format;
+
+    /// Random inserts and removes against a `BTreeMap`, through several growths.
+    #[test]
+    fn id_map_matches_btree_map() {
+        let mut x: u64 = 7;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let ids: Vec<OpId> = (0..3000)
+            .map(|i| OpId::parse(&format!("op-{i}")).unwrap())
+            .collect();
+        let mut m: IdMap<OpId, u64> = IdMap::default();
+        let mut r: BTreeMap<OpId, u64> = BTreeMap::new();
+        for step in 0..60_000u64 {
+            let k = &ids[(next() % ids.len() as u64) as usize];
+            if next() % 3 == 0 {
+                assert_eq!(m.remove(k), r.remove(k));
+            } else {
+                assert_eq!(m.insert(k.clone(), step), r.insert(k.clone(), step));
+            }
+            assert_eq!(m.len(), r.len());
+            if step % 997 == 0 {
+                for k in &ids {
+                    assert_eq!(m.get(k), r.get(k));
+                }
+            }
+        }
+        let mut sorted: Vec<(&OpId, &u64)> = r.iter().collect();
+        sorted.sort_by(|a, b| (a.0.key_hash(), a.0).cmp(&(b.0.key_hash(), b.0)));
+        assert!(m.iter().eq(sorted.into_iter()));
+    }
+}

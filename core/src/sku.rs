@@ -689,7 +689,7 @@ impl From<SkuStateData> for SkuState {
     fn from(d: SkuStateData) -> Self {
         let deadlines = d
             .holds
-            .iter()
+            .iter_unordered()
             .filter_map(|(id, h)| h.deadline().map(|t| ((t, h.seq), id.clone())))
             .collect();
         SkuState {
@@ -1443,7 +1443,7 @@ impl SkuState {
     fn at_risk(&self, now: Timestamp, location: &LocationId, deficit: Qty) -> Vec<HoldId> {
         let mut live: Vec<(&HoldId, &Hold)> = self
             .holds
-            .iter()
+            .iter_unordered()
             .filter(|(_, h)| &h.location == location)
             .filter(|(_, h)| h.deadline().is_none_or(|t| t > now))
             .collect();
@@ -1897,7 +1897,7 @@ impl SkuState {
     /// run it after loading a snapshot or every N events.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         let mut sums: BTreeMap<&LocationId, (Qty, Qty)> = BTreeMap::new();
-        for h in self.holds.values() {
+        for h in self.holds.values_unordered() {
             if h.qty <= 0 {
                 return Err("a hold of no units");
             }
@@ -1946,7 +1946,7 @@ impl SkuState {
         if self.deadlines.len()
             != self
                 .holds
-                .values()
+                .values_unordered()
                 .filter(|h| h.deadline().is_some())
                 .count()
         {
@@ -1958,28 +1958,28 @@ impl SkuState {
                 _ => return Err("the deadline table names a hold that is not held until then"),
             }
         }
-        for id in self.holds.keys() {
+        for id in self.holds.keys_unordered() {
             if self.resolved.contains_key(id) {
                 return Err("a hold is both active and resolved");
             }
         }
-        if self.holds.values().any(|h| h.seq > self.hold_seq) {
+        if self.holds.values_unordered().any(|h| h.seq > self.hold_seq) {
             return Err("a hold sequence from the future");
         }
         let open = self
             .transfers
-            .values()
+            .values_unordered()
             .filter(|t| t.status == TransferStatus::InTransit)
             .count();
         if open != self.open_transfers {
             return Err("the open transfer count is wrong");
         }
-        for t in self.transfers.values() {
+        for t in self.transfers.values_unordered() {
             if t.received + t.shortfall > t.shipped {
                 return Err("a transfer received more than it shipped");
             }
         }
-        for r in self.sales.values() {
+        for r in self.sales.values_unordered() {
             if r.returned > r.qty {
                 return Err("a sale returned more than it sold");
             }
