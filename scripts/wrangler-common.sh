@@ -24,7 +24,7 @@ start_wrangler() {
   WRANGLER_PID=$!
   local i
   for i in $(seq 1 600); do
-    if curl -fsS "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1; then
+    if curl -fsS --max-time 2 "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1; then
       return 0
     fi
     if ! kill -0 "$WRANGLER_PID" 2>/dev/null; then

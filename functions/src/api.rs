@@ -6,7 +6,7 @@ use worker::{Env, Method, Request};
 use crate::auth::{self, Principal, Role};
 use crate::http::{self, Problem, Reply, MAX_BODY_BYTES};
 use crate::idempotency::{self, IdemAnswer};
-use crate::{catalog_api, inventory, openapi, reservations};
+use crate::{catalog_api, inventory, openapi, pos, reservations};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -54,6 +54,8 @@ enum Route {
     SkuLedger,
     Barcode,
     Bundle,
+    PosSales,
+    PosBatch,
 }
 
 /// Matches a path to a route and the methods it answers.
@@ -78,6 +80,8 @@ fn match_route(segs: &[&str]) -> Option<(Route, &'static [Method])> {
         ["v1", "skus", _, "ledger"] => (Route::SkuLedger, &[Get]),
         ["v1", "barcodes", _] => (Route::Barcode, &[Get]),
         ["v1", "bundles", _] => (Route::Bundle, &[Put, Get]),
+        ["v1", "pos", "sales"] => (Route::PosSales, &[Post]),
+        ["v1", "pos", "sales", "batch"] => (Route::PosBatch, &[Post]),
         _ => return None,
     })
 }
@@ -311,6 +315,8 @@ async fn dispatch(route: Route, method: &Method, ctx: &Ctx) -> Result<Reply, Pro
         (Route::Barcode, Method::Get) => catalog_api::get_barcode(ctx).await,
         (Route::Bundle, Method::Put) => catalog_api::put_bundle(ctx).await,
         (Route::Bundle, Method::Get) => catalog_api::get_bundle(ctx).await,
+        (Route::PosSales, Method::Post) => pos::sale(ctx).await,
+        (Route::PosBatch, Method::Post) => pos::batch(ctx).await,
         _ => Err(Problem::not_found("no such endpoint")),
     }
 }

@@ -443,10 +443,121 @@ pub async fn safety_stock(ctx: &Ctx) -> Result<Reply, Problem> {
     single(ctx, &b.sku, cmd, &meta, check.locations.first()).await
 }
 
-/// `POST /v1/inventory/counts`: needs a count rule in core; until then 404 from the router.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountLine {
+    sku: Sku,
+    counted: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountBody {
+    location: LocationId,
+    counted_at: String,
+    lines: Vec<CountLine>,
+}
+
+/// `POST /v1/inventory/counts`: sets on_hand from a physical count and records the variance.
 pub async fn counts(ctx: &Ctx) -> Result<Reply, Problem> {
     ctx.principal.require(&[Role::Admin, Role::Pos])?;
-    Err(Problem::not_found("counts are not available yet"))
+    let b: CountBody = parse_json(&ctx.body)?;
+    ctx.principal
+        .require_at(&[Role::Admin, Role::Pos], &b.location)?;
+    check_lines(b.lines.len())?;
+    let counted_at = crate::http::parse_rfc3339(&b.counted_at)
+        .ok_or_else(|| Problem::invalid("counted_at must be an RFC 3339 time"))?;
+    let mut skus: Vec<Sku> = Vec::new();
+    for (i, l) in b.lines.iter().enumerate() {
+        if !(0..=omnistock_core::sku::MAX_COUNTED).contains(&l.counted) {
+            return Err(Problem::invalid(format!(
+                "lines[{i}].counted must be a whole number from 0 to {}",
+                omnistock_core::sku::MAX_COUNTED
+            )));
+        }
+        if skus.contains(&l.sku) {
+            return Err(Problem::invalid(format!(
+                "lines[{i}]: SKU {} counted twice",
+                l.sku
+            )));
+        }
+        skus.push(l.sku.clone());
+    }
+    let check = catalog_api::check(
+        &ctx.env,
+        CheckRequest {
+            skus: skus.clone(),
+            locations: Some(vec![b.location.clone()]),
+            barcodes: vec![],
+        },
+    )
+    .await?;
+    require_known(&check)?;
+    let base = ctx.op_base();
+    let meta = Meta {
+        actor: ctx.actor(),
+        channel: None,
+        reference: None,
+        reason: Some("count".into()),
+    };
+    let mut cmds = Vec::new();
+    for (i, l) in b.lines.iter().enumerate() {
+        cmds.push((
+            l.sku.clone(),
+            WireCommand::Count {
+                op: op_id(&base, "cnt", i)?,
+                location: b.location.clone(),
+                counted: l.counted,
+                counted_at,
+            },
+        ));
+    }
+    let results = join_all(
+        cmds.iter()
+            .map(|(s, c)| exec_sku(&ctx.env, s, vec![c.clone()], &meta)),
+    )
+    .await;
+    let mut lines = Vec::new();
+    for ((sku, _), r) in cmds.iter().zip(results) {
+        let mut outs = r?;
+        let o = outs
+            .pop()
+            .ok_or_else(|| Problem::overloaded("empty answer"))?;
+        if let Some(p) = outcome_problem(&o) {
+            return Err(p);
+        }
+        let ev = o
+            .events
+            .iter()
+            .find_map(|e| {
+                serde_json::to_value(e)
+                    .ok()
+                    .filter(|v| v["type"] == "counted")
+            })
+            .unwrap_or(Value::Null);
+        let at_risk: Vec<Value> = ev["at_risk"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str())
+                    .filter_map(|h| omnistock_core::HoldId::parse(h).ok())
+                    .map(|h| crate::pos::hold_owner(&h))
+                    .collect()
+            })
+            .unwrap_or_default();
+        lines.push(json!({
+            "sku": sku,
+            "counted": ev["counted"],
+            "variance": ev["variance"],
+            "on_hand": ev["on_hand"],
+            "oversold": ev["oversold"],
+            "at_risk": at_risk,
+        }));
+    }
+    Ok(Reply::json(
+        200,
+        &json!({"location": b.location, "counted_at": rfc3339(counted_at), "lines": lines}),
+    ))
 }
 
 async fn known(ctx: &Ctx, sku: &Sku, location: &LocationId) -> Result<CheckAnswer, Problem> {

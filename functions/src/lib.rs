@@ -8,6 +8,7 @@
 //! - `Reservation` (reservation.rs): one per reservation, the two-phase coordinator.
 //! - `Catalog` (catalog.rs): one instance, locations, products, SKUs, barcodes, bundles.
 //! - `Idempotency` (idempotency.rs): 16 shards of stored answers per Idempotency-Key.
+//! - `Terminal` (pos.rs): one per POS terminal, applies its sales in device order, keeps them forever.
 //!
 //! No input yields a 5xx or a panic: every error is a problem+json (http.rs).
 pub mod api;
@@ -19,9 +20,11 @@ pub mod http;
 pub mod idempotency;
 pub mod inventory;
 pub mod openapi;
+pub mod pos;
 pub mod reservation;
 pub mod reservations;
 pub mod rpc;
+pub mod serial;
 pub mod sku_stock;
 
 use worker::{event, Context, Env, Request, Response};

@@ -15,6 +15,7 @@ pub const SKU_STOCK: &str = "SKU_STOCK";
 pub const CATALOG: &str = "CATALOG";
 pub const RESERVATION: &str = "RESERVATION";
 pub const IDEMPOTENCY: &str = "IDEMPOTENCY";
+pub const TERMINAL: &str = "TERMINAL";
 
 /// Calls `op` on the object `name` of namespace `binding`.
 pub async fn call<Q: Serialize, A: DeserializeOwned>(

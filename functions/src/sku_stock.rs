@@ -44,6 +44,12 @@ pub enum WireCommand {
         location: LocationId,
         qty: i64,
     },
+    Count {
+        op: OpId,
+        location: LocationId,
+        counted: i64,
+        counted_at: i64,
+    },
     Hold {
         hold: HoldId,
         location: LocationId,
@@ -94,6 +100,17 @@ impl WireCommand {
             WireCommand::SetSafetyStock { op, location, qty } => {
                 Command::SetSafetyStock { op, location, qty }
             }
+            WireCommand::Count {
+                op,
+                location,
+                counted,
+                counted_at,
+            } => Command::Count {
+                op,
+                location,
+                counted,
+                counted_at: Timestamp::from_ms(counted_at),
+            },
             WireCommand::Hold {
                 hold,
                 location,
@@ -134,7 +151,8 @@ impl WireCommand {
         match self {
             WireCommand::Receive { op, .. }
             | WireCommand::Adjust { op, .. }
-            | WireCommand::SetSafetyStock { op, .. } => Some(format!("op:{op}")),
+            | WireCommand::SetSafetyStock { op, .. }
+            | WireCommand::Count { op, .. } => Some(format!("op:{op}")),
             WireCommand::Hold { hold, .. } => Some(format!("hold:{hold}")),
             WireCommand::Sell { sale, .. } => Some(format!("sale:{sale}")),
             _ => None,
@@ -157,6 +175,7 @@ impl WireCommand {
             WireCommand::Receive { location, .. }
             | WireCommand::Adjust { location, .. }
             | WireCommand::SetSafetyStock { location, .. }
+            | WireCommand::Count { location, .. }
             | WireCommand::Hold { location, .. }
             | WireCommand::Sell { location, .. } => Some(location),
             _ => None,

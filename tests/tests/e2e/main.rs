@@ -5,4 +5,5 @@ mod concurrency;
 mod exactly_once;
 mod faults;
 mod harness;
+mod pos;
 mod slice;
