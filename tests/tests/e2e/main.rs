@@ -5,5 +5,6 @@ mod concurrency;
 mod exactly_once;
 mod faults;
 mod harness;
+mod openapi;
 mod pos;
 mod slice;
