@@ -123,6 +123,17 @@ impl<K: Keyed, V> IdMap<K, V> {
         Self::place(&mut self.slots, h, self.entries.len() - 1);
         None
     }
+    /// The value at `k`, inserting `f()` (with a clone of `k`) if there is none.
+    pub fn get_or_insert_with(&mut self, k: &K, f: impl FnOnce() -> V) -> &mut V {
+        let idx = match self.find(k) {
+            Some((_, idx)) => idx,
+            None => {
+                self.insert(k.clone(), f());
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[idx].1
+    }
     pub fn remove(&mut self, k: &K) -> Option<V> {
         let (slot, idx) = self.find(k)?;
         // Backward-shift deletion: no tombstones, probe sequences stay short.

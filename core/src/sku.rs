@@ -644,7 +644,9 @@ impl Site {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "SkuStateData")]
 pub struct SkuState {
-    sites: BTreeMap<LocationId, Site>,
+    /// By location id; [`SkuState::sites_sorted`] iterates them in id order.
+    #[serde(with = "by_location")]
+    sites: IdMap<LocationId, Site>,
     holds: IdMap<HoldId, Hold>,
     /// Active holds with a deadline, by (deadline, seq): the alarm table.
     /// Derived from `holds`, rebuilt when a snapshot is loaded.
@@ -666,10 +668,35 @@ pub struct SkuState {
     clock: Timestamp,
 }
 
+/// The sites serialised as a map from location id to site, in id order.
+mod by_location {
+    use super::{BTreeMap, IdMap, LocationId, Site};
+
+    pub fn serialize<S: serde::Serializer>(
+        m: &IdMap<LocationId, Site>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let sorted: BTreeMap<&LocationId, &Site> = m.iter_unordered().collect();
+        s.collect_map(sorted)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<IdMap<LocationId, Site>, D::Error> {
+        let sorted = <BTreeMap<LocationId, Site> as serde::Deserialize>::deserialize(d)?;
+        let mut m = IdMap::default();
+        for (k, v) in sorted {
+            m.insert(k, v);
+        }
+        Ok(m)
+    }
+}
+
 /// [`SkuState`] as stored, without its derived indexes.
 #[derive(serde::Deserialize)]
 struct SkuStateData {
-    sites: BTreeMap<LocationId, Site>,
+    #[serde(with = "by_location")]
+    sites: IdMap<LocationId, Site>,
     holds: IdMap<HoldId, Hold>,
     resolved: IdMap<HoldId, Resolved>,
     resolved_log: VecDeque<(Timestamp, HoldId)>,
@@ -864,7 +891,7 @@ impl SkuState {
 
     /// Every location with a position, in id order.
     pub fn positions(&self) -> impl Iterator<Item = (&LocationId, &Position)> {
-        self.sites.iter().map(|(l, s)| (l, &s.pos))
+        self.sites_sorted().into_iter().map(|(l, s)| (l, &s.pos))
     }
 
     /// The flows that make up on_hand and incoming at `location`.
@@ -1478,9 +1505,16 @@ impl SkuState {
         self.deadlines.keys().next().map(|(t, _)| *t)
     }
 
+    /// The sites in location id order.
+    fn sites_sorted(&self) -> Vec<(&LocationId, &Site)> {
+        let mut all: Vec<(&LocationId, &Site)> = self.sites.iter_unordered().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all
+    }
+
     fn site_mut(&mut self, location: &LocationId) -> &mut Site {
-        // Ids are shared text: the clone is a reference count, not a copy.
-        self.sites.entry(location.clone()).or_default()
+        // A new location clones the id (a reference count, not a copy).
+        self.sites.get_or_insert_with(location, Site::default)
     }
 
     fn resolve(&mut self, hold: &HoldId, how: Resolution, at: Timestamp) {
@@ -1907,7 +1941,7 @@ impl SkuState {
                 HoldState::Committed => e.1 += h.qty,
             }
         }
-        for (loc, s) in &self.sites {
+        for (loc, s) in self.sites_sorted() {
             let p = &s.pos;
             if p.reserved < 0 || p.committed < 0 || p.damaged < 0 || p.quality_control < 0 {
                 return Err("a bucket went below zero");
@@ -1995,7 +2029,7 @@ impl SkuState {
     /// derive: those hash `usize` at the platform's width).
     pub fn state_hash(&self) -> u64 {
         let mut f = Fnv::default();
-        for (loc, s) in &self.sites {
+        for (loc, s) in self.sites_sorted() {
             let p = &s.pos;
             f = f
                 .str(loc.as_str())
