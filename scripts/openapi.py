@@ -59,6 +59,7 @@ schemas = {
             "location": ID,
             "location_name": {"type": "string"},
             "total": {"const": True},
+            "bundle": {"const": True, "description": "a bundle: available = min over components of floor(available / qty)"},
             "channel": {"enum": ["online", "pos"]},
             "on_hand": {"type": "integer"},
             "reserved": {"type": "integer"},

@@ -116,6 +116,9 @@ pub struct CheckAnswer {
     pub barcodes: BTreeMap<String, Sku>,
     #[serde(default)]
     pub missing_barcodes: Vec<String>,
+    /// The requested SKUs that are bundles, with their components (not missing).
+    #[serde(default)]
+    pub bundles: BTreeMap<Sku, Vec<BundleComponent>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -383,6 +386,14 @@ impl Catalog {
             }
             CatalogRequest::Check(c) => serde_json::to_value(self.check(&sql, c)?)?,
             CatalogRequest::PutBundle(b) => {
+                for c in &b.components {
+                    if self.sku_info(&sql, &c.sku)?.is_none() {
+                        return Err(Problem::not_found(format!(
+                            "component {} is not a product variant (bundles do not nest)",
+                            c.sku
+                        )));
+                    }
+                }
                 if self.sku_info(&sql, &b.sku)?.is_some() {
                     return Err(Problem::new(
                         409,
@@ -465,8 +476,24 @@ impl Catalog {
                 vec![text(s.as_str())],
             )?
             .is_empty();
-            if !found && !a.missing_skus.contains(s) {
-                a.missing_skus.push(s.clone());
+            if found {
+                continue;
+            }
+            let bundle: Vec<JsonRow> = db::query(
+                sql,
+                "SELECT json FROM bundles WHERE sku = ?",
+                vec![text(s.as_str())],
+            )?;
+            match bundle.first() {
+                Some(r) => {
+                    let b: Bundle = serde_json::from_str(&r.json)?;
+                    a.bundles.insert(s.clone(), b.components);
+                }
+                None => {
+                    if !a.missing_skus.contains(s) {
+                        a.missing_skus.push(s.clone());
+                    }
+                }
             }
         }
         let all = self.locations(sql)?;

@@ -117,8 +117,19 @@ pub fn parse_channel(ctx: &Ctx) -> Result<Channel, Problem> {
     }
 }
 
-/// Turns catalog misses into a 404.
+/// Turns catalog misses into a 404, and refuses bundles: they have no stock of their own.
 pub fn require_known(a: &CheckAnswer) -> Result<(), Problem> {
+    require_known_or_bundle(a)?;
+    if let Some(b) = a.bundles.keys().next() {
+        return Err(Problem::invalid(format!(
+            "{b} is a bundle: it has no stock of its own (use its components)"
+        )));
+    }
+    Ok(())
+}
+
+/// Turns catalog misses into a 404; bundles are fine.
+pub fn require_known_or_bundle(a: &CheckAnswer) -> Result<(), Problem> {
     if !a.missing_skus.is_empty() {
         return Err(Problem::not_found(format!(
             "unknown SKU: {}",
@@ -196,13 +207,74 @@ pub async fn availability(ctx: &Ctx) -> Result<Reply, Problem> {
         },
     )
     .await?;
-    require_known(&check)?;
+    require_known_or_bundle(&check)?;
     let loc_ids: Vec<LocationId> = check.locations.iter().map(|l| l.id.clone()).collect();
-    let answers = join_all(skus.iter().map(|s| read_sku(&ctx.env, s, &loc_ids))).await;
+    // Stock-bearing SKUs to read: the plain ones and every bundle's components.
+    let mut reads: Vec<Sku> = Vec::new();
+    for s in &skus {
+        match check.bundles.get(s) {
+            Some(comps) => {
+                for c in comps {
+                    if !reads.contains(&c.sku) {
+                        reads.push(c.sku.clone());
+                    }
+                }
+            }
+            None => {
+                if !reads.contains(s) {
+                    reads.push(s.clone());
+                }
+            }
+        }
+    }
+    let answers = join_all(reads.iter().map(|s| read_sku(&ctx.env, s, &loc_ids))).await;
+    let mut read: BTreeMap<Sku, ReadAnswer> = BTreeMap::new();
+    for (s, a) in reads.into_iter().zip(answers) {
+        read.insert(s, a?);
+    }
+    let position = |sku: &Sku, l: &LocationId| -> Position {
+        read.get(sku)
+            .and_then(|a| a.positions.iter().find(|(x, _)| x == l))
+            .map(|(_, p)| *p)
+            .unwrap_or_default()
+    };
     let mut items = Vec::new();
-    let mut as_of = 0;
-    for (sku, a) in skus.iter().zip(answers) {
-        let a = a?;
+    let mut as_of = read.values().map(|a| a.now).max().unwrap_or(0);
+    for sku in &skus {
+        if let Some(comps) = check.bundles.get(sku) {
+            // A bundle: min over components of floor(available / qty), per location.
+            let mut total_available = 0;
+            let mut total_version = 0;
+            for l in &check.locations {
+                let avail = comps
+                    .iter()
+                    .map(|c| position(&c.sku, &l.id).available(channel).max(0) / c.qty.max(1))
+                    .min()
+                    .unwrap_or(0);
+                let version: u64 = comps.iter().map(|c| position(&c.sku, &l.id).version).sum();
+                total_available += avail;
+                total_version += version;
+                let p = Position {
+                    version,
+                    ..Position::default()
+                };
+                let mut r = row(sku, Some(l), &p, channel, avail);
+                r["bundle"] = json!(true);
+                items.push(r);
+            }
+            if all_locations {
+                let p = Position {
+                    version: total_version,
+                    ..Position::default()
+                };
+                let mut t = row(sku, None, &p, channel, total_available);
+                t["total"] = json!(true);
+                t["bundle"] = json!(true);
+                items.push(t);
+            }
+            continue;
+        }
+        let Some(a) = read.get(sku) else { continue };
         as_of = as_of.max(a.now);
         let by_loc: BTreeMap<&LocationId, &Position> =
             a.positions.iter().map(|(l, p)| (l, p)).collect();

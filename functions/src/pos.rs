@@ -73,6 +73,9 @@ struct BatchBody {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SaleLine {
     pub sku: Sku,
+    /// For a bundle: the component SKUs and units per bundle it sells.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<crate::catalog::BundleComponent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub barcode: Option<String>,
     pub qty: i64,
@@ -218,6 +221,7 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
                 }
             };
             lines.push(SaleLine {
+                components: check.bundles.get(&sku).cloned().unwrap_or_default(),
                 sku,
                 barcode: l.barcode.clone(),
                 qty: l.qty,
@@ -469,13 +473,14 @@ impl Terminal {
             });
         }
         // One Sell per SKU: lines of the same SKU add up.
-        let mut per_sku: Vec<(Sku, i64)> = Vec::new();
-        for l in &s.lines {
-            match per_sku.iter_mut().find(|(x, _)| *x == l.sku) {
-                Some((_, q)) => *q += l.qty,
-                None => per_sku.push((l.sku.clone(), l.qty)),
-            }
-        }
+        let plain: Vec<(Sku, i64)> = s.lines.iter().map(|l| (l.sku.clone(), l.qty)).collect();
+        let bundles: BTreeMap<Sku, Vec<crate::catalog::BundleComponent>> = s
+            .lines
+            .iter()
+            .filter(|l| !l.components.is_empty())
+            .map(|l| (l.sku.clone(), l.components.clone()))
+            .collect();
+        let per_sku = crate::reservations::expand_bundles(&plain, &bundles)?;
         let meta = Meta {
             actor: s.actor.clone(),
             channel: Some("pos".into()),
@@ -502,6 +507,7 @@ impl Terminal {
         let mut at_risk = Vec::new();
         let mut any_oversold = false;
         for ((sku, qty), r) in per_sku.iter().zip(results) {
+            let qty = *qty;
             let mut outs = r?;
             let o = outs
                 .pop()

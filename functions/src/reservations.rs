@@ -10,7 +10,7 @@ use crate::catalog::{CheckRequest, Location};
 use crate::catalog_api;
 use crate::http::{parse_json, Problem, Reply};
 use crate::idempotency;
-use crate::inventory::{check_lines, check_qty, read_sku, require_known};
+use crate::inventory::{check_lines, check_qty, read_sku, require_known_or_bundle};
 use crate::reservation::{CreateAnswer, CreateRequest, ResLine, ResRequest, View};
 use crate::rpc::{self, RESERVATION};
 
@@ -149,7 +149,9 @@ pub async fn create(ctx: &Ctx) -> Result<Reply, Problem> {
         },
     )
     .await?;
-    require_known(&check)?;
+    require_known_or_bundle(&check)?;
+    // Bundles reserve their components.
+    let merged = expand_bundles(&merged, &check.bundles)?;
     let channel = if ctx.principal.role == Role::Pos {
         Channel::Pos
     } else {
@@ -192,6 +194,34 @@ pub async fn create(ctx: &Ctx) -> Result<Reply, Problem> {
         if a.created { 201 } else { 200 },
         &a.reservation,
     ))
+}
+
+/// Replaces bundle lines by their components (merged per SKU, first-seen order).
+pub fn expand_bundles(
+    lines: &[(Sku, i64)],
+    bundles: &std::collections::BTreeMap<Sku, Vec<crate::catalog::BundleComponent>>,
+) -> Result<Vec<(Sku, i64)>, Problem> {
+    let mut out: Vec<(Sku, i64)> = Vec::new();
+    let mut add = |sku: &Sku, qty: i64| match out.iter_mut().find(|(s, _)| s == sku) {
+        Some((_, q)) => *q += qty,
+        None => out.push((sku.clone(), qty)),
+    };
+    for (sku, qty) in lines {
+        match bundles.get(sku) {
+            Some(comps) => {
+                for c in comps {
+                    add(&c.sku, c.qty.saturating_mul(*qty));
+                }
+            }
+            None => add(sku, *qty),
+        }
+    }
+    if let Some((s, q)) = out.iter().find(|(_, q)| *q > MAX_LINE_QTY) {
+        return Err(Problem::invalid(format!(
+            "{q} units of {s} is more than {MAX_LINE_QTY} on one line"
+        )));
+    }
+    Ok(out)
 }
 
 /// Without a location: the nearest shipping location (to `destination`, else
