@@ -1,6 +1,7 @@
 //! End-to-end tests against a real `wrangler dev` (workerd with local SQLite
 //! Durable Objects). One binary; the harness starts and stops the servers.
 mod battery;
+mod catalog;
 mod concurrency;
 mod exactly_once;
 mod faults;
