@@ -8,7 +8,7 @@ use std::time::Instant;
 fn main() {
     let cmds = workload::commands(workload::OPS);
     let mut best = f64::MAX;
-    let mut result = (0, 0, 0);
+    let mut result = workload::Outcome::default();
     // BENCH_RUNS=1 for `valgrind --tool=callgrind` (instruction counts).
     let runs: usize = std::env::var("BENCH_RUNS")
         .ok()
@@ -19,14 +19,19 @@ fn main() {
         result = std::hint::black_box(workload::run(std::hint::black_box(&cmds)));
         best = best.min(t.elapsed().as_secs_f64());
     }
-    let (ok, rejected, hash) = result;
+    let workload::Outcome {
+        accepted,
+        rejected,
+        expired,
+        hash,
+    } = result;
     assert_eq!(
         hash,
         workload::NATIVE_HASH,
         "the workload's final state changed: update NATIVE_HASH"
     );
     println!(
-        "native: {} ops in {:.1} ms (best of {runs}): {:.2} M ops/s ({ok} accepted, {rejected} rejected, state hash {hash})",
+        "native: {} ops in {:.1} ms (best of {runs}): {:.2} M ops/s ({accepted} accepted, {rejected} rejected, {expired} expired, state hash {hash})",
         workload::OPS,
         best * 1e3,
         workload::OPS as f64 / best / 1e6

@@ -19,15 +19,20 @@ extern "C" {
 fn decide_apply_ops_per_second() {
     let cmds = workload::commands(workload::OPS);
     let mut best = f64::MAX;
-    let mut result = (0, 0, 0);
+    let mut result = workload::Outcome::default();
     for _ in 0..5 {
         let t = now();
         result = workload::run(&cmds);
         best = best.min(now() - t);
     }
-    let (ok, rejected, hash) = result;
+    let workload::Outcome {
+        accepted,
+        rejected,
+        expired,
+        hash,
+    } = result;
     console_log!(
-        "wasm: {} ops in {:.1} ms (best of 5): {:.2} M ops/s ({ok} accepted, {rejected} rejected, state hash {hash})",
+        "wasm: {} ops in {:.1} ms (best of 5): {:.2} M ops/s ({accepted} accepted, {rejected} rejected, {expired} expired, state hash {hash})",
         workload::OPS,
         best,
         workload::OPS as f64 / best / 1e3
