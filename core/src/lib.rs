@@ -2,8 +2,9 @@
 //!
 //! This crate does no IO. It never reads a clock, a random source or the
 //! network: time comes in as an argument and ids come from the caller. It
-//! iterates nothing in hash order (only `BTreeMap`s and vectors), so the same
-//! inputs give the same events on every target. It never panics on user
+//! iterates nothing in hash order (`BTreeMap`s, vectors, and [`ids::IdMap`],
+//! a hash table on ids that is only iterated sorted, or for order-free sums
+//! and checks), so the same inputs give the same events on every target. It never panics on user
 //! input: bad input is a typed [`Rejection`] (or a module's own error type).
 //!
 //! The driving loop (the contract the Durable Object follows):
