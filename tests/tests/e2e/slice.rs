@@ -597,3 +597,64 @@ fn restart_keeps_every_acknowledged_change() {
     assert_eq!(rel.status, 200);
     assert_eq!(api.available(&sku, "store-1"), 10);
 }
+
+#[test]
+fn cors_lets_any_origin_read_availability_and_nothing_else() {
+    let api = shared().api();
+    let origin = ("Origin", "https://shop.example");
+    let pre = api.request(
+        "OPTIONS",
+        "/v1/availability?sku=X",
+        &[
+            origin,
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+        None,
+    );
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
+    assert!(pre
+        .header("access-control-allow-headers")
+        .unwrap_or("")
+        .to_lowercase()
+        .contains("authorization"));
+    let sku = api.new_sku("store-1", 1);
+    let r = api.request(
+        "GET",
+        &format!("/v1/availability?sku={sku}"),
+        &[origin, ("Authorization", "Bearer pk_dev")],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    // Writes are not open to other origins: the preflight is refused and
+    // the answers carry no CORS header.
+    let pre = api.request(
+        "OPTIONS",
+        "/v1/inventory/receipts",
+        &[origin, ("Access-Control-Request-Method", "POST")],
+        None,
+    );
+    pre.assert_problem(403, "forbidden");
+    assert_eq!(pre.header("access-control-allow-origin"), None);
+    let r = api.request(
+        "GET",
+        &format!("/v1/skus/{sku}"),
+        &[origin, ("Authorization", "Bearer sk_dev_storefront")],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    // Unknown paths and wrong methods are problem+json too.
+    api.get("/v1/nothing-here", ADMIN)
+        .assert_problem(404, "not_found");
+    let m = api.request(
+        "PATCH",
+        "/v1/inventory/receipts",
+        &[("Authorization", "Bearer sk_dev_admin")],
+        Some(b"{}"),
+    );
+    assert_eq!(m.status, 405);
+    assert_eq!(m.header("allow"), Some("POST"));
+}
