@@ -639,6 +639,42 @@ impl Site {
     }
 }
 
+/// The alarm table: `(deadline, seq, hold)` in (deadline, seq) order, with
+/// lazy deletion. A hold that resolves, commits or is extended leaves its old
+/// entry behind, stale; an entry is live while its hold is still held until
+/// exactly that deadline with that seq ([`entry_live`]). The front entry is
+/// always live (stale ones are popped when they reach it), so the next
+/// deadline is the front's, and the table is compacted when stale entries
+/// outnumber the holds. Holds are mostly created in deadline order (`now` +
+/// a TTL), so an insert is usually a push at the back.
+///
+/// Derived from `holds`: two states with the same holds have the same live
+/// entries, so equality looks no further (the stale ones are history).
+#[derive(Clone, Default)]
+struct Deadlines(VecDeque<(Timestamp, u64, HoldId)>);
+
+impl PartialEq for Deadlines {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Deadlines {}
+
+impl fmt::Debug for Deadlines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Deadlines({} entries)", self.0.len())
+    }
+}
+
+/// Whether a deadline entry still stands for its hold.
+#[inline]
+fn entry_live(holds: &IdMap<HoldId, Hold>, (t, seq, id): &(Timestamp, u64, HoldId)) -> bool {
+    holds
+        .get(id)
+        .is_some_and(|h| h.seq == *seq && h.deadline() == Some(*t))
+}
+
 /// One SKU's stock across every location. Rebuilt by replaying its events, or
 /// from a serde snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -651,7 +687,7 @@ pub struct SkuState {
     /// Active holds with a deadline, by (deadline, seq): the alarm table.
     /// Derived from `holds`, rebuilt when a snapshot is loaded.
     #[serde(skip)]
-    deadlines: BTreeMap<(Timestamp, u64), HoldId>,
+    deadlines: Deadlines,
     resolved: IdMap<HoldId, Resolved>,
     resolved_log: VecDeque<(Timestamp, HoldId)>,
     ops: IdMap<OpId, (u64, Timestamp)>,
@@ -714,11 +750,13 @@ struct SkuStateData {
 
 impl From<SkuStateData> for SkuState {
     fn from(d: SkuStateData) -> Self {
-        let deadlines = d
+        let mut deadlines: Vec<(Timestamp, u64, HoldId)> = d
             .holds
             .iter_unordered()
-            .filter_map(|(id, h)| h.deadline().map(|t| ((t, h.seq), id.clone())))
+            .filter_map(|(id, h)| h.deadline().map(|t| (t, h.seq, id.clone())))
             .collect();
+        deadlines.sort_unstable_by_key(|(t, seq, _)| (*t, *seq));
+        let deadlines = Deadlines(deadlines.into());
         SkuState {
             sites: d.sites,
             holds: d.holds,
@@ -1436,9 +1474,16 @@ impl SkuState {
 
     /// Holds past their deadline at `now` (not yet expired in the log), in expiry order.
     fn lapsed(&self, now: Timestamp) -> impl Iterator<Item = (&HoldId, &Hold)> {
+        let holds = &self.holds;
         self.deadlines
-            .range(..=(now, u64::MAX))
-            .filter_map(|(_, id)| self.holds.get_key_value(id))
+            .0
+            .iter()
+            .take_while(move |(t, _, _)| *t <= now)
+            .filter_map(move |(t, seq, id)| {
+                holds
+                    .get_key_value(id)
+                    .filter(|(_, h)| h.seq == *seq && h.deadline() == Some(*t))
+            })
     }
 
     /// Units held at `location` by holds that are past their deadline at `now`
@@ -1502,7 +1547,39 @@ impl SkuState {
 
     /// The earliest deadline of an active hold: what the alarm is set to.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.keys().next().map(|(t, _)| *t)
+        self.deadlines.0.front().map(|(t, _, _)| *t)
+    }
+
+    /// Adds a hold's deadline to the alarm table (usually at the back).
+    fn push_deadline(&mut self, t: Timestamp, seq: u64, id: &HoldId) {
+        let dl = &mut self.deadlines.0;
+        if dl.back().is_none_or(|(bt, bs, _)| (*bt, *bs) <= (t, seq)) {
+            dl.push_back((t, seq, id.clone()));
+        } else {
+            let i = dl.partition_point(|(bt, bs, _)| (*bt, *bs) < (t, seq));
+            dl.insert(i, (t, seq, id.clone()));
+        }
+        // Compaction: stale entries never outnumber the holds by much.
+        if dl.len() > 2 * self.holds.len() + 64 {
+            let holds = &self.holds;
+            dl.retain(|e| entry_live(holds, e));
+        }
+    }
+
+    /// The entry `(t, seq)` just went stale (its hold resolved, committed or
+    /// moved its deadline): if it was the front, pops stale entries until the
+    /// front is live again.
+    fn drop_deadline(&mut self, t: Timestamp, seq: u64) {
+        let dl = &mut self.deadlines.0;
+        if dl.front().is_some_and(|(ft, fs, _)| (*ft, *fs) == (t, seq)) {
+            dl.pop_front();
+            while let Some(e) = dl.front() {
+                if entry_live(&self.holds, e) {
+                    break;
+                }
+                dl.pop_front();
+            }
+        }
     }
 
     /// The sites in location id order.
@@ -1520,7 +1597,7 @@ impl SkuState {
     fn resolve(&mut self, hold: &HoldId, how: Resolution, at: Timestamp) {
         if let Some(h) = self.holds.remove(hold) {
             if let Some(t) = h.deadline() {
-                self.deadlines.remove(&(t, h.seq));
+                self.drop_deadline(t, h.seq);
             }
             let site = self.site_mut(&h.location);
             let p = &mut site.pos;
@@ -1708,7 +1785,7 @@ impl SkuState {
                     },
                 );
                 if let Some(t) = expires_at {
-                    self.deadlines.insert((*t, seq), hold.clone());
+                    self.push_deadline(*t, seq, hold);
                 }
                 let s = self.site_mut(location);
                 s.pos.reserved += qty;
@@ -1731,9 +1808,8 @@ impl SkuState {
                         };
                         let seq = h.seq;
                         let loc = h.location.clone();
-                        if let Some(id) = self.deadlines.remove(&(old, seq)) {
-                            self.deadlines.insert((*expires_at, seq), id);
-                        }
+                        self.push_deadline(*expires_at, seq, hold);
+                        self.drop_deadline(old, seq);
                         self.site_mut(&loc).pos.version += 1;
                     }
                 }
@@ -1756,7 +1832,7 @@ impl SkuState {
                         let (qty, seq) = (h.qty, h.seq);
                         let loc = h.location.clone();
                         if let Some(t) = expires_at {
-                            self.deadlines.remove(&(t, seq));
+                            self.drop_deadline(t, seq);
                         }
                         let s = self.site_mut(&loc);
                         s.pos.reserved -= qty;
@@ -1977,7 +2053,9 @@ impl SkuState {
                 return Err("a hold at a location with no position");
             }
         }
-        if self.deadlines.len()
+        let dl = &self.deadlines.0;
+        let live = dl.iter().filter(|e| entry_live(&self.holds, e)).count();
+        if live
             != self
                 .holds
                 .values_unordered()
@@ -1986,11 +2064,15 @@ impl SkuState {
         {
             return Err("the deadline table and the timed holds differ");
         }
-        for ((t, seq), id) in &self.deadlines {
-            match self.holds.get(id) {
-                Some(h) if h.deadline() == Some(*t) && h.seq == *seq => {}
-                _ => return Err("the deadline table names a hold that is not held until then"),
-            }
+        if dl.front().is_some_and(|e| !entry_live(&self.holds, e)) {
+            return Err("the deadline table's front is stale");
+        }
+        if dl
+            .iter()
+            .zip(dl.iter().skip(1))
+            .any(|(a, b)| (a.0, a.1) >= (b.0, b.1))
+        {
+            return Err("the deadline table is out of order");
         }
         for id in self.holds.keys_unordered() {
             if self.resolved.contains_key(id) {
