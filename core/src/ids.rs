@@ -134,7 +134,35 @@ impl<K: Keyed, V> IdMap<K, V> {
         };
         &mut self.entries[idx].1
     }
+    /// The entry whose key hashes to `h` and for which `pred` holds (the
+    /// caller makes `pred` pick out at most one): a lookup by hash, for
+    /// tables that keep a key's hash rather than a copy of the key.
+    #[inline]
+    pub fn find_by_hash(&self, h: u64, pred: impl Fn(&V) -> bool) -> Option<(&K, &V)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = home(h, mask);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if tag(s) == tag(h) {
+                let (k, v) = &self.entries[(s & 0xFFFF_FFFF) as usize - 1];
+                if k.key_hash() == h && pred(v) {
+                    return Some((k, v));
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
     pub fn remove(&mut self, k: &K) -> Option<V> {
+        self.remove_entry(k).map(|(_, v)| v)
+    }
+    /// Removes `k`, giving back the key as stored and its value.
+    pub fn remove_entry(&mut self, k: &K) -> Option<(K, V)> {
         let (slot, idx) = self.find(k)?;
         // Backward-shift deletion: no tombstones, probe sequences stay short.
         let mask = self.slots.len() - 1;
@@ -165,7 +193,7 @@ impl<K: Keyed, V> IdMap<K, V> {
             }
             self.slots[j] = tag(h) | (idx as u64 + 1);
         }
-        Some(self.entries.swap_remove(idx).1)
+        Some(self.entries.swap_remove(idx))
     }
     pub fn len(&self) -> usize {
         self.entries.len()

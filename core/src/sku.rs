@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::fingerprint::Fnv;
-use crate::ids::{HoldId, IdMap, LocationId, OpId, SaleId, TerminalId, TransferId};
+use crate::ids::{HoldId, IdMap, Keyed, LocationId, OpId, SaleId, TerminalId, TransferId};
 use crate::stock::{AdjustReason, Channel, Position, Qty, UnavailableBucket, MAX_LINE_QTY};
 use crate::time::{Timestamp, MAX_TTL_MS, MIN_TTL_MS};
 
@@ -639,7 +639,7 @@ impl Site {
     }
 }
 
-/// The alarm table: `(deadline, seq, hold)` in (deadline, seq) order, with
+/// The alarm table: `(deadline, seq, hash of the hold id)` in (deadline, seq) order, with
 /// lazy deletion. A hold that resolves, commits or is extended leaves its old
 /// entry behind, stale; an entry is live while its hold is still held until
 /// exactly that deadline with that seq ([`entry_live`]). The front entry is
@@ -651,7 +651,7 @@ impl Site {
 /// Derived from `holds`: two states with the same holds have the same live
 /// entries, so equality looks no further (the stale ones are history).
 #[derive(Clone, Default)]
-struct Deadlines(VecDeque<(Timestamp, u64, HoldId)>);
+struct Deadlines(VecDeque<(Timestamp, u64, u64)>);
 
 impl PartialEq for Deadlines {
     fn eq(&self, _: &Self) -> bool {
@@ -667,12 +667,21 @@ impl fmt::Debug for Deadlines {
     }
 }
 
+/// The hold a deadline entry `(deadline, seq, hash of the hold id)` stands
+/// for, if it is still held until exactly then (seqs are unique, so at most
+/// one hold matches).
+#[inline]
+fn entry_hold<'a>(
+    holds: &'a IdMap<HoldId, Hold>,
+    &(t, seq, hash): &(Timestamp, u64, u64),
+) -> Option<(&'a HoldId, &'a Hold)> {
+    holds.find_by_hash(hash, |h| h.seq == seq && h.deadline() == Some(t))
+}
+
 /// Whether a deadline entry still stands for its hold.
 #[inline]
-fn entry_live(holds: &IdMap<HoldId, Hold>, (t, seq, id): &(Timestamp, u64, HoldId)) -> bool {
-    holds
-        .get(id)
-        .is_some_and(|h| h.seq == *seq && h.deadline() == Some(*t))
+fn entry_live(holds: &IdMap<HoldId, Hold>, e: &(Timestamp, u64, u64)) -> bool {
+    entry_hold(holds, e).is_some()
 }
 
 /// One SKU's stock across every location. Rebuilt by replaying its events, or
@@ -750,10 +759,10 @@ struct SkuStateData {
 
 impl From<SkuStateData> for SkuState {
     fn from(d: SkuStateData) -> Self {
-        let mut deadlines: Vec<(Timestamp, u64, HoldId)> = d
+        let mut deadlines: Vec<(Timestamp, u64, u64)> = d
             .holds
             .iter_unordered()
-            .filter_map(|(id, h)| h.deadline().map(|t| (t, h.seq, id.clone())))
+            .filter_map(|(id, h)| h.deadline().map(|t| (t, h.seq, id.key_hash())))
             .collect();
         deadlines.sort_unstable_by_key(|(t, seq, _)| (*t, *seq));
         let deadlines = Deadlines(deadlines.into());
@@ -1479,11 +1488,7 @@ impl SkuState {
             .0
             .iter()
             .take_while(move |(t, _, _)| *t <= now)
-            .filter_map(move |(t, seq, id)| {
-                holds
-                    .get_key_value(id)
-                    .filter(|(_, h)| h.seq == *seq && h.deadline() == Some(*t))
-            })
+            .filter_map(move |e| entry_hold(holds, e))
     }
 
     /// Units held at `location` by holds that are past their deadline at `now`
@@ -1554,10 +1559,10 @@ impl SkuState {
     fn push_deadline(&mut self, t: Timestamp, seq: u64, id: &HoldId) {
         let dl = &mut self.deadlines.0;
         if dl.back().is_none_or(|(bt, bs, _)| (*bt, *bs) <= (t, seq)) {
-            dl.push_back((t, seq, id.clone()));
+            dl.push_back((t, seq, id.key_hash()));
         } else {
             let i = dl.partition_point(|(bt, bs, _)| (*bt, *bs) < (t, seq));
-            dl.insert(i, (t, seq, id.clone()));
+            dl.insert(i, (t, seq, id.key_hash()));
         }
         // Compaction: stale entries never outnumber the holds by much.
         if dl.len() > 2 * self.holds.len() + 64 {
@@ -1594,12 +1599,14 @@ impl SkuState {
         self.sites.get_or_insert_with(location, Site::default)
     }
 
-    fn resolve(&mut self, hold: &HoldId, how: Resolution, at: Timestamp) {
-        if let Some(h) = self.holds.remove(hold) {
+    /// Resolves an active hold (`oversold`: units a fulfilment shipped beyond what was there).
+    fn resolve(&mut self, hold: &HoldId, how: Resolution, at: Timestamp, oversold: Qty) {
+        if let Some((id, h)) = self.holds.remove_entry(hold) {
             if let Some(t) = h.deadline() {
                 self.drop_deadline(t, h.seq);
             }
             let site = self.site_mut(&h.location);
+            site.pos.oversold += oversold;
             let p = &mut site.pos;
             match h.state {
                 HoldState::Held { .. } => p.reserved -= h.qty,
@@ -1613,9 +1620,8 @@ impl SkuState {
                 }
             }
             site.pos.version += 1;
-            self.resolved
-                .insert(hold.clone(), Resolved { how, fp: h.fp, at });
-            self.resolved_log.push_back((at, hold.clone()));
+            self.resolved_log.push_back((at, id.clone()));
+            self.resolved.insert(id, Resolved { how, fp: h.fp, at });
         }
     }
 
@@ -1807,37 +1813,32 @@ impl SkuState {
                             expires_at: Some(*expires_at),
                         };
                         let seq = h.seq;
-                        let loc = h.location.clone();
+                        self.sites
+                            .get_or_insert_with(&h.location, Site::default)
+                            .pos
+                            .version += 1;
                         self.push_deadline(*expires_at, seq, hold);
                         self.drop_deadline(old, seq);
-                        self.site_mut(&loc).pos.version += 1;
                     }
                 }
             }
-            Event::Released { hold, at, .. } => self.resolve(hold, Resolution::Released, *at),
-            Event::Expired { hold, at, .. } => self.resolve(hold, Resolution::Expired, *at),
+            Event::Released { hold, at, .. } => self.resolve(hold, Resolution::Released, *at, 0),
+            Event::Expired { hold, at, .. } => self.resolve(hold, Resolution::Expired, *at, 0),
             Event::Fulfilled {
                 hold, oversold, at, ..
-            } => {
-                let loc = self.holds.get(hold).map(|h| h.location.clone());
-                if let (Some(loc), true) = (loc, *oversold > 0) {
-                    self.site_mut(&loc).pos.oversold += oversold;
-                }
-                self.resolve(hold, Resolution::Fulfilled, *at)
-            }
+            } => self.resolve(hold, Resolution::Fulfilled, *at, *oversold),
             Event::Committed { hold, .. } => {
                 if let Some(h) = self.holds.get_mut(hold) {
                     if let HoldState::Held { expires_at } = h.state {
                         h.state = HoldState::Committed;
                         let (qty, seq) = (h.qty, h.seq);
-                        let loc = h.location.clone();
-                        if let Some(t) = expires_at {
-                            self.drop_deadline(t, seq);
-                        }
-                        let s = self.site_mut(&loc);
+                        let s = self.sites.get_or_insert_with(&h.location, Site::default);
                         s.pos.reserved -= qty;
                         s.pos.committed += qty;
                         s.pos.version += 1;
+                        if let Some(t) = expires_at {
+                            self.drop_deadline(t, seq);
+                        }
                     }
                 }
             }
