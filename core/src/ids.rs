@@ -218,10 +218,43 @@ impl<K: Keyed, V> IdMap<K, V> {
 
 impl<K: Keyed + Ord, V> IdMap<K, V> {
     /// In (hash, id) order: deterministic on every target, not alphabetical. Sorts: O(n log n).
+    ///
+    /// A bucket sort: entries are spread into about two buckets per entry by
+    /// the top bits of their hash (bucket order is hash order), then each
+    /// bucket, a handful of entries, is sorted by (hash, id).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        let mut all: Vec<(&K, &V)> = self.iter_unordered().collect();
-        all.sort_unstable_by(|a, b| (a.0.key_hash(), a.0).cmp(&(b.0.key_hash(), b.0)));
-        all.into_iter()
+        let n = self.entries.len();
+        let bits = (usize::BITS - n.leading_zeros()).clamp(1, 16);
+        let bucket = |k: &K| (k.key_hash() >> (64 - bits)) as usize;
+        // start[b]..start[b + 1]: where bucket b's entries go.
+        let mut start = alloc::vec![0usize; (1 << bits) + 1];
+        for (k, _) in &self.entries {
+            start[bucket(k) + 1] += 1;
+        }
+        for b in 1..start.len() {
+            start[b] += start[b - 1];
+        }
+        let mut order = alloc::vec![0usize; n];
+        let mut next = start.clone();
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            let b = bucket(k);
+            order[next[b]] = i;
+            next[b] += 1;
+        }
+        let by_hash_then_id = |a: &usize, b: &usize| {
+            let (ka, kb) = (&self.entries[*a].0, &self.entries[*b].0);
+            (ka.key_hash(), ka).cmp(&(kb.key_hash(), kb))
+        };
+        for b in 0..start.len() - 1 {
+            let run = &mut order[start[b]..start[b + 1]];
+            if run.len() > 1 {
+                run.sort_unstable_by(by_hash_then_id);
+            }
+        }
+        order.into_iter().map(|i| {
+            let (k, v) = &self.entries[i];
+            (k, v)
+        })
     }
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
