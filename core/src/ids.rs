@@ -51,8 +51,15 @@ impl<K: Keyed, V> IdMap<K, V> {
     /// (slot, entry index) of `k`, if present.
     #[inline]
     fn find(&self, k: &K) -> Option<(usize, usize)> {
+        self.probe(k).ok()
+    }
+
+    /// `Ok((slot, entry index))` of `k`, or `Err(the free slot where it
+    /// would go)` (`usize::MAX` when there are no slots yet).
+    #[inline(always)]
+    fn probe(&self, k: &K) -> Result<(usize, usize), usize> {
         if self.slots.is_empty() {
-            return None;
+            return Err(usize::MAX);
         }
         let h = k.key_hash();
         let mask = self.slots.len() - 1;
@@ -60,16 +67,31 @@ impl<K: Keyed, V> IdMap<K, V> {
         loop {
             let s = self.slots[i];
             if s == 0 {
-                return None;
+                return Err(i);
             }
             if tag(s) == tag(h) {
                 let idx = (s & 0xFFFF_FFFF) as usize - 1;
                 if self.entries[idx].0 == *k {
-                    return Some((i, idx));
+                    return Ok((i, idx));
                 }
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Adds `k` (absent: `free` is the slot `probe` found) and returns its entry index.
+    #[inline]
+    fn push_new(&mut self, k: K, v: V, free: usize) -> usize {
+        let h = k.key_hash();
+        let idx = self.entries.len();
+        self.entries.push((k, v));
+        // Load factor at most 1/2: short probe sequences.
+        if (idx + 1) * 2 > self.slots.len() {
+            self.grow();
+        } else {
+            self.slots[free] = tag(h) | (idx as u64 + 1);
+        }
+        idx
     }
 
     /// Puts entry `idx` (hash `h`) in the first free slot of its probe sequence.
@@ -111,26 +133,30 @@ impl<K: Keyed, V> IdMap<K, V> {
     }
     /// Inserts or replaces (keeping the key already there, as `BTreeMap` does).
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        if let Some((_, idx)) = self.find(&k) {
-            return Some(core::mem::replace(&mut self.entries[idx].1, v));
+        match self.probe(&k) {
+            Ok((_, idx)) => Some(core::mem::replace(&mut self.entries[idx].1, v)),
+            Err(free) => {
+                self.push_new(k, v, free);
+                None
+            }
         }
-        // Load factor at most 1/2: short probe sequences.
-        if (self.entries.len() + 1) * 2 > self.slots.len() {
-            self.grow();
+    }
+    /// Inserts `k` (a clone) with `f()` unless it is already there; whether it inserted.
+    #[inline]
+    pub fn insert_if_absent(&mut self, k: &K, f: impl FnOnce() -> V) -> bool {
+        match self.probe(k) {
+            Ok(_) => false,
+            Err(free) => {
+                self.push_new(k.clone(), f(), free);
+                true
+            }
         }
-        let h = k.key_hash();
-        self.entries.push((k, v));
-        Self::place(&mut self.slots, h, self.entries.len() - 1);
-        None
     }
     /// The value at `k`, inserting `f()` (with a clone of `k`) if there is none.
     pub fn get_or_insert_with(&mut self, k: &K, f: impl FnOnce() -> V) -> &mut V {
-        let idx = match self.find(k) {
-            Some((_, idx)) => idx,
-            None => {
-                self.insert(k.clone(), f());
-                self.entries.len() - 1
-            }
+        let idx = match self.probe(k) {
+            Ok((_, idx)) => idx,
+            Err(free) => self.push_new(k.clone(), f(), free),
         };
         &mut self.entries[idx].1
     }

@@ -1291,7 +1291,10 @@ impl SkuState {
                 let (oversold, at_risk) = if absorbed_by_count {
                     (0, Vec::new())
                 } else {
-                    let available = self.available_at(now, location, Channel::Pos);
+                    // `site` is the position's site: no second lookup.
+                    let mut p = site.map(|s| s.pos).unwrap_or_default();
+                    p.reserved -= self.lapsed_at(now, location);
+                    let available = p.available(Channel::Pos);
                     let after = available - qty;
                     if after < 0 {
                         ((-after).min(*qty), self.at_risk(now, location, -after))
@@ -1626,10 +1629,9 @@ impl SkuState {
     }
 
     fn remember_op(&mut self, op: &OpId, fp: u64, at: Timestamp) -> bool {
-        if self.ops.contains_key(op) {
+        if !self.ops.insert_if_absent(op, || (fp, at)) {
             return false;
         }
-        self.ops.insert(op.clone(), (fp, at));
         self.ops_log.push_back((at, op.clone()));
         true
     }
@@ -1772,24 +1774,24 @@ impl SkuState {
                 expires_at,
                 ..
             } => {
-                if self.holds.contains_key(hold) || self.resolved.contains_key(hold) {
+                if self.resolved.contains_key(hold) {
                     return;
                 }
-                self.hold_seq += 1;
-                let seq = self.hold_seq;
-                self.holds.insert(
-                    hold.clone(),
-                    Hold {
-                        location: location.clone(),
-                        qty: *qty,
-                        channel: *channel,
-                        state: HoldState::Held {
-                            expires_at: *expires_at,
-                        },
-                        fp: *fp,
-                        seq,
+                let seq = self.hold_seq + 1;
+                let new = self.holds.insert_if_absent(hold, || Hold {
+                    location: location.clone(),
+                    qty: *qty,
+                    channel: *channel,
+                    state: HoldState::Held {
+                        expires_at: *expires_at,
                     },
-                );
+                    fp: *fp,
+                    seq,
+                });
+                if !new {
+                    return;
+                }
+                self.hold_seq = seq;
                 if let Some(t) = expires_at {
                     self.push_deadline(*t, seq, hold);
                 }
@@ -1854,17 +1856,14 @@ impl SkuState {
                 absorbed_by_count,
                 ..
             } => {
-                if self.sales.contains_key(sale) {
+                let new = self.sales.insert_if_absent(sale, || SaleRecord {
+                    fp: *fp,
+                    qty: *qty,
+                    returned: 0,
+                });
+                if !new {
                     return;
                 }
-                self.sales.insert(
-                    sale.clone(),
-                    SaleRecord {
-                        fp: *fp,
-                        qty: *qty,
-                        returned: 0,
-                    },
-                );
                 match self.terminals.get_mut(terminal) {
                     Some(seen) => *seen = (*seen).max(*device_seq),
                     None => {
