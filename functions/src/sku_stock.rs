@@ -1,13 +1,18 @@
 //! `SkuStock`: the one Durable Object that owns a SKU's stock, keyed by
 //! `id_from_name(sku)`.
 //!
-//! SQLite is the truth: `events` (the log, replayed on load) and `ops` (the
-//! first result of every command with a client id, so a retry answers
-//! exactly as the first time). Memory is a cache that may vanish between
-//! requests. Every rule is `omnistock_core::SkuState`'s: this shell decides
-//! nothing itself. For each request: load, `expire(now)`, `decide`, write the
-//! events and results in one SQLite transaction with no await in between,
-//! `apply`, then point the alarm at `next_deadline()` (an absolute time).
+//! SQLite is the truth: `events` (the log: audit trail and ledger, never
+//! pruned), `snapshot` (one row: the state after the event `seq`, rewritten
+//! every [`SNAPSHOT_EVERY`] events) and `ops` (the first result of every
+//! command with a client id, so a retry answers exactly as the first time;
+//! sales kept forever, the others [`OPS_KEEP_MS`]). Memory is a cache that
+//! may vanish between requests; a load reads the snapshot and replays the
+//! fewer than [`SNAPSHOT_EVERY`] events after it. Every rule is
+//! `omnistock_core::SkuState`'s: this shell decides nothing itself. For each
+//! request: load, `expire(now)`, `decide`, write the events and results (and
+//! when due a snapshot, and a bounded batch of `ops` pruning) in one SQLite
+//! transaction with no await in between, `apply`, then point the alarm at
+//! `next_deadline()` (an absolute time).
 use std::cell::{Cell, RefCell};
 
 use omnistock_core::sku::Resolution;
@@ -17,7 +22,10 @@ use omnistock_core::{
 };
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
-use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, ScheduledTime, SqlStorage, State,
+    Storage,
+};
 
 use crate::db::{self, int, opt_text, text, Stmt};
 use crate::http::{envelope_response, Problem};
@@ -361,6 +369,45 @@ struct ResultRow {
     result: String,
 }
 
+#[derive(Deserialize)]
+struct SnapshotRow {
+    seq: i64,
+    format: i64,
+    state: String,
+}
+
+/// A snapshot is written once this many events have been logged since the
+/// last one, in the same transaction as the events that reach the count. A
+/// load therefore replays fewer than this many events after the snapshot.
+pub const SNAPSHOT_EVERY: u64 = 256;
+
+/// The format of `snapshot.state`: the serde JSON of `SkuState`. Bump it when
+/// that shape changes incompatibly; a snapshot of another format is ignored
+/// (full replay) and replaced by the next one written.
+pub const SNAPSHOT_FORMAT: i64 = 1;
+
+/// How long `ops` rows other than sales are kept (by the time they were
+/// written): API.md keeps Idempotency-Keys at least 24 h, core remembers op
+/// and hold ids for `RETENTION_MS` (24 h), and the Idempotency objects keep
+/// answers 48 h. Past this, a retry is never `Exists` for the op ids, and a
+/// hold's answer is described from the state anyway. Sale rows (`sale:`) are
+/// kept forever (sale ids are idempotent forever).
+pub const OPS_KEEP_MS: i64 = 48 * 3_600_000;
+
+/// At most this many `ops` rows are pruned per write (bounded work).
+pub const OPS_PRUNE_BATCH: i64 = 100;
+
+/// Deletes up to `OPS_PRUNE_BATCH` expired non-sale `ops` rows. The
+/// `substr(id, 1, 5) <> 'sale:'` term matches the partial index `ops_prunable`
+/// word for word, so SQLite uses it and never walks the sale rows.
+const OPS_PRUNE: &str = "DELETE FROM ops WHERE id IN (
+    SELECT id FROM ops WHERE substr(id, 1, 5) <> 'sale:' AND at < ? ORDER BY at LIMIT ?)";
+
+/// The snapshot row, written after the events of the same transaction: its
+/// `seq` is the last event it includes.
+const SNAPSHOT_WRITE: &str = "INSERT OR REPLACE INTO snapshot (id, seq, format, state, at)
+    VALUES (0, (SELECT coalesce(max(seq), 0) FROM events), ?, ?, ?)";
+
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS events (
         seq INTEGER PRIMARY KEY,
@@ -374,6 +421,13 @@ const SCHEMA: &[&str] = &[
         reason TEXT)",
     "CREATE INDEX IF NOT EXISTS events_by_location ON events(location, seq)",
     "CREATE TABLE IF NOT EXISTS ops (id TEXT PRIMARY KEY, result TEXT NOT NULL, at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ops_prunable ON ops(at) WHERE substr(id, 1, 5) <> 'sale:'",
+    "CREATE TABLE IF NOT EXISTS snapshot (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        seq INTEGER NOT NULL,
+        format INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        at INTEGER NOT NULL)",
 ];
 
 #[durable_object]
@@ -381,6 +435,9 @@ pub struct SkuStock {
     state: State,
     /// The replayed state: a cache of the event log.
     mem: RefCell<Option<SkuState>>,
+    /// Events logged since the last snapshot was written or attempted (all
+    /// replayed events after a load that found no usable snapshot).
+    since_snapshot: Cell<u64>,
     /// The alarm last asked for: `None` when unknown (after a start or a failure).
     alarm_at: Cell<Option<Option<i64>>>,
     schema_ok: Cell<bool>,
@@ -391,6 +448,7 @@ impl DurableObject for SkuStock {
         SkuStock {
             state,
             mem: RefCell::new(None),
+            since_snapshot: Cell::new(0),
             alarm_at: Cell::new(None),
             schema_ok: Cell::new(false),
         }
@@ -465,23 +523,90 @@ impl SkuStock {
         Ok(())
     }
 
-    /// The state, replayed from SQLite if memory lost it.
+    /// The state, rebuilt from SQLite if memory lost it: the snapshot (when
+    /// there is a usable one) plus the events after it, else the whole log.
     fn load(&self) -> Result<(), Problem> {
         self.ensure_schema()?;
         if self.mem.borrow().is_some() {
             return Ok(());
         }
         let sql = self.state.storage().sql();
-        let rows: Vec<JsonRow> = db::query(&sql, "SELECT json FROM events ORDER BY seq", vec![])?;
-        let mut st = SkuState::new();
-        for row in rows {
-            let ev: Event = serde_json::from_str(&row.json).map_err(|e| {
-                worker::console_error!("undecodable event in the log: {e}");
-                Problem::overloaded("the event log could not be read")
-            })?;
-            st.apply(&ev);
+        let (mut st, after) = match read_snapshot(&sql)? {
+            Some((st, seq)) => (st, seq),
+            None => (SkuState::new(), 0),
+        };
+        let mut replayed = replay(&sql, &mut st, after)?;
+        if after > 0 && st.events_applied() != after as u64 + replayed {
+            // The snapshot does not account for the log before it: trust the log.
+            worker::console_error!(
+                "snapshot at seq {after} does not match the event log; replaying all of it"
+            );
+            st = SkuState::new();
+            replayed = replay(&sql, &mut st, 0)?;
         }
         *self.mem.borrow_mut() = Some(st);
+        self.since_snapshot.set(replayed);
+        Ok(())
+    }
+
+    /// Records `events` (and `extra` statements, the command's result) in one
+    /// transaction, with a snapshot when [`SNAPSHOT_EVERY`] events have been
+    /// logged since the last one and a batch of `ops` pruning; then applies
+    /// them to `st`. On an error nothing is written and `st` is unchanged
+    /// (the caller drops memory anyway).
+    fn record(
+        &self,
+        storage: &Storage,
+        st: &mut SkuState,
+        now: Timestamp,
+        events: &[Event],
+        meta: &Meta,
+        extra: Vec<Stmt>,
+    ) -> Result<(), Problem> {
+        if events.is_empty() && extra.is_empty() {
+            return Ok(());
+        }
+        let mut stmts = event_stmts(events, meta);
+        stmts.extend(extra);
+        stmts.push((
+            OPS_PRUNE,
+            vec![int(now.as_ms() - OPS_KEEP_MS), int(OPS_PRUNE_BATCH)],
+        ));
+        let mut since = self.since_snapshot.get() + events.len() as u64;
+        let next = if since >= SNAPSHOT_EVERY {
+            since = 0;
+            let mut next = st.clone();
+            for e in events {
+                next.apply(e);
+            }
+            match snapshot_json(&next) {
+                Ok(json) => {
+                    stmts.push((
+                        SNAPSHOT_WRITE,
+                        vec![int(SNAPSHOT_FORMAT), text(&json), int(now.as_ms())],
+                    ));
+                    Some(next)
+                }
+                Err(why) => {
+                    // The log stays the truth; try again after another
+                    // SNAPSHOT_EVERY events (not on every write: bounded work).
+                    worker::console_error!("no snapshot written: {why}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        db::atomically(storage, stmts)?;
+        match next {
+            Some(next) => *st = next,
+            None => {
+                for e in events {
+                    st.apply(e);
+                }
+            }
+        }
+        self.since_snapshot.set(since);
         Ok(())
     }
 
@@ -514,11 +639,7 @@ impl SkuStock {
         };
         let expired = st.expire(now);
         if !expired.is_empty() {
-            let stmts = event_stmts(&expired, &system);
-            db::atomically(&storage, stmts)?;
-            for e in &expired {
-                st.apply(e);
-            }
+            self.record(&storage, st, now, &expired, &system, Vec::new())?;
         }
 
         let mut out = Vec::with_capacity(req.cmds.len());
@@ -536,9 +657,9 @@ impl SkuStock {
                         location: None,
                         position: None,
                     };
-                    let mut stmts = event_stmts(&events, &req.meta);
+                    let mut result = Vec::new();
                     if let Some(key) = cmd.result_key() {
-                        stmts.push((
+                        result.push((
                             "INSERT OR REPLACE INTO ops (id, result, at) VALUES (?, ?, ?)",
                             vec![
                                 text(&key),
@@ -547,10 +668,7 @@ impl SkuStock {
                             ],
                         ));
                     }
-                    db::atomically(&storage, stmts)?;
-                    for e in &events {
-                        st.apply(e);
-                    }
+                    self.record(&storage, st, now, &events, &req.meta, result)?;
                     o.events = events;
                     o
                 }
@@ -674,6 +792,72 @@ impl SkuStock {
             self.alarm_at.set(None);
         }
     }
+}
+
+/// The usable snapshot and the seq of its last event, if there is one. A
+/// snapshot of another format, one that does not decode, or one that breaks
+/// core's invariants is ignored (logged, never its content): the caller then
+/// replays the whole log.
+fn read_snapshot(sql: &SqlStorage) -> Result<Option<(SkuState, i64)>, Problem> {
+    let rows: Vec<SnapshotRow> = db::query(
+        sql,
+        "SELECT seq, format, state FROM snapshot WHERE id = 0",
+        vec![],
+    )?;
+    let Some(row) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    if row.format != SNAPSHOT_FORMAT {
+        worker::console_warn!(
+            "snapshot at seq {} has format {} (expected {SNAPSHOT_FORMAT}); replaying the whole log",
+            row.seq,
+            row.format
+        );
+        return Ok(None);
+    }
+    let st: SkuState = match serde_json::from_str(&row.state) {
+        Ok(st) => st,
+        Err(e) => {
+            worker::console_error!(
+                "snapshot at seq {} does not decode ({e}); replaying the whole log",
+                row.seq
+            );
+            return Ok(None);
+        }
+    };
+    if let Err(why) = st.check_invariants() {
+        worker::console_error!(
+            "snapshot at seq {} breaks an invariant ({why}); replaying the whole log",
+            row.seq
+        );
+        return Ok(None);
+    }
+    Ok(Some((st, row.seq)))
+}
+
+/// Applies the logged events after `after` to `st`; returns how many.
+fn replay(sql: &SqlStorage, st: &mut SkuState, after: i64) -> Result<u64, Problem> {
+    let rows: Vec<JsonRow> = db::query(
+        sql,
+        "SELECT json FROM events WHERE seq > ? ORDER BY seq",
+        vec![int(after)],
+    )?;
+    let n = rows.len() as u64;
+    for row in rows {
+        let ev: Event = serde_json::from_str(&row.json).map_err(|e| {
+            worker::console_error!("undecodable event in the log: {e}");
+            Problem::overloaded("the event log could not be read")
+        })?;
+        st.apply(&ev);
+    }
+    Ok(n)
+}
+
+/// The snapshot of `st`, if it is sound (a snapshot is never written from a
+/// state that breaks core's invariants).
+fn snapshot_json(st: &SkuState) -> Result<String, String> {
+    st.check_invariants()?;
+    serde_json::to_string(st).map_err(|e| e.to_string())
 }
 
 /// Fills the hold and position fields of an outcome from the current state.

@@ -9,3 +9,4 @@ mod harness;
 mod openapi;
 mod pos;
 mod slice;
+mod snapshots;

@@ -1,0 +1,350 @@
+//! SkuStock snapshots and `ops` pruning, end to end: a SKU with well over
+//! `SNAPSHOT_EVERY` (256) events loads the same after restarts, the snapshot
+//! is really what a load starts from, a stale or unsound snapshot falls back to
+//! the whole log, and old non-sale `ops` rows are pruned in batches of 100.
+//!
+//! The storage checks open the object's SQLite file with the `sqlite3` CLI
+//! while the server is stopped (Debian: `apt-get install sqlite3`).
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// Mirrors `functions/src/sku_stock.rs`.
+const SNAPSHOT_EVERY: i64 = 256;
+const SNAPSHOT_FORMAT: i64 = 1;
+const OPS_PRUNE_BATCH: i64 = 100;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Runs `q` on the SQLite file `db` and returns its output, trimmed.
+fn sqlite(db: &Path, q: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(q)
+        .output()
+        .expect("run sqlite3 (apt-get install sqlite3)");
+    assert!(
+        out.status.success(),
+        "sqlite3 {q}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn sqlite_i64(db: &Path, q: &str) -> i64 {
+    let s = sqlite(db, q);
+    s.parse()
+        .unwrap_or_else(|_| panic!("{q}: not a number: {s:?}"))
+}
+
+/// The `.sqlite` files under `dir`, recursively.
+fn sqlite_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            sqlite_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "sqlite") {
+            out.push(p);
+        }
+    }
+}
+
+/// The SQLite file of the server's only SkuStock object.
+fn sku_db(server: &Server) -> PathBuf {
+    let mut all = Vec::new();
+    sqlite_files(&server.state_dir, &mut all);
+    let sku: Vec<PathBuf> = all
+        .into_iter()
+        .filter(|p| {
+            p.file_stem().is_some_and(|s| s != "metadata")
+                && p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|n| n.to_string_lossy().contains("SkuStock"))
+        })
+        .collect();
+    assert_eq!(sku.len(), 1, "SkuStock files: {sku:?}");
+    sku[0].clone()
+}
+
+/// What a client can see of the SKU: every availability row and the whole ledger.
+fn observe(api: &Api, sku: &str) -> (Vec<Value>, Value, Vec<Value>) {
+    let rows = ["store-1", "store-2"]
+        .iter()
+        .map(|l| api.stock(sku, l))
+        .collect();
+    let all = api.get(&format!("/v1/availability?sku={sku}"), ADMIN);
+    assert_eq!(all.status, 200, "{}", all.body);
+    (rows, all.json()["items"].clone(), ledger(api, sku))
+}
+
+fn ledger(api: &Api, sku: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = api.get(
+            &format!("/v1/skus/{sku}/ledger?after={after}&limit=1000"),
+            ADMIN,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        let items = v["items"].as_array().expect("items").clone();
+        if items.is_empty() {
+            return out;
+        }
+        after = v["next_after"].as_i64().expect("next_after");
+        out.extend(items);
+    }
+}
+
+/// Writes `rounds` rounds of traffic on `sku`: a receipt, a reservation and
+/// its release (every seventh kept active), and a POS sale; four events per
+/// round (three when the hold stays). Returns the reservations kept.
+fn traffic(api: &Api, sku: &str, rounds: u64, seq: &mut u64) -> Vec<String> {
+    let mut kept = Vec::new();
+    for i in 0..rounds {
+        let at = if i % 3 == 0 { "store-2" } else { "store-1" };
+        api.receive(sku, at, 3);
+        let cart = unique("cart");
+        let r = api.reserve(&cart, &[(sku, 1)], "store-1", 3600);
+        assert_eq!(r.status, 201, "{}", r.body);
+        if i % 7 == 0 {
+            kept.push(cart);
+        } else {
+            let d = api.send(
+                "DELETE",
+                &format!("/v1/reservations/{cart}"),
+                STOREFRONT,
+                "",
+            );
+            assert_eq!(d.status, 200, "{}", d.body);
+        }
+        *seq += 1;
+        let s = api.send(
+            "POST",
+            "/v1/pos/sales",
+            POS1,
+            &format!(
+                r#"{{"sale_id":"{}","terminal_id":"snap-t1","device_seq":{},"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{sku}","qty":1,"unit_price":{{"amount":"9.99","currency":"EUR"}}}}],"payments":[{{"method":"card","amount":{{"amount":"9.99","currency":"EUR"}}}}]}}"#,
+                unique("sale"),
+                *seq,
+                rfc3339_ago(1000)
+            ),
+        );
+        assert_eq!(s.status, 201, "{}", s.body);
+    }
+    kept
+}
+
+/// Asserts the stored snapshot is current: its format, its seq within
+/// `SNAPSHOT_EVERY` of the log's end, and its state built from exactly `seq` events.
+fn check_snapshot(db: &Path) -> (i64, i64) {
+    let events = sqlite_i64(db, "SELECT count(*) FROM events");
+    let last = sqlite_i64(db, "SELECT max(seq) FROM events");
+    assert_eq!(events, last, "the log has gaps");
+    let seq = sqlite_i64(db, "SELECT seq FROM snapshot WHERE id = 0");
+    assert_eq!(
+        sqlite_i64(db, "SELECT format FROM snapshot WHERE id = 0"),
+        SNAPSHOT_FORMAT
+    );
+    assert!(seq > 0 && seq <= last, "snapshot seq {seq}, log {last}");
+    assert!(
+        last - seq < SNAPSHOT_EVERY,
+        "a load would replay {} events",
+        last - seq
+    );
+    assert_eq!(
+        sqlite_i64(
+            db,
+            "SELECT json_extract(state, '$.events_applied') FROM snapshot WHERE id = 0"
+        ),
+        seq
+    );
+    (seq, last)
+}
+
+#[test]
+fn a_busy_sku_loads_from_its_snapshot_after_restarts() {
+    let mut server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let sku = api.new_sku("store-1", 50);
+    let mut seq = 0;
+
+    // Phase 1: well over SNAPSHOT_EVERY events, then a restart.
+    let mut kept = traffic(&api, &sku, 110, &mut seq);
+    let before = observe(&api, &sku);
+    assert!(
+        before.2.len() as i64 > 400,
+        "only {} events",
+        before.2.len()
+    );
+    server.stop();
+    let db = sku_db(&server);
+    let (snap1, last1) = check_snapshot(&db);
+    assert!(snap1 >= SNAPSHOT_EVERY, "snapshot at {snap1} of {last1}");
+    server.start_again();
+    let api = server.api();
+    assert_eq!(observe(&api, &sku), before, "changed by a restart");
+
+    // Phase 2: more writes on the loaded state, past another snapshot.
+    kept.extend(traffic(&api, &sku, 80, &mut seq));
+    let before = observe(&api, &sku);
+    let reserved = kept.len() as i64;
+    assert_eq!(before.0[0]["reserved"], reserved);
+    server.restart();
+    let api = server.api();
+    assert_eq!(observe(&api, &sku), before, "changed by a second restart");
+    server.stop();
+    let (snap2, last2) = check_snapshot(&db);
+    assert!(
+        snap2 > snap1 && last2 > last1,
+        "no newer snapshot: {snap1}/{last1} then {snap2}/{last2}"
+    );
+
+    // The snapshot is what a load starts from: on a copy whose log lacks
+    // every event the snapshot covers, the state is still the same (a full
+    // replay would find almost nothing).
+    let backup = server.state_dir.with_extension("backup");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&server.state_dir)
+        .arg(&backup)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    sqlite(&db, &format!("DELETE FROM events WHERE seq <= {snap2}"));
+    server.start_again();
+    let api = server.api();
+    let (rows, all, _) = observe(&api, &sku);
+    assert_eq!((rows, all), (before.0.clone(), before.1.clone()));
+    server.stop();
+    fs::remove_dir_all(&server.state_dir).expect("remove tampered state");
+    fs::rename(&backup, &server.state_dir).expect("restore state");
+
+    // A snapshot of another format is ignored: the whole log is replayed.
+    sqlite(&db, "UPDATE snapshot SET format = 99");
+    server.start_again();
+    let api = server.api();
+    assert_eq!(observe(&api, &sku), before, "after a stale snapshot");
+    server.stop();
+    assert!(
+        fs::read_to_string(&server.log)
+            .unwrap_or_default()
+            .contains("has format 99 (expected 1); replaying the whole log"),
+        "log: {}",
+        server.log_tail()
+    );
+
+    // A snapshot that breaks core's invariants (reserved no longer the sum
+    // of the holds) is ignored too.
+    sqlite(
+        &db,
+        r#"UPDATE snapshot SET format = 1, state = json_set(state, '$.sites."store-1".pos.reserved',
+             json_extract(state, '$.sites."store-1".pos.reserved') + 7)"#,
+    );
+    server.start_again();
+    let api = server.api();
+    assert_eq!(observe(&api, &sku), before, "after an unsound snapshot");
+    // The full replay counted every event since the snapshot: the next write
+    // writes a sound one again.
+    api.receive(&sku, "store-2", 1);
+    let after = observe(&api, &sku);
+    assert_eq!(after.2.len(), before.2.len() + 1);
+    assert_eq!(after.2[..before.2.len()], before.2[..]);
+    server.stop();
+    assert!(
+        fs::read_to_string(&server.log)
+            .unwrap_or_default()
+            .contains("breaks an invariant (reserved differs from the sum of active holds)"),
+        "log: {}",
+        server.log_tail()
+    );
+    let (snap3, last3) = check_snapshot(&db);
+    assert_eq!(
+        snap3, last3,
+        "the first write after a full replay snapshots"
+    );
+
+    // More traffic after all that, and a last restart.
+    server.start_again();
+    let api = server.api();
+    traffic(&api, &sku, 40, &mut seq);
+    let before = observe(&api, &sku);
+    server.restart();
+    assert_eq!(
+        observe(&server.api(), &sku),
+        before,
+        "after the last restart"
+    );
+    server.stop();
+    check_snapshot(&db);
+}
+
+#[test]
+fn old_ops_rows_are_pruned_a_batch_per_write_and_sales_kept() {
+    let mut server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let sku = api.new_sku("store-1", 50);
+    let mut seq = 0;
+    traffic(&api, &sku, 90, &mut seq);
+    server.stop();
+    let db = sku_db(&server);
+    let count = |q: &str| sqlite_i64(&db, &format!("SELECT count(*) FROM ops WHERE {q}"));
+    let sales = count("id LIKE 'sale:%'");
+    let others = count("id NOT LIKE 'sale:%'");
+    assert_eq!(sales, 90);
+    assert!(others > OPS_PRUNE_BATCH + 5, "{others} non-sale rows");
+    // Age every row past the 48 h window (49 h), except five fresh ones.
+    sqlite(
+        &db,
+        &format!(
+            "UPDATE ops SET at = at - {} WHERE id NOT IN
+               (SELECT id FROM ops WHERE id NOT LIKE 'sale:%' ORDER BY at DESC LIMIT 5)",
+            49 * HOUR_MS
+        ),
+    );
+    let old = |db: &Path| {
+        sqlite_i64(
+            db,
+            &format!(
+                "SELECT count(*) FROM ops WHERE id NOT LIKE 'sale:%' AND at < {}",
+                now() - 48 * HOUR_MS
+            ),
+        )
+    };
+    assert_eq!(old(&db), others - 5);
+
+    // One write prunes one batch, no more.
+    server.start_again();
+    server.api().receive(&sku, "store-1", 1);
+    server.stop();
+    assert_eq!(old(&db), others - 5 - OPS_PRUNE_BATCH);
+    assert_eq!(count("id NOT LIKE 'sale:%'"), others + 1 - OPS_PRUNE_BATCH);
+
+    // Enough writes prune every old row; fresh rows and every sale stay.
+    server.start_again();
+    let api = server.api();
+    let writes = (others - 5 - OPS_PRUNE_BATCH + OPS_PRUNE_BATCH - 1) / OPS_PRUNE_BATCH;
+    for _ in 0..writes + 1 {
+        api.receive(&sku, "store-1", 1);
+    }
+    let stock = api.stock(&sku, "store-1");
+    server.stop();
+    assert_eq!(old(&db), 0);
+    assert_eq!(count("id LIKE 'sale:%'"), sales);
+    assert_eq!(count("id NOT LIKE 'sale:%'"), 5 + 1 + writes + 1);
+    // Pruning results changes no stock.
+    server.start_again();
+    assert_eq!(server.api().stock(&sku, "store-1"), stock);
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
