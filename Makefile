@@ -27,11 +27,13 @@ WORKER_SRC := $(shell find functions/src core/src -name '*.rs' 2>/dev/null) \
 	functions/Cargo.toml functions/openapi.json core/Cargo.toml Cargo.toml Cargo.lock
 
 .PHONY: help dev test build tools rust-tools node-tools browser-tools \
-	check-fmt clippy test-core test-core-wasm test-functions test-widget test-e2e widget
+	check-fmt clippy test-core test-core-wasm test-functions test-widget test-e2e widget bench sim
 
 help:
 	@echo "make dev    run omnistock locally (wrangler dev on 127.0.0.1:\$$PORT, default 8787)"
 	@echo "make test   fmt, clippy, core tests (native and wasm), widget browser test, end-to-end tests"
+	@echo "make bench  decide+apply throughput, natively and in wasm (docs/benchmarks.md)"
+	@echo "make sim    many more simulation seeds (SIM_SEEDS=10000)"
 
 # ---------------------------------------------------------------- tools
 tools: rust-tools node-tools
@@ -55,13 +57,13 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 browser-tools:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v sqlite3 >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing chromium and chromium-driver with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+		echo "installing chromium, chromium-driver and sqlite3 with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver sqlite3; \
 	else \
-		echo "The widget's browser test needs Chromium and chromedriver:"; \
-		echo "  sudo apt-get install -y chromium chromium-driver"; exit 1; fi
+		echo "The widget's browser test needs Chromium and chromedriver, the storage tests the sqlite3 CLI:"; \
+		echo "  sudo apt-get install -y chromium chromium-driver sqlite3"; exit 1; fi
 
 # ---------------------------------------------------------------- build
 build: tools $(WORKER_OUT)
@@ -108,7 +110,19 @@ test-core:
 
 test-core-wasm:
 	cargo build -p omnistock-core --target wasm32-unknown-unknown
-	cargo test -p omnistock-core --target wasm32-unknown-unknown
+	# The same simulation seeds give the same state hashes in wasm (node) as natively.
+	# (The wasm benchmark is not a test: `make bench` runs it, in the bench profile.)
+	cargo test -p omnistock-core --target wasm32-unknown-unknown --test wasm
+
+# Benchmarks are not tests: numbers and their analysis are in docs/benchmarks.md.
+bench: rust-tools
+	cargo bench -p omnistock-core --bench ops
+	cargo test -p omnistock-core --profile bench --target wasm32-unknown-unknown --test wasm_bench -- --nocapture
+
+# More simulation seeds than `make test` runs (SIM_SEEDS=n, default 10000).
+SIM_SEEDS ?= 10000
+sim:
+	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test sim many_seeds
 
 test-functions:
 	cargo test -p omnistock-functions --lib
@@ -117,5 +131,5 @@ test-widget: browser-tools
 	@if [ -f web-widget/widget.mk ]; then $(MAKE) --no-print-directory widget-e2e; \
 	else echo "web-widget/widget.mk not there yet: no widget browser test"; fi
 
-test-e2e: $(WORKER_OUT) public
+test-e2e: browser-tools $(WORKER_OUT) public
 	RUST_TEST_THREADS=$(E2E_THREADS) cargo test -p omnistock-tests
