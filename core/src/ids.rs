@@ -165,6 +165,13 @@ impl<K: Keyed, V> IdMap<K, V> {
     /// tables that keep a key's hash rather than a copy of the key.
     #[inline]
     pub fn find_by_hash(&self, h: u64, pred: impl Fn(&V) -> bool) -> Option<(&K, &V)> {
+        let (_, idx) = self.probe_hash(h, pred)?;
+        let (k, v) = &self.entries[idx];
+        Some((k, v))
+    }
+    /// (slot, entry index) of the entry [`IdMap::find_by_hash`] finds.
+    #[inline]
+    fn probe_hash(&self, h: u64, pred: impl Fn(&V) -> bool) -> Option<(usize, usize)> {
         if self.slots.is_empty() {
             return None;
         }
@@ -176,13 +183,19 @@ impl<K: Keyed, V> IdMap<K, V> {
                 return None;
             }
             if tag(s) == tag(h) {
-                let (k, v) = &self.entries[(s & 0xFFFF_FFFF) as usize - 1];
+                let idx = (s & 0xFFFF_FFFF) as usize - 1;
+                let (k, v) = &self.entries[idx];
                 if k.key_hash() == h && pred(v) {
-                    return Some((k, v));
+                    return Some((i, idx));
                 }
             }
             i = (i + 1) & mask;
         }
+    }
+    /// Removes the entry [`IdMap::find_by_hash`] finds.
+    pub fn remove_by_hash(&mut self, h: u64, pred: impl Fn(&V) -> bool) -> Option<(K, V)> {
+        let (slot, idx) = self.probe_hash(h, pred)?;
+        Some(self.remove_at(slot, idx))
     }
     pub fn remove(&mut self, k: &K) -> Option<V> {
         self.remove_entry(k).map(|(_, v)| v)
@@ -190,6 +203,10 @@ impl<K: Keyed, V> IdMap<K, V> {
     /// Removes `k`, giving back the key as stored and its value.
     pub fn remove_entry(&mut self, k: &K) -> Option<(K, V)> {
         let (slot, idx) = self.find(k)?;
+        Some(self.remove_at(slot, idx))
+    }
+    /// Removes entry `idx`, which `slot` points to.
+    fn remove_at(&mut self, slot: usize, idx: usize) -> (K, V) {
         // Backward-shift deletion: no tombstones, probe sequences stay short.
         let mask = self.slots.len() - 1;
         let mut hole = slot;
@@ -219,7 +236,7 @@ impl<K: Keyed, V> IdMap<K, V> {
             }
             self.slots[j] = tag(h) | (idx as u64 + 1);
         }
-        Some(self.entries.swap_remove(idx))
+        self.entries.swap_remove(idx)
     }
     pub fn len(&self) -> usize {
         self.entries.len()

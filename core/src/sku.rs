@@ -686,7 +686,7 @@ fn entry_live(holds: &IdMap<HoldId, Hold>, e: &(Timestamp, u64, u64)) -> bool {
 
 /// One SKU's stock across every location. Rebuilt by replaying its events, or
 /// from a serde snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(from = "SkuStateData")]
 pub struct SkuState {
     /// By location id; [`SkuState::sites_sorted`] iterates them in id order.
@@ -698,9 +698,13 @@ pub struct SkuState {
     #[serde(skip)]
     deadlines: Deadlines,
     resolved: IdMap<HoldId, Resolved>,
-    resolved_log: VecDeque<(Timestamp, HoldId)>,
+    /// `(when, hash of the hold id)` per resolved hold, oldest first: what
+    /// pruning walks. The entry it names is the resolved hold with that id
+    /// hash resolved at that time (serialised as `[when, id]`, as it always was).
+    resolved_log: VecDeque<(Timestamp, u64)>,
     ops: IdMap<OpId, (u64, Timestamp)>,
-    ops_log: VecDeque<(Timestamp, OpId)>,
+    /// `(when, hash of the op id)` per op id kept, oldest first (as `resolved_log`).
+    ops_log: VecDeque<(Timestamp, u64)>,
     sales: IdMap<SaleId, SaleRecord>,
     /// Highest device sequence seen per terminal.
     terminals: IdMap<TerminalId, u64>,
@@ -734,6 +738,81 @@ mod by_location {
             m.insert(k, v);
         }
         Ok(m)
+    }
+}
+
+/// A retention log serialised as `[when, id]` pairs: each `(when, id hash)`
+/// names the entry of `table` with that id hash and that time (at most one:
+/// two ids of one hash touched in the same millisecond would be one 64-bit
+/// hash collision; they would be pruned together all the same).
+struct LogOut<'a, K: Keyed, V> {
+    log: &'a VecDeque<(Timestamp, u64)>,
+    table: &'a IdMap<K, V>,
+    at: fn(&V) -> Timestamp,
+}
+
+impl<K: Keyed + serde::Serialize, V> serde::Serialize for LogOut<'_, K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.log.iter().filter_map(|&(t, h)| {
+            self.table
+                .find_by_hash(h, |v| (self.at)(v) == t)
+                .map(|(k, _)| (t, k))
+        }))
+    }
+}
+
+fn sites_out<S: serde::Serializer>(m: &&IdMap<LocationId, Site>, s: S) -> Result<S::Ok, S::Error> {
+    by_location::serialize(m, s)
+}
+
+/// [`SkuState`] as serialised: the same fields in the same order as
+/// [`SkuStateData`], without the derived indexes.
+#[derive(serde::Serialize)]
+struct SkuStateOut<'a> {
+    #[serde(serialize_with = "sites_out")]
+    sites: &'a IdMap<LocationId, Site>,
+    holds: &'a IdMap<HoldId, Hold>,
+    resolved: &'a IdMap<HoldId, Resolved>,
+    resolved_log: LogOut<'a, HoldId, Resolved>,
+    ops: &'a IdMap<OpId, (u64, Timestamp)>,
+    ops_log: LogOut<'a, OpId, (u64, Timestamp)>,
+    sales: &'a IdMap<SaleId, SaleRecord>,
+    terminals: &'a IdMap<TerminalId, u64>,
+    transfers: &'a IdMap<TransferId, Transfer>,
+    transfers_log: &'a VecDeque<(Timestamp, TransferId)>,
+    open_transfers: usize,
+    hold_seq: u64,
+    events_applied: u64,
+    clock: Timestamp,
+}
+
+impl serde::Serialize for SkuState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SkuStateOut {
+            sites: &self.sites,
+            holds: &self.holds,
+            resolved: &self.resolved,
+            resolved_log: LogOut {
+                log: &self.resolved_log,
+                table: &self.resolved,
+                at: |r| r.at,
+            },
+            ops: &self.ops,
+            ops_log: LogOut {
+                log: &self.ops_log,
+                table: &self.ops,
+                at: |o| o.1,
+            },
+            sales: &self.sales,
+            terminals: &self.terminals,
+            transfers: &self.transfers,
+            transfers_log: &self.transfers_log,
+            open_transfers: self.open_transfers,
+            hold_seq: self.hold_seq,
+            events_applied: self.events_applied,
+            clock: self.clock,
+        }
+        .serialize(s)
     }
 }
 
@@ -771,9 +850,17 @@ impl From<SkuStateData> for SkuState {
             holds: d.holds,
             deadlines,
             resolved: d.resolved,
-            resolved_log: d.resolved_log,
+            resolved_log: d
+                .resolved_log
+                .iter()
+                .map(|(t, id)| (*t, id.key_hash()))
+                .collect(),
             ops: d.ops,
-            ops_log: d.ops_log,
+            ops_log: d
+                .ops_log
+                .iter()
+                .map(|(t, op)| (*t, op.key_hash()))
+                .collect(),
             sales: d.sales,
             terminals: d.terminals,
             transfers: d.transfers,
@@ -1623,7 +1710,7 @@ impl SkuState {
                 }
             }
             site.pos.version += 1;
-            self.resolved_log.push_back((at, id.clone()));
+            self.resolved_log.push_back((at, id.key_hash()));
             self.resolved.insert(id, Resolved { how, fp: h.fp, at });
         }
     }
@@ -1632,7 +1719,7 @@ impl SkuState {
         if !self.ops.insert_if_absent(op, || (fp, at)) {
             return false;
         }
-        self.ops_log.push_back((at, op.clone()));
+        self.ops_log.push_back((at, op.key_hash()));
         true
     }
 
@@ -1643,16 +1730,16 @@ impl SkuState {
             if *t >= horizon {
                 break;
             }
-            if let Some((_, op)) = self.ops_log.pop_front() {
-                self.ops.remove(&op);
+            if let Some((t, h)) = self.ops_log.pop_front() {
+                self.ops.remove_by_hash(h, |o| o.1 == t);
             }
         }
         while let Some((t, _)) = self.resolved_log.front() {
             if *t >= horizon {
                 break;
             }
-            if let Some((_, id)) = self.resolved_log.pop_front() {
-                self.resolved.remove(&id);
+            if let Some((t, h)) = self.resolved_log.pop_front() {
+                self.resolved.remove_by_hash(h, |r| r.at == t);
             }
         }
         while let Some((t, _)) = self.transfers_log.front() {
