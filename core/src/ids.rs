@@ -263,39 +263,52 @@ impl<K: Keyed + Ord, V> IdMap<K, V> {
     /// In (hash, id) order: deterministic on every target, not alphabetical. Sorts: O(n log n).
     ///
     /// A bucket sort: entries are spread into about two buckets per entry by
-    /// the top bits of their hash (bucket order is hash order), then each
-    /// bucket, a handful of entries, is sorted by (hash, id).
+    /// the top bits of their hash (bucket order is hash order), then an
+    /// insertion sort by (hash, id) moves each entry within its bucket only.
+    /// Ids that crowd into a few buckets (FNV's top bits are weak for ids
+    /// that differ only at the end, and can be chosen to collide) would make
+    /// that quadratic: past 16 moves per entry, it finishes with a comparison sort.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         let n = self.entries.len();
         let bits = (usize::BITS - n.leading_zeros()).clamp(1, 16);
-        let bucket = |k: &K| (k.key_hash() >> (64 - bits)) as usize;
-        // start[b]..start[b + 1]: where bucket b's entries go.
-        let mut start = alloc::vec![0usize; (1 << bits) + 1];
+        let bucket = |h: u64| (h >> (64 - bits)) as usize;
+        // next[b]: where bucket b's next entry goes.
+        let mut next = alloc::vec![0u32; (1 << bits) + 1];
         for (k, _) in &self.entries {
-            start[bucket(k) + 1] += 1;
+            next[bucket(k.key_hash()) + 1] += 1;
         }
-        for b in 1..start.len() {
-            start[b] += start[b - 1];
+        for b in 1..next.len() {
+            next[b] += next[b - 1];
         }
-        let mut order = alloc::vec![0usize; n];
-        let mut next = start.clone();
+        let mut order: Vec<(u64, u32)> = alloc::vec![(0, 0); n];
         for (i, (k, _)) in self.entries.iter().enumerate() {
-            let b = bucket(k);
-            order[next[b]] = i;
+            let h = k.key_hash();
+            let b = bucket(h);
+            order[next[b] as usize] = (h, i as u32);
             next[b] += 1;
         }
-        let by_hash_then_id = |a: &usize, b: &usize| {
-            let (ka, kb) = (&self.entries[*a].0, &self.entries[*b].0);
-            (ka.key_hash(), ka).cmp(&(kb.key_hash(), kb))
+        let before = |a: (u64, u32), b: (u64, u32)| {
+            a.0 < b.0 || (a.0 == b.0 && self.entries[a.1 as usize].0 < self.entries[b.1 as usize].0)
         };
-        for b in 0..start.len() - 1 {
-            let run = &mut order[start[b]..start[b + 1]];
-            if run.len() > 1 {
-                run.sort_unstable_by(by_hash_then_id);
+        let mut budget = 16 * n;
+        for i in 1..n {
+            let e = order[i];
+            let mut j = i;
+            while j > 0 && before(e, order[j - 1]) {
+                order[j] = order[j - 1];
+                j -= 1;
+            }
+            order[j] = e;
+            budget = budget.saturating_sub(i - j);
+            if budget == 0 {
+                order.sort_unstable_by(|a, b| {
+                    (a.0, &self.entries[a.1 as usize].0).cmp(&(b.0, &self.entries[b.1 as usize].0))
+                });
+                break;
             }
         }
-        order.into_iter().map(|i| {
-            let (k, v) = &self.entries[i];
+        order.into_iter().map(|(_, i)| {
+            let (k, v) = &self.entries[i as usize];
             (k, v)
         })
     }
@@ -617,5 +630,23 @@ mod tests {
         let mut sorted: Vec<(&OpId, &u64)> = r.iter().collect();
         sorted.sort_by(|a, b| (a.0.key_hash(), a.0).cmp(&(b.0.key_hash(), b.0)));
         assert!(m.iter().eq(sorted.into_iter()));
+    }
+
+    /// Ids whose hashes share their top bits (one bucket) still iterate in
+    /// (hash, id) order, through the comparison-sort fallback.
+    #[test]
+    fn id_map_iter_with_crowded_buckets() {
+        let mut m: IdMap<OpId, u64> = IdMap::default();
+        let mut all = Vec::new();
+        for i in 0..600_000u64 {
+            let k = OpId::parse(&format!("k-{i}")).unwrap();
+            if k.key_hash() >> 56 == 0 {
+                all.push(k.clone());
+                m.insert(k, i);
+            }
+        }
+        assert!(all.len() > 1_000);
+        all.sort_by(|a, b| (a.key_hash(), a).cmp(&(b.key_hash(), b)));
+        assert!(m.iter().map(|(k, _)| k).eq(all.iter()));
     }
 }
