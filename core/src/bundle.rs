@@ -8,8 +8,8 @@ use core::fmt;
 use crate::ids::Sku;
 use crate::stock::{Qty, MAX_LINE_QTY};
 
-/// Most components in one bundle.
-pub const MAX_COMPONENTS: usize = 32;
+/// Most components in one bundle (the API's most lines in one request).
+pub const MAX_COMPONENTS: usize = 100;
 
 /// One component of a bundle.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -20,7 +20,7 @@ pub struct Component {
 
 /// A validated bundle: 1 to [`MAX_COMPONENTS`] distinct components, none of
 /// them the bundle itself, each 1 to [`MAX_LINE_QTY`] units. Components are
-/// kept in SKU order.
+/// kept in the order given.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Bundle {
     sku: Sku,
@@ -79,7 +79,7 @@ impl fmt::Display for BundleError {
 }
 
 impl Bundle {
-    pub fn new(sku: Sku, mut components: Vec<Component>) -> Result<Bundle, BundleError> {
+    pub fn new(sku: Sku, components: Vec<Component>) -> Result<Bundle, BundleError> {
         if components.is_empty() {
             return Err(BundleError::NoComponents);
         }
@@ -99,15 +99,26 @@ impl Bundle {
                 return Err(BundleError::ContainsItself);
             }
         }
-        components.sort_by(|a, b| a.sku.cmp(&b.sku));
-        for w in components.windows(2) {
-            if w[0].sku == w[1].sku {
-                return Err(BundleError::DuplicateComponent {
-                    sku: w[0].sku.clone(),
-                });
+        let mut sorted: Vec<&Sku> = components.iter().map(|c| &c.sku).collect();
+        sorted.sort();
+        for w in sorted.windows(2) {
+            if w[0] == w[1] {
+                return Err(BundleError::DuplicateComponent { sku: w[0].clone() });
             }
         }
         Ok(Bundle { sku, components })
+    }
+
+    /// Refuses a bundle with a bundle among its components (`is_bundle` says
+    /// which SKUs are bundles): bundles do not nest.
+    pub fn check_not_nested(
+        &self,
+        mut is_bundle: impl FnMut(&Sku) -> bool,
+    ) -> Result<(), BundleError> {
+        match self.components.iter().find(|c| is_bundle(&c.sku)) {
+            Some(c) => Err(BundleError::NestedBundle { sku: c.sku.clone() }),
+            None => Ok(()),
+        }
     }
 
     pub fn sku(&self) -> &Sku {
@@ -154,20 +165,27 @@ impl Bundle {
 }
 
 /// Expands order or cart lines that may name bundles into component lines,
-/// merged per SKU, in SKU order. Bundles do not nest.
+/// merged per SKU, in the order each SKU first appears (a bundle's
+/// components in the bundle's order). Bundles do not nest.
 pub fn expand_lines(
     lines: &[(Sku, Qty)],
     bundles: &BTreeMap<Sku, Bundle>,
 ) -> Result<Vec<(Sku, Qty)>, BundleError> {
-    let mut out: BTreeMap<Sku, Qty> = BTreeMap::new();
+    let mut out: Vec<(Sku, Qty)> = Vec::new();
+    let mut index: BTreeMap<Sku, usize> = BTreeMap::new();
+    let mut add = |sku: Sku, qty: Qty| match index.get(&sku) {
+        Some(&i) => out[i].1 += qty,
+        None => {
+            index.insert(sku.clone(), out.len());
+            out.push((sku, qty));
+        }
+    };
     for (sku, qty) in lines {
         match bundles.get(sku) {
             Some(b) => {
+                b.check_not_nested(|c| bundles.contains_key(c))?;
                 for (c, n) in b.expand(*qty)? {
-                    if bundles.contains_key(&c) {
-                        return Err(BundleError::NestedBundle { sku: c });
-                    }
-                    *out.entry(c).or_insert(0) += n;
+                    add(c, n);
                 }
             }
             None => {
@@ -177,17 +195,15 @@ pub fn expand_lines(
                         qty: *qty,
                     });
                 }
-                *out.entry(sku.clone()).or_insert(0) += qty;
+                add(sku.clone(), *qty);
             }
         }
     }
-    for (sku, qty) in &out {
-        if *qty > MAX_LINE_QTY {
-            return Err(BundleError::TooManyUnits {
-                sku: sku.clone(),
-                qty: *qty,
-            });
-        }
+    if let Some((sku, qty)) = out.iter().find(|(_, q)| *q > MAX_LINE_QTY) {
+        return Err(BundleError::TooManyUnits {
+            sku: sku.clone(),
+            qty: *qty,
+        });
     }
-    Ok(out.into_iter().collect())
+    Ok(out)
 }

@@ -204,6 +204,25 @@ fn bundles_expand_and_take_the_scarcest_component() {
     )
     .unwrap();
     writeln!(out, "{:?}", b.expand(600_000)).unwrap();
+    // A bundle among the components: refused, by the predicate or by expansion.
+    let nest = Bundle::new(
+        sku("BIG"),
+        vec![Component {
+            sku: sku("KIT"),
+            qty: 1,
+        }],
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "{:?} {:?}",
+        nest.check_not_nested(|s| bundles.contains_key(s)),
+        b.check_not_nested(|s| bundles.contains_key(s))
+    )
+    .unwrap();
+    let mut with_nest = bundles.clone();
+    with_nest.insert(sku("BIG"), nest);
+    writeln!(out, "{:?}", expand_lines(&[(sku("BIG"), 1)], &with_nest)).unwrap();
     for comps in [
         vec![],
         vec![Component {
@@ -230,10 +249,12 @@ fn bundles_expand_and_take_the_scarcest_component() {
     }
     expect![[r#"
         available 3
-        expand 3 Ok([("CAP", 3), ("TEE", 6)])
+        expand 3 Ok([("TEE", 6), ("CAP", 3)])
         available with CAP at -2: 0
-        Ok([("CAP", 2), ("TEE", 5)])
+        Ok([("TEE", 5), ("CAP", 2)])
         Err(TooManyUnits { sku: "TEE", qty: 1200000 })
+        Err(NestedBundle { sku: "KIT" }) Ok(())
+        Err(NestedBundle { sku: "KIT" })
         Some(NoComponents)
         Some(ContainsItself)
         Some(QtyOutOfRange { sku: "A", qty: 0 })

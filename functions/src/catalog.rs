@@ -156,6 +156,7 @@ pub enum CatalogRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundleComponent {
     pub sku: Sku,
     pub qty: i64,
@@ -167,6 +168,36 @@ pub struct Bundle {
     pub title: String,
     pub price: Money,
     pub components: Vec<BundleComponent>,
+}
+
+impl BundleComponent {
+    pub fn to_core(&self) -> omnistock_core::bundle::Component {
+        omnistock_core::bundle::Component {
+            sku: self.sku.clone(),
+            qty: self.qty,
+        }
+    }
+}
+
+/// A bundle's wire components as core's validated bundle (refusals are 400).
+pub fn core_bundle(
+    sku: &Sku,
+    components: &[BundleComponent],
+) -> Result<omnistock_core::bundle::Bundle, Problem> {
+    Ok(omnistock_core::bundle::Bundle::new(
+        sku.clone(),
+        components.iter().map(BundleComponent::to_core).collect(),
+    )?)
+}
+
+impl CheckAnswer {
+    /// The requested SKUs that are bundles, as core bundles.
+    pub fn core_bundles(&self) -> Result<BTreeMap<Sku, omnistock_core::bundle::Bundle>, Problem> {
+        self.bundles
+            .iter()
+            .map(|(s, c)| Ok((s.clone(), core_bundle(s, c)?)))
+            .collect()
+    }
 }
 
 const SCHEMA: &[&str] = &[
@@ -205,16 +236,8 @@ impl DurableObject for Catalog {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let _ = rpc::op_of(&req);
-        let body = match req.text().await {
-            Ok(b) => b,
-            Err(e) => return envelope_response::<()>(Err(e.into())),
-        };
-        let r = match serde_json::from_str::<CatalogRequest>(&body) {
-            Ok(x) => self.handle(x),
-            Err(e) => Err(Problem::invalid(format!("bad catalog request: {e}"))),
-        };
-        envelope_response(r)
+        let r = rpc::read_request(&mut req, "catalog").await;
+        envelope_response(r.and_then(|x| self.handle(x)))
     }
 }
 

@@ -14,8 +14,8 @@ use crate::catalog::{
     Bundle, BundleComponent, CatalogRequest, CheckAnswer, CheckRequest, ListProducts, Location,
     LocationKind, Money, Product, PutAnswer, Variant, CATALOG_NAME,
 };
-use crate::http::{parse_json, Problem, Reply, MAX_LINES};
-use crate::inventory::{check_qty, check_text};
+use crate::http::{check_id, parse_json, Problem, Reply, MAX_LINES};
+use crate::inventory::check_text;
 use crate::rpc::{self, CATALOG};
 
 pub async fn call<T: DeserializeOwned>(env: &Env, req: &CatalogRequest) -> Result<T, Problem> {
@@ -27,10 +27,10 @@ pub async fn check(env: &Env, req: CheckRequest) -> Result<CheckAnswer, Problem>
     call(env, &CatalogRequest::Check(req)).await
 }
 
-fn path_id(ctx: &Ctx, what: &str) -> Result<String, Problem> {
+/// The id in the path (`/v1/<things>/{id}`), checked.
+pub fn path_id(ctx: &Ctx, what: &str) -> Result<String, Problem> {
     let raw = ctx.path.get(2).cloned().unwrap_or_default();
-    omnistock_core::ids::validate_id(&raw)
-        .map_err(|e| Problem::invalid(format!("{what} id {raw:?}: {e}")))?;
+    check_id(&raw, &format!("{what} id {raw:?}"))?;
     Ok(raw)
 }
 
@@ -198,8 +198,7 @@ pub async fn list_products(ctx: &Ctx) -> Result<Reply, Problem> {
     check_text(&query, 100, "query")?;
     let cursor = one("cursor")?;
     if let Some(c) = &cursor {
-        omnistock_core::ids::validate_id(c)
-            .map_err(|e| Problem::invalid(format!("cursor: {e}")))?;
+        check_id(c, "cursor")?;
     }
     let limit = match one("limit")? {
         None => 50,
@@ -261,14 +260,7 @@ pub async fn resolve_barcodes(
 struct BundleBody {
     title: String,
     price: Money,
-    components: Vec<ComponentBody>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ComponentBody {
-    sku: Sku,
-    qty: i64,
+    components: Vec<BundleComponent>,
 }
 
 /// `PUT /v1/bundles/{sku}`
@@ -279,28 +271,9 @@ pub async fn put_bundle(ctx: &Ctx) -> Result<Reply, Problem> {
     let b: BundleBody = parse_json(&ctx.body)?;
     check_name(&b.title, "title")?;
     b.price.validate("price")?;
-    if b.components.is_empty() || b.components.len() > MAX_LINES {
-        return Err(Problem::invalid(format!(
-            "a bundle has 1 to {MAX_LINES} components"
-        )));
-    }
-    let mut comps: Vec<BundleComponent> = Vec::new();
-    for (i, c) in b.components.iter().enumerate() {
-        check_qty(c.qty, 1, &format!("components[{i}].qty"))?;
-        if c.sku == sku {
-            return Err(Problem::invalid("a bundle cannot contain itself"));
-        }
-        if comps.iter().any(|x| x.sku == c.sku) {
-            return Err(Problem::invalid(format!(
-                "components[{i}]: SKU {} appears twice",
-                c.sku
-            )));
-        }
-        comps.push(BundleComponent {
-            sku: c.sku.clone(),
-            qty: c.qty,
-        });
-    }
+    let comps = b.components;
+    // Core's bundle rules; the answer keeps the components in the order given.
+    let valid = crate::catalog::core_bundle(&sku, &comps)?;
     let a = check(
         &ctx.env,
         CheckRequest {
@@ -310,7 +283,8 @@ pub async fn put_bundle(ctx: &Ctx) -> Result<Reply, Problem> {
         },
     )
     .await?;
-    crate::inventory::require_known(&a)?;
+    crate::inventory::require_known_or_bundle(&a)?;
+    valid.check_not_nested(|s| a.bundles.contains_key(s))?;
     let bundle = Bundle {
         sku,
         title: b.title,

@@ -138,6 +138,18 @@ impl From<serde_json::Error> for Problem {
     }
 }
 
+/// A bundle refused by core: 400 with core's reason.
+impl From<omnistock_core::bundle::BundleError> for Problem {
+    fn from(e: omnistock_core::bundle::BundleError) -> Self {
+        Problem::invalid(e.to_string())
+    }
+}
+
+/// Checks an id given by the client (core's id rules); `what` prefixes the reason.
+pub fn check_id(raw: &str, what: &str) -> Result<(), Problem> {
+    omnistock_core::ids::validate_id(raw).map_err(|e| Problem::invalid(format!("{what}: {e}")))
+}
+
 pub type HttpResult = Result<Reply, Problem>;
 
 /// A response before it becomes a `worker::Response`: status, content type

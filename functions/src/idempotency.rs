@@ -85,24 +85,27 @@ pub enum IdemAnswer {
     Stored { reply: Reply, ours: bool },
 }
 
+async fn send(
+    env: &Env,
+    principal: &str,
+    key: &str,
+    req: &IdemRequest,
+) -> Result<IdemAnswer, Problem> {
+    rpc::call(env, IDEMPOTENCY, &shard_of(principal, key), "idem", req).await
+}
+
 pub async fn lookup(
     env: &Env,
     principal: &str,
     key: &str,
     fp: &str,
 ) -> Result<IdemAnswer, Problem> {
-    rpc::call(
-        env,
-        IDEMPOTENCY,
-        &shard_of(principal, key),
-        "idem",
-        &IdemRequest::Lookup {
-            principal: principal.into(),
-            key: key.into(),
-            fp: fp.into(),
-        },
-    )
-    .await
+    let req = IdemRequest::Lookup {
+        principal: principal.into(),
+        key: key.into(),
+        fp: fp.into(),
+    };
+    send(env, principal, key, &req).await
 }
 
 pub async fn store(
@@ -112,19 +115,13 @@ pub async fn store(
     fp: &str,
     reply: &Reply,
 ) -> Result<IdemAnswer, Problem> {
-    rpc::call(
-        env,
-        IDEMPOTENCY,
-        &shard_of(principal, key),
-        "idem",
-        &IdemRequest::Store {
-            principal: principal.into(),
-            key: key.into(),
-            fp: fp.into(),
-            reply: reply.clone(),
-        },
-    )
-    .await
+    let req = IdemRequest::Store {
+        principal: principal.into(),
+        key: key.into(),
+        fp: fp.into(),
+        reply: reply.clone(),
+    };
+    send(env, principal, key, &req).await
 }
 
 /// Whether an answer is kept for replay: successes and business refusals
@@ -152,15 +149,8 @@ impl DurableObject for Idempotency {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let body = match req.text().await {
-            Ok(b) => b,
-            Err(e) => return envelope_response::<()>(Err(e.into())),
-        };
-        let r = match serde_json::from_str::<IdemRequest>(&body) {
-            Ok(x) => self.handle(x),
-            Err(e) => Err(Problem::invalid(format!("bad idempotency request: {e}"))),
-        };
-        envelope_response(r)
+        let r = rpc::read_request(&mut req, "idempotency").await;
+        envelope_response(r.and_then(|x| self.handle(x)))
     }
 }
 

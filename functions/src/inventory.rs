@@ -208,13 +208,14 @@ pub async fn availability(ctx: &Ctx) -> Result<Reply, Problem> {
     )
     .await?;
     require_known_or_bundle(&check)?;
+    let bundles = check.core_bundles()?;
     let loc_ids: Vec<LocationId> = check.locations.iter().map(|l| l.id.clone()).collect();
     // Stock-bearing SKUs to read: the plain ones and every bundle's components.
     let mut reads: Vec<Sku> = Vec::new();
     for s in &skus {
-        match check.bundles.get(s) {
-            Some(comps) => {
-                for c in comps {
+        match bundles.get(s) {
+            Some(b) => {
+                for c in b.components() {
                     if !reads.contains(&c.sku) {
                         reads.push(c.sku.clone());
                     }
@@ -241,17 +242,17 @@ pub async fn availability(ctx: &Ctx) -> Result<Reply, Problem> {
     let mut items = Vec::new();
     let mut as_of = read.values().map(|a| a.now).max().unwrap_or(0);
     for sku in &skus {
-        if let Some(comps) = check.bundles.get(sku) {
-            // A bundle: min over components of floor(available / qty), per location.
+        if let Some(b) = bundles.get(sku) {
+            // A bundle: core's availability from its components', per location.
             let mut total_available = 0;
             let mut total_version = 0;
             for l in &check.locations {
-                let avail = comps
+                let avail = b.available(|c| position(c, &l.id).available(channel));
+                let version: u64 = b
+                    .components()
                     .iter()
-                    .map(|c| position(&c.sku, &l.id).available(channel).max(0) / c.qty.max(1))
-                    .min()
-                    .unwrap_or(0);
-                let version: u64 = comps.iter().map(|c| position(&c.sku, &l.id).version).sum();
+                    .map(|c| position(&c.sku, &l.id).version)
+                    .sum();
                 total_available += avail;
                 total_version += version;
                 let p = Position {
@@ -379,16 +380,7 @@ pub async fn receipts(ctx: &Ctx) -> Result<Reply, Problem> {
             skus.push(l.sku.clone());
         }
     }
-    let check = catalog_api::check(
-        &ctx.env,
-        CheckRequest {
-            skus: skus.clone(),
-            locations: Some(vec![b.location.clone()]),
-            barcodes: vec![],
-        },
-    )
-    .await?;
-    require_known(&check)?;
+    let check = known(ctx, skus.clone(), &b.location).await?;
     let base = ctx.op_base();
     let meta = Meta {
         actor: ctx.actor(),
@@ -470,7 +462,7 @@ pub async fn adjustments(ctx: &Ctx) -> Result<Reply, Problem> {
         )));
     }
     check_text(&b.note, 500, "note")?;
-    let check = known(ctx, &b.sku, &b.location).await?;
+    let check = known(ctx, vec![b.sku.clone()], &b.location).await?;
     let meta = Meta {
         actor: ctx.actor(),
         channel: None,
@@ -500,7 +492,7 @@ pub async fn safety_stock(ctx: &Ctx) -> Result<Reply, Problem> {
     ctx.principal.require(&[Role::Admin])?;
     let b: SafetyBody = parse_json(&ctx.body)?;
     check_qty(b.qty, 0, "qty")?;
-    let check = known(ctx, &b.sku, &b.location).await?;
+    let check = known(ctx, vec![b.sku.clone()], &b.location).await?;
     let meta = Meta {
         actor: ctx.actor(),
         channel: None,
@@ -555,16 +547,7 @@ pub async fn counts(ctx: &Ctx) -> Result<Reply, Problem> {
         }
         skus.push(l.sku.clone());
     }
-    let check = catalog_api::check(
-        &ctx.env,
-        CheckRequest {
-            skus: skus.clone(),
-            locations: Some(vec![b.location.clone()]),
-            barcodes: vec![],
-        },
-    )
-    .await?;
-    require_known(&check)?;
+    known(ctx, skus, &b.location).await?;
     let base = ctx.op_base();
     let meta = Meta {
         actor: ctx.actor(),
@@ -632,11 +615,13 @@ pub async fn counts(ctx: &Ctx) -> Result<Reply, Problem> {
     ))
 }
 
-async fn known(ctx: &Ctx, sku: &Sku, location: &LocationId) -> Result<CheckAnswer, Problem> {
+/// The catalog's answer for stock writes at one location: every SKU known
+/// and not a bundle, the location known.
+async fn known(ctx: &Ctx, skus: Vec<Sku>, location: &LocationId) -> Result<CheckAnswer, Problem> {
     let check = catalog_api::check(
         &ctx.env,
         CheckRequest {
-            skus: vec![sku.clone()],
+            skus,
             locations: Some(vec![location.clone()]),
             barcodes: vec![],
         },

@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
+use omnistock_core::bundle::expand_lines;
 use omnistock_core::{HoldId, LocationId, SaleId, Sku, TerminalId};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -18,11 +19,11 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use crate::api::Ctx;
 use crate::auth::Role;
-use crate::catalog::{CheckRequest, Money};
+use crate::catalog::{core_bundle, CheckRequest, Money};
 use crate::catalog_api;
 use crate::db::{self, int, text};
 use crate::http::{
-    envelope_response, parse_json, parse_rfc3339, rfc3339, Problem, Reply, MAX_LINES,
+    check_id, envelope_response, parse_json, parse_rfc3339, rfc3339, Problem, Reply, MAX_LINES,
 };
 use crate::idempotency;
 use crate::inventory::{check_lines, check_qty, check_text, exec_sku};
@@ -117,8 +118,7 @@ fn validate(b: &SaleBody) -> Result<i64, Problem> {
         .ok_or_else(|| Problem::invalid("occurred_at must be an RFC 3339 time"))?;
     check_text(&b.customer_id, 64, "customer_id")?;
     if let Some(c) = &b.customer_id {
-        omnistock_core::ids::validate_id(c)
-            .map_err(|e| Problem::invalid(format!("customer_id: {e}")))?;
+        check_id(c, "customer_id")?;
     }
     if b.payments.len() > MAX_LINES {
         return Err(Problem::invalid(format!("at most {MAX_LINES} payments")));
@@ -404,18 +404,10 @@ impl DurableObject for Terminal {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let body = match req.text().await {
-            Ok(b) => b,
-            Err(e) => return envelope_response::<()>(Err(e.into())),
-        };
         let TerminalRequest::Sell { mut sales } =
-            match serde_json::from_str::<TerminalRequest>(&body) {
+            match rpc::read_request(&mut req, "terminal").await {
                 Ok(x) => x,
-                Err(e) => {
-                    return envelope_response::<()>(Err(Problem::invalid(format!(
-                        "bad terminal request: {e}"
-                    ))))
-                }
+                Err(p) => return envelope_response::<()>(Err(p)),
             };
         let _turn = match take_turn(&self.busy, 10_000).await {
             Ok(t) => t,
@@ -474,13 +466,13 @@ impl Terminal {
         }
         // One Sell per SKU: lines of the same SKU add up.
         let plain: Vec<(Sku, i64)> = s.lines.iter().map(|l| (l.sku.clone(), l.qty)).collect();
-        let bundles: BTreeMap<Sku, Vec<crate::catalog::BundleComponent>> = s
+        let bundles = s
             .lines
             .iter()
             .filter(|l| !l.components.is_empty())
-            .map(|l| (l.sku.clone(), l.components.clone()))
-            .collect();
-        let per_sku = crate::reservations::expand_bundles(&plain, &bundles)?;
+            .map(|l| Ok((l.sku.clone(), core_bundle(&l.sku, &l.components)?)))
+            .collect::<Result<BTreeMap<_, _>, Problem>>()?;
+        let per_sku = expand_lines(&plain, &bundles)?;
         let meta = Meta {
             actor: s.actor.clone(),
             channel: Some("pos".into()),

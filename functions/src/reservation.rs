@@ -8,16 +8,16 @@
 //! are released, and a later attempt with the same reservation id must not
 //! be mistaken for a retry of the failed one.
 use std::cell::Cell;
-use std::time::Duration;
 
 use futures_util::future::join_all;
 use omnistock_core::{Channel, HoldId, LocationId, Sku};
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, Delay, DurableObject, Env, Request, Response, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use crate::db::{self, text};
 use crate::http::{envelope_response, rfc3339, Problem};
 use crate::rpc::{self, SKU_STOCK};
+use crate::serial::take_turn;
 use crate::sku_stock::{ExecRequest, Meta, Outcome, WireCommand};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,14 +137,6 @@ pub struct Reservation {
     busy: Cell<bool>,
 }
 
-/// Clears the busy flag however the handler ends.
-struct BusyGuard<'a>(&'a Cell<bool>);
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        self.0.set(false);
-    }
-}
-
 impl DurableObject for Reservation {
     fn new(state: State, env: Env) -> Self {
         Reservation {
@@ -155,35 +147,19 @@ impl DurableObject for Reservation {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let body = match req.text().await {
-            Ok(b) => b,
-            Err(e) => return envelope_response::<()>(Err(e.into())),
-        };
-        let parsed = match serde_json::from_str::<ResRequest>(&body) {
+        let parsed: ResRequest = match rpc::read_request(&mut req, "reservation").await {
             Ok(x) => x,
-            Err(e) => {
-                return envelope_response::<()>(Err(Problem::invalid(format!(
-                    "bad reservation request: {e}"
-                ))))
-            }
+            Err(p) => return envelope_response::<()>(Err(p)),
         };
         if let ResRequest::Get = parsed {
             return envelope_response(self.get());
         }
         // One write at a time per reservation: a concurrent retry waits for
         // the first try instead of racing it.
-        let mut waited = 0;
-        while self.busy.get() {
-            if waited > 3000 {
-                return envelope_response::<()>(Err(Problem::overloaded(
-                    "the reservation is busy; retry",
-                )));
-            }
-            Delay::from(Duration::from_millis(5)).await;
-            waited += 5;
-        }
-        self.busy.set(true);
-        let _guard = BusyGuard(&self.busy);
+        let _turn = match take_turn(&self.busy, 3000).await {
+            Ok(t) => t,
+            Err(p) => return envelope_response::<()>(Err(p)),
+        };
         match parsed {
             ResRequest::Create(c) => envelope_response(self.create(c).await),
             ResRequest::Extend { ttl_ms, actor } => {

@@ -1,14 +1,15 @@
 //! Reservation endpoints. The work is done by the `Reservation` coordinator
 //! object of each reservation id (see reservation.rs).
 use futures_util::future::join_all;
-use omnistock_core::{Channel, LocationId, Sku, MAX_LINE_QTY};
+use omnistock_core::bundle::expand_lines;
+use omnistock_core::{Channel, LocationId, Sku};
 use serde::Deserialize;
 
 use crate::api::Ctx;
 use crate::auth::Role;
 use crate::catalog::{CheckRequest, Location};
 use crate::catalog_api;
-use crate::http::{parse_json, Problem, Reply};
+use crate::http::{check_id, parse_json, Problem, Reply};
 use crate::idempotency;
 use crate::inventory::{check_lines, check_qty, read_sku, require_known_or_bundle};
 use crate::reservation::{CreateAnswer, CreateRequest, ResLine, ResRequest, View};
@@ -73,10 +74,7 @@ fn ttl_ms(ttl_seconds: Option<i64>) -> Result<i64, Problem> {
 }
 
 fn reservation_id(ctx: &Ctx) -> Result<String, Problem> {
-    let raw = ctx.path.get(2).cloned().unwrap_or_default();
-    omnistock_core::ids::validate_id(&raw)
-        .map_err(|e| Problem::invalid(format!("reservation id {raw:?}: {e}")))?;
-    Ok(raw)
+    catalog_api::path_id(ctx, "reservation")
 }
 
 async fn call<T: serde::de::DeserializeOwned>(
@@ -105,8 +103,7 @@ pub async fn create(ctx: &Ctx) -> Result<Reply, Problem> {
     let b: CreateBody = parse_json(&ctx.body)?;
     let id = match &b.id {
         Some(id) => {
-            omnistock_core::ids::validate_id(id)
-                .map_err(|e| Problem::invalid(format!("id: {e}")))?;
+            check_id(id, "id")?;
             id.clone()
         }
         // No id: one derived from the Idempotency-Key, so a retry is the same reservation.
@@ -114,19 +111,14 @@ pub async fn create(ctx: &Ctx) -> Result<Reply, Problem> {
     };
     check_lines(b.lines.len())?;
     let ttl = ttl_ms(b.ttl_seconds)?;
-    // One hold per SKU: lines of the same SKU add up.
-    let mut merged: Vec<(Sku, i64)> = Vec::new();
+    let mut lines: Vec<(Sku, i64)> = Vec::new();
+    let mut skus: Vec<Sku> = Vec::new();
     for (i, l) in b.lines.iter().enumerate() {
         check_qty(l.qty, 1, &format!("lines[{i}].qty"))?;
-        match merged.iter_mut().find(|(s, _)| *s == l.sku) {
-            Some((_, q)) => *q += l.qty,
-            None => merged.push((l.sku.clone(), l.qty)),
+        lines.push((l.sku.clone(), l.qty));
+        if !skus.contains(&l.sku) {
+            skus.push(l.sku.clone());
         }
-    }
-    if merged.iter().any(|(_, q)| *q > MAX_LINE_QTY) {
-        return Err(Problem::invalid(format!(
-            "at most {MAX_LINE_QTY} units of one SKU"
-        )));
     }
     let (kind, location, destination) = match &b.fulfillment {
         Some(f) => (f.kind, f.location.clone(), f.destination),
@@ -143,15 +135,15 @@ pub async fn create(ctx: &Ctx) -> Result<Reply, Problem> {
     let check = catalog_api::check(
         &ctx.env,
         CheckRequest {
-            skus: merged.iter().map(|(s, _)| s.clone()).collect(),
+            skus,
             locations: location.clone().map(|l| vec![l]),
             barcodes: vec![],
         },
     )
     .await?;
     require_known_or_bundle(&check)?;
-    // Bundles reserve their components.
-    let merged = expand_bundles(&merged, &check.bundles)?;
+    // One hold per SKU (lines of the same SKU add up); bundles reserve their components.
+    let merged = expand_lines(&lines, &check.core_bundles()?)?;
     let channel = if ctx.principal.role == Role::Pos {
         Channel::Pos
     } else {
@@ -194,34 +186,6 @@ pub async fn create(ctx: &Ctx) -> Result<Reply, Problem> {
         if a.created { 201 } else { 200 },
         &a.reservation,
     ))
-}
-
-/// Replaces bundle lines by their components (merged per SKU, first-seen order).
-pub fn expand_bundles(
-    lines: &[(Sku, i64)],
-    bundles: &std::collections::BTreeMap<Sku, Vec<crate::catalog::BundleComponent>>,
-) -> Result<Vec<(Sku, i64)>, Problem> {
-    let mut out: Vec<(Sku, i64)> = Vec::new();
-    let mut add = |sku: &Sku, qty: i64| match out.iter_mut().find(|(s, _)| s == sku) {
-        Some((_, q)) => *q += qty,
-        None => out.push((sku.clone(), qty)),
-    };
-    for (sku, qty) in lines {
-        match bundles.get(sku) {
-            Some(comps) => {
-                for c in comps {
-                    add(&c.sku, c.qty.saturating_mul(*qty));
-                }
-            }
-            None => add(sku, *qty),
-        }
-    }
-    if let Some((s, q)) = out.iter().find(|(_, q)| *q > MAX_LINE_QTY) {
-        return Err(Problem::invalid(format!(
-            "{q} units of {s} is more than {MAX_LINE_QTY} on one line"
-        )));
-    }
-    Ok(out)
 }
 
 /// Without a location: the nearest shipping location (to `destination`, else

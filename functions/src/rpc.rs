@@ -49,6 +49,15 @@ pub async fn call<Q: Serialize, A: DeserializeOwned>(
     }
 }
 
+/// Decodes the request a Durable Object was sent (one that does not decode is 400).
+pub async fn read_request<T: DeserializeOwned>(
+    req: &mut worker::Request,
+    what: &str,
+) -> Result<T, Problem> {
+    let body = req.text().await?;
+    serde_json::from_str(&body).map_err(|e| Problem::invalid(format!("bad {what} request: {e}")))
+}
+
 /// The operation name of a Durable Object request: the URL path without its slash.
 pub fn op_of(req: &Request) -> String {
     req.path().trim_start_matches('/').to_string()
