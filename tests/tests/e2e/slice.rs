@@ -143,21 +143,35 @@ fn a_hold_expires_by_alarm_at_its_deadline_never_before() {
     assert_eq!(api.available(&sku, "store-1"), 3);
 
     // No call at all until after the deadline: only the alarm can expire it.
-    let wait = expires + 1_500 - now_ms();
-    thread::sleep(Duration::from_millis(wait.max(0) as u64));
     // The ledger is read without expiring anything: an `expired` event there
-    // was written by the alarm, at or after the deadline.
-    let l = api.get(&format!("/v1/skus/{sku}/ledger"), ADMIN);
-    assert_eq!(l.status, 200, "{}", l.body);
-    let items = l.json()["items"].as_array().unwrap().clone();
-    let expired: Vec<&Value> = items.iter().filter(|e| e["event"] == "expired").collect();
+    // was written by the alarm, at or after the deadline. The alarm fires
+    // milliseconds after it here; poll (bounded) so a busy machine does not
+    // make this a timing test.
+    let wait = expires + 500 - now_ms();
+    thread::sleep(Duration::from_millis(wait.max(0) as u64));
+    let mut expired: Vec<Value> = Vec::new();
+    let mut items: Vec<Value> = Vec::new();
+    for _ in 0..40 {
+        let l = api.get(&format!("/v1/skus/{sku}/ledger"), ADMIN);
+        assert_eq!(l.status, 200, "{}", l.body);
+        items = l.json()["items"].as_array().unwrap().clone();
+        expired = items
+            .iter()
+            .filter(|e| e["event"] == "expired")
+            .cloned()
+            .collect();
+        if !expired.is_empty() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
     assert_eq!(expired.len(), 1, "ledger: {items:?}");
     let at = parse_time(expired[0]["at"].as_str().unwrap());
     assert!(
         at >= expires,
         "expired at {at}, before the deadline {expires}"
     );
-    assert!(at - expires < 1_500, "expired {} ms late", at - expires);
+    assert!(at - expires < 10_000, "expired {} ms late", at - expires);
     assert_eq!(expired[0]["actor"], "system");
 
     assert_eq!(api.available(&sku, "store-1"), 5);
