@@ -3,7 +3,6 @@
 //! answered with the right 4xx problem+json, none with a 5xx, and nothing
 //! changed by any of them.
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -88,30 +87,7 @@ fn send(agent: &ureq::Agent, base: &str, c: &Case) -> Result<Resp, String> {
         (Some(b), false) => req.send_bytes(b),
         (None, _) => req.call(),
     };
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(e.to_string()),
-    };
-    let status = resp.status();
-    let headers = resp
-        .headers_names()
-        .into_iter()
-        .map(|n| {
-            let v = resp.header(&n).unwrap_or("").to_string();
-            (n, v)
-        })
-        .collect();
-    let mut body = String::new();
-    resp.into_reader()
-        .take(1 << 20)
-        .read_to_string(&mut body)
-        .map_err(|e| e.to_string())?;
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
+    Resp::read(r)
 }
 
 /// What a problem+json answer must look like; `Err` says what is wrong.

@@ -62,25 +62,6 @@ pub fn sale_body(
     )
 }
 
-/// Every ledger entry of a SKU, oldest first (all pages).
-pub fn ledger(api: &Api, sku: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = api.get(
-            &format!("/v1/skus/{sku}/ledger?after={after}&limit=1000"),
-            ADMIN,
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        let page = r.json()["items"].as_array().cloned().unwrap_or_default();
-        if page.is_empty() {
-            return out;
-        }
-        after = page.last().unwrap()["seq"].as_i64().expect("seq");
-        out.extend(page);
-    }
-}
-
 /// The availability row of one SKU at one location for one channel.
 pub fn row(api: &Api, sku: &str, location: &str, channel: &str) -> Value {
     let r = api.get(
@@ -118,26 +99,7 @@ fn post(
         .set("Idempotency-Key", idem)
         .set("Content-Type", "application/json")
         .send_string(body);
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(e.to_string()),
-    };
-    let status = resp.status();
-    let headers = resp
-        .headers_names()
-        .into_iter()
-        .map(|n| {
-            let v = resp.header(&n).unwrap_or("").to_string();
-            (n, v)
-        })
-        .collect();
-    let body = resp.into_string().map_err(|e| e.to_string())?;
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
+    Resp::read(r)
 }
 
 enum Op {

@@ -8,7 +8,7 @@ use std::thread;
 
 use serde_json::{json, Value};
 
-use crate::concurrency::{is_proxy_reset, ledger, now_rfc3339, row, sale_body};
+use crate::concurrency::{is_proxy_reset, now_rfc3339, row, sale_body};
 use crate::harness::*;
 
 /// How a write is sent again with its key: `n` replays after the first

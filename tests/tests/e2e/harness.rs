@@ -320,6 +320,35 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// An answer as ureq gives it (an error status is still an answer; at most
+    /// 1 MiB of body is read); a transport error (no answer) is an `Err`.
+    pub fn read(r: Result<ureq::Response, ureq::Error>) -> Result<Resp, String> {
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(e.to_string()),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = resp.header(&n).unwrap_or("").to_string();
+                (n, v)
+            })
+            .collect();
+        let mut body = String::new();
+        resp.into_reader()
+            .take(1 << 20)
+            .read_to_string(&mut body)
+            .map_err(|e| e.to_string())?;
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -397,26 +426,7 @@ impl Api {
             Some(b) => req.send_bytes(b),
             None => req.call(),
         };
-        let resp = match r {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => return Err(e.to_string()),
-        };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .map(|n| {
-                let v = resp.header(&n).unwrap_or("").to_string();
-                (n, v)
-            })
-            .collect();
-        let body = resp.into_string().map_err(|e| e.to_string())?;
-        Ok(Resp {
-            status,
-            headers,
-            body,
-        })
+        Resp::read(r)
     }
 
     /// A write with an Idempotency-Key; a transport error is an `Err`.
@@ -595,4 +605,23 @@ pub fn rfc3339_ago(ms: i64) -> String {
         (sod / 60) % 60,
         sod % 60
     )
+}
+
+/// Every ledger entry of a SKU, oldest first (all pages).
+pub fn ledger(api: &Api, sku: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = api.get(
+            &format!("/v1/skus/{sku}/ledger?after={after}&limit=1000"),
+            ADMIN,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let page = r.json()["items"].as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            return out;
+        }
+        after = page.last().unwrap()["seq"].as_i64().expect("seq");
+        out.extend(page);
+    }
 }

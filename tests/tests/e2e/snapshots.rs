@@ -80,25 +80,6 @@ fn observe(api: &Api, sku: &str) -> (Vec<Value>, Value, Vec<Value>) {
     (rows, all.json()["items"].clone(), ledger(api, sku))
 }
 
-fn ledger(api: &Api, sku: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = api.get(
-            &format!("/v1/skus/{sku}/ledger?after={after}&limit=1000"),
-            ADMIN,
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        let v = r.json();
-        let items = v["items"].as_array().expect("items").clone();
-        if items.is_empty() {
-            return out;
-        }
-        after = v["next_after"].as_i64().expect("next_after");
-        out.extend(items);
-    }
-}
-
 /// Writes `rounds` rounds of traffic on `sku`: a receipt, a reservation and
 /// its release (every seventh kept active), and a POS sale; four events per
 /// round (three when the hold stays). Returns the reservations kept.
