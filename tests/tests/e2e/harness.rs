@@ -459,18 +459,10 @@ impl Api {
         )
     }
 
-    /// A write with an Idempotency-Key.
+    /// A write with an Idempotency-Key. Panics on a transport error.
     pub fn write(&self, method: &str, path: &str, key: &str, idem: &str, body: &str) -> Resp {
-        self.request(
-            method,
-            path,
-            &[
-                ("Authorization", &format!("Bearer {key}")),
-                ("Idempotency-Key", idem),
-                ("Content-Type", "application/json"),
-            ],
-            Some(body.as_bytes()),
-        )
+        self.try_write(method, path, key, idem, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: transport error {e}"))
     }
 
     /// A write with a fresh Idempotency-Key.
