@@ -186,6 +186,14 @@ impl Return {
         self.lines.get(sku).copied().unwrap_or(0) - self.received.get(sku).copied().unwrap_or(0)
     }
 
+    /// Receiving and exchanging are open until the return is refunded or closed.
+    fn require_open(&self) -> Result<(), ReturnError> {
+        match self.status {
+            ReturnStatus::Initiated | ReturnStatus::Received => Ok(()),
+            status => Err(ReturnError::InvalidState { status }),
+        }
+    }
+
     /// Receives units at `location`: returns the per-SKU commands (one
     /// `ReturnReceive` per line, op id `ret.<id>.<receipt>.<line>`).
     pub fn receive(
@@ -193,14 +201,7 @@ impl Return {
         location: &LocationId,
         lines: &[(Sku, Qty, Condition)],
     ) -> Result<Vec<(Sku, Command)>, ReturnError> {
-        if !matches!(
-            self.status,
-            ReturnStatus::Initiated | ReturnStatus::Received
-        ) {
-            return Err(ReturnError::InvalidState {
-                status: self.status,
-            });
-        }
+        self.require_open()?;
         if self.receipts >= MAX_RECEIPTS {
             return Err(ReturnError::TooManyReceipts);
         }
@@ -271,14 +272,7 @@ impl Return {
         lines: &[(Sku, Qty, LocationId)],
         channel: Channel,
     ) -> Result<Vec<(Sku, Command)>, ReturnError> {
-        if !matches!(
-            self.status,
-            ReturnStatus::Initiated | ReturnStatus::Received
-        ) {
-            return Err(ReturnError::InvalidState {
-                status: self.status,
-            });
-        }
+        self.require_open()?;
         let plain: Vec<(Sku, Qty)> = lines.iter().map(|(s, q, _)| (s.clone(), *q)).collect();
         merge(&plain)?;
         let mut out = Vec::with_capacity(lines.len());
