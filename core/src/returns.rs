@@ -186,7 +186,7 @@ impl Return {
         self.lines.get(sku).copied().unwrap_or(0) - self.received.get(sku).copied().unwrap_or(0)
     }
 
-    /// Receiving and exchanging are open until the return is refunded or closed.
+    /// Receiving and exchanging are open until the return is refunded or exchanged.
     fn require_open(&self) -> Result<(), ReturnError> {
         match self.status {
             ReturnStatus::Initiated | ReturnStatus::Received => Ok(()),
