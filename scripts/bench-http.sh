@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# `make bench-http`: the HTTP path's throughput and latency (issue 7), against
+# PostgreSQL doing the same hold, with an accounting check afterwards.
+#
+# 1. Builds the Worker (`make build`, a no-op when functions/build is up to
+#    date; BENCH_SKIP_BUILD=1 skips it) and reports the .wasm size, raw and gzipped.
+# 2. PostgreSQL baseline: initdb's a throw-away cluster in a temporary directory,
+#    starts it on a free 127.0.0.1 port (fsync and synchronous_commit on), and
+#    runs pgbench with scripts/bench/pg-hold.sql (idempotency key insert +
+#    guarded `UPDATE stock SET reserved = reserved + 1`, one transaction) at
+#    each concurrency; checks that reserved rose by the committed transactions.
+# 3. Starts `wrangler dev --log-level warn` on a free 127.0.0.1 port with a
+#    temporary state directory, seeds through the API (location store-1, SKUs
+#    HOT, HOT-SALE, CART-1..5 with 10,000,000 units each), and drives it with
+#    wrk (scripts/bench/http.lua) at each concurrency: GET /v1/health,
+#    GET /v1/availability (pk_dev), a one-line hold, a one-line POS sale, a
+#    5-SKU cart. After each write point it reads the stock (admin key,
+#    channel=pos, consistency=strong) and fails unless the units reserved or
+#    sold equal the 2xx answers wrk counted, give or take the requests still in
+#    flight when the load stopped (at most the connection count); at the end it
+#    pages each SKU's ledger and checks the same totals there.
+# 4. Prints a markdown table: req/s, p50, p99, and req/s as a ratio to the empty
+#    route and to PostgreSQL's tps at the same concurrency.
+# Everything started here is stopped on exit, error or Ctrl-C (trap).
+#
+# Environment: BENCH_SECONDS (10) per point, BENCH_CONNECTIONS ("1 32"),
+# BENCH_WARMUP seconds per route before the first point (2; 0 for none),
+# PG_BIN (/usr/lib/postgresql/15/bin), BENCH_KEEP=1 keeps the temporary directory.
+set -euo pipefail
+source "$(dirname "$0")/wrangler-common.sh"
+BENCH="$ROOT/scripts/bench"
+SECS="${BENCH_SECONDS:-10}"
+CONNS="${BENCH_CONNECTIONS:-1 32}"
+WARMUP="${BENCH_WARMUP:-2}"
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+UNITS=10000000 # per SKU, received as 10 receipts of 1,000,000 (the per-line limit)
+HOLD_SKU=HOT
+SALE_SKU=HOT-SALE
+CART_SKUS="CART-1 CART-2 CART-3 CART-4 CART-5"
+ALL_SKUS="$HOLD_SKU $SALE_SKU $CART_SKUS"
+
+say() { printf '%s\n' "$*"; }
+die() { printf '\nbench-http: FAIL: %s\n' "$*" >&2; exit 1; }
+is_count() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
+is_count "$SECS" 1 600 || die "BENCH_SECONDS must be 1..600, not '$SECS'"
+is_count "$WARMUP" 0 60 || die "BENCH_WARMUP must be 0..60, not '$WARMUP'"
+for c in $CONNS; do is_count "$c" 1 1000 || die "BENCH_CONNECTIONS must be numbers 1..1000, not '$CONNS'"; done
+command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk; \`make bench-http\` installs it when root)"
+command -v node >/dev/null || die "node is missing"
+[ -x "$PG_BIN/pgbench" ] || die "no PostgreSQL in $PG_BIN (apt-get install postgresql; or set PG_BIN)"
+if [ "$(id -u)" = 0 ]; then
+  # initdb and postgres refuse to run as root: run the server as the postgres user.
+  getent passwd postgres >/dev/null || die "running as root, but there is no postgres user to run the server"
+  as_pg() { runuser -u postgres -- "$@"; }
+else
+  as_pg() { "$@"; }
+fi
+
+TMP="$(mktemp -d -t omnistock-bench.XXXXXX)"
+chmod 755 "$TMP"
+PG_DATA=
+cleanup() {
+  local rc=$?
+  stop_wrangler
+  if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+      as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+  fi
+  if [ "$rc" -ne 0 ] && [ -s "$TMP/wrangler.log" ]; then
+    echo "bench-http: wrangler dev log tail:" >&2; tail -n 20 "$TMP/wrangler.log" >&2
+  fi
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench-http: kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ build, machine
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  make -C "$ROOT" --no-print-directory build >&2
+fi
+WASM="$(find "$ROOT/functions/build" -name '*.wasm' -type f 2>/dev/null | head -n 1)"
+[ -n "$WASM" ] && [ -f "$ROOT/functions/build/index.js" ] || die "functions/build has no Worker: run \`make build\`"
+wasm_raw=$(wc -c <"$WASM")
+wasm_gz=$(gzip -9 -c "$WASM" | wc -c)
+commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- functions core Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+  commit="$commit (with uncommitted changes in functions/ or core/)"
+fi
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+wrangler_v="$(node -p 'require(process.argv[1]).version' "$ROOT/node_modules/wrangler/package.json" 2>/dev/null || echo '?')"
+pg_v="$("$PG_BIN/postgres" --version | sed 's/^postgres (PostgreSQL) //')"
+fs="$(stat -f -c %T "$TMP")"
+
+say "## make bench-http"
+say ""
+say "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit"
+say "- machine: $(nproc) cores, ${cpu:-unknown CPU}; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+say "- wrangler $wrangler_v (wrangler dev --local --log-level warn), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), PostgreSQL $pg_v (fsync on, synchronous_commit on)"
+say "- $SECS s per point, connections: $CONNS (wrk -t2, -t1 for one connection; pgbench -j 2, -j 1 for one client); temporary directory on $fs"
+say "- Worker: $(basename "$WASM") $wasm_raw bytes ($((wasm_raw / 1024)) KiB), gzip -9 $wasm_gz bytes ($((wasm_gz / 1024)) KiB)"
+say ""
+
+declare -A RPS P50 P99 OK BAD NOTE
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+
+# ------------------------------------------------------------------ PostgreSQL
+PGPORT="$(free_port)"
+PG_DATA="$TMP/pg/data"
+mkdir -p "$TMP/pg/sock" "$TMP/pg/log"
+[ "$(id -u)" = 0 ] && chown -R postgres "$TMP/pg"
+say "PostgreSQL: initdb and start on 127.0.0.1:$PGPORT..." >&2
+as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U bench -A trust -E UTF8 --no-sync >"$TMP/initdb.log" 2>&1 ||
+  { cat "$TMP/initdb.log" >&2; PG_DATA=; die "initdb failed"; }
+as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$TMP/pg/log/server.log" -w -t 60 \
+  -o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -k $TMP/pg/sock -c fsync=on -c synchronous_commit=on -c max_connections=100" \
+  start >/dev/null || { tail -n 20 "$TMP/pg/log/server.log" >&2; die "PostgreSQL did not start"; }
+psql_() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres "$@"; }
+psql_ -f "$BENCH/pg.sql" >/dev/null
+[ "$(psql_ -Atc 'SHOW fsync') $(psql_ -Atc 'SHOW synchronous_commit')" = "on on" ] || die "PostgreSQL is not running with fsync and synchronous_commit on"
+pg_reserved() { psql_ -Atc "SELECT reserved, (SELECT count(*) FROM idempotency_keys) FROM stock WHERE sku = 'HOT' AND location = 'store-1'"; }
+
+pg_point() { # CONNECTIONS
+  local c="$1" j=2 out before after n tps d keys lat count
+  [ "$c" -lt 2 ] && j=1
+  before="$(pg_reserved)"
+  out="$TMP/pgbench-c$c.out"
+  (cd "$TMP/pg/log" && "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U bench -n -M prepared \
+    -c "$c" -j "$j" -T "$SECS" -f "$BENCH/pg-hold.sql" -l --log-prefix="$TMP/pg/log/c$c" postgres) >"$out" 2>&1 ||
+    { cat "$out" >&2; die "pgbench -c $c failed"; }
+  after="$(pg_reserved)"
+  tps="$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$out")"
+  n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")"
+  [ -n "$tps" ] && [ -n "$n" ] || { cat "$out" >&2; die "cannot read pgbench's output"; }
+  d=$((${after%|*} - ${before%|*}))
+  keys=$((${after#*|} - ${before#*|}))
+  [ "$d" -eq "$keys" ] || die "PostgreSQL c=$c: reserved rose by $d but $keys idempotency keys were added"
+  [ "$d" -ge "$n" ] && [ "$d" -le $((n + c)) ] ||
+    die "PostgreSQL c=$c: reserved rose by $d, pgbench counted $n transactions (allowed: $n..$((n + c)))"
+  lat="$TMP/pg/lat-c$c"
+  cat "$TMP/pg/log/c$c".* | awk '{ print $3 }' | sort -n >"$lat"
+  count=$(wc -l <"$lat")
+  [ "$count" -gt 0 ] || die "pgbench -c $c wrote no transaction log"
+  RPS[pg,$c]="$(awk -v t="$tps" 'BEGIN { printf "%.1f", t }')"
+  P50[pg,$c]="$(awk -v k=$(((count + 1) / 2)) 'NR == k { printf "%.3f", $1 / 1000; exit }' "$lat")"
+  P99[pg,$c]="$(awk -v k=$(((count * 99 + 99) / 100)) 'NR == k { printf "%.3f", $1 / 1000; exit }' "$lat")"
+  OK[pg,$c]="$n"
+  BAD[pg,$c]=0
+  say "  pgbench -c $c: $tps tps, $n transactions, reserved +$d (p50 ${P50[pg,$c]} ms, p99 ${P99[pg,$c]} ms)" >&2
+}
+for c in $CONNS; do pg_point "$c"; done
+as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null
+PG_DATA=
+
+# ------------------------------------------------------------------ wrangler dev
+PORT="$(free_port)"
+API="http://127.0.0.1:$PORT"
+say "wrangler dev: starting on 127.0.0.1:$PORT..." >&2
+start_wrangler "$PORT" "$TMP/state" "$TMP/wrangler.log" --log-level warn --var "API_KEYS:$DEV_KEYS"
+
+n_req=0
+api() { # METHOD PATH BODY: an admin write that must succeed
+  local code
+  n_req=$((n_req + 1))
+  code=$(curl -sS -o "$TMP/seed.out" -w '%{http_code}' --max-time 60 -X "$1" "$API$2" \
+    -H 'Authorization: Bearer sk_dev_admin' -H 'Content-Type: application/json' \
+    -H "Idempotency-Key: bench-seed-$n_req" --data "$3") || code=000
+  case "$code" in 2*) ;; *) die "seeding: $1 $2 answered HTTP $code: $(head -c 300 "$TMP/seed.out")" ;; esac
+}
+say "seeding: store-1, product bench ($ALL_SKUS), $UNITS units each..." >&2
+api PUT /v1/locations/store-1 '{"name":"Bench store","kind":"store","lat":52.52,"lon":13.405,"ships_online":true,"pickup":true}'
+variants=""
+for s in $ALL_SKUS; do
+  variants="$variants${variants:+,}{\"sku\":\"$s\",\"options\":{\"variant\":\"$s\"},\"price\":{\"amount\":\"19.90\",\"currency\":\"EUR\"}}"
+done
+api PUT /v1/products/bench "{\"title\":\"Bench product\",\"variants\":[$variants]}"
+lines=""
+for s in $ALL_SKUS; do lines="$lines${lines:+,}{\"sku\":\"$s\",\"qty\":1000000}"; done
+for i in $(seq 1 $((UNITS / 1000000))); do
+  api POST /v1/inventory/receipts "{\"location\":\"store-1\",\"reference\":\"bench-$i\",\"lines\":[$lines]}"
+done
+
+state() { node "$BENCH/state.mjs" "$API" avail "$@"; }
+# The stock once it stops moving (requests still in flight when wrk stopped
+# finish first): two reads 0.5 s apart that agree, at most 20 tries.
+settled() {
+  local prev cur i
+  prev="$(state "$@")" || die "cannot read availability"
+  for i in $(seq 1 20); do
+    sleep 0.5
+    cur="$(state "$@")" || die "cannot read availability"
+    [ "$cur" = "$prev" ] && break
+    prev="$cur"
+  done
+  printf '%s\n' "$cur"
+}
+col() { awk -v s="$1" -v c="$2" '$1 == s { print $c }'; } # SKU COLUMN (2 on_hand, 3 reserved, 4 available)
+
+start_state="$(settled $ALL_SKUS)"
+for s in $ALL_SKUS; do
+  [ "$(col "$s" 2 <<<"$start_state") $(col "$s" 3 <<<"$start_state")" = "$UNITS 0" ] ||
+    die "after seeding, $s is not $UNITS on hand and 0 reserved: $(grep "^$s " <<<"$start_state")"
+done
+
+declare -A TOTAL_OK SLACK
+for m in hold sale cart; do TOTAL_OK[$m]=0; SLACK[$m]=0; done
+point=0
+# wrk_point MODE CONNECTIONS SECONDS [warmup]
+wrk_point() {
+  local mode="$1" c="$2" secs="$3" warm="${4:-}" t=2 out line ok bad skus before after s d d0 on0 r0
+  [ "$c" -lt 2 ] && t=1
+  point=$((point + 1))
+  case "$mode" in hold) skus="$HOLD_SKU" ;; sale) skus="$SALE_SKU" ;; cart) skus="$CART_SKUS" ;; *) skus= ;; esac
+  [ -n "$skus" ] && before="$(settled $skus)"
+  out="$TMP/wrk-$point-$mode-c$c.out"
+  wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH/http.lua" "$API" -- \
+    "$mode" "b$$-p$point" $(((c + t - 1) / t)) >"$out" 2>&1 || { cat "$out" >&2; die "wrk ($mode, c=$c) failed"; }
+  line="$(grep '^BENCH ' "$out" | tail -n 1)"
+  [ -n "$line" ] || { cat "$out" >&2; die "wrk ($mode, c=$c) printed no BENCH line"; }
+  f() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+  ok="$(f ok)"; bad="$(f bad)"
+  local errs="connect $(f connect), read $(f read), write $(f write), timeout $(f timeout)"
+  local note=""
+  [ "$bad" -gt 0 ] && note="non-2xx: $(f statuses)"
+  [ "$(f connect)$(f read)$(f write)$(f timeout)" = "0000" ] || note="${note:+$note; }socket errors: $errs"
+  say "  ${warm:+(warm-up) }$mode c=$c: $(f rps) req/s, p50 $(f p50_ms) ms, p99 $(f p99_ms) ms, 2xx $ok, non-2xx $bad${note:+ ($note)}" >&2
+  grep '^BENCH_FIRST_BAD ' "$out" | sed 's/^BENCH_FIRST_BAD /    first non-2xx: /' >&2 || true
+  if [ -n "$skus" ]; then
+    after="$(settled $skus)"
+    # Every SKU of the route moved by the same count d, and d is the 2xx count
+    # plus at most one request per connection still in flight at the end.
+    d0=
+    for s in $skus; do
+      on0=$(($(col "$s" 2 <<<"$before") - $(col "$s" 2 <<<"$after")))
+      r0=$(($(col "$s" 3 <<<"$after") - $(col "$s" 3 <<<"$before")))
+      if [ "$mode" = sale ]; then d=$on0; [ "$r0" -eq 0 ] || die "$mode c=$c: reserved of $s moved by $r0 during sales"
+      else d=$r0; [ "$on0" -eq 0 ] || die "$mode c=$c: on_hand of $s moved by $((-on0)) during holds"; fi
+      [ "$(col "$s" 4 <<<"$after")" -ge 0 ] || die "$mode c=$c: $s oversold: $(grep "^$s " <<<"$after")"
+      [ -z "$d0" ] || [ "$d" -eq "$d0" ] || die "$mode c=$c: the cart's SKUs moved by different counts ($d0 and $d): not all-or-nothing"
+      d0=$d
+    done
+    if [ "$d" -lt "$ok" ] || [ "$d" -gt $((ok + c)) ]; then
+      die "$mode c=$c: the stock moved by $d units, wrk counted $ok 2xx answers (allowed: $ok..$((ok + c))): lost or extra units"
+    fi
+    TOTAL_OK[$mode]=$((TOTAL_OK[$mode] + ok))
+    SLACK[$mode]=$((SLACK[$mode] + c))
+    say "    checked: stock moved by $d units for $ok 2xx answers (+$((d - ok)) in flight at the end)" >&2
+  fi
+  if [ -z "$warm" ]; then
+    RPS[$mode,$c]="$(f rps)"; P50[$mode,$c]="$(f p50_ms)"; P99[$mode,$c]="$(f p99_ms)"
+    OK[$mode,$c]="$ok"; BAD[$mode,$c]="$bad"; NOTE[$mode,$c]="$note"
+  fi
+}
+
+MODES="health availability hold sale cart"
+if [ "$WARMUP" -gt 0 ]; then
+  for m in $MODES; do wrk_point "$m" 2 "$WARMUP" warm; done
+fi
+for c in $CONNS; do
+  for m in $MODES; do wrk_point "$m" "$c" "$SECS"; done
+done
+
+# ------------------------------------------------------------------ ledger
+say "ledger: paging every SKU's ledger at store-1..." >&2
+final="$(settled $ALL_SKUS)"
+ledger_check() { # SKU MODE: the ledger's totals agree with the stock and with wrk's 2xx count
+  local s="$1" m="$2" l f on res lo hi
+  l="$(node "$BENCH/state.mjs" "$API" ledger "$s")" || die "cannot read the ledger of $s"
+  f() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$l"; }
+  on="$(col "$s" 2 <<<"$final")"; res="$(col "$s" 3 <<<"$final")"
+  [ "$(f received)" -eq "$UNITS" ] || die "ledger of $s: received $(f received), expected $UNITS"
+  [ "$(f other)" -eq 0 ] || die "ledger of $s: $(f other) entries that are neither received, held nor sold"
+  if [ "$m" = sale ]; then
+    [ "$(f sold)" -eq $((UNITS - on)) ] && [ "$(f held)" -eq 0 ] ||
+      die "ledger of $s: sold $(f sold) (held $(f held)), but on_hand fell by $((UNITS - on))"
+    [ "$(f sold_entries)" -eq "$(f sold)" ] || die "ledger of $s: $(f sold_entries) sales for $(f sold) units (each sells 1)"
+    hi="$(f sold)"
+  else
+    [ "$(f held)" -eq "$res" ] && [ "$on" -eq "$UNITS" ] && [ "$(f sold)" -eq 0 ] ||
+      die "ledger of $s: held $(f held), sold $(f sold), but reserved is $res and on_hand $on"
+    [ "$(f held_entries)" -eq "$(f held)" ] || die "ledger of $s: $(f held_entries) holds for $(f held) units (each holds 1)"
+    hi="$(f held)"
+  fi
+  lo="${TOTAL_OK[$m]}"
+  [ "$hi" -ge "$lo" ] && [ "$hi" -le $((lo + SLACK[$m])) ] ||
+    die "ledger of $s: $hi units moved, wrk counted $lo 2xx answers over the run (allowed: $lo..$((lo + SLACK[$m])))"
+  say "  $s: $(f entries) entries; $hi units $([ "$m" = sale ] && echo sold || echo held) for $lo 2xx answers; on_hand $on, reserved $res" >&2
+}
+ledger_check "$HOLD_SKU" hold
+ledger_check "$SALE_SKU" sale
+for s in $CART_SKUS; do ledger_check "$s" cart; done
+warn_lines=$(grep -c . "$TMP/wrangler.log" || true)
+
+# ------------------------------------------------------------------ table
+label() {
+  case "$1" in
+    health) echo 'GET /v1/health (empty route)' ;;
+    availability) echo 'GET /v1/availability, 1 SKU (pk_dev)' ;;
+    hold) echo 'POST /v1/reservations, 1 line' ;;
+    sale) echo 'POST /v1/pos/sales, 1 line' ;;
+    cart) echo 'POST /v1/reservations, 5 SKUs' ;;
+    pg) echo 'PostgreSQL hold (pgbench, tps)' ;;
+  esac
+}
+say "| conns | route | req/s | p50 ms | p99 ms | x empty route | x PostgreSQL | 2xx | non-2xx |"
+say "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+for c in $CONNS; do
+  for m in $MODES pg; do
+    say "| $c | $(label "$m") | ${RPS[$m,$c]} | ${P50[$m,$c]} | ${P99[$m,$c]} | $(ratio "${RPS[$m,$c]}" "${RPS[health,$c]}") | $(ratio "${RPS[$m,$c]}" "${RPS[pg,$c]}") | ${OK[$m,$c]} | ${BAD[$m,$c]} |"
+  done
+done
+say ""
+for c in $CONNS; do for m in $MODES; do
+  [ -z "${NOTE[$m,$c]}" ] || say "- $(label "$m") at $c connections: ${NOTE[$m,$c]}"
+done; done
+say "- PostgreSQL's 2xx column: committed transactions (pgbench cannot fail one here: the guard never refuses with $UNITS units)"
+say "- checked: every hold, sale and cart line that answered 2xx is in the stock and the ledger, and nothing more than the requests in flight at the end (holds ${TOTAL_OK[hold]}, sales ${TOTAL_OK[sale]}, carts ${TOTAL_OK[cart]} x 5 SKUs, warm-ups included); nothing oversold"
+say "- wrangler dev log (--log-level warn): $warn_lines lines"
