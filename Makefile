@@ -27,13 +27,15 @@ WORKER_SRC := $(shell find functions/src core/src -name '*.rs' 2>/dev/null) \
 	functions/Cargo.toml functions/openapi.json core/Cargo.toml Cargo.toml Cargo.lock
 
 .PHONY: help dev test build tools rust-tools node-tools browser-tools \
-	check-fmt clippy test-core test-core-wasm test-functions test-widget test-e2e widget bench sim
+	check-fmt clippy test-core test-core-wasm test-functions test-widget test-e2e widget bench sim \
+	bench-tools bench-http
 
 help:
 	@echo "make dev    run omnistock locally (wrangler dev on 127.0.0.1:\$$PORT, default 8787)"
 	@echo "make test   fmt, clippy, core tests (native and wasm), widget browser test, end-to-end tests"
 	@echo "make bench  decide+apply throughput, natively and in wasm (docs/benchmarks.md)"
 	@echo "make sim    many more simulation seeds (SIM_SEEDS=10000)"
+	@echo "make bench-http  HTTP req/s, p50, p99 per route in wrangler dev, against PostgreSQL (BENCH_SECONDS=10)"
 
 # ---------------------------------------------------------------- tools
 tools: rust-tools node-tools
@@ -118,6 +120,21 @@ test-core-wasm:
 bench: rust-tools
 	cargo bench -p omnistock-core --bench ops
 	cargo test -p omnistock-core --profile bench --target wasm32-unknown-unknown --test wasm_bench -- --nocapture
+
+# The HTTP path in wrangler dev against PostgreSQL, with an accounting check
+# (scripts/bench-http.sh, docs/benchmarks.md). Not part of `make test`.
+BENCH_SECONDS ?= 10
+bench-http: bench-tools build
+	BENCH_SECONDS=$(BENCH_SECONDS) BENCH_SKIP_BUILD=1 scripts/bench-http.sh
+
+bench-tools:
+	@if command -v wrk >/dev/null && [ -x /usr/lib/postgresql/15/bin/pgbench ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing wrk and postgresql with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postgresql; \
+	else \
+		echo "make bench-http needs wrk and PostgreSQL 15 (pgbench):"; \
+		echo "  sudo apt-get install -y wrk postgresql"; exit 1; fi
 
 # More simulation seeds than `make test` runs (SIM_SEEDS=n, default 10000).
 SIM_SEEDS ?= 10000
