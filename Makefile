@@ -27,7 +27,7 @@ WORKER_SRC := $(shell find functions/src core/src -name '*.rs' 2>/dev/null) \
 	functions/Cargo.toml functions/openapi.json core/Cargo.toml Cargo.toml Cargo.lock
 
 .PHONY: help dev test build tools rust-tools node-tools browser-tools \
-	check-fmt clippy test-core test-core-wasm test-functions test-widget test-e2e widget bench sim \
+	check-fmt clippy check-bundle test-core test-core-wasm test-functions test-widget test-e2e widget bench sim \
 	bench-tools bench-http
 
 help:
@@ -97,6 +97,7 @@ test: tools
 	$(MAKE) test-core-wasm
 	$(MAKE) test-functions
 	$(MAKE) $(WORKER_OUT) public
+	$(MAKE) check-bundle
 	$(MAKE) test-widget
 	$(MAKE) test-e2e
 
@@ -143,6 +144,13 @@ sim:
 
 test-functions:
 	cargo test -p omnistock-functions --lib
+
+# The bundle that would ship: `wrangler deploy --dry-run` (no network, no
+# upload) validates wrangler.toml, the migrations and the built Worker.
+check-bundle: node-tools $(WORKER_OUT)
+	@rm -rf target/dry-run
+	npx wrangler deploy --dry-run --outdir target/dry-run
+	@ls -l target/dry-run | sed -n '2,$$p'
 
 test-widget: browser-tools
 	@if [ -f web-widget/widget.mk ]; then $(MAKE) --no-print-directory widget-e2e; \

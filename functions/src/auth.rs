@@ -55,6 +55,15 @@ impl Principal {
         }
     }
 
+    /// The channel this caller sells through: a till's stock is the POS
+    /// channel's, everyone else's the online channel's.
+    pub fn channel(&self) -> omnistock_core::Channel {
+        match self.role {
+            Role::Pos => omnistock_core::Channel::Pos,
+            _ => omnistock_core::Channel::Online,
+        }
+    }
+
     /// Requires one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
         if roles.contains(&self.role) {

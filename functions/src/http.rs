@@ -1,5 +1,5 @@
-//! HTTP plumbing: problem+json errors, JSON bodies with limits, CORS, and the
-//! envelope used between the Worker and its Durable Objects.
+//! HTTP plumbing: problem+json errors, replies, JSON bodies, query strings
+//! and RFC 3339 times.
 //!
 //! Every failure is a [`Problem`]. A `worker::Error` converts into a 503
 //! `overloaded` problem (never a bare 500), so `?` on any storage or stub call
@@ -12,7 +12,7 @@ use worker::{Headers, Response};
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most lines in one request.
-pub const MAX_LINES: usize = 100;
+pub use omnistock_core::fulfillment::MAX_LINES;
 /// Most SKUs in one availability read.
 pub const MAX_SKUS: usize = 100;
 
@@ -27,6 +27,9 @@ pub struct Problem {
     /// Extra members (`lines`, `from`, `to`, `allowed`...).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
+    /// A stored answer given again for the same Idempotency-Key (not part of the body).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 impl Problem {
@@ -36,6 +39,7 @@ impl Problem {
             code: code.to_string(),
             detail: detail.into(),
             extra: Map::new(),
+            replayed: false,
         }
     }
     pub fn invalid(detail: impl Into<String>) -> Self {
@@ -196,6 +200,10 @@ impl Reply {
         if p.status == 503 {
             r.headers.push(("Retry-After".into(), "1".into()));
         }
+        if p.replayed {
+            r.headers
+                .push(("Idempotent-Replayed".into(), "true".into()));
+        }
         if p.status == 405 {
             if let Some(Value::String(allow)) = p.extra.get("allow") {
                 r.headers.push(("Allow".into(), allow.clone()));
@@ -241,28 +249,6 @@ pub fn canonical_body(body: &[u8]) -> Vec<u8> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => serde_json::to_vec(&v).unwrap_or_else(|_| body.to_vec()),
         Err(_) => body.to_vec(),
-    }
-}
-
-/// The message between the Worker and a Durable Object: `{"ok": T}` or `{"err": Problem}`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Envelope<T> {
-    Ok(T),
-    Err(Problem),
-}
-
-/// Builds a Durable Object's reply from a result. Never fails.
-pub fn envelope_response<T: Serialize>(r: Result<T, Problem>) -> worker::Result<Response> {
-    let env = match r {
-        Ok(v) => Envelope::Ok(v),
-        Err(p) => Envelope::Err(p),
-    };
-    match serde_json::to_string(&env) {
-        Ok(s) => Response::ok(s),
-        Err(_) => Response::ok(
-            serde_json::json!({"err": Problem::overloaded("encoding error")}).to_string(),
-        ),
     }
 }
 

@@ -1,35 +1,38 @@
 //! omnistock-functions: the Cloudflare Worker.
 //!
-//! The only crate that knows HTTP, JSON and Durable Objects. Every stock rule
-//! is `omnistock_core`'s; this crate validates, routes, authenticates, keeps
-//! idempotency records and drives the objects:
+//! The only crate that knows HTTP, JSON and Durable Objects. Every stock
+//! rule is `omnistock_core`'s. The rooms, and the one way the arrows point:
 //!
-//! - `SkuStock` (sku_stock.rs): one per SKU, the only writer of its stock.
-//! - `Reservation` (reservation.rs): one per reservation, the two-phase coordinator.
-//! - `Catalog` (catalog.rs): one instance, locations, products, SKUs, barcodes, bundles.
-//! - `Idempotency` (idempotency.rs): 16 shards of stored answers per Idempotency-Key.
-//! - `Terminal` (pos.rs): one per POS terminal, applies its sales in device order, keeps them forever.
+//! ```text
+//! lib.rs      entry: fetch -> routes::handle; the objects' classes are exported from objects/
+//! routes.rs   the one route table (path, method, roles, CORS, handler) and the router
+//! extract.rs  Ctx, authentication, body limit, Idempotency-Key, shared input checks
+//! cache.rs    what an isolate remembers: API keys, catalog facts, reservation homes, recent keys
+//! http.rs     problem+json, replies, JSON and query helpers, RFC 3339
+//! auth.rs     API keys and roles
+//! api/        HTTP handlers, one module per resource          (api -> wire)
+//! wire/       typed messages to each object, and `call`        (nothing -> api)
+//! objects/    one module per Durable Object class              (objects -> wire, never api)
+//! ```
 //!
-//! No input yields a 5xx or a panic: every error is a problem+json (http.rs).
+//! Naming: an object's module is named for its class (`objects::sku_stock`
+//! is `SkuStock`), its messages are `wire::<same name>::*Request`/`*Answer`,
+//! and the handlers of a resource are verbs in `api::<resource>` (`create`,
+//! `get`, `release`). No input yields a 5xx or a panic: every error is a
+//! problem+json (http.rs).
 pub mod api;
 pub mod auth;
-pub mod catalog;
-pub mod catalog_api;
-pub mod db;
+pub mod cache;
+pub mod extract;
 pub mod http;
-pub mod idempotency;
-pub mod inventory;
+pub mod objects;
 pub mod openapi;
-pub mod pos;
-pub mod reservation;
-pub mod reservations;
-pub mod rpc;
-pub mod serial;
-pub mod sku_stock;
+pub mod routes;
+pub mod wire;
 
 use worker::{event, Context, Env, Request, Response};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    Ok(api::handle(req, env).await.into_response())
+    Ok(routes::handle(req, env).await.into_response())
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-/// Mirrors `functions/src/sku_stock.rs`.
+/// Mirrors `functions/src/objects/sku_stock.rs`.
 const SNAPSHOT_EVERY: i64 = 256;
 const SNAPSHOT_FORMAT: i64 = 1;
 const OPS_PRUNE_BATCH: i64 = 100;
@@ -271,13 +271,17 @@ fn old_ops_rows_are_pruned_a_batch_per_write_and_sales_kept() {
     seed_locations(&api);
     let sku = api.new_sku("store-1", 50);
     let mut seq = 0;
-    traffic(&api, &sku, 90, &mut seq);
+    // Each round: a receipt (an `op:` row), a one-SKU reservation (a row in
+    // `reservations`, homed in the SKU object) and a sale (`sale:`, forever).
+    traffic(&api, &sku, 120, &mut seq);
     server.stop();
     let db = sku_db(&server);
     let count = |q: &str| sqlite_i64(&db, &format!("SELECT count(*) FROM ops WHERE {q}"));
     let sales = count("id LIKE 'sale:%'");
     let others = count("id NOT LIKE 'sale:%'");
-    assert_eq!(sales, 90);
+    assert_eq!(sales, 120);
+    let reservations = sqlite_i64(&db, "SELECT count(*) FROM reservations");
+    assert_eq!(reservations, 120);
     assert!(others > OPS_PRUNE_BATCH + 5, "{others} non-sale rows");
     // Age every row past the 48 h window (49 h), except five fresh ones.
     sqlite(
@@ -288,6 +292,25 @@ fn old_ops_rows_are_pruned_a_batch_per_write_and_sales_kept() {
             49 * HOUR_MS
         ),
     );
+    // Every reservation's last deadline 49 h ago, but five.
+    sqlite(
+        &db,
+        &format!(
+            "UPDATE reservations SET deadline = deadline - {} WHERE id NOT IN
+               (SELECT id FROM reservations ORDER BY deadline DESC LIMIT 5)",
+            49 * HOUR_MS + 3_600_000
+        ),
+    );
+    let old_reservations = |db: &Path| {
+        sqlite_i64(
+            db,
+            &format!(
+                "SELECT count(*) FROM reservations WHERE deadline < {}",
+                now() - 48 * HOUR_MS
+            ),
+        )
+    };
+    assert_eq!(old_reservations(&db), reservations - 5);
     let old = |db: &Path| {
         sqlite_i64(
             db,
@@ -305,6 +328,7 @@ fn old_ops_rows_are_pruned_a_batch_per_write_and_sales_kept() {
     server.stop();
     assert_eq!(old(&db), others - 5 - OPS_PRUNE_BATCH);
     assert_eq!(count("id NOT LIKE 'sale:%'"), others + 1 - OPS_PRUNE_BATCH);
+    assert_eq!(old_reservations(&db), reservations - 5 - OPS_PRUNE_BATCH);
 
     // Enough writes prune every old row; fresh rows and every sale stay.
     server.start_again();
@@ -316,6 +340,12 @@ fn old_ops_rows_are_pruned_a_batch_per_write_and_sales_kept() {
     let stock = api.stock(&sku, "store-1");
     server.stop();
     assert_eq!(old(&db), 0);
+    assert_eq!(old_reservations(&db), 0);
+    assert_eq!(
+        sqlite_i64(&db, "SELECT count(*) FROM reservations"),
+        5,
+        "the fresh reservations stay"
+    );
     assert_eq!(count("id LIKE 'sale:%'"), sales);
     assert_eq!(count("id NOT LIKE 'sale:%'"), 5 + 1 + writes + 1);
     // Pruning results changes no stock.

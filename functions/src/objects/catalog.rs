@@ -1,204 +1,30 @@
 //! `Catalog`: one Durable Object (named "catalog") with SQLite tables for
 //! locations, products, SKUs (variants), barcodes and bundles.
 //!
-//! Why a Durable Object and not D1: the catalog is small, written rarely and
-//! read on every stock write (to turn unknown SKUs and locations into 404s);
+//! Why a Durable Object and not D1: the catalog is small and written rarely;
 //! an object gives strongly consistent reads with no migration step that
-//! `wrangler dev` would skip, and its SQLite is just as queryable. It never
-//! decides stock.
-use std::collections::BTreeMap;
+//! `wrangler dev` would skip, and its SQLite is just as queryable. It is not
+//! on the hot path: stock requests read its facts from the isolate's cache
+//! (cache.rs), refetched on a miss or after `CATALOG_TTL_MS`. Each write
+//! keeps its answer under the request's Idempotency-Key in the same
+//! transaction (`idem` table, 48 h). It never decides stock.
+use std::cell::Cell;
 
-use omnistock_core::{LocationId, Sku};
+use omnistock_core::Sku;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use crate::db::{self, int, opt_text, text, Stmt};
-use crate::http::{envelope_response, Problem};
-use crate::rpc;
+use super::storage::{self, int, opt_text, text, Stmt};
+use crate::http::Problem;
+use crate::wire::catalog::{
+    Bundle, CatalogRequest, FactsAnswer, FactsRequest, Location, Product, ProductPage, PutAnswer,
+    SkuFact, SkuInfo,
+};
+use crate::wire::{self, Idem};
 
-pub const CATALOG_NAME: &str = "catalog";
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LocationKind {
-    Store,
-    Warehouse,
-}
-
-/// A location as stored and returned.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Location {
-    pub id: LocationId,
-    pub name: String,
-    pub kind: LocationKind,
-    pub lat: f64,
-    pub lon: f64,
-    pub ships_online: bool,
-    pub pickup: bool,
-}
-
-/// Money: a decimal string and an ISO 4217 currency.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Money {
-    pub amount: String,
-    pub currency: String,
-}
-
-impl Money {
-    pub fn validate(&self, what: &str) -> Result<(), Problem> {
-        let ok_amount = self
-            .amount
-            .parse::<rust_decimal::Decimal>()
-            .map(|d| !d.is_sign_negative() && d.scale() <= 4 && self.amount.len() <= 24)
-            .unwrap_or(false)
-            && self.amount.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-        if !ok_amount {
-            return Err(Problem::invalid(format!(
-                "{what}.amount must be a non-negative decimal string like \"19.90\""
-            )));
-        }
-        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(Problem::invalid(format!(
-                "{what}.currency must be an ISO 4217 code like \"EUR\""
-            )));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Variant {
-    pub sku: Sku,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub barcode: Option<String>,
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-    pub price: Money,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tax_code: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Product {
-    pub id: String,
-    pub title: String,
-    pub variants: Vec<Variant>,
-}
-
-/// A SKU as looked up: its variant and product.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SkuInfo {
-    pub sku: Sku,
-    pub product_id: String,
-    pub title: String,
-    pub variant: Variant,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct CheckRequest {
-    pub skus: Vec<Sku>,
-    /// `None`: answer with every location.
-    pub locations: Option<Vec<LocationId>>,
-    #[serde(default)]
-    pub barcodes: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct CheckAnswer {
-    pub missing_skus: Vec<Sku>,
-    pub missing_locations: Vec<LocationId>,
-    /// The requested locations that exist (or all), in id order.
-    pub locations: Vec<Location>,
-    /// barcode -> SKU, for the barcodes that exist.
-    #[serde(default)]
-    pub barcodes: BTreeMap<String, Sku>,
-    #[serde(default)]
-    pub missing_barcodes: Vec<String>,
-    /// The requested SKUs that are bundles, with their components (not missing).
-    #[serde(default)]
-    pub bundles: BTreeMap<Sku, Vec<BundleComponent>>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ListProducts {
-    pub query: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: i64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProductPage {
-    pub items: Vec<Product>,
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PutAnswer<T> {
-    pub created: bool,
-    pub item: T,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum CatalogRequest {
-    PutLocation(Location),
-    ListLocations,
-    PutProduct(Product),
-    GetProduct { id: String },
-    ListProducts(ListProducts),
-    GetSku { sku: Sku },
-    GetBarcode { barcode: String },
-    Check(CheckRequest),
-    PutBundle(Bundle),
-    GetBundle { sku: Sku },
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BundleComponent {
-    pub sku: Sku,
-    pub qty: i64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Bundle {
-    pub sku: Sku,
-    pub title: String,
-    pub price: Money,
-    pub components: Vec<BundleComponent>,
-}
-
-impl BundleComponent {
-    pub fn to_core(&self) -> omnistock_core::bundle::Component {
-        omnistock_core::bundle::Component {
-            sku: self.sku.clone(),
-            qty: self.qty,
-        }
-    }
-}
-
-/// A bundle's wire components as core's validated bundle (refusals are 400).
-pub fn core_bundle(
-    sku: &Sku,
-    components: &[BundleComponent],
-) -> Result<omnistock_core::bundle::Bundle, Problem> {
-    Ok(omnistock_core::bundle::Bundle::new(
-        sku.clone(),
-        components.iter().map(BundleComponent::to_core).collect(),
-    )?)
-}
-
-impl CheckAnswer {
-    /// The requested SKUs that are bundles, as core bundles.
-    pub fn core_bundles(&self) -> Result<BTreeMap<Sku, omnistock_core::bundle::Bundle>, Problem> {
-        self.bundles
-            .iter()
-            .map(|(s, c)| Ok((s.clone(), core_bundle(s, c)?)))
-            .collect()
-    }
-}
+/// How long a catalog write's answer is kept for its Idempotency-Key.
+pub const IDEM_KEEP_MS: i64 = 48 * 3_600_000;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS locations (id TEXT PRIMARY KEY, json TEXT NOT NULL)",
@@ -207,7 +33,15 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS skus_by_product ON skus(product_id)",
     "CREATE TABLE IF NOT EXISTS barcodes (barcode TEXT PRIMARY KEY, sku TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS bundles (sku TEXT PRIMARY KEY, json TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS idem (key TEXT PRIMARY KEY, fp TEXT NOT NULL, answer TEXT NOT NULL, at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS idem_by_age ON idem(at)",
 ];
+
+#[derive(Deserialize)]
+struct IdemRow {
+    fp: String,
+    answer: String,
+}
 
 #[derive(Deserialize)]
 struct JsonRow {
@@ -228,50 +62,112 @@ struct SkuRow {
 #[durable_object]
 pub struct Catalog {
     state: State,
+    schema_ok: Cell<bool>,
 }
 
 impl DurableObject for Catalog {
     fn new(state: State, _env: Env) -> Self {
-        Catalog { state }
+        Catalog {
+            state,
+            schema_ok: Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let r = rpc::read_request(&mut req, "catalog").await;
-        envelope_response(r.and_then(|x| self.handle(x)))
+        let r = wire::read(&mut req).await;
+        wire::answer(r.and_then(|x| self.handle(x)))
     }
 }
 
+/// A write's answer, replayed when its Idempotency-Key comes again with the
+/// same request; `None` when the key is new.
+fn replay(sql: &worker::SqlStorage, idem: &Idem, now: i64) -> Result<Option<Value>, Problem> {
+    let rows: Vec<IdemRow> = storage::query(
+        sql,
+        "SELECT fp, answer FROM idem WHERE key = ? AND at > ?",
+        vec![text(&idem.key), int(now - IDEM_KEEP_MS)],
+    )?;
+    match rows.first() {
+        None => Ok(None),
+        Some(r) if r.fp != idem.fp => Err(Problem::key_reused()),
+        Some(r) => {
+            let mut v: Value = serde_json::from_str(&r.answer)?;
+            v["replayed"] = Value::Bool(true);
+            Ok(Some(v))
+        }
+    }
+}
+
+/// The statements that keep a write's answer (and forget a few old ones).
+fn keep<T: Serialize>(idem: &Idem, answer: &T, now: i64) -> Result<Vec<Stmt>, Problem> {
+    Ok(vec![
+        (
+            "DELETE FROM idem WHERE key IN (SELECT key FROM idem WHERE at <= ? ORDER BY at LIMIT 20)",
+            vec![int(now - IDEM_KEEP_MS)],
+        ),
+        (
+            "INSERT OR REPLACE INTO idem (key, fp, answer, at) VALUES (?, ?, ?, ?)",
+            vec![
+                text(&idem.key),
+                text(&idem.fp),
+                text(&serde_json::to_string(answer)?),
+                int(now),
+            ],
+        ),
+    ])
+}
+
 impl Catalog {
-    fn handle(&self, req: CatalogRequest) -> Result<serde_json::Value, Problem> {
+    fn handle(&self, req: CatalogRequest) -> Result<Value, Problem> {
         let storage = self.state.storage();
         let sql = storage.sql();
-        for q in SCHEMA {
-            db::exec(&sql, q, vec![])?;
+        if !self.schema_ok.get() {
+            for q in SCHEMA {
+                storage::exec(&sql, q, vec![])?;
+            }
+            self.schema_ok.set(true);
+        }
+        let now = storage::now_ms();
+        match &req {
+            CatalogRequest::PutLocation { idem, .. }
+            | CatalogRequest::PutProduct { idem, .. }
+            | CatalogRequest::PutBundle { idem, .. } => {
+                if let Some(v) = replay(&sql, idem, now)? {
+                    return Ok(v);
+                }
+            }
+            _ => {}
         }
         let v = match req {
-            CatalogRequest::PutLocation(l) => {
-                let existed = !db::query::<IdRow>(
+            CatalogRequest::PutLocation { location: l, idem } => {
+                let existed = !storage::query::<IdRow>(
                     &sql,
                     "SELECT id FROM locations WHERE id = ?",
                     vec![text(l.id.as_str())],
                 )?
                 .is_empty();
-                db::exec(
-                    &sql,
-                    "INSERT OR REPLACE INTO locations (id, json) VALUES (?, ?)",
-                    vec![text(l.id.as_str()), text(&serde_json::to_string(&l)?)],
-                )?;
-                serde_json::to_value(PutAnswer {
+                let answer = PutAnswer {
                     created: !existed,
+                    replayed: false,
                     item: l,
-                })?
+                };
+                let mut stmts: Vec<Stmt> = vec![(
+                    "INSERT OR REPLACE INTO locations (id, json) VALUES (?, ?)",
+                    vec![
+                        text(answer.item.id.as_str()),
+                        text(&serde_json::to_string(&answer.item)?),
+                    ],
+                )];
+                stmts.extend(keep(&idem, &answer, now)?);
+                storage::atomically(&storage, stmts)?;
+                serde_json::to_value(answer)?
             }
             CatalogRequest::ListLocations => serde_json::to_value(self.locations(&sql)?)?,
-            CatalogRequest::PutProduct(p) => {
+            CatalogRequest::PutProduct { product: p, idem } => {
                 // A SKU belongs to one product; a barcode to one SKU.
                 let mut stmts: Vec<Stmt> = Vec::new();
                 for v in &p.variants {
-                    let owner = db::query::<SkuRow>(
+                    let owner = storage::query::<SkuRow>(
                         &sql,
                         "SELECT sku, product_id FROM skus WHERE sku = ?",
                         vec![text(v.sku.as_str())],
@@ -289,7 +185,7 @@ impl Catalog {
                         }
                     }
                     if let Some(b) = &v.barcode {
-                        let owner = db::query::<SkuRow>(
+                        let owner = storage::query::<SkuRow>(
                             &sql,
                             "SELECT b.sku AS sku, s.product_id AS product_id FROM barcodes b
                              LEFT JOIN skus s ON s.sku = b.sku WHERE b.barcode = ?",
@@ -306,7 +202,7 @@ impl Catalog {
                         }
                     }
                 }
-                let existed = !db::query::<IdRow>(
+                let existed = !storage::query::<IdRow>(
                     &sql,
                     "SELECT id FROM products WHERE id = ?",
                     vec![text(&p.id)],
@@ -341,14 +237,17 @@ impl Catalog {
                         ));
                     }
                 }
-                db::atomically(&storage, stmts)?;
-                serde_json::to_value(PutAnswer {
+                let answer = PutAnswer {
                     created: !existed,
+                    replayed: false,
                     item: p,
-                })?
+                };
+                stmts.extend(keep(&idem, &answer, now)?);
+                storage::atomically(&storage, stmts)?;
+                serde_json::to_value(answer)?
             }
             CatalogRequest::GetProduct { id } => {
-                let rows: Vec<JsonRow> = db::query(
+                let rows: Vec<JsonRow> = storage::query(
                     &sql,
                     "SELECT json FROM products WHERE id = ?",
                     vec![text(&id)],
@@ -364,7 +263,7 @@ impl Catalog {
                 let pattern = l
                     .query
                     .map(|q| format!("%{}%", q.to_lowercase().replace(['%', '_'], "")));
-                let rows: Vec<JsonRow> = db::query(
+                let rows: Vec<JsonRow> = storage::query(
                     &sql,
                     "SELECT json FROM products WHERE id > ? AND (? IS NULL OR title_lc LIKE ? OR id LIKE ?)
                      ORDER BY id LIMIT ?",
@@ -393,7 +292,7 @@ impl Catalog {
                 None => return Err(Problem::not_found(format!("no SKU {sku}"))),
             },
             CatalogRequest::GetBarcode { barcode } => {
-                let rows: Vec<SkuRow> = db::query(
+                let rows: Vec<SkuRow> = storage::query(
                     &sql,
                     "SELECT b.sku AS sku, '' AS product_id FROM barcodes b WHERE b.barcode = ?",
                     vec![text(&barcode)],
@@ -407,8 +306,8 @@ impl Catalog {
                     None => return Err(Problem::not_found(format!("no barcode {barcode}"))),
                 }
             }
-            CatalogRequest::Check(c) => serde_json::to_value(self.check(&sql, c)?)?,
-            CatalogRequest::PutBundle(b) => {
+            CatalogRequest::Facts(f) => serde_json::to_value(self.facts(&sql, f)?)?,
+            CatalogRequest::PutBundle { bundle: b, idem } => {
                 for c in &b.components {
                     if self.sku_info(&sql, &c.sku)?.is_none() {
                         return Err(Problem::not_found(format!(
@@ -424,24 +323,27 @@ impl Catalog {
                         format!("{} is a product variant; a bundle needs its own SKU", b.sku),
                     ));
                 }
-                let existed = !db::query::<JsonRow>(
+                let existed = !storage::query::<JsonRow>(
                     &sql,
                     "SELECT json FROM bundles WHERE sku = ?",
                     vec![text(b.sku.as_str())],
                 )?
                 .is_empty();
-                db::exec(
-                    &sql,
+                let mut stmts: Vec<Stmt> = vec![(
                     "INSERT OR REPLACE INTO bundles (sku, json) VALUES (?, ?)",
                     vec![text(b.sku.as_str()), text(&serde_json::to_string(&b)?)],
-                )?;
-                serde_json::to_value(PutAnswer {
+                )];
+                let answer = PutAnswer {
                     created: !existed,
+                    replayed: false,
                     item: b,
-                })?
+                };
+                stmts.extend(keep(&idem, &answer, now)?);
+                storage::atomically(&storage, stmts)?;
+                serde_json::to_value(answer)?
             }
             CatalogRequest::GetBundle { sku } => {
-                let rows: Vec<JsonRow> = db::query(
+                let rows: Vec<JsonRow> = storage::query(
                     &sql,
                     "SELECT json FROM bundles WHERE sku = ?",
                     vec![text(sku.as_str())],
@@ -456,7 +358,8 @@ impl Catalog {
     }
 
     fn locations(&self, sql: &worker::SqlStorage) -> Result<Vec<Location>, Problem> {
-        let rows: Vec<JsonRow> = db::query(sql, "SELECT json FROM locations ORDER BY id", vec![])?;
+        let rows: Vec<JsonRow> =
+            storage::query(sql, "SELECT json FROM locations ORDER BY id", vec![])?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(serde_json::from_str(&r.json)?);
@@ -465,7 +368,7 @@ impl Catalog {
     }
 
     fn sku_info(&self, sql: &worker::SqlStorage, sku: &Sku) -> Result<Option<SkuInfo>, Problem> {
-        let rows: Vec<SkuRow> = db::query(
+        let rows: Vec<SkuRow> = storage::query(
             sql,
             "SELECT sku, product_id FROM skus WHERE sku = ?",
             vec![text(sku.as_str())],
@@ -473,7 +376,7 @@ impl Catalog {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let prows: Vec<JsonRow> = db::query(
+        let prows: Vec<JsonRow> = storage::query(
             sql,
             "SELECT json FROM products WHERE id = ?",
             vec![text(&row.product_id)],
@@ -490,68 +393,45 @@ impl Catalog {
         }))
     }
 
-    fn check(&self, sql: &worker::SqlStorage, c: CheckRequest) -> Result<CheckAnswer, Problem> {
-        let mut a = CheckAnswer::default();
-        for s in &c.skus {
-            let found = !db::query::<IdRow>(
+    fn facts(&self, sql: &worker::SqlStorage, f: FactsRequest) -> Result<FactsAnswer, Problem> {
+        let mut a = FactsAnswer::default();
+        for s in f.skus.iter().take(crate::http::MAX_SKUS * 2) {
+            let found = !storage::query::<IdRow>(
                 sql,
                 "SELECT sku AS id FROM skus WHERE sku = ?",
                 vec![text(s.as_str())],
             )?
             .is_empty();
-            if found {
-                continue;
-            }
-            let bundle: Vec<JsonRow> = db::query(
-                sql,
-                "SELECT json FROM bundles WHERE sku = ?",
-                vec![text(s.as_str())],
-            )?;
-            match bundle.first() {
-                Some(r) => {
-                    let b: Bundle = serde_json::from_str(&r.json)?;
-                    a.bundles.insert(s.clone(), b.components);
-                }
-                None => {
-                    if !a.missing_skus.contains(s) {
-                        a.missing_skus.push(s.clone());
-                    }
-                }
-            }
-        }
-        let all = self.locations(sql)?;
-        match c.locations {
-            None => a.locations = all,
-            Some(want) => {
-                for l in want {
-                    match all.iter().find(|x| x.id == l) {
-                        Some(x) => {
-                            if !a.locations.contains(x) {
-                                a.locations.push(x.clone())
-                            }
-                        }
-                        None => {
-                            if !a.missing_locations.contains(&l) {
-                                a.missing_locations.push(l)
-                            }
+            let fact = if found {
+                SkuFact::Item
+            } else {
+                let bundle: Vec<JsonRow> = storage::query(
+                    sql,
+                    "SELECT json FROM bundles WHERE sku = ?",
+                    vec![text(s.as_str())],
+                )?;
+                match bundle.first() {
+                    Some(r) => {
+                        let b: Bundle = serde_json::from_str(&r.json)?;
+                        SkuFact::Bundle {
+                            components: b.components,
                         }
                     }
+                    None => SkuFact::Missing,
                 }
-            }
+            };
+            a.skus.push((s.clone(), fact));
         }
-        for b in c.barcodes {
-            let rows: Vec<IdRow> = db::query(
+        for b in f.barcodes.into_iter().take(crate::http::MAX_LINES * 2) {
+            let rows: Vec<IdRow> = storage::query(
                 sql,
                 "SELECT sku AS id FROM barcodes WHERE barcode = ?",
                 vec![text(&b)],
             )?;
-            match rows.first().and_then(|r| Sku::parse(&r.id).ok()) {
-                Some(s) => {
-                    a.barcodes.insert(b, s);
-                }
-                None => a.missing_barcodes.push(b),
-            }
+            let sku = rows.first().and_then(|r| Sku::parse(&r.id).ok());
+            a.barcodes.push((b, sku));
         }
+        a.locations = self.locations(sql)?;
         Ok(a)
     }
 }

@@ -1,0 +1,202 @@
+//! `GET /v1/availability`: positions and availability per SKU and location.
+//! One SKU object call per stock-bearing SKU read (a bundle reads its
+//! components); catalog facts come from the isolate's cache.
+use std::collections::BTreeMap;
+
+use futures_util::future::join_all;
+use omnistock_core::{Channel, LocationId, Position, Sku};
+use serde_json::{json, Value};
+
+use super::{facts, read_sku};
+use crate::extract::Ctx;
+use crate::http::{rfc3339, HttpResult, Problem, Reply, MAX_SKUS};
+use crate::wire::catalog::Location;
+use crate::wire::sku_stock::ReadAnswer;
+
+pub fn channel_name(c: Channel) -> &'static str {
+    match c {
+        Channel::Online => "online",
+        Channel::Pos => "pos",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    }
+}
+
+/// One availability row of API.md.
+pub fn row(
+    sku: &Sku,
+    location: Option<&Location>,
+    p: &Position,
+    channel: Channel,
+    available: i64,
+) -> Value {
+    let mut v = json!({
+        "sku": sku,
+        "on_hand": p.on_hand,
+        "reserved": p.reserved,
+        "committed": p.committed,
+        "unavailable": {"damaged": p.damaged, "quality_control": p.quality_control},
+        "safety_stock": p.safety_stock,
+        "incoming": p.incoming,
+        "available": available,
+        "version": p.version,
+        "channel": channel_name(channel),
+    });
+    if let Some(l) = location {
+        v["location"] = json!(l.id);
+        v["location_name"] = json!(l.name);
+    }
+    v
+}
+
+fn sum(a: &mut Position, b: &Position) {
+    a.on_hand += b.on_hand;
+    a.reserved += b.reserved;
+    a.committed += b.committed;
+    a.damaged += b.damaged;
+    a.quality_control += b.quality_control;
+    a.safety_stock += b.safety_stock;
+    a.incoming += b.incoming;
+    a.version += b.version;
+}
+
+/// The `channel` query parameter; the caller's own channel by default.
+pub fn parse_channel(ctx: &Ctx) -> Result<Channel, Problem> {
+    match ctx.query_list("channel").as_slice() {
+        [] => Ok(ctx.principal.channel()),
+        [c] if c == "online" => Ok(Channel::Online),
+        [c] if c == "pos" => Ok(Channel::Pos),
+        _ => Err(Problem::invalid("channel must be online or pos")),
+    }
+}
+
+/// `GET /v1/availability?sku=A,B&location=L1,L2&channel=online|pos`
+pub async fn get(ctx: &Ctx) -> HttpResult {
+    let raw_skus = ctx.query_list("sku");
+    if raw_skus.is_empty() {
+        return Err(Problem::invalid(
+            "sku is required (comma-separated, at most 100)",
+        ));
+    }
+    if raw_skus.len() > MAX_SKUS {
+        return Err(Problem::invalid(format!(
+            "at most {MAX_SKUS} SKUs per read"
+        )));
+    }
+    let mut skus: Vec<Sku> = Vec::new();
+    for s in &raw_skus {
+        let sku = Sku::parse(s).map_err(|e| Problem::invalid(format!("sku {s:?}: {e}")))?;
+        if !skus.contains(&sku) {
+            skus.push(sku);
+        }
+    }
+    let raw_locs = ctx.query_list("location");
+    if raw_locs.len() > MAX_SKUS {
+        return Err(Problem::invalid(format!(
+            "at most {MAX_SKUS} locations per read"
+        )));
+    }
+    let mut locs: Vec<LocationId> = Vec::new();
+    for l in &raw_locs {
+        let loc =
+            LocationId::parse(l).map_err(|e| Problem::invalid(format!("location {l:?}: {e}")))?;
+        if !locs.contains(&loc) {
+            locs.push(loc);
+        }
+    }
+    let channel = parse_channel(ctx)?;
+    let all_locations = locs.is_empty();
+    let facts = facts(&ctx.env, ctx.now, &skus, &[], &locs).await?;
+    facts.require_skus(&skus, true)?;
+    let locations: Vec<Location> = if all_locations {
+        facts.locations.to_vec()
+    } else {
+        facts.require_locations(&locs)?
+    };
+    let bundles = facts.bundles()?;
+    let loc_ids: Vec<LocationId> = locations.iter().map(|l| l.id.clone()).collect();
+    // Stock-bearing SKUs to read: the plain ones and every bundle's components.
+    let mut reads: Vec<Sku> = Vec::new();
+    for s in &skus {
+        match bundles.get(s) {
+            Some(b) => {
+                for c in b.components() {
+                    if !reads.contains(&c.sku) {
+                        reads.push(c.sku.clone());
+                    }
+                }
+            }
+            None => {
+                if !reads.contains(s) {
+                    reads.push(s.clone());
+                }
+            }
+        }
+    }
+    let answers = join_all(reads.iter().map(|s| read_sku(&ctx.env, s, &loc_ids))).await;
+    let mut read: BTreeMap<Sku, ReadAnswer> = BTreeMap::new();
+    for (s, a) in reads.into_iter().zip(answers) {
+        read.insert(s, a?);
+    }
+    let position = |sku: &Sku, l: &LocationId| -> Position {
+        read.get(sku)
+            .and_then(|a| a.positions.iter().find(|(x, _)| x == l))
+            .map(|(_, p)| *p)
+            .unwrap_or_default()
+    };
+    let mut items = Vec::new();
+    let as_of = read.values().map(|a| a.now).max().unwrap_or(ctx.now);
+    for sku in &skus {
+        if let Some(b) = bundles.get(sku) {
+            // A bundle: core's availability from its components', per location.
+            let mut total_available = 0;
+            let mut total_version = 0;
+            for l in &locations {
+                let avail = b.available(|c| position(c, &l.id).available(channel));
+                let version: u64 = b
+                    .components()
+                    .iter()
+                    .map(|c| position(&c.sku, &l.id).version)
+                    .sum();
+                total_available += avail;
+                total_version += version;
+                let p = Position {
+                    version,
+                    ..Position::default()
+                };
+                let mut r = row(sku, Some(l), &p, channel, avail);
+                r["bundle"] = json!(true);
+                items.push(r);
+            }
+            if all_locations {
+                let p = Position {
+                    version: total_version,
+                    ..Position::default()
+                };
+                let mut t = row(sku, None, &p, channel, total_available);
+                t["total"] = json!(true);
+                t["bundle"] = json!(true);
+                items.push(t);
+            }
+            continue;
+        }
+        let mut total = Position::default();
+        let mut total_available = 0;
+        for l in &locations {
+            let p = position(sku, &l.id);
+            let avail = p.available(channel);
+            total_available += avail;
+            sum(&mut total, &p);
+            items.push(row(sku, Some(l), &p, channel, avail));
+        }
+        if all_locations {
+            let mut t = row(sku, None, &total, channel, total_available);
+            t["total"] = json!(true);
+            items.push(t);
+        }
+    }
+    Ok(Reply::json(
+        200,
+        &json!({"as_of": rfc3339(as_of), "channel": channel_name(channel), "items": items}),
+    ))
+}

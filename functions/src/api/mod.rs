@@ -1,0 +1,196 @@
+//! The HTTP resources, one module per resource. Handlers validate, look up
+//! catalog facts in the isolate's cache, send typed messages to the objects
+//! that own the data (`wire`), and shape the answer. They decide no stock:
+//! every stock rule is core's, applied by the owning object.
+pub mod availability;
+pub mod catalog;
+pub mod inventory;
+pub mod pos;
+pub mod reservations;
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use omnistock_core::bundle::Bundle;
+use omnistock_core::{LocationId, Sku};
+use worker::Env;
+
+use crate::cache;
+use crate::extract::Ctx;
+use crate::http::{HttpResult, Problem, Reply};
+use crate::wire::catalog::{
+    core_bundle, CatalogRequest, FactsAnswer, FactsRequest, Location, SkuFact, CATALOG_NAME,
+};
+use crate::wire::{self, Namespace};
+
+/// `GET /v1/health`
+pub async fn health(_ctx: &Ctx) -> HttpResult {
+    Ok(Reply::json(
+        200,
+        &serde_json::json!({"status": "ok", "version": crate::routes::VERSION}),
+    ))
+}
+
+/// `GET /v1/openapi.json`
+pub async fn openapi(_ctx: &Ctx) -> HttpResult {
+    Ok(Reply::raw(
+        200,
+        "application/json",
+        crate::openapi::DOCUMENT.to_string(),
+    ))
+}
+
+/// Catalog facts a stock request needs, from the isolate's cache (one
+/// `Catalog` call for whatever is missing or stale).
+pub struct Facts {
+    pub skus: BTreeMap<Sku, SkuFact>,
+    pub barcodes: BTreeMap<String, Option<Sku>>,
+    pub locations: Rc<Vec<Location>>,
+}
+
+impl Facts {
+    pub fn location(&self, id: &LocationId) -> Option<&Location> {
+        self.locations.iter().find(|l| &l.id == id)
+    }
+
+    /// Unknown SKUs are 404; bundles are 400 unless `bundles_ok`.
+    pub fn require_skus(&self, skus: &[Sku], bundles_ok: bool) -> Result<(), Problem> {
+        let missing: Vec<&Sku> = skus
+            .iter()
+            .filter(|s| matches!(self.skus.get(*s), None | Some(SkuFact::Missing)))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Problem::not_found(format!(
+                "unknown SKU: {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .with("skus", &missing));
+        }
+        if !bundles_ok {
+            if let Some(b) = skus
+                .iter()
+                .find(|s| matches!(self.skus.get(*s), Some(SkuFact::Bundle { .. })))
+            {
+                return Err(Problem::invalid(format!(
+                    "{b} is a bundle: it has no stock of its own (use its components)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The named locations (404 for unknown ones), in the order given.
+    pub fn require_locations(&self, ids: &[LocationId]) -> Result<Vec<Location>, Problem> {
+        let missing: Vec<&LocationId> = ids.iter().filter(|l| self.location(l).is_none()).collect();
+        if !missing.is_empty() {
+            return Err(Problem::not_found(format!(
+                "unknown location: {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .with("locations", &missing));
+        }
+        let mut out: Vec<Location> = Vec::new();
+        for id in ids {
+            if let Some(l) = self.location(id) {
+                if !out.contains(l) {
+                    out.push(l.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bundles among the SKUs asked for, as core bundles.
+    pub fn bundles(&self) -> Result<BTreeMap<Sku, Bundle>, Problem> {
+        self.skus
+            .iter()
+            .filter_map(|(s, f)| match f {
+                SkuFact::Bundle { components } => {
+                    Some(core_bundle(s, components).map(|b| (s.clone(), b)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The facts for these SKUs, barcodes and locations.
+pub async fn facts(
+    env: &Env,
+    now: i64,
+    skus: &[Sku],
+    barcodes: &[String],
+    locations: &[LocationId],
+) -> Result<Facts, Problem> {
+    let mut known: BTreeMap<Sku, SkuFact> = BTreeMap::new();
+    let mut codes: BTreeMap<String, Option<Sku>> = BTreeMap::new();
+    let mut ask = FactsRequest::default();
+    for s in skus {
+        match cache::sku(now, s) {
+            Some(f) => {
+                known.insert(s.clone(), f);
+            }
+            None => {
+                if !ask.skus.contains(s) {
+                    ask.skus.push(s.clone())
+                }
+            }
+        }
+    }
+    for c in barcodes {
+        match cache::barcode(now, c) {
+            Some(s) => {
+                codes.insert(c.clone(), Some(s));
+            }
+            None => {
+                if !ask.barcodes.contains(c) {
+                    ask.barcodes.push(c.clone())
+                }
+            }
+        }
+    }
+    let cached = cache::locations(now);
+    let locations_ok = cached
+        .as_ref()
+        .is_some_and(|all| locations.iter().all(|l| all.iter().any(|x| &x.id == l)));
+    if ask.skus.is_empty() && ask.barcodes.is_empty() && locations_ok {
+        return Ok(Facts {
+            skus: known,
+            barcodes: codes,
+            locations: cached.unwrap_or_default(),
+        });
+    }
+    let a: FactsAnswer = wire::call(
+        env,
+        Namespace::Catalog,
+        CATALOG_NAME,
+        &CatalogRequest::Facts(ask),
+    )
+    .await?;
+    let locations = cache::set_locations(now, a.locations);
+    for (s, f) in a.skus {
+        cache::set_sku(now, s.clone(), f.clone());
+        known.insert(s, f);
+    }
+    for (c, s) in a.barcodes {
+        if let Some(s) = &s {
+            cache::set_barcode(now, c.clone(), s.clone());
+        }
+        codes.insert(c, s);
+    }
+    Ok(Facts {
+        skus: known,
+        barcodes: codes,
+        locations,
+    })
+}
+
+pub use crate::wire::sku_stock::{call as sku_call, exec as exec_sku, read as read_sku};

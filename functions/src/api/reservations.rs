@@ -1,0 +1,486 @@
+//! Reservation endpoints (carts and checkouts).
+//!
+//! A reservation of one SKU (after bundles are expanded and lines merged) is
+//! homed in that SKU's object: one call holds and records it in one
+//! transaction, while the reservation's own object records, in parallel,
+//! where it lives (so any isolate finds it by id). Its release, extension
+//! and reads are one call to the SKU object when this isolate knows the
+//! home, else a lookup in the reservation's object first. A reservation
+//! across SKUs is run by its `Reservation` coordinator object (core's
+//! two-phase machine): hold everywhere or nowhere.
+use futures_util::future::join;
+use omnistock_core::bundle::expand_lines;
+use omnistock_core::fulfillment::{allocate, FulfillmentError, GeoPoint, Line, Rule};
+use omnistock_core::time::{MAX_TTL_MS, MIN_TTL_MS};
+use omnistock_core::{Channel, LocationId, Sku};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::availability::channel_name;
+use super::{facts, read_sku, sku_call, Facts};
+use crate::cache;
+use crate::extract::{check_lines, check_qty, fingerprint, Ctx};
+use crate::http::{check_id, parse_json, HttpResult, Problem, Reply};
+use crate::wire::reservation::{
+    CoordinatorAnswer, CreateRequest, ReservationAnswer, ReservationLine, ReservationRequest,
+};
+use crate::wire::sku_stock::{HomedAnswer, Meta, ReservationOp, ReserveRequest, SkuRequest};
+use crate::wire::{self, Namespace};
+
+/// The TTL when a request gives none.
+pub const DEFAULT_TTL_MS: i64 = omnistock_core::time::DEFAULT_TTL_MS;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineBody {
+    sku: Sku,
+    qty: i64,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum FulfillmentType {
+    Ship,
+    Pickup,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct Point {
+    lat: f64,
+    lon: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FulfillmentBody {
+    #[serde(rename = "type")]
+    kind: FulfillmentType,
+    #[serde(default)]
+    location: Option<LocationId>,
+    #[serde(default)]
+    destination: Option<Point>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    #[serde(default)]
+    id: Option<String>,
+    lines: Vec<LineBody>,
+    #[serde(default)]
+    fulfillment: Option<FulfillmentBody>,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+}
+
+/// `ttl_seconds` as milliseconds, within core's TTL bounds.
+fn ttl_ms(ttl_seconds: Option<i64>) -> Result<i64, Problem> {
+    let t = match ttl_seconds {
+        None => return Ok(DEFAULT_TTL_MS),
+        Some(t) => t.saturating_mul(1000),
+    };
+    if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&t) {
+        return Err(Problem::invalid(format!(
+            "ttl_seconds must be {} to {}",
+            MIN_TTL_MS / 1000,
+            MAX_TTL_MS / 1000
+        )));
+    }
+    Ok(t)
+}
+
+fn reply(a: ReservationAnswer) -> Reply {
+    let r = Reply::json(if a.created { 201 } else { 200 }, &a.view);
+    if a.replayed {
+        r.header("Idempotent-Replayed", "true")
+    } else {
+        r
+    }
+}
+
+/// `POST /v1/reservations`
+pub async fn create(ctx: &Ctx) -> HttpResult {
+    let b: CreateBody = parse_json(&ctx.body)?;
+    let idem = ctx.idem()?;
+    let id = match &b.id {
+        Some(id) => {
+            check_id(id, "id")?;
+            id.clone()
+        }
+        // No id: one derived from the Idempotency-Key, so a retry is the same reservation.
+        None => format!("r-{}", &idem.key[..24]),
+    };
+    check_lines(b.lines.len())?;
+    let ttl = ttl_ms(b.ttl_seconds)?;
+    let mut lines: Vec<(Sku, i64)> = Vec::new();
+    let mut skus: Vec<Sku> = Vec::new();
+    for (i, l) in b.lines.iter().enumerate() {
+        check_qty(l.qty, 1, &format!("lines[{i}].qty"))?;
+        lines.push((l.sku.clone(), l.qty));
+        if !skus.contains(&l.sku) {
+            skus.push(l.sku.clone());
+        }
+    }
+    let (kind, location, destination) = match &b.fulfillment {
+        Some(f) => (f.kind, f.location.clone(), f.destination),
+        None => (FulfillmentType::Ship, None, None),
+    };
+    let destination = match destination {
+        Some(d) => Some(
+            GeoPoint::from_degrees(d.lat, d.lon)
+                .ok_or_else(|| Problem::invalid("destination lat/lon out of range"))?,
+        ),
+        None => None,
+    };
+    if kind == FulfillmentType::Pickup && location.is_none() {
+        return Err(Problem::invalid("a pickup needs fulfillment.location"));
+    }
+    let locs: Vec<LocationId> = location.iter().cloned().collect();
+    let facts = facts(&ctx.env, ctx.now, &skus, &[], &locs).await?;
+    facts.require_skus(&skus, true)?;
+    facts.require_locations(&locs)?;
+    // One hold per SKU (lines of the same SKU add up); bundles reserve their components.
+    let merged = expand_lines(&lines, &facts.bundles()?)?;
+    let channel = ctx.principal.channel();
+    let rule = match (kind, location) {
+        (FulfillmentType::Pickup, Some(l)) => Rule::Pickup(l),
+        (FulfillmentType::Ship, Some(l)) => Rule::SingleLocation(l),
+        (_, None) => Rule::Nearest(destination.unwrap_or(GeoPoint {
+            lat_e6: 0,
+            lon_e6: 0,
+        })),
+    };
+    let lines = choose_locations(ctx, &facts, &rule, &merged, channel).await?;
+    let canonical = serde_json::to_vec(&(&lines, ttl, channel_name(channel)))?;
+    let fp = fingerprint(&[&canonical]);
+    let meta = Meta {
+        actor: ctx.actor(),
+        channel: Some(channel_name(channel).into()),
+        reference: Some(format!("reservation:{id}")),
+        reason: None,
+    };
+    if let [line] = lines.as_slice() {
+        // One SKU: homed in its object; its pointer written in parallel.
+        let reserve = SkuRequest::Reserve(ReserveRequest {
+            id: id.clone(),
+            line: line.clone(),
+            ttl_ms: ttl,
+            channel,
+            fp: fp.clone(),
+            meta,
+            idem,
+        });
+        let register = ReservationRequest::Register {
+            sku: line.sku.clone(),
+            fp,
+            ttl_ms: ttl,
+        };
+        let hold = sku_call::<HomedAnswer>(&ctx.env, &line.sku, &reserve);
+        let pointer =
+            wire::call::<_, CoordinatorAnswer>(&ctx.env, Namespace::Reservation, &id, &register);
+        let (held, pointed) = join(hold, pointer).await;
+        let answer = match (held, pointed) {
+            (Ok(HomedAnswer::Here(a)), Ok(_)) => a,
+            (Ok(HomedAnswer::Here(a)), Err(p)) => {
+                // Held, but not findable from other isolates: a retry with
+                // the same key replays the hold and writes the pointer.
+                if a.created && !a.replayed {
+                    worker::console_error!("reservation {id}: pointer not written");
+                }
+                return Err(p);
+            }
+            (Ok(HomedAnswer::NotHere), _) => {
+                return Err(Problem::overloaded(
+                    "the reservation was not recorded; retry",
+                ))
+            }
+            (Err(p), _) => return Err(p),
+        };
+        cache::set_home(&id, line.sku.clone());
+        return Ok(reply(answer));
+    }
+    let a: CoordinatorAnswer = wire::call(
+        &ctx.env,
+        Namespace::Reservation,
+        &id,
+        &ReservationRequest::Create(CreateRequest {
+            id: id.clone(),
+            lines,
+            ttl_ms: ttl,
+            channel,
+            fp,
+            meta,
+            idem,
+        }),
+    )
+    .await?;
+    match a {
+        CoordinatorAnswer::Here(a) => Ok(reply(a)),
+        _ => Err(Problem::overloaded(
+            "unexpected answer from a reservation; retry",
+        )),
+    }
+}
+
+/// The location of every line under `rule`, by core's fulfillment rules. A
+/// rule that names its location needs no stock read (the hold decides);
+/// `nearest` reads each SKU at every shipping location, and never splits a
+/// reservation (one location for every line, or 409).
+async fn choose_locations(
+    ctx: &Ctx,
+    facts: &Facts,
+    rule: &Rule,
+    merged: &[(Sku, i64)],
+    channel: Channel,
+) -> Result<Vec<ReservationLine>, Problem> {
+    let sites: Vec<_> = facts.locations.iter().map(|l| l.site()).collect();
+    let lines: Vec<Line> = merged
+        .iter()
+        .map(|(sku, qty)| Line {
+            sku: sku.clone(),
+            qty: *qty,
+        })
+        .collect();
+    let at = |l: &LocationId| -> Vec<ReservationLine> {
+        merged
+            .iter()
+            .map(|(sku, qty)| ReservationLine {
+                sku: sku.clone(),
+                qty: *qty,
+                location: l.clone(),
+            })
+            .collect()
+    };
+    match rule {
+        Rule::SingleLocation(l) => return Ok(at(l)),
+        Rule::Pickup(l) => {
+            // The store must offer pickup; its stock is the holds' to decide.
+            return match allocate(rule, &lines, &sites, |_, _| i64::MAX) {
+                Ok(_) => Ok(at(l)),
+                Err(FulfillmentError::LocationNotEligible(l)) => {
+                    Err(Problem::invalid(format!("{l} does not offer pickup")))
+                }
+                Err(e) => Err(fulfillment_problem(e)),
+            };
+        }
+        Rule::Nearest(_) => {}
+    }
+    let shipping: Vec<LocationId> = sites
+        .iter()
+        .filter(|s| s.ships_online)
+        .map(|s| s.id.clone())
+        .collect();
+    if shipping.is_empty() {
+        return Err(Problem::invalid(
+            "no location ships online; give fulfillment.location",
+        ));
+    }
+    let reads = futures_util::future::join_all(
+        merged.iter().map(|(s, _)| read_sku(&ctx.env, s, &shipping)),
+    )
+    .await;
+    let mut avail: Vec<(Sku, Vec<(LocationId, i64)>)> = Vec::new();
+    for ((s, _), r) in merged.iter().zip(reads) {
+        let a = r?;
+        avail.push((
+            s.clone(),
+            a.positions
+                .iter()
+                .map(|(l, p)| (l.clone(), p.available(channel)))
+                .collect(),
+        ));
+    }
+    let available = |sku: &Sku, l: &LocationId| -> i64 {
+        avail
+            .iter()
+            .find(|(s, _)| s == sku)
+            .and_then(|(_, v)| v.iter().find(|(x, _)| x == l))
+            .map_or(0, |(_, q)| *q)
+    };
+    match allocate(rule, &lines, &sites, available) {
+        Ok(a) if a.windows(2).all(|w| w[0].location == w[1].location) => Ok(a
+            .into_iter()
+            .map(|x| ReservationLine {
+                sku: x.sku,
+                qty: x.qty,
+                location: x.location,
+            })
+            .collect()),
+        // Split by line, or short everywhere: a reservation is never split.
+        Ok(_) | Err(FulfillmentError::InsufficientStock(_)) => {
+            let first = &shipping[0];
+            let short: Vec<serde_json::Value> = merged
+                .iter()
+                .map(|(s, q)| {
+                    json!({"sku": s, "location": first, "requested": q,
+                           "available": available(s, first).max(0)})
+                })
+                .collect();
+            Err(Problem::new(
+                409,
+                "insufficient_stock",
+                "no single location can fill every line; nothing was reserved",
+            )
+            .with("lines", short))
+        }
+        Err(e) => Err(fulfillment_problem(e)),
+    }
+}
+
+fn fulfillment_problem(e: FulfillmentError) -> Problem {
+    match e {
+        FulfillmentError::NoLines => Problem::invalid("at least one line is required"),
+        FulfillmentError::TooManyLines { max } => {
+            Problem::invalid(format!("at most {max} lines per request"))
+        }
+        FulfillmentError::UnknownLocation(l) => {
+            Problem::not_found(format!("unknown location: {l}"))
+        }
+        FulfillmentError::LocationNotEligible(l) => {
+            Problem::invalid(format!("{l} cannot serve this fulfillment"))
+        }
+        FulfillmentError::InsufficientStock(short) => Problem::new(
+            409,
+            "insufficient_stock",
+            "not enough stock for every line; nothing was reserved",
+        )
+        .with(
+            "lines",
+            short
+                .iter()
+                .map(|s| {
+                    json!({"sku": s.sku, "location": s.location, "requested": s.requested,
+                           "available": s.available})
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+/// Runs `op` on reservation `id` wherever it lives: its SKU object (when
+/// this isolate knows it, one call), else its own object, which answers or
+/// names the SKU object.
+async fn homed_or_coordinated(
+    ctx: &Ctx,
+    id: &str,
+    op: ReservationOp,
+    coordinated: ReservationRequest,
+) -> Result<ReservationAnswer, Problem> {
+    if let Some(sku) = cache::home(id) {
+        match sku_call::<HomedAnswer>(&ctx.env, &sku, &SkuRequest::Reservation(op.clone())).await? {
+            HomedAnswer::Here(a) => return Ok(a),
+            HomedAnswer::NotHere => cache::forget_home(id),
+        }
+    }
+    let a: CoordinatorAnswer =
+        wire::call(&ctx.env, Namespace::Reservation, id, &coordinated).await?;
+    match a {
+        CoordinatorAnswer::Here(a) => Ok(a),
+        CoordinatorAnswer::Sku { sku } => {
+            match sku_call::<HomedAnswer>(&ctx.env, &sku, &SkuRequest::Reservation(op)).await? {
+                HomedAnswer::Here(a) => {
+                    cache::set_home(id, sku);
+                    Ok(a)
+                }
+                HomedAnswer::NotHere => Err(Problem::not_found("no such reservation")),
+            }
+        }
+        CoordinatorAnswer::Registered => Err(Problem::not_found("no such reservation")),
+    }
+}
+
+/// `GET /v1/reservations/{id}`
+pub async fn get(ctx: &Ctx) -> HttpResult {
+    let id = ctx.path_id("reservation")?;
+    let a = homed_or_coordinated(
+        ctx,
+        &id,
+        ReservationOp::Get { id: id.clone() },
+        ReservationRequest::Get,
+    )
+    .await?;
+    Ok(Reply::json(200, &a.view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtendBody {
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+}
+
+fn change_reply(a: ReservationAnswer) -> Reply {
+    let r = Reply::json(200, &a.view);
+    if a.replayed {
+        r.header("Idempotent-Replayed", "true")
+    } else {
+        r
+    }
+}
+
+/// `POST /v1/reservations/{id}/extend`
+pub async fn extend(ctx: &Ctx) -> HttpResult {
+    let id = ctx.path_id("reservation")?;
+    let b: ExtendBody = if ctx.body.is_empty() {
+        ExtendBody { ttl_seconds: None }
+    } else {
+        parse_json(&ctx.body)?
+    };
+    let ttl = ttl_ms(b.ttl_seconds)?;
+    let meta = Meta {
+        actor: ctx.actor(),
+        channel: None,
+        reference: Some(format!("reservation:{id}")),
+        reason: Some("extended".into()),
+    };
+    let idem = ctx.idem()?;
+    let a = homed_or_coordinated(
+        ctx,
+        &id,
+        ReservationOp::Extend {
+            id: id.clone(),
+            ttl_ms: ttl,
+            meta: meta.clone(),
+            idem: idem.clone(),
+        },
+        ReservationRequest::Extend {
+            ttl_ms: ttl,
+            meta,
+            idem,
+        },
+    )
+    .await?;
+    Ok(change_reply(a))
+}
+
+/// `DELETE /v1/reservations/{id}`
+pub async fn release(ctx: &Ctx) -> HttpResult {
+    let id = ctx.path_id("reservation")?;
+    if !ctx.body.is_empty() {
+        // A DELETE has no body; tolerate an empty JSON object.
+        let v: serde_json::Value = parse_json(&ctx.body)?;
+        if v != json!({}) {
+            return Err(Problem::invalid("DELETE takes no body"));
+        }
+    }
+    let meta = Meta {
+        actor: ctx.actor(),
+        channel: None,
+        reference: Some(format!("reservation:{id}")),
+        reason: Some("released".into()),
+    };
+    let idem = ctx.idem()?;
+    let a = homed_or_coordinated(
+        ctx,
+        &id,
+        ReservationOp::Release {
+            id: id.clone(),
+            meta: meta.clone(),
+            idem: idem.clone(),
+        },
+        ReservationRequest::Release { meta, idem },
+    )
+    .await?;
+    Ok(change_reply(a))
+}

@@ -1,0 +1,19 @@
+//! The Durable Objects, one module per class. Each owns its SQLite storage,
+//! creates its tables once per instance, and talks to other objects only
+//! through `wire`. No object imports `api`.
+//!
+//! - `SkuStock` (sku_stock.rs): one per SKU, the only writer of its stock;
+//!   also the home of one-SKU reservations.
+//! - `Reservation` (reservation.rs): one per reservation id: the two-phase
+//!   coordinator of a reservation across SKU objects, or the pointer to the
+//!   SKU object that holds a one-SKU reservation.
+//! - `Catalog` (catalog.rs): the one catalog (locations, products, SKUs,
+//!   barcodes, bundles); read by stock requests through the isolate cache.
+//! - `Terminal` (terminal.rs): one per POS terminal, applies its sales in
+//!   device order and keeps every sale's answer forever.
+pub mod catalog;
+pub mod reservation;
+pub mod serial;
+pub mod sku_stock;
+pub mod storage;
+pub mod terminal;

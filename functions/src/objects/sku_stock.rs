@@ -1,0 +1,957 @@
+//! `SkuStock`: the one Durable Object that owns a SKU's stock, keyed by
+//! `id_from_name(sku)`.
+//!
+//! SQLite is the truth: `events` (the log: audit trail and ledger, never
+//! pruned), `snapshot` (one row: the state after the event `seq`, rewritten
+//! every [`SNAPSHOT_EVERY`] events), `ops` (each command's answer under its
+//! client id with the request's Idempotency-Key, so a retry gets exactly the
+//! first answer; sales kept forever, the others [`OPS_KEEP_MS`]) and
+//! `reservations` (the one-SKU reservations homed here, kept
+//! [`RESERVATION_KEEP_MS`] after their last deadline). Memory is a cache
+//! that may vanish between requests; a load reads the snapshot and replays
+//! the fewer than [`SNAPSHOT_EVERY`] events after it.
+//!
+//! Every rule is `omnistock_core::SkuState`'s. For each request: load,
+//! `expire(now)`, `decide`, `apply`, then write the events, the answers (and
+//! when due a snapshot and a bounded batch of pruning) in ONE SQLite
+//! transaction with no await in between, then point the alarm at
+//! `next_deadline()` (an absolute time). If the transaction fails, memory is
+//! dropped (reloaded from SQLite next time) and the caller gets a retryable
+//! 503: nothing was acknowledged.
+use std::cell::{Cell, RefCell};
+
+use omnistock_core::sku::{HoldState, Resolution};
+use omnistock_core::{Channel, Event, HoldId, Rejection, SkuState, Timestamp};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, ScheduledTime, SqlStorage, State,
+};
+
+use super::storage::{self, int, opt_text, text, Stmt};
+use crate::http::{rfc3339, Problem};
+use crate::wire::reservation::{
+    ReservationAnswer, ReservationLine, ReservationStatus, ReservationView,
+};
+use crate::wire::sku_stock::{
+    event_location, sale_key, ExecRequest, HoldView, HomedAnswer, LedgerEntry, LedgerRequest, Meta,
+    Outcome, ReadAnswer, ReadRequest, Refusal, ReservationOp, ReserveRequest, SkuRequest,
+    WireCommand,
+};
+use crate::wire::{self, Idem};
+
+/// A snapshot is written once this many events have been logged since the
+/// last one, in the same transaction as the events that reach the count. A
+/// load therefore replays fewer than this many events after the snapshot.
+pub const SNAPSHOT_EVERY: u64 = 256;
+
+/// The format of `snapshot.state`: the serde JSON of `SkuState`. Bump it when
+/// that shape changes incompatibly; a snapshot of another format is ignored
+/// (full replay) and replaced by the next one written.
+pub const SNAPSHOT_FORMAT: i64 = 1;
+
+/// How long `ops` rows other than sales are kept (by the time they were
+/// written): API.md keeps Idempotency-Keys at least 24 h and core remembers
+/// op and hold ids for 24 h. Sale rows (`sale:`) are kept forever (sale ids
+/// are idempotent forever, and core keeps only a window of them).
+pub const OPS_KEEP_MS: i64 = 48 * 3_600_000;
+
+/// How long a homed reservation's row is kept after its last deadline.
+pub const RESERVATION_KEEP_MS: i64 = 48 * 3_600_000;
+
+/// Rows pruned per write and table (bounded work, through a partial index).
+pub const PRUNE_BATCH: i64 = 100;
+
+/// Deletes up to `PRUNE_BATCH` expired non-sale `ops` rows. The
+/// `substr(id, 1, 5) <> 'sale:'` term matches the partial index `ops_prunable`
+/// word for word, so SQLite uses it and never walks the sale rows.
+const OPS_PRUNE: &str = "DELETE FROM ops WHERE id IN (
+    SELECT id FROM ops WHERE substr(id, 1, 5) <> 'sale:' AND at < ? ORDER BY at LIMIT ?)";
+
+const RESERVATIONS_PRUNE: &str = "DELETE FROM reservations WHERE id IN (
+    SELECT id FROM reservations WHERE deadline < ? ORDER BY deadline LIMIT ?)";
+
+/// The snapshot row, written after the events of the same transaction: its
+/// `seq` is the last event it includes.
+const SNAPSHOT_WRITE: &str = "INSERT OR REPLACE INTO snapshot (id, seq, format, state, at)
+    VALUES (0, (SELECT coalesce(max(seq), 0) FROM events), ?, ?, ?)";
+
+const EVENT_WRITE: &str =
+    "INSERT INTO events (at, kind, location, json, actor, channel, reference, reason)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+const ANSWER_WRITE: &str =
+    "INSERT OR REPLACE INTO ops (id, result, at, req_key, req_fp) VALUES (?, ?, ?, ?, ?)";
+
+const RESERVATION_WRITE: &str =
+    "INSERT OR REPLACE INTO reservations (id, json, deadline) VALUES (?, ?, ?)";
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        location TEXT,
+        json TEXT NOT NULL,
+        actor TEXT,
+        channel TEXT,
+        reference TEXT,
+        reason TEXT)",
+    "CREATE INDEX IF NOT EXISTS events_by_location ON events(location, seq)",
+    "CREATE TABLE IF NOT EXISTS ops (id TEXT PRIMARY KEY, result TEXT NOT NULL, at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ops_prunable ON ops(at) WHERE substr(id, 1, 5) <> 'sale:'",
+    "CREATE TABLE IF NOT EXISTS snapshot (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        seq INTEGER NOT NULL,
+        format INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS reservations (
+        id TEXT PRIMARY KEY, json TEXT NOT NULL, deadline INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS reservations_by_deadline ON reservations(deadline)",
+];
+
+/// Columns added after the first schema (SQLite has no ADD COLUMN IF NOT
+/// EXISTS: a duplicate column error is expected once the column is there).
+const UPGRADES: &[&str] = &[
+    "ALTER TABLE ops ADD COLUMN req_key TEXT",
+    "ALTER TABLE ops ADD COLUMN req_fp TEXT",
+];
+const UPGRADE_INDEXES: &[&str] =
+    &["CREATE INDEX IF NOT EXISTS ops_by_key ON ops(req_key) WHERE req_key IS NOT NULL"];
+
+#[derive(Deserialize)]
+struct JsonRow {
+    json: String,
+}
+
+#[derive(Deserialize)]
+struct ResultRow {
+    result: String,
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    req_fp: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SnapshotRow {
+    seq: i64,
+    format: i64,
+    state: String,
+}
+
+/// A one-SKU reservation homed here, as stored (one row).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Homed {
+    id: String,
+    attempt: u32,
+    fp: String,
+    line: ReservationLine,
+    ttl_ms: i64,
+    channel: Channel,
+    created_at: i64,
+    /// The create's Idempotency-Key and first answer: a view, or the refusal
+    /// of a failed attempt.
+    key: Idem,
+    first: Result<ReservationView, Problem>,
+    /// The last release or extension, with its key, for replays.
+    #[serde(default)]
+    last: Option<(Idem, Result<ReservationView, Problem>)>,
+    /// The latest deadline the hold had (for pruning and after core forgot it).
+    expires_at: Option<i64>,
+    /// Set once released or expired, for when core no longer remembers the hold.
+    #[serde(default)]
+    ended: Option<ReservationStatus>,
+}
+
+impl Homed {
+    fn hold_id(&self) -> Result<HoldId, Problem> {
+        hold_id(self.attempt, &self.id)
+    }
+    fn failed(&self) -> bool {
+        self.first.is_err()
+    }
+}
+
+/// The hold id of a reservation's attempt: `res.<attempt>.<id>`.
+pub fn hold_id(attempt: u32, id: &str) -> Result<HoldId, Problem> {
+    HoldId::parse(&format!("res.{attempt}.{id}"))
+        .map_err(|e| Problem::invalid(format!("reservation id: {e}")))
+}
+
+/// Everything one request writes, committed in one transaction.
+#[derive(Default)]
+struct Batch {
+    stmts: Vec<Stmt>,
+    events: u64,
+}
+
+impl Batch {
+    fn events(&mut self, events: &[Event], meta: &Meta) -> Result<(), Problem> {
+        for e in events {
+            // An event that does not encode is an error: never an empty row in the log.
+            let json = serde_json::to_string(e)?;
+            self.stmts.push((
+                EVENT_WRITE,
+                vec![
+                    int(e.at().as_ms()),
+                    text(e.name()),
+                    opt_text(event_location(e).map(|l| l.as_str())),
+                    text(&json),
+                    text(&meta.actor),
+                    opt_text(meta.channel.as_deref()),
+                    opt_text(meta.reference.as_deref()),
+                    opt_text(meta.reason.as_deref()),
+                ],
+            ));
+        }
+        self.events += events.len() as u64;
+        Ok(())
+    }
+}
+
+#[durable_object]
+pub struct SkuStock {
+    state: State,
+    /// The replayed state: a cache of the event log.
+    mem: RefCell<Option<SkuState>>,
+    /// Events logged since the last snapshot was written or attempted.
+    since_snapshot: Cell<u64>,
+    /// The alarm last asked for: `None` when unknown (after a start or a failure).
+    alarm_at: Cell<Option<Option<i64>>>,
+    schema_ok: Cell<bool>,
+}
+
+impl DurableObject for SkuStock {
+    fn new(state: State, _env: Env) -> Self {
+        SkuStock {
+            state,
+            mem: RefCell::new(None),
+            since_snapshot: Cell::new(0),
+            alarm_at: Cell::new(None),
+            schema_ok: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let r = match wire::read::<SkuRequest>(&mut req).await {
+            Ok(SkuRequest::Exec(x)) => self.guarded(|| self.exec(x)).and_then(to_value),
+            Ok(SkuRequest::Read(x)) => self.guarded(|| self.read(x)).and_then(to_value),
+            Ok(SkuRequest::Ledger(x)) => self.ledger(x).and_then(to_value),
+            // A refusal is an answer (written with its row), not a failure.
+            Ok(SkuRequest::Reserve(x)) => self
+                .guarded(|| self.reserve(x))
+                .and_then(|r| r)
+                .and_then(to_value),
+            Ok(SkuRequest::Reservation(x)) => self
+                .guarded(|| self.reservation(x))
+                .and_then(|r| r)
+                .and_then(to_value),
+            Err(p) => Err(p),
+        };
+        self.sync_alarm().await;
+        wire::answer(r)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        // Inside alarm() no alarm is set any more.
+        self.alarm_at.set(Some(None));
+        let r = self.guarded(|| {
+            self.exec(ExecRequest {
+                cmds: Vec::new(),
+                meta: system_meta("alarm"),
+                idem: None,
+            })
+        });
+        self.sync_alarm().await;
+        match r {
+            Ok(_) => Response::ok(""),
+            // An error makes the runtime retry the alarm: expiry is idempotent.
+            Err(p) => Err(worker::Error::RustError(p.detail)),
+        }
+    }
+}
+
+fn to_value<T: Serialize>(v: T) -> Result<serde_json::Value, Problem> {
+    Ok(serde_json::to_value(v)?)
+}
+
+fn system_meta(reference: &str) -> Meta {
+    Meta {
+        actor: "system".into(),
+        channel: None,
+        reference: Some(reference.into()),
+        reason: None,
+    }
+}
+
+impl SkuStock {
+    /// Runs `f`; if it fails, memory may differ from SQLite: drop it.
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, Problem>) -> Result<T, Problem> {
+        let r = f();
+        if r.is_err() {
+            *self.mem.borrow_mut() = None;
+        }
+        r
+    }
+
+    fn ensure_schema(&self) -> Result<(), Problem> {
+        if self.schema_ok.get() {
+            return Ok(());
+        }
+        let sql = self.state.storage().sql();
+        for q in SCHEMA {
+            storage::exec(&sql, q, Vec::new())?;
+        }
+        for q in UPGRADES {
+            // Fails once the column exists; that is the expected case.
+            let _ = sql.exec(q, None);
+        }
+        for q in UPGRADE_INDEXES {
+            storage::exec(&sql, q, Vec::new())?;
+        }
+        self.schema_ok.set(true);
+        Ok(())
+    }
+
+    /// The state, rebuilt from SQLite if memory lost it: the snapshot (when
+    /// there is a usable one) plus the events after it, else the whole log.
+    fn load(&self) -> Result<(), Problem> {
+        self.ensure_schema()?;
+        if self.mem.borrow().is_some() {
+            return Ok(());
+        }
+        let sql = self.state.storage().sql();
+        let (mut st, after) = match read_snapshot(&sql)? {
+            Some((st, seq)) => (st, seq),
+            None => (SkuState::new(), 0),
+        };
+        let mut replayed = replay(&sql, &mut st, after)?;
+        if after > 0 && st.events_applied() != after as u64 + replayed {
+            // The snapshot does not account for the log before it: trust the log.
+            worker::console_error!(
+                "snapshot at seq {after} does not match the event log; replaying all of it"
+            );
+            st = SkuState::new();
+            replayed = replay(&sql, &mut st, 0)?;
+        }
+        *self.mem.borrow_mut() = Some(st);
+        self.since_snapshot.set(replayed);
+        Ok(())
+    }
+
+    /// Runs `f` on the loaded state at `now` after expiring lapsed holds,
+    /// then commits everything `f` added to the batch in one transaction
+    /// (with a snapshot when due and, now and then, a pruning batch).
+    /// Synchronous from load to commit: no other request interleaves.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut SkuState, Timestamp, &mut Batch) -> Result<T, Problem>,
+    ) -> Result<T, Problem> {
+        self.load()?;
+        let now = Timestamp::from_ms(storage::now_ms());
+        let mut guard = self.mem.borrow_mut();
+        let st = guard
+            .as_mut()
+            .ok_or_else(|| Problem::overloaded("state not loaded"))?;
+        let mut batch = Batch::default();
+        let expired = st.expire(now);
+        for e in &expired {
+            st.apply(e);
+        }
+        batch.events(&expired, &system_meta("expiry"))?;
+        let out = f(st, now, &mut batch)?;
+        if batch.stmts.is_empty() {
+            return Ok(out);
+        }
+        batch.stmts.push((
+            OPS_PRUNE,
+            vec![int(now.as_ms() - OPS_KEEP_MS), int(PRUNE_BATCH)],
+        ));
+        batch.stmts.push((
+            RESERVATIONS_PRUNE,
+            vec![int(now.as_ms() - RESERVATION_KEEP_MS), int(PRUNE_BATCH)],
+        ));
+        let mut since = self.since_snapshot.get() + batch.events;
+        if since >= SNAPSHOT_EVERY {
+            since = 0;
+            match snapshot_json(st) {
+                Ok(json) => batch.stmts.push((
+                    SNAPSHOT_WRITE,
+                    vec![int(SNAPSHOT_FORMAT), text(&json), int(now.as_ms())],
+                )),
+                // The log stays the truth; try again after another
+                // SNAPSHOT_EVERY events (not on every write: bounded work).
+                Err(why) => worker::console_error!("no snapshot written: {why}"),
+            }
+        }
+        storage::atomically(&self.state.storage(), batch.stmts)?;
+        self.since_snapshot.set(since);
+        Ok(out)
+    }
+
+    /// The stored answer of a command id, if any.
+    fn stored(&self, key: &str) -> Result<Option<Outcome>, Problem> {
+        let sql = self.state.storage().sql();
+        let rows: Vec<ResultRow> =
+            storage::query(&sql, "SELECT result FROM ops WHERE id = ?", vec![text(key)])?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| serde_json::from_str::<Outcome>(&r.result).ok()))
+    }
+
+    /// Refuses a request whose Idempotency-Key this object saw with another request.
+    fn check_key(&self, idem: &Idem) -> Result<(), Problem> {
+        let sql = self.state.storage().sql();
+        let rows: Vec<KeyRow> = storage::query(
+            &sql,
+            "SELECT req_fp FROM ops WHERE req_key = ? LIMIT 1",
+            vec![text(&idem.key)],
+        )?;
+        match rows.first() {
+            Some(KeyRow { req_fp: Some(fp) }) if *fp != idem.fp => Err(Problem::key_reused()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs the commands in order, in one transaction.
+    fn exec(&self, req: ExecRequest) -> Result<Vec<Outcome>, Problem> {
+        self.ensure_schema()?;
+        if let Some(i) = &req.idem {
+            self.check_key(i)?;
+        }
+        self.write(|st, now, batch| {
+            let mut out = Vec::with_capacity(req.cmds.len());
+            for cmd in &req.cmds {
+                let o = self.exec_one(st, now, batch, cmd, &req.meta, req.idem.as_ref())?;
+                out.push(o);
+            }
+            Ok(out)
+        })
+    }
+
+    fn exec_one(
+        &self,
+        st: &mut SkuState,
+        now: Timestamp,
+        batch: &mut Batch,
+        cmd: &WireCommand,
+        meta: &Meta,
+        idem: Option<&Idem>,
+    ) -> Result<Outcome, Problem> {
+        match st.decide(now, &cmd.to_core()) {
+            Ok(events) => {
+                // A sale core no longer remembers may still be recorded here
+                // (sale ids are idempotent forever; core keeps a window).
+                if let WireCommand::Sell { sale, .. } = cmd {
+                    if let Some(mut o) = self.stored(&sale_key(sale))? {
+                        o.replayed = true;
+                        return Ok(o);
+                    }
+                }
+                for e in &events {
+                    st.apply(e);
+                }
+                batch.events(&events, meta)?;
+                let o = describe(st, now, cmd, Ok(events));
+                if let Some(key) = cmd.answer_key() {
+                    batch.stmts.push((
+                        ANSWER_WRITE,
+                        vec![
+                            text(&key),
+                            text(&serde_json::to_string(&o)?),
+                            int(now.as_ms()),
+                            opt_text(idem.map(|i| i.key.as_str())),
+                            opt_text(idem.map(|i| i.fp.as_str())),
+                        ],
+                    ));
+                }
+                Ok(o)
+            }
+            Err(Rejection::Exists) => {
+                let stored = match cmd.answer_key() {
+                    Some(key) => self.stored(&key)?,
+                    None => None,
+                };
+                let mut o = match stored {
+                    Some(o) => o,
+                    // Nothing kept (or a command without an id): describe it now.
+                    None => describe(st, now, cmd, Ok(Vec::new())),
+                };
+                o.replayed = true;
+                Ok(o)
+            }
+            Err(r) => Ok(describe(st, now, cmd, Err(Refusal::from_core(&r)))),
+        }
+    }
+
+    fn read(&self, req: ReadRequest) -> Result<ReadAnswer, Problem> {
+        // Expire first so the log shows it; a read never shows a lapsed hold anyway.
+        self.write(|st, now, _| {
+            let positions = match req.locations {
+                Some(locs) => locs
+                    .into_iter()
+                    .map(|l| {
+                        let p = st.position_at(now, &l);
+                        (l, p)
+                    })
+                    .collect(),
+                None => st
+                    .positions()
+                    .map(|(l, _)| (l.clone(), st.position_at(now, l)))
+                    .collect(),
+            };
+            Ok(ReadAnswer {
+                now: now.as_ms(),
+                positions,
+            })
+        })
+    }
+
+    fn ledger(&self, req: LedgerRequest) -> Result<Vec<LedgerEntry>, Problem> {
+        self.ensure_schema()?;
+        let sql = self.state.storage().sql();
+        let limit = req.limit.clamp(1, 1000);
+        let after = req.after.unwrap_or(0);
+        match &req.location {
+            Some(l) => storage::query(
+                &sql,
+                "SELECT seq, at, kind, location, json, actor, channel, reference, reason FROM events
+                 WHERE location = ? AND seq > ? ORDER BY seq LIMIT ?",
+                vec![text(l.as_str()), int(after), int(limit)],
+            ),
+            None => storage::query(
+                &sql,
+                "SELECT seq, at, kind, location, json, actor, channel, reference, reason FROM events
+                 WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![int(after), int(limit)],
+            ),
+        }
+    }
+
+    fn homed(&self, id: &str) -> Result<Option<Homed>, Problem> {
+        self.ensure_schema()?;
+        let sql = self.state.storage().sql();
+        let rows: Vec<JsonRow> = storage::query(
+            &sql,
+            "SELECT json FROM reservations WHERE id = ?",
+            vec![text(id)],
+        )?;
+        match rows.first() {
+            Some(r) => Ok(Some(serde_json::from_str(&r.json)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A one-SKU reservation: hold and record it in one transaction
+    /// (two rows: the `held` event and the reservation).
+    fn reserve(&self, req: ReserveRequest) -> Result<Result<HomedAnswer, Problem>, Problem> {
+        let existing = self.homed(&req.id)?;
+        self.write(|st, now, batch| {
+            let attempt = match &existing {
+                Some(h) if h.failed() && h.key == req.idem => {
+                    // The same request again: its first answer.
+                    let mut p = h.first.clone().err().unwrap_or_else(|| {
+                        Problem::overloaded("a failed reservation without its refusal")
+                    });
+                    p.replayed = true;
+                    return Ok(Err(p));
+                }
+                Some(h) if h.failed() => h.attempt + 1,
+                Some(h) if h.fp != req.fp => {
+                    return Ok(Err(Problem::new(
+                        409,
+                        "idempotency_key_reused",
+                        format!("reservation {} already exists with other content", h.id),
+                    )))
+                }
+                Some(h) => {
+                    let replay = h.key == req.idem;
+                    let view = match (&h.first, replay) {
+                        (Ok(v), true) => v.clone(),
+                        _ => view_of(st, now, h)?,
+                    };
+                    return Ok(Ok(HomedAnswer::Here(ReservationAnswer {
+                        created: replay,
+                        replayed: replay,
+                        view,
+                    })));
+                }
+                None => 1,
+            };
+            let hold = hold_id(attempt, &req.id)?;
+            let cmd = omnistock_core::Command::Hold {
+                hold: hold.clone(),
+                location: req.line.location.clone(),
+                qty: req.line.qty,
+                channel: req.channel,
+                ttl_ms: Some(req.ttl_ms),
+            };
+            let mut h = Homed {
+                id: req.id.clone(),
+                attempt,
+                fp: req.fp.clone(),
+                line: req.line.clone(),
+                ttl_ms: req.ttl_ms,
+                channel: req.channel,
+                created_at: now.as_ms(),
+                key: req.idem.clone(),
+                first: Err(Problem::overloaded("not decided")),
+                last: None,
+                expires_at: None,
+                ended: None,
+            };
+            match st.decide(now, &cmd) {
+                Ok(events) => {
+                    for e in &events {
+                        st.apply(e);
+                    }
+                    batch.events(&events, &req.meta)?;
+                    h.expires_at = deadline(st, &hold);
+                    h.first = Ok(view_of(st, now, &h)?);
+                }
+                Err(Rejection::InsufficientStock {
+                    requested,
+                    available,
+                }) => {
+                    h.first = Err(Problem::new(
+                        409,
+                        "insufficient_stock",
+                        "not enough stock for every line; nothing was reserved",
+                    )
+                    .with(
+                        "lines",
+                        [serde_json::json!({
+                            "sku": req.line.sku, "location": req.line.location,
+                            "requested": requested, "available": available.max(0),
+                        })],
+                    ));
+                }
+                Err(Rejection::Exists) => {
+                    // Held already by this attempt (a row lost with its
+                    // transaction cannot be: both are written together).
+                    h.expires_at = deadline(st, &hold);
+                    h.first = Ok(view_of(st, now, &h)?);
+                }
+                Err(r) => return Ok(Err(Refusal::from_core(&r).problem)),
+            }
+            batch.stmts.push(homed_row(&h)?);
+            Ok(match &h.first {
+                Ok(v) => Ok(HomedAnswer::Here(ReservationAnswer {
+                    created: true,
+                    replayed: false,
+                    view: v.clone(),
+                })),
+                Err(p) => Err(p.clone()),
+            })
+        })
+    }
+
+    /// Reads, releases or extends a reservation homed here.
+    fn reservation(&self, op: ReservationOp) -> Result<Result<HomedAnswer, Problem>, Problem> {
+        let id = match &op {
+            ReservationOp::Get { id }
+            | ReservationOp::Release { id, .. }
+            | ReservationOp::Extend { id, .. } => id.clone(),
+        };
+        let Some(mut h) = self.homed(&id)? else {
+            return Ok(Ok(HomedAnswer::NotHere));
+        };
+        if h.failed() {
+            return Ok(Err(Problem::not_found("no such reservation")));
+        }
+        // The same key as the last change: its answer again (or a key reused).
+        if let ReservationOp::Release { idem, .. } | ReservationOp::Extend { idem, .. } = &op {
+            if let Some((k, answer)) = &h.last {
+                if k.key == idem.key {
+                    if k.fp != idem.fp {
+                        return Ok(Err(Problem::key_reused()));
+                    }
+                    return Ok(match answer {
+                        Ok(v) => Ok(HomedAnswer::Here(ReservationAnswer {
+                            created: false,
+                            replayed: true,
+                            view: v.clone(),
+                        })),
+                        Err(p) => {
+                            let mut p = p.clone();
+                            p.replayed = true;
+                            Err(p)
+                        }
+                    });
+                }
+            }
+        }
+        self.write(|st, now, batch| {
+            let hold = h.hold_id()?;
+            let status = status_of(st, now, &h);
+            let answer: Result<ReservationView, Problem> = match (&op, status) {
+                (ReservationOp::Get { .. }, _) => {
+                    return Ok(Ok(HomedAnswer::Here(ReservationAnswer {
+                        created: false,
+                        replayed: false,
+                        view: view_of(st, now, &h)?,
+                    })))
+                }
+                (ReservationOp::Release { .. }, ReservationStatus::Released) => {
+                    view_of(st, now, &h)
+                }
+                (ReservationOp::Release { .. }, ReservationStatus::Expired) => {
+                    Err(Problem::invalid_transition("expired", "released", &[]))
+                }
+                (ReservationOp::Release { meta, .. }, _) => {
+                    let meta = &with_channel(meta, h.channel);
+                    match st.decide(now, &omnistock_core::Command::Release { hold }) {
+                        Ok(events) => {
+                            for e in &events {
+                                st.apply(e);
+                            }
+                            batch.events(&events, meta)?;
+                            h.ended = Some(ReservationStatus::Released);
+                            view_of(st, now, &h)
+                        }
+                        Err(r) => Err(Refusal::from_core(&r).problem),
+                    }
+                }
+                (ReservationOp::Extend { ttl_ms, meta, .. }, ReservationStatus::Active) => {
+                    let meta = &with_channel(meta, h.channel);
+                    match st.decide(
+                        now,
+                        &omnistock_core::Command::Extend {
+                            hold: hold.clone(),
+                            ttl_ms: *ttl_ms,
+                        },
+                    ) {
+                        Ok(events) => {
+                            for e in &events {
+                                st.apply(e);
+                            }
+                            batch.events(&events, meta)?;
+                            h.expires_at = deadline(st, &hold).or(h.expires_at);
+                            h.ttl_ms = *ttl_ms;
+                            view_of(st, now, &h)
+                        }
+                        Err(r) => Err(Refusal::from_core(&r).problem),
+                    }
+                }
+                (ReservationOp::Extend { .. }, s) => {
+                    Err(Problem::invalid_transition(s.as_str(), "active", &[]))
+                }
+            };
+            if let ReservationOp::Release { idem, .. } | ReservationOp::Extend { idem, .. } = &op {
+                h.last = Some((idem.clone(), answer.clone()));
+                batch.stmts.push(homed_row(&h)?);
+            }
+            Ok(answer.map(|view| {
+                HomedAnswer::Here(ReservationAnswer {
+                    created: false,
+                    replayed: false,
+                    view,
+                })
+            }))
+        })
+    }
+
+    /// Points the alarm at the earliest deadline (absolute time), or clears it.
+    /// The value is recorded before the await: storage calls apply in the
+    /// order they are issued, so the last one issued wins.
+    async fn sync_alarm(&self) {
+        let want = match self.mem.borrow().as_ref() {
+            Some(st) => st.next_deadline().map(|t| t.as_ms()),
+            None => return,
+        };
+        if self.alarm_at.get() == Some(want) {
+            return;
+        }
+        self.alarm_at.set(Some(want));
+        let storage = self.state.storage();
+        let r = match want {
+            Some(at) => {
+                let date = js_sys::Date::new(&JsValue::from_f64(at as f64));
+                storage.set_alarm(ScheduledTime::new(date)).await
+            }
+            None => storage.delete_alarm().await,
+        };
+        if let Err(e) = r {
+            worker::console_error!("setting the alarm failed: {e}");
+            self.alarm_at.set(None);
+        }
+    }
+}
+
+/// The ledger's channel of a change to a reservation: the reservation's own.
+fn with_channel(meta: &Meta, channel: Channel) -> Meta {
+    let name = match channel {
+        Channel::Pos => "pos",
+        _ => "online",
+    };
+    Meta {
+        channel: meta.channel.clone().or(Some(name.into())),
+        ..meta.clone()
+    }
+}
+
+fn homed_row(h: &Homed) -> Result<Stmt, Problem> {
+    let deadline = h.expires_at.unwrap_or(h.created_at);
+    Ok((
+        RESERVATION_WRITE,
+        vec![text(&h.id), text(&serde_json::to_string(h)?), int(deadline)],
+    ))
+}
+
+/// The deadline of an active hold.
+fn deadline(st: &SkuState, hold: &HoldId) -> Option<i64> {
+    match st.hold(hold).map(|h| h.state) {
+        Some(HoldState::Held { expires_at }) => expires_at.map(|t| t.as_ms()),
+        _ => None,
+    }
+}
+
+/// A homed reservation's status at `now`, from its hold (core's truth) or,
+/// once core forgot the hold, from the row.
+fn status_of(st: &SkuState, now: Timestamp, h: &Homed) -> ReservationStatus {
+    let Ok(hold) = h.hold_id() else {
+        return ReservationStatus::Failed;
+    };
+    if let Some(x) = st.hold(&hold) {
+        return match x.state {
+            HoldState::Held {
+                expires_at: Some(t),
+            } if t <= now => ReservationStatus::Expired,
+            _ => ReservationStatus::Active,
+        };
+    }
+    match st.resolution(&hold) {
+        Some(Resolution::Expired) => ReservationStatus::Expired,
+        Some(_) => ReservationStatus::Released,
+        None => match (h.ended, h.expires_at) {
+            (Some(s), _) => s,
+            (None, Some(t)) if t <= now.as_ms() => ReservationStatus::Expired,
+            (None, _) => ReservationStatus::Active,
+        },
+    }
+}
+
+fn view_of(st: &SkuState, now: Timestamp, h: &Homed) -> Result<ReservationView, Problem> {
+    let hold = h.hold_id()?;
+    Ok(ReservationView {
+        id: h.id.clone(),
+        status: status_of(st, now, h),
+        expires_at: deadline(st, &hold).or(h.expires_at).map(rfc3339),
+        lines: vec![h.line.clone()],
+        created_at: rfc3339(h.created_at),
+    })
+}
+
+/// The usable snapshot and the seq of its last event, if there is one. A
+/// snapshot of another format, one that does not decode, or one that breaks
+/// core's invariants is ignored (logged, never its content): the caller then
+/// replays the whole log.
+fn read_snapshot(sql: &SqlStorage) -> Result<Option<(SkuState, i64)>, Problem> {
+    let rows: Vec<SnapshotRow> = storage::query(
+        sql,
+        "SELECT seq, format, state FROM snapshot WHERE id = 0",
+        vec![],
+    )?;
+    let Some(row) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    if row.format != SNAPSHOT_FORMAT {
+        worker::console_warn!(
+            "snapshot at seq {} has format {} (expected {SNAPSHOT_FORMAT}); replaying the whole log",
+            row.seq,
+            row.format
+        );
+        return Ok(None);
+    }
+    let st: SkuState = match serde_json::from_str(&row.state) {
+        Ok(st) => st,
+        Err(e) => {
+            worker::console_error!(
+                "snapshot at seq {} does not decode ({e}); replaying the whole log",
+                row.seq
+            );
+            return Ok(None);
+        }
+    };
+    if let Err(why) = st.check_invariants() {
+        worker::console_error!(
+            "snapshot at seq {} breaks an invariant ({why}); replaying the whole log",
+            row.seq
+        );
+        return Ok(None);
+    }
+    Ok(Some((st, row.seq)))
+}
+
+/// Applies the logged events after `after` to `st`; returns how many.
+fn replay(sql: &SqlStorage, st: &mut SkuState, after: i64) -> Result<u64, Problem> {
+    let rows: Vec<JsonRow> = storage::query(
+        sql,
+        "SELECT json FROM events WHERE seq > ? ORDER BY seq",
+        vec![int(after)],
+    )?;
+    let n = rows.len() as u64;
+    for row in rows {
+        let ev: Event = serde_json::from_str(&row.json).map_err(|e| {
+            worker::console_error!("undecodable event in the log: {e}");
+            Problem::overloaded("the event log could not be read")
+        })?;
+        st.apply(&ev);
+    }
+    Ok(n)
+}
+
+/// The snapshot of `st`, if it is sound (a snapshot is never written from a
+/// state that breaks core's invariants).
+fn snapshot_json(st: &SkuState) -> Result<String, String> {
+    st.check_invariants()?;
+    serde_json::to_string(st).map_err(|e| e.to_string())
+}
+
+/// A command's outcome, with the hold and position it left (after applying).
+fn describe(
+    st: &SkuState,
+    now: Timestamp,
+    cmd: &WireCommand,
+    result: Result<Vec<Event>, Refusal>,
+) -> Outcome {
+    let mut o = Outcome {
+        replayed: false,
+        result,
+        hold: None,
+        location: None,
+        position: None,
+    };
+    if let Some(h) = cmd.hold() {
+        match st.hold(h) {
+            Some(hold) => {
+                let (active, expires_at) = match hold.state {
+                    HoldState::Held { expires_at } => (
+                        !expires_at.is_some_and(|t| t <= now),
+                        expires_at.map(|t| t.as_ms()),
+                    ),
+                    HoldState::Committed => (true, None),
+                };
+                o.hold = Some(HoldView { active, expires_at });
+                o.location = Some(hold.location.clone());
+            }
+            None => {
+                o.hold = Some(HoldView {
+                    active: false,
+                    expires_at: None,
+                })
+            }
+        }
+    }
+    if o.location.is_none() {
+        o.location = cmd.location().cloned();
+    }
+    if let Some(l) = &o.location {
+        o.position = Some(st.position_at(now, l));
+    }
+    o
+}

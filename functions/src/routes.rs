@@ -1,0 +1,245 @@
+//! The one route table: path pattern, method, the roles that may call it,
+//! whether any web origin may read it, and its handler. The router below
+//! turns a request into a [`Ctx`] (authentication, body limit,
+//! Idempotency-Key) and answers every failure as problem+json.
+use futures_util::future::LocalBoxFuture;
+use worker::{Env, Method, Request};
+
+use crate::api;
+use crate::auth::Role;
+use crate::cache;
+use crate::extract::{self, Ctx};
+use crate::http::{HttpResult, Problem, Reply};
+use crate::objects::storage::now_ms;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub type Handler = for<'a> fn(&'a Ctx) -> LocalBoxFuture<'a, HttpResult>;
+
+pub struct Route {
+    /// Segments after the first `/`; `:name` matches any one segment.
+    pub path: &'static str,
+    pub method: Method,
+    /// Who may call it; empty: no key needed.
+    pub roles: &'static [Role],
+    /// Readable by any web origin (CORS), with a publishable key.
+    pub cors: bool,
+    pub handler: Handler,
+}
+
+const ANYONE: &[Role] = &[];
+const ALL: &[Role] = &[Role::Admin, Role::Storefront, Role::Pos, Role::Publishable];
+const READERS: &[Role] = &[Role::Admin, Role::Storefront, Role::Pos];
+const ADMIN: &[Role] = &[Role::Admin];
+const SHOP: &[Role] = &[Role::Admin, Role::Storefront];
+const TILL: &[Role] = &[Role::Admin, Role::Pos];
+
+/// Wraps an `async fn(&Ctx) -> HttpResult` as a [`Handler`].
+macro_rules! h {
+    ($f:path) => {{
+        fn handler<'a>(c: &'a Ctx) -> LocalBoxFuture<'a, HttpResult> {
+            Box::pin($f(c))
+        }
+        handler as Handler
+    }};
+}
+
+macro_rules! route {
+    ($method:ident $path:literal, $roles:expr, $cors:expr, $f:path) => {
+        Route {
+            path: $path,
+            method: Method::$method,
+            roles: $roles,
+            cors: $cors,
+            handler: h!($f),
+        }
+    };
+}
+
+pub fn table() -> &'static [Route] {
+    use api::{availability, catalog, inventory, pos, reservations};
+    static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        vec![
+            route!(Get "v1/health", ANYONE, true, api::health),
+            route!(Get "v1/openapi.json", ANYONE, true, api::openapi),
+            route!(Get "v1/availability", ALL, true, availability::get),
+            route!(Post "v1/inventory/receipts", ADMIN, false, inventory::receipts),
+            route!(Post "v1/inventory/adjustments", ADMIN, false, inventory::adjustments),
+            route!(Post "v1/inventory/counts", TILL, false, inventory::counts),
+            route!(Put "v1/inventory/safety-stock", ADMIN, false, inventory::safety_stock),
+            route!(Get "v1/skus/:sku/ledger", TILL, false, inventory::ledger),
+            route!(Post "v1/reservations", SHOP, false, reservations::create),
+            route!(Get "v1/reservations/:id", SHOP, false, reservations::get),
+            route!(Delete "v1/reservations/:id", SHOP, false, reservations::release),
+            route!(Post "v1/reservations/:id/extend", SHOP, false, reservations::extend),
+            route!(Get "v1/locations", ALL, true, catalog::list_locations),
+            route!(Put "v1/locations/:id", ADMIN, false, catalog::put_location),
+            route!(Get "v1/locations/:id", READERS, false, catalog::get_location),
+            route!(Get "v1/products", READERS, false, catalog::list_products),
+            route!(Put "v1/products/:id", ADMIN, false, catalog::put_product),
+            route!(Get "v1/products/:id", READERS, false, catalog::get_product),
+            route!(Get "v1/skus/:sku", READERS, false, catalog::get_sku),
+            route!(Get "v1/barcodes/:code", READERS, false, catalog::get_barcode),
+            route!(Put "v1/bundles/:sku", ADMIN, false, catalog::put_bundle),
+            route!(Get "v1/bundles/:sku", READERS, false, catalog::get_bundle),
+            route!(Post "v1/pos/sales", TILL, false, pos::sale),
+            route!(Post "v1/pos/sales/batch", TILL, false, pos::batch),
+        ]
+    })
+}
+
+fn matches(pattern: &str, segs: &[&str]) -> bool {
+    let mut n = 0;
+    for (i, p) in pattern.split('/').enumerate() {
+        match segs.get(i) {
+            Some(s) if p.starts_with(':') || p == *s => n += 1,
+            _ => return false,
+        }
+    }
+    n == segs.len()
+}
+
+fn is_write(m: &Method) -> bool {
+    matches!(m, Method::Post | Method::Put | Method::Delete)
+}
+
+fn with_cors(mut r: Reply, cors: bool) -> Reply {
+    if cors {
+        r.headers
+            .push(("Access-Control-Allow-Origin".into(), "*".into()));
+        r.headers.push((
+            "Access-Control-Expose-Headers".into(),
+            "Content-Type, Retry-After".into(),
+        ));
+        r.headers.push(("Vary".into(), "Origin".into()));
+    }
+    r
+}
+
+/// The whole request, answered. Never fails: every error is a problem+json.
+pub async fn handle(mut req: Request, env: Env) -> Reply {
+    let raw_path = req.path();
+    let segs: Vec<&str> = raw_path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
+    let method = req.method();
+    let on_path: Vec<&Route> = table().iter().filter(|r| matches(r.path, &segs)).collect();
+    if on_path.is_empty() {
+        return Reply::problem(&Problem::not_found("no such endpoint"));
+    }
+    let cors = on_path.iter().any(|r| r.cors);
+    if method == Method::Options {
+        // CORS preflight: only the read endpoints are open to other origins.
+        if cors {
+            return Reply::raw(204, "text/plain", String::new())
+                .header("Access-Control-Allow-Origin", "*")
+                .header("Access-Control-Allow-Methods", "GET, OPTIONS")
+                .header(
+                    "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type",
+                )
+                .header("Access-Control-Max-Age", "86400")
+                .header("Vary", "Origin");
+        }
+        return Reply::problem(&Problem::forbidden(
+            "cross-origin requests are allowed only for reading availability",
+        ));
+    }
+    let Some(route) = on_path.iter().find(|r| r.method == method) else {
+        let allow = on_path
+            .iter()
+            .map(|r| r.method.as_ref())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return with_cors(
+            Reply::problem(
+                &Problem::new(405, "invalid_request", format!("use {allow}")).with("allow", &allow),
+            ),
+            cors,
+        );
+    };
+    let reply = match prepare(&mut req, env, route, &segs).await {
+        Ok(ctx) => run(route, &ctx).await,
+        Err(p) => Reply::problem(&p),
+    };
+    with_cors(reply, route.cors)
+}
+
+/// Authenticates, checks the role, reads the body of a write and its key.
+async fn prepare(
+    req: &mut Request,
+    env: Env,
+    route: &Route,
+    segs: &[&str],
+) -> Result<Ctx, Problem> {
+    let principal = if route.roles.is_empty() {
+        crate::auth::Principal {
+            role: Role::Publishable,
+            location: None,
+        }
+    } else {
+        let p = extract::principal(req, &env)?;
+        if !route.roles.contains(&p.role) {
+            return Err(Problem::forbidden(if p.role == Role::Publishable {
+                "a publishable key may only read availability and locations".to_string()
+            } else {
+                format!("a {} key may not do this", p.role.as_str())
+            }));
+        }
+        p
+    };
+    let write = is_write(&route.method);
+    let body = if write {
+        extract::body(req).await?
+    } else {
+        Vec::new()
+    };
+    let url = req.url().map_err(|_| Problem::invalid("bad URL"))?;
+    let idem = if write {
+        let key = extract::validate_key(req.headers().get("Idempotency-Key").ok().flatten())?;
+        Some(extract::idem(
+            &principal,
+            &key,
+            &route.method,
+            &segs.join("/"),
+            &body,
+        ))
+    } else {
+        None
+    };
+    Ok(Ctx {
+        env,
+        principal,
+        body,
+        query: crate::http::query_pairs(&url),
+        path: segs.iter().map(|s| s.to_string()).collect(),
+        idem,
+        now: now_ms(),
+    })
+}
+
+/// Runs the handler. A write's key is checked against the keys this isolate
+/// saw (the owning object checks the keys it saw), and remembered once
+/// answered.
+async fn run(route: &Route, ctx: &Ctx) -> Reply {
+    if let Some(i) = &ctx.idem {
+        if cache::key_reused(ctx.now, &i.key, &i.fp) {
+            return Reply::problem(&Problem::key_reused());
+        }
+    }
+    let reply = match (route.handler)(ctx).await {
+        Ok(r) => r,
+        Err(p) => Reply::problem(&p),
+    };
+    if let Some(i) = &ctx.idem {
+        let answered = (200..300).contains(&reply.status)
+            || (reply.status == 409 && !reply.body.contains("\"idempotency_key_reused\""));
+        if answered {
+            cache::remember_key(ctx.now, &i.key, &i.fp);
+        }
+    }
+    reply
+}

@@ -1,0 +1,207 @@
+//! Messages to the `Catalog` object and the catalog's types.
+use std::collections::BTreeMap;
+
+use omnistock_core::{LocationId, Sku};
+use serde::{Deserialize, Serialize};
+
+use super::Idem;
+use crate::http::Problem;
+
+/// The name of the one `Catalog` object.
+pub const CATALOG_NAME: &str = "catalog";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocationKind {
+    Store,
+    Warehouse,
+}
+
+/// A location as stored and returned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub id: LocationId,
+    pub name: String,
+    pub kind: LocationKind,
+    pub lat: f64,
+    pub lon: f64,
+    pub ships_online: bool,
+    pub pickup: bool,
+}
+
+impl Location {
+    /// The location as core's fulfillment rules see it.
+    pub fn site(&self) -> omnistock_core::fulfillment::Site {
+        omnistock_core::fulfillment::Site {
+            id: self.id.clone(),
+            point: omnistock_core::fulfillment::GeoPoint::from_degrees(self.lat, self.lon)
+                .unwrap_or(omnistock_core::fulfillment::GeoPoint {
+                    lat_e6: 0,
+                    lon_e6: 0,
+                }),
+            ships_online: self.ships_online,
+            pickup: self.pickup,
+        }
+    }
+}
+
+/// Money: a decimal string and an ISO 4217 currency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    pub amount: String,
+    pub currency: String,
+}
+
+impl Money {
+    pub fn validate(&self, what: &str) -> Result<(), Problem> {
+        let ok_amount = self
+            .amount
+            .parse::<rust_decimal::Decimal>()
+            .map(|d| !d.is_sign_negative() && d.scale() <= 4 && self.amount.len() <= 24)
+            .unwrap_or(false)
+            && self.amount.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if !ok_amount {
+            return Err(Problem::invalid(format!(
+                "{what}.amount must be a non-negative decimal string like \"19.90\""
+            )));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Problem::invalid(format!(
+                "{what}.currency must be an ISO 4217 code like \"EUR\""
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub sku: Sku,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barcode: Option<String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    pub price: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_code: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub title: String,
+    pub variants: Vec<Variant>,
+}
+
+/// A SKU as looked up: its variant and product.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SkuInfo {
+    pub sku: Sku,
+    pub product_id: String,
+    pub title: String,
+    pub variant: Variant,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleComponent {
+    pub sku: Sku,
+    pub qty: i64,
+}
+
+impl BundleComponent {
+    pub fn to_core(&self) -> omnistock_core::bundle::Component {
+        omnistock_core::bundle::Component {
+            sku: self.sku.clone(),
+            qty: self.qty,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub sku: Sku,
+    pub title: String,
+    pub price: Money,
+    pub components: Vec<BundleComponent>,
+}
+
+/// A bundle's wire components as core's validated bundle (refusals are 400).
+pub fn core_bundle(
+    sku: &Sku,
+    components: &[BundleComponent],
+) -> Result<omnistock_core::bundle::Bundle, Problem> {
+    Ok(omnistock_core::bundle::Bundle::new(
+        sku.clone(),
+        components.iter().map(BundleComponent::to_core).collect(),
+    )?)
+}
+
+/// What a stock request needs to know of a SKU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SkuFact {
+    /// A product variant: it has stock.
+    Item,
+    /// A bundle: no stock of its own, these components.
+    Bundle { components: Vec<BundleComponent> },
+    /// Not in the catalog.
+    Missing,
+}
+
+/// The facts stock requests need: these SKUs and barcodes, and every location.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FactsRequest {
+    pub skus: Vec<Sku>,
+    #[serde(default)]
+    pub barcodes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FactsAnswer {
+    pub skus: Vec<(Sku, SkuFact)>,
+    /// Each barcode asked for and the SKU it names, if any.
+    pub barcodes: Vec<(String, Option<Sku>)>,
+    /// Every location, in id order.
+    pub locations: Vec<Location>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ListProducts {
+    pub query: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProductPage {
+    pub items: Vec<Product>,
+    pub next_cursor: Option<String>,
+}
+
+/// The answer to a catalog write.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PutAnswer<T> {
+    pub created: bool,
+    /// The same Idempotency-Key and request again: this is the first answer.
+    #[serde(default)]
+    pub replayed: bool,
+    pub item: T,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CatalogRequest {
+    PutLocation { location: Location, idem: Idem },
+    ListLocations,
+    PutProduct { product: Product, idem: Idem },
+    GetProduct { id: String },
+    ListProducts(ListProducts),
+    GetSku { sku: Sku },
+    GetBarcode { barcode: String },
+    Facts(FactsRequest),
+    PutBundle { bundle: Bundle, idem: Idem },
+    GetBundle { sku: Sku },
+}

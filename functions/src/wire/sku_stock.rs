@@ -1,0 +1,481 @@
+//! Messages to a `SkuStock` object (one per SKU, the only writer of its stock).
+use omnistock_core::sku::Resolution;
+use omnistock_core::{
+    AdjustReason, Channel, Command, Event, HoldId, LocationId, OpId, Position, Rejection, SaleId,
+    Sku, TerminalId, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+use worker::Env;
+
+use super::reservation::{ReservationAnswer, ReservationLine};
+use super::{Idem, Namespace};
+use crate::http::Problem;
+
+/// Sends one message to the SKU object of `sku`.
+pub async fn call<A: serde::de::DeserializeOwned>(
+    env: &Env,
+    sku: &Sku,
+    req: &SkuRequest,
+) -> Result<A, Problem> {
+    super::call(env, Namespace::SkuStock, sku.as_str(), req).await
+}
+
+/// Reads the positions of one SKU at the given locations.
+pub async fn read(env: &Env, sku: &Sku, locations: &[LocationId]) -> Result<ReadAnswer, Problem> {
+    call(
+        env,
+        sku,
+        &SkuRequest::Read(ReadRequest {
+            locations: Some(locations.to_vec()),
+        }),
+    )
+    .await
+}
+
+/// Runs commands on one SKU object; one outcome per command, in order.
+pub async fn exec(
+    env: &Env,
+    sku: &Sku,
+    cmds: Vec<WireCommand>,
+    meta: &Meta,
+    idem: Option<Idem>,
+) -> Result<Vec<Outcome>, Problem> {
+    let n = cmds.len();
+    let out: Vec<Outcome> = call(
+        env,
+        sku,
+        &SkuRequest::Exec(ExecRequest {
+            cmds,
+            meta: meta.clone(),
+            idem,
+        }),
+    )
+    .await?;
+    if out.len() != n {
+        return Err(Problem::overloaded(
+            "a SKU object answered the wrong number of results",
+        ));
+    }
+    Ok(out)
+}
+
+/// Everything a `SkuStock` object is asked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SkuRequest {
+    /// Stock commands, in order (receipts, adjustments, counts, holds of a
+    /// coordinator, sales of a terminal).
+    Exec(ExecRequest),
+    /// Positions now.
+    Read(ReadRequest),
+    /// The event log.
+    Ledger(LedgerRequest),
+    /// A reservation of this SKU alone, homed here: one call, one transaction.
+    Reserve(ReserveRequest),
+    /// A reservation homed here: read, release or extend it.
+    Reservation(ReservationOp),
+}
+
+/// A command as it crosses from the Worker (or a coordinator) to the object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WireCommand {
+    Receive {
+        op: OpId,
+        location: LocationId,
+        qty: i64,
+    },
+    Adjust {
+        op: OpId,
+        location: LocationId,
+        delta: i64,
+        reason: AdjustReason,
+        expected_version: Option<u64>,
+    },
+    SetSafetyStock {
+        op: OpId,
+        location: LocationId,
+        qty: i64,
+    },
+    Count {
+        op: OpId,
+        location: LocationId,
+        counted: i64,
+        counted_at: i64,
+    },
+    Hold {
+        hold: HoldId,
+        location: LocationId,
+        qty: i64,
+        channel: Channel,
+        ttl_ms: Option<i64>,
+    },
+    Extend {
+        hold: HoldId,
+        ttl_ms: i64,
+    },
+    Release {
+        hold: HoldId,
+    },
+    Commit {
+        hold: HoldId,
+    },
+    Fulfill {
+        hold: HoldId,
+    },
+    Sell {
+        sale: SaleId,
+        terminal: TerminalId,
+        device_seq: u64,
+        location: LocationId,
+        qty: i64,
+        occurred_at: i64,
+    },
+}
+
+impl WireCommand {
+    pub fn to_core(&self) -> Command {
+        match self.clone() {
+            WireCommand::Receive { op, location, qty } => Command::Receive { op, location, qty },
+            WireCommand::Adjust {
+                op,
+                location,
+                delta,
+                reason,
+                expected_version,
+            } => Command::Adjust {
+                op,
+                location,
+                delta,
+                reason,
+                expected_version,
+            },
+            WireCommand::SetSafetyStock { op, location, qty } => {
+                Command::SetSafetyStock { op, location, qty }
+            }
+            WireCommand::Count {
+                op,
+                location,
+                counted,
+                counted_at,
+            } => Command::Count {
+                op,
+                location,
+                counted,
+                counted_at: Timestamp::from_ms(counted_at),
+            },
+            WireCommand::Hold {
+                hold,
+                location,
+                qty,
+                channel,
+                ttl_ms,
+            } => Command::Hold {
+                hold,
+                location,
+                qty,
+                channel,
+                ttl_ms,
+            },
+            WireCommand::Extend { hold, ttl_ms } => Command::Extend { hold, ttl_ms },
+            WireCommand::Release { hold } => Command::Release { hold },
+            WireCommand::Commit { hold } => Command::Commit { hold },
+            WireCommand::Fulfill { hold } => Command::Fulfill { hold },
+            WireCommand::Sell {
+                sale,
+                terminal,
+                device_seq,
+                location,
+                qty,
+                occurred_at,
+            } => Command::Sell {
+                sale,
+                terminal,
+                device_seq,
+                location,
+                qty,
+                occurred_at: Timestamp::from_ms(occurred_at),
+            },
+        }
+    }
+
+    /// The key under which the first answer is kept (commands with a client id).
+    pub fn answer_key(&self) -> Option<String> {
+        match self {
+            WireCommand::Receive { op, .. }
+            | WireCommand::Adjust { op, .. }
+            | WireCommand::SetSafetyStock { op, .. }
+            | WireCommand::Count { op, .. } => Some(format!("op:{op}")),
+            WireCommand::Hold { hold, .. } => Some(format!("hold:{hold}")),
+            WireCommand::Sell { sale, .. } => Some(sale_key(sale)),
+            _ => None,
+        }
+    }
+
+    pub fn hold(&self) -> Option<&HoldId> {
+        match self {
+            WireCommand::Hold { hold, .. }
+            | WireCommand::Extend { hold, .. }
+            | WireCommand::Release { hold }
+            | WireCommand::Commit { hold }
+            | WireCommand::Fulfill { hold } => Some(hold),
+            _ => None,
+        }
+    }
+
+    pub fn location(&self) -> Option<&LocationId> {
+        match self {
+            WireCommand::Receive { location, .. }
+            | WireCommand::Adjust { location, .. }
+            | WireCommand::SetSafetyStock { location, .. }
+            | WireCommand::Count { location, .. }
+            | WireCommand::Hold { location, .. }
+            | WireCommand::Sell { location, .. } => Some(location),
+            _ => None,
+        }
+    }
+}
+
+/// The `ops` key of a sale: kept forever (sale ids are idempotent forever).
+pub fn sale_key(sale: &SaleId) -> String {
+    format!("sale:{sale}")
+}
+
+/// The location an event is filed under in the ledger (a transfer's is its destination).
+pub fn event_location(e: &Event) -> Option<&LocationId> {
+    match e {
+        Event::Received { location, .. }
+        | Event::Adjusted { location, .. }
+        | Event::Counted { location, .. }
+        | Event::MarkedUnavailable { location, .. }
+        | Event::SafetyStockSet { location, .. }
+        | Event::Held { location, .. }
+        | Event::Released { location, .. }
+        | Event::Expired { location, .. }
+        | Event::Committed { location, .. }
+        | Event::Fulfilled { location, .. }
+        | Event::Sold { location, .. }
+        | Event::ReturnReceived { location, .. }
+        | Event::TransferReceived { location, .. } => Some(location),
+        Event::TransferShipped { to, .. } => Some(to),
+        Event::Extended { .. } | Event::TransferCancelled { .. } => None,
+    }
+}
+
+/// Who did it, for the ledger.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Meta {
+    pub actor: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub cmds: Vec<WireCommand>,
+    pub meta: Meta,
+    /// The request's Idempotency-Key, kept with each answer.
+    #[serde(default)]
+    pub idem: Option<Idem>,
+}
+
+/// Why a command was refused: the kinds the callers act on, with their data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RefusalKind {
+    InsufficientStock { requested: i64, available: i64 },
+    TtlOutOfRange,
+    HoldNotFound,
+    HoldResolved { how: Resolution },
+    VersionConflict { expected: u64, actual: u64 },
+    KeyReused,
+    Other,
+}
+
+/// A refusal: its kind and the problem the API answers with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub problem: Problem,
+}
+
+impl Refusal {
+    pub fn from_core(r: &Rejection) -> Self {
+        let kind = match r {
+            Rejection::TtlOutOfRange { .. } => RefusalKind::TtlOutOfRange,
+            Rejection::HoldNotFound => RefusalKind::HoldNotFound,
+            Rejection::HoldResolved { how } => RefusalKind::HoldResolved { how: *how },
+            Rejection::VersionConflict { expected, actual } => RefusalKind::VersionConflict {
+                expected: *expected,
+                actual: *actual,
+            },
+            Rejection::InsufficientStock {
+                requested,
+                available,
+            } => RefusalKind::InsufficientStock {
+                requested: *requested,
+                available: *available,
+            },
+            Rejection::ExistsWithDifferentBody => RefusalKind::KeyReused,
+            _ => RefusalKind::Other,
+        };
+        let code = r.code();
+        let status = match r {
+            Rejection::HoldNotFound | Rejection::TransferNotFound | Rejection::SaleNotFound => 404,
+            Rejection::TooManyLocations | Rejection::TooManyHolds | Rejection::TooManyTransfers => {
+                503
+            }
+            _ if code == "invalid_request" => 400,
+            _ => 409,
+        };
+        let mut problem = Problem::new(status, code, r.to_string());
+        if let Rejection::VersionConflict { expected, actual } = r {
+            problem = problem
+                .with("expected_version", expected)
+                .with("version", actual);
+        }
+        Refusal { kind, problem }
+    }
+}
+
+/// What one command did. Stored whole as the command's answer, so a retry
+/// gets exactly the first answer (the position as it was then).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    /// True when the command had already been applied: this is the first answer.
+    #[serde(default)]
+    pub replayed: bool,
+    /// The events, or why it was refused.
+    pub result: Result<Vec<Event>, Refusal>,
+    /// For hold commands: the hold after the command.
+    #[serde(default)]
+    pub hold: Option<HoldView>,
+    /// The position the command touched, after it.
+    #[serde(default)]
+    pub location: Option<LocationId>,
+    #[serde(default)]
+    pub position: Option<Position>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.result.is_ok()
+    }
+    pub fn events(&self) -> &[Event] {
+        match &self.result {
+            Ok(e) => e,
+            Err(_) => &[],
+        }
+    }
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.result.as_ref().err()
+    }
+    /// The refusal as a problem, if the command was refused.
+    pub fn problem(&self) -> Option<Problem> {
+        self.refusal().map(|r| r.problem.clone())
+    }
+}
+
+/// A hold as a command left it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HoldView {
+    /// Held and not past its deadline.
+    pub active: bool,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReadRequest {
+    /// Only these locations; `None` for every location with a position.
+    #[serde(default)]
+    pub locations: Option<Vec<LocationId>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadAnswer {
+    pub now: i64,
+    pub positions: Vec<(LocationId, Position)>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LedgerRequest {
+    #[serde(default)]
+    pub location: Option<LocationId>,
+    /// Only entries with a sequence number above this.
+    #[serde(default)]
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub seq: i64,
+    pub at: i64,
+    pub kind: String,
+    pub location: Option<String>,
+    pub json: String,
+    pub actor: Option<String>,
+    pub channel: Option<String>,
+    pub reference: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A reservation of one SKU (after bundles are expanded and lines merged).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReserveRequest {
+    pub id: String,
+    pub line: ReservationLine,
+    pub ttl_ms: i64,
+    pub channel: Channel,
+    /// Fingerprint of the content (lines, ttl, channel): the same id with
+    /// other content is refused.
+    pub fp: String,
+    pub meta: Meta,
+    pub idem: Idem,
+}
+
+/// An operation on a reservation homed in this SKU object.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ReservationOp {
+    Get {
+        id: String,
+    },
+    Release {
+        id: String,
+        meta: Meta,
+        idem: Idem,
+    },
+    Extend {
+        id: String,
+        ttl_ms: i64,
+        meta: Meta,
+        idem: Idem,
+    },
+}
+
+/// The answer of `Reserve` and `Reservation`: the reservation, or that it
+/// is not homed here.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "home", rename_all = "snake_case")]
+pub enum HomedAnswer {
+    Here(ReservationAnswer),
+    NotHere,
+}
+
+/// The reservation a hold belongs to, if it is one (`res.<attempt>.<id>`),
+/// as the API lists holds at risk.
+pub fn hold_owner(h: &HoldId) -> serde_json::Value {
+    let s = h.as_str();
+    if let Some(rest) = s.strip_prefix("res.") {
+        if let Some((_, id)) = rest.split_once('.') {
+            return serde_json::json!({"hold": s, "reservation": id});
+        }
+    }
+    serde_json::json!({ "hold": s })
+}
