@@ -376,8 +376,13 @@ enum Known {
 struct LineState {
     line: ReservationLine,
     known: Known,
-    /// An `Extend` went out and was not answered: the SKU may hold it longer than `known` says.
+    /// An `Extend` went out and was not answered yet.
     unsure: bool,
+    /// An `Extend` went out in this attempt: a duplicate or a late one may
+    /// still move the deadline past what `known` says. (A retried `Hold`
+    /// never moves it: the SKU object answers with the first deadline.)
+    #[serde(default)]
+    extended: bool,
     out: Option<Outgoing>,
 }
 
@@ -540,6 +545,7 @@ impl Reservation {
                     line,
                     known: Known::Unknown,
                     unsure: false,
+                    extended: false,
                     out: None,
                 })
                 .collect(),
@@ -975,6 +981,7 @@ impl Reservation {
             });
             if l.out.is_some() && ask == Ask::Extend {
                 l.unsure = true;
+                l.extended = true;
             }
         }
     }
@@ -1018,10 +1025,10 @@ impl Reservation {
                     to: End::Expired,
                     then: None,
                 };
-                // Lines held past `expires_at` are given back now; the others
-                // expire in their SKU objects.
+                // Lines that may be held past `expires_at` are given back
+                // now; the others expire in their SKU objects.
                 self.ask(now, Ask::Release, |_, l| {
-                    l.unsure
+                    l.extended
                         || match l.known {
                             Known::Held {
                                 expires_at: Some(t),
