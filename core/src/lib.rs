@@ -20,6 +20,7 @@
 //! - [`returns`]: returns and exchanges, never more than was sold.
 //! - [`bundle`]: bundles as a pure expansion into components.
 //! - [`fulfillment`]: which location serves which line (single, nearest, pickup).
+//! - [`reservation`]: the reservation coordinator, a sans-IO machine over the SKU objects.
 //! - [`money`]: `rust_decimal` money with checked arithmetic and explicit rounding.
 //! - [`ids`], [`time`], [`stock`], [`fingerprint`]: the vocabulary.
 #![no_std]
@@ -33,6 +34,7 @@ pub mod fulfillment;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod reservation;
 pub mod returns;
 pub mod sku;
 pub mod stock;
@@ -43,4 +45,4 @@ pub use ids::{
 };
 pub use sku::{Command, Condition, Event, Rejection, SkuState};
 pub use stock::{AdjustReason, Channel, Position, Qty, UnavailableBucket, MAX_LINE_QTY};
-pub use time::{Timestamp, MAX_TTL_MS, MIN_TTL_MS};
+pub use time::{Timestamp, DEFAULT_TTL_MS, MAX_TTL_MS, MIN_TTL_MS, RESERVATION_RETENTION_MS};

@@ -12,6 +12,13 @@ pub struct Timestamp(pub i64);
 pub const MIN_TTL_MS: i64 = 30_000;
 /// Longest hold a client may ask for.
 pub const MAX_TTL_MS: i64 = 3_600_000;
+/// The hold a reservation gets when the client names no TTL (15 minutes).
+pub const DEFAULT_TTL_MS: i64 = 900_000;
+/// How long an ended reservation (released, expired, failed) is kept before
+/// its coordinator's storage may be deleted: longer than a SKU object
+/// remembers a resolved hold after its longest TTL, so a reservation id
+/// created again after that can never meet its old hold ids.
+pub const RESERVATION_RETENTION_MS: i64 = 48 * 3_600_000;
 
 impl Timestamp {
     pub const fn from_ms(ms: i64) -> Self {
