@@ -58,10 +58,7 @@ impl Principal {
     /// The channel this caller sells through: a till's stock is the POS
     /// channel's, everyone else's the online channel's.
     pub fn channel(&self) -> omnistock_core::Channel {
-        match self.role {
-            Role::Pos => omnistock_core::Channel::Pos,
-            _ => omnistock_core::Channel::Online,
-        }
+        omnistock_core::reservation::channel_for(self.role == Role::Pos)
     }
 
     /// Requires one of `roles`.

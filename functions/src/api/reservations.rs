@@ -10,7 +10,8 @@
 //! two-phase machine): hold everywhere or nowhere.
 use futures_util::future::join;
 use omnistock_core::bundle::expand_lines;
-use omnistock_core::fulfillment::{allocate, FulfillmentError, GeoPoint, Line, Rule};
+use omnistock_core::fulfillment::{FulfillmentError, GeoPoint, Line, Shortage};
+use omnistock_core::reservation::{place, FulfillmentKind, Placement, PlacementError, Split};
 use omnistock_core::time::{MAX_TTL_MS, MIN_TTL_MS};
 use omnistock_core::{Channel, LocationId, Sku};
 use serde::Deserialize;
@@ -143,16 +144,17 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
     // One hold per SKU (lines of the same SKU add up); bundles reserve their components.
     let merged = expand_lines(&lines, &facts.bundles()?)?;
     let channel = ctx.principal.channel();
-    let rule = match (kind, location) {
-        (FulfillmentType::Pickup, Some(l)) => Rule::Pickup(l),
-        (FulfillmentType::Ship, Some(l)) => Rule::SingleLocation(l),
-        (_, None) => Rule::Nearest(destination.unwrap_or(GeoPoint {
-            lat_e6: 0,
-            lon_e6: 0,
-        })),
+    let placement = Placement {
+        kind: match kind {
+            FulfillmentType::Ship => FulfillmentKind::Ship,
+            FulfillmentType::Pickup => FulfillmentKind::Pickup,
+        },
+        location,
+        destination,
     };
-    let lines = choose_locations(ctx, &facts, &rule, &merged, channel).await?;
+    let lines = choose_locations(ctx, &facts, &placement, &merged, channel).await?;
     let canonical = serde_json::to_vec(&(&lines, ttl, channel_name(channel)))?;
+    // Identical content gives an identical fingerprint (the same reservation again).
     let fp = fingerprint(&[&canonical]);
     let meta = Meta {
         actor: ctx.actor(),
@@ -223,14 +225,14 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
     }
 }
 
-/// The location of every line under `rule`, by core's fulfillment rules. A
-/// rule that names its location needs no stock read (the hold decides);
-/// `nearest` reads each SKU at every shipping location, and never splits a
-/// reservation (one location for every line, or 409).
+/// The location of every line, by core's placement rules. A named location
+/// needs no stock read (its holds decide); otherwise each SKU is read at
+/// every shipping location and the nearest that fills every line is chosen.
+/// A reservation is never split across locations (`Split::Never`).
 async fn choose_locations(
     ctx: &Ctx,
     facts: &Facts,
-    rule: &Rule,
+    placement: &Placement,
     merged: &[(Sku, i64)],
     channel: Channel,
 ) -> Result<Vec<ReservationLine>, Problem> {
@@ -242,29 +244,9 @@ async fn choose_locations(
             qty: *qty,
         })
         .collect();
-    let at = |l: &LocationId| -> Vec<ReservationLine> {
-        merged
-            .iter()
-            .map(|(sku, qty)| ReservationLine {
-                sku: sku.clone(),
-                qty: *qty,
-                location: l.clone(),
-            })
-            .collect()
-    };
-    match rule {
-        Rule::SingleLocation(l) => return Ok(at(l)),
-        Rule::Pickup(l) => {
-            // The store must offer pickup; its stock is the holds' to decide.
-            return match allocate(rule, &lines, &sites, |_, _| i64::MAX) {
-                Ok(_) => Ok(at(l)),
-                Err(FulfillmentError::LocationNotEligible(l)) => {
-                    Err(Problem::invalid(format!("{l} does not offer pickup")))
-                }
-                Err(e) => Err(fulfillment_problem(e)),
-            };
-        }
-        Rule::Nearest(_) => {}
+    if placement.location.is_some() {
+        return place(placement, Split::Never, &lines, &sites, |_, _| i64::MAX)
+            .map_err(placement_problem);
     }
     let shipping: Vec<LocationId> = sites
         .iter()
@@ -272,9 +254,7 @@ async fn choose_locations(
         .map(|s| s.id.clone())
         .collect();
     if shipping.is_empty() {
-        return Err(Problem::invalid(
-            "no location ships online; give fulfillment.location",
-        ));
+        return Err(placement_problem(PlacementError::NoShippingLocation));
     }
     let reads = futures_util::future::join_all(
         merged.iter().map(|(s, _)| read_sku(&ctx.env, s, &shipping)),
@@ -291,71 +271,47 @@ async fn choose_locations(
                 .collect(),
         ));
     }
-    let available = |sku: &Sku, l: &LocationId| -> i64 {
+    place(placement, Split::Never, &lines, &sites, |sku, l| {
         avail
             .iter()
             .find(|(s, _)| s == sku)
             .and_then(|(_, v)| v.iter().find(|(x, _)| x == l))
             .map_or(0, |(_, q)| *q)
-    };
-    match allocate(rule, &lines, &sites, available) {
-        Ok(a) if a.windows(2).all(|w| w[0].location == w[1].location) => Ok(a
-            .into_iter()
-            .map(|x| ReservationLine {
-                sku: x.sku,
-                qty: x.qty,
-                location: x.location,
-            })
-            .collect()),
-        // Split by line, or short everywhere: a reservation is never split.
-        Ok(_) | Err(FulfillmentError::InsufficientStock(_)) => {
-            let first = &shipping[0];
-            let short: Vec<serde_json::Value> = merged
-                .iter()
-                .map(|(s, q)| {
-                    json!({"sku": s, "location": first, "requested": q,
-                           "available": available(s, first).max(0)})
-                })
-                .collect();
-            Err(Problem::new(
-                409,
-                "insufficient_stock",
+    })
+    .map_err(placement_problem)
+}
+
+/// A placement refusal as the API's problem.
+fn placement_problem(e: PlacementError) -> Problem {
+    match e {
+        PlacementError::Fulfillment(FulfillmentError::UnknownLocation(l)) => {
+            Problem::not_found(format!("unknown location: {l}"))
+        }
+        PlacementError::Fulfillment(FulfillmentError::LocationNotEligible(l)) => {
+            Problem::invalid(format!("{l} does not offer pickup"))
+        }
+        PlacementError::Fulfillment(FulfillmentError::InsufficientStock(short)) => {
+            shortage_problem(
+                &short,
                 "no single location can fill every line; nothing was reserved",
             )
-            .with("lines", short))
         }
-        Err(e) => Err(fulfillment_problem(e)),
+        other => Problem::invalid(other.to_string()),
     }
 }
 
-fn fulfillment_problem(e: FulfillmentError) -> Problem {
-    match e {
-        FulfillmentError::NoLines => Problem::invalid("at least one line is required"),
-        FulfillmentError::TooManyLines { max } => {
-            Problem::invalid(format!("at most {max} lines per request"))
-        }
-        FulfillmentError::UnknownLocation(l) => {
-            Problem::not_found(format!("unknown location: {l}"))
-        }
-        FulfillmentError::LocationNotEligible(l) => {
-            Problem::invalid(format!("{l} cannot serve this fulfillment"))
-        }
-        FulfillmentError::InsufficientStock(short) => Problem::new(
-            409,
-            "insufficient_stock",
-            "not enough stock for every line; nothing was reserved",
-        )
-        .with(
-            "lines",
-            short
-                .iter()
-                .map(|s| {
-                    json!({"sku": s.sku, "location": s.location, "requested": s.requested,
-                           "available": s.available})
-                })
-                .collect::<Vec<_>>(),
-        ),
-    }
+/// 409 `insufficient_stock` with its lines.
+pub fn shortage_problem(short: &[Shortage], detail: &str) -> Problem {
+    Problem::new(409, "insufficient_stock", detail).with(
+        "lines",
+        short
+            .iter()
+            .map(|s| {
+                json!({"sku": s.sku, "location": s.location, "requested": s.requested,
+                       "available": s.available.max(0)})
+            })
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Runs `op` on reservation `id` wherever it lives: its SKU object (when

@@ -20,6 +20,7 @@
 //! 503: nothing was acknowledged.
 use std::cell::{Cell, RefCell};
 
+use omnistock_core::reservation::HoldReply;
 use omnistock_core::sku::{HoldState, Resolution};
 use omnistock_core::{Channel, Event, HoldId, Rejection, SkuState, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -248,6 +249,9 @@ impl DurableObject for SkuStock {
             Ok(SkuRequest::Reservation(x)) => self
                 .guarded(|| self.reservation(x))
                 .and_then(|r| r)
+                .and_then(to_value),
+            Ok(SkuRequest::Coordinate { cmd, meta }) => self
+                .guarded(|| self.coordinate(cmd, meta))
                 .and_then(to_value),
             Err(p) => Err(p),
         };
@@ -650,6 +654,24 @@ impl SkuStock {
         })
     }
 
+    /// A coordinator's `Hold`, `Extend` or `Release` of one of its holds:
+    /// one event row at most (a retry is answered from the state).
+    fn coordinate(&self, cmd: WireCommand, meta: Meta) -> Result<HoldReply, Problem> {
+        let Some(hold) = cmd.hold().cloned() else {
+            return Err(Problem::invalid("a coordinator asks about holds only"));
+        };
+        self.write(|st, now, batch| {
+            let result = st.decide(now, &cmd.to_core());
+            if let Ok(events) = &result {
+                for e in events {
+                    st.apply(e);
+                }
+                batch.events(events, &meta)?;
+            }
+            Ok(HoldReply::from_sku(st, now, &hold, &result))
+        })
+    }
+
     /// Reads, releases or extends a reservation homed here.
     fn reservation(&self, op: ReservationOp) -> Result<Result<HomedAnswer, Problem>, Problem> {
         let id = match &op {
@@ -931,7 +953,7 @@ fn describe(
             Some(hold) => {
                 let (active, expires_at) = match hold.state {
                     HoldState::Held { expires_at } => (
-                        !expires_at.is_some_and(|t| t <= now),
+                        expires_at.is_none_or(|t| t > now),
                         expires_at.map(|t| t.as_ms()),
                     ),
                     HoldState::Committed => (true, None),

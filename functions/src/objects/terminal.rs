@@ -182,18 +182,19 @@ impl Terminal {
             if let Some(p) = o.problem() {
                 return Err(p);
             }
-            let (oversold, late, risk) = match o.events().iter().find_map(|e| match e {
-                Event::Sold {
-                    oversold,
-                    late,
-                    at_risk,
-                    ..
-                } => Some((*oversold, *late, at_risk.clone())),
-                _ => None,
-            }) {
-                Some(x) => x,
-                None => (0, false, Vec::new()),
-            };
+            let (oversold, late, risk) = o
+                .events()
+                .iter()
+                .find_map(|e| match e {
+                    Event::Sold {
+                        oversold,
+                        late,
+                        at_risk,
+                        ..
+                    } => Some((*oversold, *late, at_risk.clone())),
+                    _ => None,
+                })
+                .unwrap_or_default();
             any_oversold |= oversold > 0;
             for h in &risk {
                 let mut x = hold_owner(h);

@@ -2,40 +2,13 @@
 //! coordinator of a reservation that spans SKU objects, or the pointer to
 //! the SKU object that holds a one-SKU reservation) and the reservation's
 //! public shape.
-use omnistock_core::{Channel, LocationId, Sku};
+pub use omnistock_core::reservation::{ReservationLine, Status as ReservationStatus};
+use omnistock_core::{Channel, Sku};
 use serde::{Deserialize, Serialize};
 
 use super::sku_stock::Meta;
 use super::Idem;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReservationLine {
-    pub sku: Sku,
-    pub qty: i64,
-    pub location: LocationId,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReservationStatus {
-    Pending,
-    Active,
-    Released,
-    Expired,
-    Failed,
-}
-
-impl ReservationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReservationStatus::Pending => "pending",
-            ReservationStatus::Active => "active",
-            ReservationStatus::Released => "released",
-            ReservationStatus::Expired => "expired",
-            ReservationStatus::Failed => "failed",
-        }
-    }
-}
+use crate::http::rfc3339;
 
 /// What the API returns for a reservation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,6 +18,18 @@ pub struct ReservationView {
     pub expires_at: Option<String>,
     pub lines: Vec<ReservationLine>,
     pub created_at: String,
+}
+
+impl ReservationView {
+    pub fn from_core(v: &omnistock_core::reservation::View) -> Self {
+        ReservationView {
+            id: v.id.to_string(),
+            status: v.status,
+            expires_at: v.expires_at.map(|t| rfc3339(t.as_ms())),
+            lines: v.lines.clone(),
+            created_at: rfc3339(v.created_at.as_ms()),
+        }
+    }
 }
 
 /// A reservation operation's answer.

@@ -75,6 +75,9 @@ pub enum SkuRequest {
     Reserve(ReserveRequest),
     /// A reservation homed here: read, release or extend it.
     Reservation(ReservationOp),
+    /// A coordinator's question about one of its holds (`Hold`, `Extend` or
+    /// `Release`), answered with core's `HoldReply`.
+    Coordinate { cmd: WireCommand, meta: Meta },
 }
 
 /// A command as it crosses from the Worker (or a coordinator) to the object.
@@ -198,6 +201,31 @@ impl WireCommand {
                 occurred_at: Timestamp::from_ms(occurred_at),
             },
         }
+    }
+
+    /// A coordinator's hold command (`Hold`, `Extend`, `Release`, `Commit`,
+    /// `Fulfill`); `None` for any other command.
+    pub fn from_hold_command(c: &Command) -> Option<WireCommand> {
+        Some(match c.clone() {
+            Command::Hold {
+                hold,
+                location,
+                qty,
+                channel,
+                ttl_ms,
+            } => WireCommand::Hold {
+                hold,
+                location,
+                qty,
+                channel,
+                ttl_ms,
+            },
+            Command::Extend { hold, ttl_ms } => WireCommand::Extend { hold, ttl_ms },
+            Command::Commit { hold } => WireCommand::Commit { hold },
+            Command::Fulfill { hold } => WireCommand::Fulfill { hold },
+            Command::Release { hold } => WireCommand::Release { hold },
+            _ => return None,
+        })
     }
 
     /// The key under which the first answer is kept (commands with a client id).

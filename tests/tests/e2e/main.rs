@@ -6,6 +6,7 @@ mod concurrency;
 mod exactly_once;
 mod faults;
 mod harness;
+mod hot_path;
 mod openapi;
 mod pos;
 mod slice;

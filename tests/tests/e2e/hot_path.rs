@@ -1,0 +1,235 @@
+//! Issue 7's hot path, end to end: catalog facts come from each isolate's
+//! cache, yet an unknown SKU or location is still 404 and creates nothing,
+//! and a catalog change is seen by the next stock request; an ended
+//! reservation's object deletes its storage once its retention passed.
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::*;
+
+/// The `.sqlite` files of one Durable Object class under the server's state.
+fn object_files(server: &Server, class: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "sqlite") {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(&server.state_dir, &mut all);
+    all.into_iter()
+        .filter(|p| {
+            p.file_stem().is_some_and(|s| s != "metadata")
+                && p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|n| n.to_string_lossy().ends_with(class))
+        })
+        .collect()
+}
+
+fn sqlite(db: &Path, q: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(q)
+        .output()
+        .expect("run sqlite3 (apt-get install sqlite3)");
+    assert!(
+        out.status.success(),
+        "sqlite3 {q}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn sale(sku: &str) -> String {
+    format!(
+        r#"{{"sale_id":"{}","terminal_id":"hp-t1","device_seq":1,"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{sku}","qty":1,"unit_price":{{"amount":"1.00","currency":"EUR"}}}}]}}"#,
+        unique("sale"),
+        rfc3339_ago(1000)
+    )
+}
+
+#[test]
+fn unknown_skus_and_locations_are_404_and_create_nothing() {
+    let server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let (a, b) = (unique("HPA"), unique("HPB"));
+    let product = unique("hp-p");
+    let put = |skus: &[&str]| {
+        let variants: Vec<String> = skus
+            .iter()
+            .map(|s| format!(r#"{{"sku":"{s}","price":{{"amount":"5.00","currency":"EUR"}}}}"#))
+            .collect();
+        let r = api.send(
+            "PUT",
+            &format!("/v1/products/{product}"),
+            ADMIN,
+            &format!(r#"{{"title":"Hot path","variants":[{}]}}"#, variants.join(",")),
+        );
+        assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    };
+    put(&[&a, &b]);
+    api.receive(&a, "store-1", 5);
+    api.receive(&b, "store-1", 5);
+    // Warm the isolate's cache with both SKUs and every location.
+    assert_eq!(api.available(&a, "store-1"), 5);
+    assert_eq!(api.available(&b, "store-1"), 5);
+    let skus_before = object_files(&server, "SkuStock").len();
+    let reservations_before = object_files(&server, "Reservation").len();
+
+    let ghost = unique("GHOST");
+    let not_found = |r: Resp| {
+        r.assert_problem(404, "not_found");
+    };
+    not_found(api.get(&format!("/v1/availability?sku={ghost}"), PUBLISHABLE));
+    not_found(api.get(&format!("/v1/availability?sku={a},{ghost}&location=store-1"), ADMIN));
+    not_found(api.get(&format!("/v1/availability?sku={a}&location=store-9"), ADMIN));
+    not_found(api.get(&format!("/v1/skus/{ghost}/ledger"), ADMIN));
+    not_found(api.reserve(&unique("hp-r"), &[(&ghost, 1)], "store-1", 60));
+    not_found(api.reserve(&unique("hp-r"), &[(&a, 1), (&ghost, 1)], "store-1", 60));
+    not_found(api.reserve(&unique("hp-r"), &[(&a, 1)], "store-9", 60));
+    not_found(api.send(
+        "POST",
+        "/v1/inventory/receipts",
+        ADMIN,
+        &format!(r#"{{"location":"store-1","lines":[{{"sku":"{ghost}","qty":1}}]}}"#),
+    ));
+    not_found(api.send(
+        "POST",
+        "/v1/inventory/receipts",
+        ADMIN,
+        &format!(r#"{{"location":"store-9","lines":[{{"sku":"{a}","qty":1}}]}}"#),
+    ));
+    not_found(api.send("POST", "/v1/pos/sales", POS1, &sale(&ghost)));
+
+    // The catalog drops a variant: stock requests for it are 404 at once.
+    put(&[&a]);
+    not_found(api.get(&format!("/v1/availability?sku={b}&location=store-1"), ADMIN));
+    not_found(api.reserve(&unique("hp-r"), &[(&b, 1)], "store-1", 60));
+    not_found(api.send("POST", "/v1/pos/sales", POS1, &sale(&b)));
+
+    // Nothing was created: no new SKU or reservation object, no stock moved.
+    assert_eq!(object_files(&server, "SkuStock").len(), skus_before);
+    assert_eq!(object_files(&server, "Reservation").len(), reservations_before);
+    assert_eq!(api.available(&a, "store-1"), 5);
+}
+
+#[test]
+fn catalog_changes_are_seen_by_the_next_stock_request() {
+    let api = shared().api();
+    seed_locations(&api);
+    let store = unique("hp-store");
+    let put_store = |pickup: bool| {
+        let r = api.send(
+            "PUT",
+            &format!("/v1/locations/{store}"),
+            ADMIN,
+            &format!(
+                r#"{{"name":"Pop-up","kind":"store","lat":52.5,"lon":13.4,"ships_online":false,"pickup":{pickup}}}"#
+            ),
+        );
+        assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    };
+    put_store(true);
+    let sku = api.new_sku(&store, 10);
+    let r = api.reserve(&unique("hp-r"), &[(&sku, 1)], &store, 60);
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Pickup withdrawn: the next reservation sees it.
+    put_store(false);
+    let r = api.reserve(&unique("hp-r"), &[(&sku, 1)], &store, 60);
+    r.assert_problem(400, "invalid_request");
+    put_store(true);
+    let r = api.reserve(&unique("hp-r"), &[(&sku, 1)], &store, 60);
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // A bundle's components change: its availability follows at once.
+    let bundle = unique("HPBND");
+    let put_bundle = |qty: i64| {
+        let r = api.send(
+            "PUT",
+            &format!("/v1/bundles/{bundle}"),
+            ADMIN,
+            &format!(
+                r#"{{"title":"Pair","price":{{"amount":"9.00","currency":"EUR"}},"components":[{{"sku":"{sku}","qty":{qty}}}]}}"#
+            ),
+        );
+        assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    };
+    put_bundle(1);
+    let online = |s: &str| {
+        let r = api.get(
+            &format!("/v1/availability?sku={s}&location={store}&channel=pos"),
+            ADMIN,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["items"][0]["available"].as_i64().unwrap()
+    };
+    assert_eq!(online(&bundle), 8);
+    put_bundle(3);
+    assert_eq!(online(&bundle), 2);
+
+    // A SKU added to the catalog is usable at once (never cached as missing).
+    let later = unique("HPLATE");
+    let r = api.send(
+        "POST",
+        "/v1/inventory/receipts",
+        ADMIN,
+        &format!(r#"{{"location":"{store}","lines":[{{"sku":"{later}","qty":1}}]}}"#),
+    );
+    r.assert_problem(404, "not_found");
+    api.product(&[&later]);
+    api.receive(&later, &store, 4);
+    assert_eq!(api.available(&later, &store), 4);
+}
+
+#[test]
+fn an_ended_reservation_deletes_its_storage_after_retention() {
+    let mut server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let (a, b) = (api.new_sku("store-1", 5), api.new_sku("store-1", 5));
+    let id = unique("hp-cart");
+    let r = api.reserve(&id, &[(&a, 2), (&b, 1)], "store-1", 600);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api.send("DELETE", &format!("/v1/reservations/{id}"), STOREFRONT, "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "released");
+    assert_eq!(api.available(&a, "store-1"), 5);
+    server.stop();
+
+    let files = object_files(&server, "Reservation");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let db = &files[0];
+    let phase = |db: &Path| sqlite(db, "SELECT json_extract(json, '$.machine.phase.phase') FROM reservation");
+    assert_eq!(phase(db), "ended");
+    // Travel 49 h forward: the end of the reservation moves 49 h back.
+    sqlite(
+        db,
+        "UPDATE reservation SET json = json_set(json, '$.machine.phase.at',
+            json_extract(json, '$.machine.phase.at') - 49 * 3600000)",
+    );
+
+    server.start_again();
+    let api = server.api();
+    let r = api.get(&format!("/v1/reservations/{id}"), STOREFRONT);
+    r.assert_problem(404, "not_found");
+    // Its stock is untouched by the reclaim.
+    assert_eq!(api.available(&a, "store-1"), 5);
+    server.stop();
+    // deleteAll() removed the rows (and the tables; the file may remain).
+    if db.exists() {
+        let tables = sqlite(
+            db,
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'reservation'",
+        );
+        if tables != "0" {
+            assert_eq!(sqlite(db, "SELECT count(*) FROM reservation"), "0");
+        }
+    }
+}
