@@ -233,6 +233,18 @@ fn same_id_other_content_conflicts_unless_failed() {
 }
 
 #[test]
+fn after_a_failure_other_content_is_the_next_attempt() {
+    let mut w = World::new(&[("A", "s1", 5), ("B", "s1", 0)]);
+    let (mut r, _) = Reservation::new(w.now, req("r1", cart(), 7)).unwrap();
+    w.drive(&mut r);
+    assert_eq!(r.status(w.now), Status::Failed);
+    let t = started(r.handle_create(w.now, req("r1", vec![line("A", 1, "s1")], 8)));
+    w.drive(&mut r);
+    assert!(r.outcome(w.now, t).unwrap().unwrap().created);
+    assert_eq!((r.attempt(), r.fp(), w.reserved("A", "s1")), (2, 8, 1));
+}
+
+#[test]
 fn a_pending_create_resumes_with_the_same_hold_ids() {
     let mut w = World::new(&[("A", "s1", 5), ("B", "s1", 5)]);
     let (mut r, t) = Reservation::new(w.now, req("r1", cart(), 7)).unwrap();
