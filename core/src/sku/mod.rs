@@ -1,0 +1,303 @@
+//! One SKU's stock across every location: commands, events, rejections, and
+//! the state machine that turns the first into the second.
+//!
+//! Every table here is bounded: active holds, locations, open transfers and the
+//! count window have a maximum; op ids, resolved holds and closed transfers are
+//! pruned [`RETENTION_MS`] after they were last touched (by event time, never
+//! by a clock). Sale ids are kept forever, as the API promises.
+//!
+//! Map of the module (one file per concern; each adds the `decide_*` and
+//! `apply_*` of its commands and events to [`SkuState`]):
+//! - `mod.rs`: the limits, [`SkuState`] (its fields, written once), its
+//!   public API, and [`SkuState::decide`] / [`SkuState::apply`] as a dispatch.
+//! - [`command`], [`event`], [`rejection`]: the vocabulary, and the input checks.
+//! - `site`: one location's position, flows and movement window; receive,
+//!   adjust, mark unavailable, safety stock.
+//! - `counts`: physical counts, brought up to date with later movements.
+//! - [`holds`]: holds (hold, extend, release, commit, fulfil), resolutions,
+//!   lazy expiry and the deadline table.
+//! - `sales`: POS sales and returns against them.
+//! - `transfers`: transfers between locations.
+//! - `retention`: op ids and what is forgotten after [`RETENTION_MS`].
+//! - `snapshot`: the serde form where it is not derived.
+//! - `invariants`: [`SkuState::check_invariants`] and [`SkuState::state_hash`].
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use crate::ids::{HoldId, IdMap, LocationId, OpId, SaleId, TerminalId, TransferId};
+use crate::stock::{Channel, Position, Qty};
+use crate::time::Timestamp;
+
+pub mod command;
+mod counts;
+pub mod event;
+pub mod holds;
+mod invariants;
+pub mod rejection;
+mod retention;
+mod sales;
+mod site;
+mod snapshot;
+mod transfers;
+
+pub use command::{fingerprint, Command, Condition};
+pub use event::Event;
+pub use holds::{Hold, HoldState, Resolution, Resolved};
+pub use rejection::Rejection;
+pub use sales::SaleRecord;
+pub use site::Flows;
+pub use transfers::{Transfer, TransferStatus};
+
+use holds::ActiveHolds;
+use site::Site;
+
+/// Most active (held or committed) holds one SKU keeps; past it, new holds are refused.
+pub const MAX_ACTIVE_HOLDS: usize = 100_000;
+/// Most locations one SKU has a position at.
+pub const MAX_LOCATIONS: usize = 1_024;
+/// Most transfers of one SKU in flight (shipped, not yet fully received).
+pub const MAX_OPEN_TRANSFERS: usize = 10_000;
+/// Largest count a physical count may report.
+pub const MAX_COUNTED: Qty = 100_000_000;
+/// Largest on_hand a position may reach.
+pub const MAX_ON_HAND: Qty = 1_000_000_000;
+/// On-hand movements remembered per location, so that a count can add back
+/// what moved after it was taken.
+pub const MAX_MOVEMENT_WINDOW: usize = 256;
+/// How long op ids, resolved holds and closed transfers are remembered (by event time).
+pub const RETENTION_MS: i64 = 24 * 3_600_000;
+/// How far in the future a device's `occurred_at` / `counted_at` may be (clock skew).
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60_000;
+
+/// One SKU's stock across every location. Rebuilt by replaying its events, or
+/// from a serde snapshot (this struct's derived form: its fields in this order;
+/// `snapshot` gives the few field types that need one their own form).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkuState {
+    /// By location id, serialised as a map in id order.
+    #[serde(with = "snapshot::by_location")]
+    sites: IdMap<LocationId, Site>,
+    /// Active holds, with their deadline table (derived, rebuilt on load).
+    holds: ActiveHolds,
+    resolved: IdMap<HoldId, Resolved>,
+    /// `(when, hold id)` per resolved hold, oldest first: what pruning walks.
+    resolved_log: VecDeque<(Timestamp, HoldId)>,
+    /// First fingerprint and time per op id.
+    ops: IdMap<OpId, (u64, Timestamp)>,
+    /// `(when, op id)` per op id kept, oldest first.
+    ops_log: VecDeque<(Timestamp, OpId)>,
+    sales: IdMap<SaleId, SaleRecord>,
+    /// Highest device sequence seen per terminal.
+    terminals: IdMap<TerminalId, u64>,
+    transfers: IdMap<TransferId, Transfer>,
+    /// `(when, transfer id)` per closed or cancelled transfer, oldest first.
+    transfers_log: VecDeque<(Timestamp, TransferId)>,
+    open_transfers: usize,
+    hold_seq: u64,
+    events_applied: u64,
+    /// The latest event time seen: the clock that prunes.
+    clock: Timestamp,
+}
+
+impl SkuState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The position at `location` as recorded (all zeros if nothing happened there yet).
+    /// Holds past their deadline still count until their `Expired` event is
+    /// applied; use [`SkuState::position_at`] for what a reader should see.
+    pub fn position(&self, location: &LocationId) -> Position {
+        self.sites.get(location).map(|s| s.pos).unwrap_or_default()
+    }
+
+    /// Every location with a position, in id order.
+    pub fn positions(&self) -> impl Iterator<Item = (&LocationId, &Position)> {
+        self.sites_sorted().into_iter().map(|(l, s)| (l, &s.pos))
+    }
+
+    /// The flows that make up on_hand and incoming at `location`.
+    pub fn flows(&self, location: &LocationId) -> Flows {
+        self.sites
+            .get(location)
+            .map(|s| s.flows)
+            .unwrap_or_default()
+    }
+
+    /// Availability at `now`, counting lapsed holds as released (lazy expiry).
+    pub fn available_at(&self, now: Timestamp, location: &LocationId, channel: Channel) -> Qty {
+        self.position_at(now, location).available(channel)
+    }
+
+    /// The position at `now`, with lapsed holds counted as released.
+    pub fn position_at(&self, now: Timestamp, location: &LocationId) -> Position {
+        let mut p = self.position(location);
+        p.reserved -= self.lapsed_at(now, location);
+        p
+    }
+
+    pub fn hold(&self, hold: &HoldId) -> Option<&Hold> {
+        self.holds.map.get(hold)
+    }
+
+    pub fn resolution(&self, hold: &HoldId) -> Option<Resolution> {
+        self.resolved.get(hold).map(|r| r.how)
+    }
+
+    pub fn active_holds(&self) -> impl Iterator<Item = (&HoldId, &Hold)> {
+        self.holds.map.iter()
+    }
+
+    pub fn transfer(&self, transfer: &TransferId) -> Option<&Transfer> {
+        self.transfers.get(transfer)
+    }
+
+    pub fn sale(&self, sale: &SaleId) -> Option<&SaleRecord> {
+        self.sales.get(sale)
+    }
+
+    /// Highest device sequence applied for `terminal`.
+    pub fn terminal_seq(&self, terminal: &TerminalId) -> Option<u64> {
+        self.terminals.get(terminal).copied()
+    }
+
+    /// How many events built this state.
+    pub fn events_applied(&self) -> u64 {
+        self.events_applied
+    }
+
+    /// Sizes of the bounded tables: (active holds, resolved holds kept, op ids kept, sales, transfers kept).
+    pub fn table_sizes(&self) -> (usize, usize, usize, usize, usize) {
+        (
+            self.holds.map.len(),
+            self.resolved.len(),
+            self.ops.len(),
+            self.sales.len(),
+            self.transfers.len(),
+        )
+    }
+
+    /// Decides what `cmd` does at `now`, without changing anything. Holds
+    /// whose deadline is at or before `now` count as expired (lazy expiry);
+    /// call [`SkuState::expire`] and apply its events so the log shows them.
+    pub fn decide(&self, now: Timestamp, cmd: &Command) -> Result<Vec<Event>, Rejection> {
+        self.decide_one(now, cmd).map(|e| alloc::vec![e])
+    }
+
+    /// [`SkuState::decide`] for the commands that give exactly one event (all
+    /// of them today): a dispatch to the concern that owns the command.
+    pub fn decide_one(&self, now: Timestamp, cmd: &Command) -> Result<Event, Rejection> {
+        let fp = fingerprint(cmd);
+        match cmd {
+            Command::Receive { op, location, qty } => {
+                self.decide_receive(now, fp, op, location, *qty)
+            }
+            Command::Adjust {
+                op,
+                location,
+                delta,
+                reason,
+                expected_version,
+            } => self.decide_adjust(now, fp, op, location, *delta, *reason, *expected_version),
+            Command::Count {
+                op,
+                location,
+                counted,
+                counted_at,
+            } => self.decide_count(now, fp, op, location, *counted, *counted_at),
+            Command::MarkUnavailable {
+                op,
+                location,
+                bucket,
+                delta,
+            } => self.decide_mark_unavailable(now, fp, op, location, *bucket, *delta),
+            Command::SetSafetyStock { op, location, qty } => {
+                self.decide_safety_stock(now, fp, op, location, *qty)
+            }
+            Command::Hold {
+                hold,
+                location,
+                qty,
+                channel,
+                ttl_ms,
+            } => self.decide_hold(now, fp, hold, location, *qty, *channel, *ttl_ms),
+            // Commands on an existing hold carry no content to compare: no fingerprint.
+            Command::Extend { hold, ttl_ms } => self.decide_extend(now, hold, *ttl_ms),
+            Command::Release { hold } => self.decide_release(now, hold),
+            Command::Commit { hold } => self.decide_commit(now, hold),
+            Command::Fulfill { hold } => self.decide_fulfill(now, hold),
+            Command::Sell {
+                sale,
+                terminal,
+                device_seq,
+                location,
+                qty,
+                occurred_at,
+            } => self.decide_sell(
+                now,
+                fp,
+                sale,
+                terminal,
+                *device_seq,
+                location,
+                *qty,
+                *occurred_at,
+            ),
+            Command::ReturnReceive {
+                op,
+                location,
+                qty,
+                condition,
+                sale,
+            } => self.decide_return(now, fp, op, location, *qty, *condition, sale.as_ref()),
+            Command::TransferShip {
+                transfer,
+                from,
+                to,
+                qty,
+            } => self.decide_transfer_ship(now, fp, transfer, from, to, *qty),
+            Command::TransferReceive {
+                op,
+                transfer,
+                qty,
+                close,
+            } => self.decide_transfer_receive(now, fp, op, transfer, *qty, *close),
+            Command::TransferCancel { transfer } => self.decide_transfer_cancel(now, transfer),
+        }
+    }
+
+    /// Applies a fact. Infallible: an event that no longer matches the state
+    /// (a duplicate delivered twice) changes nothing.
+    pub fn apply(&mut self, event: &Event) {
+        self.events_applied += 1;
+        let at = event.at();
+        if at > self.clock {
+            self.clock = at;
+            self.prune();
+        }
+        match event {
+            Event::Received { .. }
+            | Event::Adjusted { .. }
+            | Event::MarkedUnavailable { .. }
+            | Event::SafetyStockSet { .. } => self.apply_site_op(event),
+            Event::Counted { .. } => self.apply_counted(event),
+            Event::Held { .. } => self.apply_held(event),
+            Event::Extended {
+                hold, expires_at, ..
+            } => self.apply_extended(hold, *expires_at),
+            Event::Committed { hold, .. } => self.apply_committed(hold),
+            Event::Released { hold, at, .. } => self.resolve(hold, Resolution::Released, *at, 0),
+            Event::Expired { hold, at, .. } => self.resolve(hold, Resolution::Expired, *at, 0),
+            Event::Fulfilled {
+                hold, oversold, at, ..
+            } => self.resolve(hold, Resolution::Fulfilled, *at, *oversold),
+            Event::Sold { .. } => self.apply_sold(event),
+            Event::ReturnReceived { .. } => self.apply_return_received(event),
+            Event::TransferShipped { .. } => self.apply_transfer_shipped(event),
+            Event::TransferReceived { .. } => self.apply_transfer_received(event),
+            Event::TransferCancelled { transfer, at } => {
+                self.apply_transfer_cancelled(transfer, *at)
+            }
+        }
+    }
+}
