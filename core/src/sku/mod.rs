@@ -100,8 +100,43 @@ pub struct SkuState {
 }
 
 impl SkuState {
+    /// An empty state whose tables hash under key 0. An owner that takes ids
+    /// from clients uses [`SkuState::with_hash_key`] instead.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty state whose id tables hash under `key` (see
+    /// [`SkuState::set_hash_key`]).
+    pub fn with_hash_key(key: u64) -> Self {
+        let mut s = Self::default();
+        s.set_hash_key(key);
+        s
+    }
+
+    /// Rehashes every id table under `key` (SipHash-1-3 of the id's bytes),
+    /// so that clients who pick SKU, location, hold, op, sale, terminal or
+    /// transfer ids cannot make them collide: the owner keeps a random key of
+    /// its own (the Durable Object, in its SQLite) and never shows it.
+    ///
+    /// Nothing observable depends on the key: events, rejections, iteration
+    /// order, [`SkuState::state_hash`] and the snapshot JSON are the same under
+    /// every key. The key is not part of the snapshot: a state loaded from one
+    /// hashes under key 0 until the owner calls this again, which it does right
+    /// after the load (O(n log n), as is the load, however the ids hash).
+    pub fn set_hash_key(&mut self, key: u64) {
+        self.sites.set_hash_key(key);
+        self.holds.map.set_hash_key(key);
+        self.resolved.set_hash_key(key);
+        self.ops.set_hash_key(key);
+        self.sales.set_hash_key(key);
+        self.terminals.set_hash_key(key);
+        self.transfers.set_hash_key(key);
+    }
+
+    /// The key the id tables hash under (0 unless set).
+    pub fn hash_key(&self) -> u64 {
+        self.sites.hash_key()
     }
 
     /// The position at `location` as recorded (all zeros if nothing happened there yet).

@@ -32,11 +32,7 @@ pub(super) mod by_location {
         d: D,
     ) -> Result<IdMap<LocationId, Site>, D::Error> {
         let sorted = <BTreeMap<LocationId, Site> as serde::Deserialize>::deserialize(d)?;
-        let mut m = IdMap::default();
-        for (k, v) in sorted {
-            m.insert(k, v);
-        }
-        Ok(m)
+        Ok(IdMap::from_pairs(sorted.into_iter().collect()))
     }
 }
 
