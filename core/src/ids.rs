@@ -735,7 +735,8 @@ id_type!(
     MAX_HOLD_LEN
 );
 id_type!(
-    /// A POS sale, idempotent forever.
+    /// A POS sale, idempotent forever (the shell's durable record; core
+    /// remembers a day of them).
     SaleId
 );
 id_type!(

@@ -89,6 +89,16 @@ pub enum Command {
     /// The committed units leave (shipped or collected): out of committed and on_hand.
     Fulfill { hold: HoldId },
     /// An in-store sale: never refused for stock.
+    ///
+    /// Core recognises a repeated `sale` id (`Exists`, or
+    /// `ExistsWithDifferentBody` with other content) while it remembers it:
+    /// for [`RETENTION_MS`](super::RETENTION_MS) after it was applied, among
+    /// the last [`MAX_REMEMBERED_SALES`](super::MAX_REMEMBERED_SALES). A sale
+    /// older than that window is recognised by the caller's durable record,
+    /// not by core: the shell keeps every sale id (with its
+    /// [`fingerprint`] and first answer) forever and, before deciding a
+    /// `Sell` that [`SkuState::remembers_sale`](super::SkuState::remembers_sale)
+    /// says core has forgotten, answers from that record if it has the id.
     Sell {
         sale: SaleId,
         terminal: TerminalId,
@@ -98,7 +108,11 @@ pub enum Command {
         occurred_at: Timestamp,
     },
     /// Returned units arrive at `location` in `condition`. With `sale`, the
-    /// units returned against that POS sale never exceed what it sold.
+    /// units returned against that POS sale never exceed what it sold, while
+    /// core remembers the sale (see `Sell`); a sale it has forgotten is taken
+    /// on the caller's word (the return coordinator, `returns::Return`, checks
+    /// its lines against the durable sale record), and a sale it never saw is
+    /// `SaleNotFound` as long as it has forgotten none.
     ReturnReceive {
         op: OpId,
         location: LocationId,

@@ -50,7 +50,7 @@ impl Hold {
     }
 }
 
-/// A resolved hold, remembered for [`RETENTION_MS`].
+/// A resolved hold, remembered for [`RETENTION_MS`](super::RETENTION_MS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resolved {
     pub how: Resolution,

@@ -1,7 +1,9 @@
 //! The invariants that hold after every event, and the state's stable hash.
 use alloc::collections::BTreeMap;
 
-use super::{HoldState, SkuState, TransferStatus, MAX_MOVEMENT_WINDOW};
+use super::{
+    HoldState, SkuState, TransferStatus, MAX_MOVEMENT_WINDOW, MAX_REMEMBERED_SALES, MAX_TERMINALS,
+};
 use crate::fingerprint::Fnv;
 use crate::ids::LocationId;
 use crate::stock::Qty;
@@ -113,6 +115,19 @@ impl SkuState {
         }
         if self.ops.len() != self.ops_log.len() || self.resolved.len() > self.resolved_log.len() {
             return Err("a retention log is out of step with its table");
+        }
+        // A snapshot from before the sale window (sales, no log) fails here:
+        // the shell then replays the log instead.
+        if self.sales.len() != self.sales_log.len()
+            || self
+                .sales_log
+                .iter()
+                .any(|(_, id)| !self.sales.contains_key(id))
+        {
+            return Err("the sale log is out of step with the sales");
+        }
+        if self.sales.len() > MAX_REMEMBERED_SALES || self.terminals.len() > MAX_TERMINALS {
+            return Err("more sales or terminals remembered than the limit");
         }
         Ok(())
     }

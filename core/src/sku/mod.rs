@@ -1,10 +1,12 @@
 //! One SKU's stock across every location: commands, events, rejections, and
 //! the state machine that turns the first into the second.
 //!
-//! Every table here is bounded: active holds, locations, open transfers and the
-//! count window have a maximum; op ids, resolved holds and closed transfers are
-//! pruned [`RETENTION_MS`] after they were last touched (by event time, never
-//! by a clock). Sale ids are kept forever, as the API promises.
+//! Every table here is bounded: active holds, locations, open transfers,
+//! terminals and the count window have a maximum; op ids, sale ids, resolved
+//! holds and closed transfers are pruned [`RETENTION_MS`] after they were last
+//! touched (by event time, never by a clock), and sale ids are also capped at
+//! [`MAX_REMEMBERED_SALES`]. The API keeps sale ids idempotent forever: that
+//! is the shell's durable record's job, not core's (see [`Command::Sell`]).
 //!
 //! Map of the module (one file per concern; each adds the `decide_*` and
 //! `apply_*` of its commands and events to [`SkuState`]):
@@ -16,7 +18,7 @@
 //! - `counts`: physical counts, brought up to date with later movements.
 //! - [`holds`]: holds (hold, extend, release, commit, fulfil), resolutions,
 //!   lazy expiry and the deadline table.
-//! - `sales`: POS sales and returns against them.
+//! - `sales`: POS sales and returns against them; the sale window and terminals.
 //! - `transfers`: transfers between locations.
 //! - `retention`: op ids and what is forgotten after [`RETENTION_MS`].
 //! - `snapshot`: the serde form where it is not derived.
@@ -44,7 +46,7 @@ pub use command::{fingerprint, Command, Condition};
 pub use event::Event;
 pub use holds::{Hold, HoldState, Resolution, Resolved};
 pub use rejection::Rejection;
-pub use sales::SaleRecord;
+pub use sales::{SaleRecord, TerminalSeen};
 pub use site::Flows;
 pub use transfers::{Transfer, TransferStatus};
 
@@ -64,8 +66,16 @@ pub const MAX_ON_HAND: Qty = 1_000_000_000;
 /// On-hand movements remembered per location, so that a count can add back
 /// what moved after it was taken.
 pub const MAX_MOVEMENT_WINDOW: usize = 256;
-/// How long op ids, resolved holds and closed transfers are remembered (by event time).
+/// How long op ids, sale ids, resolved holds and closed transfers are
+/// remembered (by event time).
 pub const RETENTION_MS: i64 = 24 * 3_600_000;
+/// Most sale ids one SKU remembers (within [`RETENTION_MS`]); past it the
+/// oldest is forgotten first.
+pub const MAX_REMEMBERED_SALES: usize = 100_000;
+/// Most terminals one SKU remembers the last device sequence of; past it the
+/// terminal seen longest ago is forgotten (its next late upload is not
+/// flagged `late`).
+pub const MAX_TERMINALS: usize = 4_096;
 /// How far in the future a device's `occurred_at` / `counted_at` may be (clock skew).
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60_000;
 
@@ -86,9 +96,17 @@ pub struct SkuState {
     ops: IdMap<OpId, (u64, Timestamp)>,
     /// `(when, op id)` per op id kept, oldest first.
     ops_log: VecDeque<(Timestamp, OpId)>,
+    /// The sales remembered: the window of [`RETENTION_MS`], at most [`MAX_REMEMBERED_SALES`].
     sales: IdMap<SaleId, SaleRecord>,
-    /// Highest device sequence seen per terminal.
-    terminals: IdMap<TerminalId, u64>,
+    /// `(when, sale id)` per sale remembered, oldest first. Left out of the
+    /// snapshot when empty (a state without sales keeps its old form).
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    sales_log: VecDeque<(Timestamp, SaleId)>,
+    /// How many sale ids were forgotten (by age or by the cap).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    sales_forgotten: u64,
+    /// Highest device sequence and latest sale time per terminal, at most [`MAX_TERMINALS`].
+    terminals: IdMap<TerminalId, TerminalSeen>,
     transfers: IdMap<TransferId, Transfer>,
     /// `(when, transfer id)` per closed or cancelled transfer, oldest first.
     transfers_log: VecDeque<(Timestamp, TransferId)>,
@@ -97,6 +115,10 @@ pub struct SkuState {
     events_applied: u64,
     /// The latest event time seen: the clock that prunes.
     clock: Timestamp,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SkuState {
@@ -187,13 +209,29 @@ impl SkuState {
         self.transfers.get(transfer)
     }
 
+    /// The sale, while it is remembered (see [`SkuState::remembers_sale`]).
     pub fn sale(&self, sale: &SaleId) -> Option<&SaleRecord> {
         self.sales.get(sale)
     }
 
-    /// Highest device sequence applied for `terminal`.
+    /// Whether core still remembers `sale`: applied less than
+    /// [`RETENTION_MS`] before the latest event and among the last
+    /// [`MAX_REMEMBERED_SALES`]. While it does, a `Sell` with that id is
+    /// `Exists` (or `ExistsWithDifferentBody`); once it does not, `decide`
+    /// would sell again, so the shell, which keeps every sale id durably,
+    /// answers a repeat from its own record (see [`Command::Sell`]).
+    pub fn remembers_sale(&self, sale: &SaleId) -> bool {
+        self.sales.contains_key(sale)
+    }
+
+    /// How many sale ids core has forgotten (by age or by the cap).
+    pub fn sales_forgotten(&self) -> u64 {
+        self.sales_forgotten
+    }
+
+    /// Highest device sequence applied for `terminal` (while it is remembered).
     pub fn terminal_seq(&self, terminal: &TerminalId) -> Option<u64> {
-        self.terminals.get(terminal).copied()
+        self.terminals.get(terminal).map(|t| t.device_seq)
     }
 
     /// How many events built this state.
@@ -201,7 +239,7 @@ impl SkuState {
         self.events_applied
     }
 
-    /// Sizes of the bounded tables: (active holds, resolved holds kept, op ids kept, sales, transfers kept).
+    /// Sizes of the bounded tables: (active holds, resolved holds kept, op ids kept, sales kept, transfers kept).
     pub fn table_sizes(&self) -> (usize, usize, usize, usize, usize) {
         (
             self.holds.map.len(),

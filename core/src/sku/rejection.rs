@@ -37,7 +37,8 @@ pub enum Rejection {
     TransferAlreadyShipped,
     /// The transfer was fully received or closed.
     TransferClosed,
-    /// A return names a sale this SKU never saw.
+    /// A return names a sale this SKU never saw (reported while no sale id
+    /// has been forgotten: see `Command::ReturnReceive`).
     SaleNotFound,
     /// `expected_version` is stale.
     VersionConflict { expected: u64, actual: u64 },

@@ -1,6 +1,6 @@
 //! Op ids (the idempotency of every command that carries an [`OpId`]), and
-//! what is forgotten [`RETENTION_MS`] after it was last touched: op ids,
-//! resolved holds, closed and cancelled transfers. Pruning goes by event
+//! what is forgotten [`RETENTION_MS`] after it was last touched: op ids, sale
+//! ids, resolved holds, closed and cancelled transfers. Pruning goes by event
 //! time (the latest event applied), never by a clock.
 use super::rejection::known;
 use super::{Rejection, SkuState, TransferStatus, RETENTION_MS};
@@ -24,7 +24,8 @@ impl SkuState {
         true
     }
 
-    /// Forgets op ids, resolved holds and closed transfers older than the retention window.
+    /// Forgets op ids, sale ids, resolved holds and closed transfers older
+    /// than the retention window.
     pub(super) fn prune(&mut self) {
         let horizon = Timestamp(self.clock.0.saturating_sub(RETENTION_MS));
         while self.ops_log.front().is_some_and(|(t, _)| *t < horizon) {
@@ -33,6 +34,9 @@ impl SkuState {
                     self.ops.remove(&op);
                 }
             }
+        }
+        while self.sales_log.front().is_some_and(|(t, _)| *t < horizon) {
+            self.forget_oldest_sale();
         }
         while self.resolved_log.front().is_some_and(|(t, _)| *t < horizon) {
             if let Some((t, id)) = self.resolved_log.pop_front() {

@@ -1,19 +1,30 @@
 //! POS sales (never refused for stock: an oversell is recorded) and returns,
-//! against a sale or not.
+//! against a sale or not; the window of sale ids core remembers, and the
+//! terminals' last device sequences.
 use alloc::vec::Vec;
 
 use super::rejection::{check_device_time, check_positive_qty, check_qty, known};
-use super::{Condition, Event, Rejection, SkuState};
+use super::{Condition, Event, Rejection, SkuState, MAX_REMEMBERED_SALES, MAX_TERMINALS};
 use crate::ids::{LocationId, OpId, SaleId, TerminalId};
 use crate::stock::{Channel, Qty};
 use crate::time::Timestamp;
 
-/// A POS sale, remembered forever (sale ids are idempotent forever).
+/// A POS sale, remembered for [`RETENTION_MS`](super::RETENTION_MS), at
+/// most [`MAX_REMEMBERED_SALES`] of them (the shell remembers every sale id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SaleRecord {
     pub fp: u64,
     pub qty: Qty,
     pub returned: Qty,
+}
+
+/// What a SKU remembers of a terminal: the highest device sequence applied
+/// (a lower one is flagged `late`) and when it last sold (the terminal seen
+/// longest ago is forgotten first, past [`MAX_TERMINALS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TerminalSeen {
+    pub device_seq: u64,
+    pub seen_at: Timestamp,
 }
 
 impl SkuState {
@@ -42,7 +53,7 @@ impl SkuState {
         let late = self
             .terminals
             .get(terminal)
-            .is_some_and(|seen| device_seq < *seen);
+            .is_some_and(|seen| device_seq < seen.device_seq);
         let (oversold, at_risk) = if absorbed_by_count {
             (0, Vec::new())
         } else {
@@ -87,14 +98,17 @@ impl SkuState {
         check_positive_qty(qty)?;
         self.check_op(op, fp)?;
         if let Some(sale) = sale {
-            let Some(s) = self.sales.get(sale) else {
-                return Err(Rejection::SaleNotFound);
-            };
-            if s.returned + qty > s.qty {
-                return Err(Rejection::ReturnExceedsSold {
-                    sold: s.qty,
-                    returned: s.returned,
-                });
+            match self.sales.get(sale) {
+                Some(s) if s.returned + qty > s.qty => {
+                    return Err(Rejection::ReturnExceedsSold {
+                        sold: s.qty,
+                        returned: s.returned,
+                    });
+                }
+                Some(_) => {}
+                None if self.sales_forgotten == 0 => return Err(Rejection::SaleNotFound),
+                // Maybe a sale core forgot: the caller's durable record vouches for it.
+                None => {}
             }
         }
         self.check_location(location)?;
@@ -123,6 +137,7 @@ impl SkuState {
             occurred_at,
             oversold,
             absorbed_by_count,
+            at,
             ..
         } = event
         else {
@@ -136,12 +151,11 @@ impl SkuState {
         if !new {
             return;
         }
-        match self.terminals.get_mut(terminal) {
-            Some(seen) => *seen = (*seen).max(*device_seq),
-            None => {
-                self.terminals.insert(terminal.clone(), *device_seq);
-            }
+        self.sales_log.push_back((*at, sale.clone()));
+        while self.sales.len() > MAX_REMEMBERED_SALES {
+            self.forget_oldest_sale();
         }
+        self.see_terminal(terminal, *device_seq, *at);
         let s = self.site_mut(location);
         if !absorbed_by_count {
             s.pos.on_hand -= qty;
@@ -187,5 +201,41 @@ impl SkuState {
             Condition::ReturnToVendor => {}
         }
         s.pos.version += 1;
+    }
+
+    /// Forgets the oldest sale id remembered.
+    pub(super) fn forget_oldest_sale(&mut self) {
+        if let Some((_, sale)) = self.sales_log.pop_front() {
+            self.sales.remove(&sale);
+            self.sales_forgotten += 1;
+        }
+    }
+
+    /// Records a sale by `terminal`: its highest device sequence and when it
+    /// last sold. A new terminal past [`MAX_TERMINALS`] replaces the one seen
+    /// longest ago (ties: the smallest id).
+    fn see_terminal(&mut self, terminal: &TerminalId, device_seq: u64, at: Timestamp) {
+        if let Some(seen) = self.terminals.get_mut(terminal) {
+            seen.device_seq = seen.device_seq.max(device_seq);
+            seen.seen_at = seen.seen_at.max(at);
+            return;
+        }
+        if self.terminals.len() >= MAX_TERMINALS {
+            let oldest = self
+                .terminals
+                .iter_unordered()
+                .min_by(|a, b| (a.1.seen_at, a.0).cmp(&(b.1.seen_at, b.0)))
+                .map(|(id, _)| id.clone());
+            if let Some(id) = oldest {
+                self.terminals.remove(&id);
+            }
+        }
+        self.terminals.insert(
+            terminal.clone(),
+            TerminalSeen {
+                device_seq,
+                seen_at: at,
+            },
+        );
     }
 }
