@@ -75,6 +75,8 @@ struct HashKey {
     key: u64,
     k0: u64,
     k1: u64,
+    /// The fast hash's multiplier: odd, from the key.
+    mul: u64,
     /// SipHash of the id's bytes; otherwise the fast hash, a keyed mix of its FNV hash.
     strong: bool,
 }
@@ -85,6 +87,13 @@ impl HashKey {
             key,
             k0: key ^ 0x0f1e_2d3c_4b5a_6978,
             k1: key.rotate_left(32) ^ 0x8796_a5b4_c3d2_e1f0,
+            mul: {
+                // splitmix64 of the key: any key gives a well-spread odd multiplier.
+                let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                (z ^ (z >> 31)) | 1
+            },
             strong: false,
         }
     }
@@ -97,12 +106,9 @@ impl HashKey {
         if self.strong {
             self.strong_hash(k.key_bytes())
         } else {
-            // A keyed bijection of the FNV hash (splitmix64's finaliser):
-            // distinct FNV hashes land where only the key decides.
-            let mut z = k.key_hash() ^ self.k0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
+            // Multiply-shift under a keyed odd multiplier ([`home`] takes
+            // the top bits): distinct FNV hashes land where only the key decides.
+            k.key_hash().wrapping_mul(self.mul)
         }
     }
 }
@@ -113,8 +119,9 @@ impl HashKey {
 /// comparison, whatever the size, and ids cannot be chosen to collide by
 /// anyone who does not know the key.
 ///
-/// The hash starts fast: a keyed mix of the id's cached FNV hash, which
-/// spreads any ids with distinct FNV hashes as the key decides. Ids with the
+/// The hash starts fast: the id's cached FNV hash times a keyed odd number
+/// (multiply-shift, a universal family: ids with distinct FNV hashes share a
+/// slot about as often as random ones, whatever the attacker picks). Ids with the
 /// same full 64-bit FNV hash (which can be computed) would still collide: the
 /// first insert or rebuild that probes past [`MAX_PROBE`] slots switches the
 /// table for good to SipHash-1-3 of the id's bytes under the key.
@@ -144,16 +151,25 @@ impl<K: Keyed, V> Default for IdMap<K, V> {
     }
 }
 
-/// Where a key's probe sequence starts: the hash's low bits (both hashes
-/// mix every input bit into them; the slot's tag keeps the high bits).
+/// Where a key's probe sequence starts: the hash's top bits (for the fast
+/// hash, multiply-shift: the top bits of a product by a random odd number,
+/// which two distinct FNV hashes share with probability about 2 / slots).
 #[inline]
 fn home(h: u64, mask: usize) -> usize {
-    h as usize & mask
+    (h >> (64 - mask.trailing_ones())) as usize
 }
 
+/// The hash's low 32 bits, as the high half of a slot: a cheap filter
+/// before comparing ids.
 #[inline]
 fn tag(h: u64) -> u64 {
-    h & 0xFFFF_FFFF_0000_0000
+    h << 32
+}
+
+/// The tag a slot holds.
+#[inline]
+fn slot_tag(s: u64) -> u64 {
+    s & 0xFFFF_FFFF_0000_0000
 }
 
 impl<K: Keyed, V> IdMap<K, V> {
@@ -216,7 +232,7 @@ impl<K: Keyed, V> IdMap<K, V> {
             if s == 0 {
                 return Err(i);
             }
-            if tag(s) == tag(h) {
+            if slot_tag(s) == tag(h) {
                 let idx = (s & 0xFFFF_FFFF) as usize - 1;
                 if self.entries[idx].0 == *k {
                     return Ok((i, idx));

@@ -260,7 +260,16 @@ impl SkuState {
     /// [`SkuState::decide`] for the commands that give exactly one event (all
     /// of them today): a dispatch to the concern that owns the command.
     pub fn decide_one(&self, now: Timestamp, cmd: &Command) -> Result<Event, Rejection> {
-        let fp = fingerprint(cmd);
+        // Commands on an existing hold or transfer carry no content to
+        // compare: no fingerprint.
+        let fp = match cmd {
+            Command::Extend { .. }
+            | Command::Release { .. }
+            | Command::Commit { .. }
+            | Command::Fulfill { .. }
+            | Command::TransferCancel { .. } => 0,
+            _ => fingerprint(cmd),
+        };
         match cmd {
             Command::Receive { op, location, qty } => {
                 self.decide_receive(now, fp, op, location, *qty)
@@ -294,7 +303,6 @@ impl SkuState {
                 channel,
                 ttl_ms,
             } => self.decide_hold(now, fp, hold, location, *qty, *channel, *ttl_ms),
-            // Commands on an existing hold carry no content to compare: no fingerprint.
             Command::Extend { hold, ttl_ms } => self.decide_extend(now, hold, *ttl_ms),
             Command::Release { hold } => self.decide_release(now, hold),
             Command::Commit { hold } => self.decide_commit(now, hold),
