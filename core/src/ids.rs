@@ -4,26 +4,141 @@ use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::fmt;
 
-/// An id that can key an [`IdMap`]: a stable 64-bit hash of its text,
-/// computed once when the id is parsed.
+/// An id that can key an [`IdMap`]: its bytes (what the table hashes, with
+/// the table's key) and a stable, unkeyed 64-bit hash of its text, computed
+/// once when the id is parsed (what iteration is ordered by).
 pub trait Keyed: Clone + Eq {
+    /// The id's FNV-1a hash: the same on every target and for every table.
     fn key_hash(&self) -> u64;
+    /// The id's text.
+    fn key_bytes(&self) -> &[u8];
 }
 
-/// A map keyed by ids: a hash table on the id's cached FNV-1a hash (open
-/// addressing, linear probing, an index into a dense vector of entries), so
-/// a lookup is a probe or two and one integer comparison, whatever the size.
+/// SipHash-1-3 of `bytes` under the 128-bit key `(k0, k1)`: the keyed hash
+/// that places ids in an [`IdMap`]. Without the key, ids cannot be chosen to
+/// collide (unlike FNV, whose full 64-bit collisions can be computed).
+pub fn siphash13(k0: u64, k1: u64, bytes: &[u8]) -> u64 {
+    #[inline(always)]
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13);
+        v[1] ^= v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16);
+        v[3] ^= v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21);
+        v[3] ^= v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17);
+        v[1] ^= v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let m = u64::from_le_bytes(w);
+        v[3] ^= m;
+        round(&mut v);
+        v[0] ^= m;
+    }
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    let m = u64::from_le_bytes(w) | ((bytes.len() as u64 & 0xff) << 56);
+    v[3] ^= m;
+    round(&mut v);
+    v[0] ^= m;
+    v[2] ^= 0xff;
+    round(&mut v);
+    round(&mut v);
+    round(&mut v);
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// The longest probe sequence an [`IdMap`] tolerates before it hashes with
+/// SipHash: past it, ids collide in the fast hash (full 64-bit FNV
+/// collisions, which the fast hash keeps whatever the key).
+pub const MAX_PROBE: usize = 48;
+
+/// A table's hash key: SipHash's 128-bit key, spread from the owner's `u64`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct HashKey {
+    key: u64,
+    k0: u64,
+    k1: u64,
+    /// The fast hash's multiplier: odd, from the key.
+    mul: u64,
+    /// SipHash of the id's bytes; otherwise the fast hash, a keyed mix of its FNV hash.
+    strong: bool,
+}
+
+impl HashKey {
+    fn new(key: u64) -> Self {
+        HashKey {
+            key,
+            k0: key ^ 0x0f1e_2d3c_4b5a_6978,
+            k1: key.rotate_left(32) ^ 0x8796_a5b4_c3d2_e1f0,
+            mul: {
+                // splitmix64 of the key: any key gives a well-spread odd multiplier.
+                let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                (z ^ (z >> 31)) | 1
+            },
+            strong: false,
+        }
+    }
+    #[inline(never)]
+    fn strong_hash(&self, bytes: &[u8]) -> u64 {
+        siphash13(self.k0, self.k1, bytes)
+    }
+    #[inline(always)]
+    fn hash<K: Keyed>(&self, k: &K) -> u64 {
+        if self.strong {
+            self.strong_hash(k.key_bytes())
+        } else {
+            // Multiply-shift under a keyed odd multiplier ([`home`] takes
+            // the top bits): distinct FNV hashes land where only the key decides.
+            k.key_hash().wrapping_mul(self.mul)
+        }
+    }
+}
+
+/// A map keyed by ids: a hash table (open addressing, linear probing, an
+/// index into a dense vector of entries) on a keyed hash (the table's key,
+/// [`IdMap::set_hash_key`]), so a lookup is a hash, a probe or two and one
+/// comparison, whatever the size, and ids cannot be chosen to collide by
+/// anyone who does not know the key.
 ///
-/// Nothing observable depends on where an entry sits: [`IdMap::iter`] (and
-/// serialisation, as a list of `[id, value]` pairs) is in (hash, id) order,
-/// the same on every target and however the map was built;
-/// [`IdMap::iter_unordered`] is for sums and searches that do not care.
+/// The hash starts fast: the id's cached FNV hash times a keyed odd number
+/// (multiply-shift, a universal family: ids with distinct FNV hashes share a
+/// slot about as often as random ones, whatever the attacker picks). Ids with the
+/// same full 64-bit FNV hash (which can be computed) would still collide: the
+/// first insert or rebuild that probes past [`MAX_PROBE`] slots switches the
+/// table for good to SipHash-1-3 of the id's bytes under the key.
+///
+/// Nothing observable depends on the key or on where an entry sits:
+/// [`IdMap::iter`] (and serialisation, as a list of `[id, value]` pairs) is
+/// in (FNV hash, id) order, the same on every target, under every key and
+/// however the map was built; [`IdMap::iter_unordered`] is for sums and
+/// searches that do not care. A rebuild of the slots (growth, a new key, a
+/// load) never costs more than O(n · MAX_PROBE + n log n), however the hashes fall.
 #[derive(Clone)]
 pub struct IdMap<K: Keyed, V> {
     entries: Vec<(K, V)>,
     /// A power of two long (or empty). 0 is a free slot; otherwise the low 32
     /// bits are the entry's index + 1 and the high 32 bits the high bits of its hash.
     slots: Vec<u64>,
+    key: HashKey,
 }
 
 impl<K: Keyed, V> Default for IdMap<K, V> {
@@ -31,37 +146,85 @@ impl<K: Keyed, V> Default for IdMap<K, V> {
         IdMap {
             entries: Vec::new(),
             slots: Vec::new(),
+            key: HashKey::new(0),
         }
     }
 }
 
-/// Where a key's probe sequence starts (Fibonacci hashing: the top bits of
-/// a multiply, well mixed even when the hash's low bits are not).
+/// Where a key's probe sequence starts: the hash's top bits (for the fast
+/// hash, multiply-shift: the top bits of a product by a random odd number,
+/// which two distinct FNV hashes share with probability about 2 / slots).
 #[inline]
 fn home(h: u64, mask: usize) -> usize {
-    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
+    (h >> (64 - mask.trailing_ones())) as usize
 }
 
+/// The hash's low 32 bits, as the high half of a slot: a cheap filter
+/// before comparing ids.
 #[inline]
 fn tag(h: u64) -> u64 {
-    h & 0xFFFF_FFFF_0000_0000
+    h << 32
+}
+
+/// The tag a slot holds.
+#[inline]
+fn slot_tag(s: u64) -> u64 {
+    s & 0xFFFF_FFFF_0000_0000
 }
 
 impl<K: Keyed, V> IdMap<K, V> {
-    /// (slot, entry index) of `k`, if present.
-    #[inline]
-    fn find(&self, k: &K) -> Option<(usize, usize)> {
-        self.probe(k).ok()
+    /// An empty map hashing under `key`.
+    pub fn with_hash_key(key: u64) -> Self {
+        IdMap {
+            key: HashKey::new(key),
+            ..IdMap::default()
+        }
     }
 
-    /// `Ok((slot, entry index))` of `k`, or `Err(the free slot where it
-    /// would go)` (`usize::MAX` when there are no slots yet).
+    /// The key this map hashes under (0 unless set).
+    pub fn hash_key(&self) -> u64 {
+        self.key.key
+    }
+
+    /// Rehashes every entry under `key`: O(n log n). Changes nothing
+    /// observable (iteration order does not depend on the key).
+    pub fn set_hash_key(&mut self, key: u64) {
+        if key == self.key.key {
+            return;
+        }
+        self.key = HashKey::new(key);
+        self.rehash();
+    }
+
+    /// Whether the table hashes ids with SipHash (after a flood of colliding ids).
+    pub fn is_hardened(&self) -> bool {
+        self.key.strong
+    }
+
+    /// Rebuilds the slots under the current hash.
+    fn rehash(&mut self) {
+        self.rebuild(self.slots.len());
+    }
+
+    /// The keyed hash of entry `idx`.
+    #[inline]
+    fn hash_at(&self, idx: usize) -> u64 {
+        self.key.hash(&self.entries[idx].0)
+    }
+
+    /// (slot, entry index) of `k`, if present.
     #[inline(always)]
-    fn probe(&self, k: &K) -> Result<(usize, usize), usize> {
+    fn find(&self, k: &K) -> Option<(usize, usize)> {
+        self.probe(k, self.key.hash(k)).ok()
+    }
+
+    /// `Ok((slot, entry index))` of `k` (keyed hash `h`), or `Err(the free
+    /// slot where it would go)` (`usize::MAX` when there are no slots yet).
+    #[inline(always)]
+    fn probe(&self, k: &K, h: u64) -> Result<(usize, usize), usize> {
         if self.slots.is_empty() {
             return Err(usize::MAX);
         }
-        let h = k.key_hash();
         let mask = self.slots.len() - 1;
         let mut i = home(h, mask);
         loop {
@@ -69,7 +232,7 @@ impl<K: Keyed, V> IdMap<K, V> {
             if s == 0 {
                 return Err(i);
             }
-            if tag(s) == tag(h) {
+            if slot_tag(s) == tag(h) {
                 let idx = (s & 0xFFFF_FFFF) as usize - 1;
                 if self.entries[idx].0 == *k {
                     return Ok((i, idx));
@@ -79,45 +242,105 @@ impl<K: Keyed, V> IdMap<K, V> {
         }
     }
 
-    /// Adds `k` (absent: `free` is the slot `probe` found) and returns its entry index.
+    /// Adds `k` (absent, keyed hash `h`: `free` is the slot `probe` found)
+    /// and returns its entry index.
     #[inline]
-    fn push_new(&mut self, k: K, v: V, free: usize) -> usize {
-        let h = k.key_hash();
+    fn push_new(&mut self, k: K, h: u64, v: V, free: usize) -> usize {
         let idx = self.entries.len();
         self.entries.push((k, v));
         // Load factor at most 1/2: short probe sequences.
         if (idx + 1) * 2 > self.slots.len() {
-            self.grow();
+            self.rebuild((self.slots.len() * 2).max(16));
         } else {
             self.slots[free] = tag(h) | (idx as u64 + 1);
+            let mask = self.slots.len() - 1;
+            if (free.wrapping_sub(home(h, mask)) & mask) >= MAX_PROBE {
+                self.harden();
+            }
         }
         idx
     }
 
-    /// Puts entry `idx` (hash `h`) in the first free slot of its probe sequence.
-    fn place(slots: &mut [u64], h: u64, idx: usize) {
-        let mask = slots.len() - 1;
-        let mut i = home(h, mask);
-        while slots[i] != 0 {
-            i = (i + 1) & mask;
+    /// Switches to SipHash for good (a no-op once switched).
+    #[cold]
+    fn harden(&mut self) {
+        if !self.key.strong {
+            self.key.strong = true;
+            self.rehash();
         }
-        slots[i] = tag(h) | (idx as u64 + 1);
     }
 
-    fn grow(&mut self) {
-        let n = (self.slots.len() * 2).max(16);
+    /// Rebuilds the slots, `n` long (a power of two, at least twice the
+    /// entries), from `hashes`: each entry at the first free slot from its
+    /// home. A placement that probes past [`MAX_PROBE`] slots stops that:
+    /// the fast hash hardens to SipHash (and rebuilds again), and under
+    /// SipHash the slots are built by [`IdMap::rebuild_sorted`], O(n log n)
+    /// however the hashes fall.
+    fn rebuild(&mut self, n: usize) {
+        let n = n.max(16).max((self.entries.len() * 2).next_power_of_two());
+        let mask = n - 1;
         let mut slots = alloc::vec![0u64; n];
-        for (idx, (k, _)) in self.entries.iter().enumerate() {
-            Self::place(&mut slots, k.key_hash(), idx);
+        for idx in 0..self.entries.len() {
+            let h = self.hash_at(idx);
+            let start = home(h, mask);
+            let mut i = start;
+            while slots[i] != 0 {
+                i = (i + 1) & mask;
+                if (i.wrapping_sub(start) & mask) >= MAX_PROBE {
+                    if self.key.strong {
+                        self.rebuild_sorted(n);
+                    } else {
+                        self.harden();
+                    }
+                    return;
+                }
+            }
+            slots[i] = tag(h) | (idx as u64 + 1);
         }
         self.slots = slots;
     }
 
-    #[inline]
+    /// Builds the slots, `n` long, in O(n log n) however the hashes fall:
+    /// the entries are placed in order of their home slot, each at its home
+    /// or just after the one before, and those that run past the end wrap to
+    /// the first free slots from the start. Every entry then finds the slots
+    /// from its home to itself occupied, as linear probing needs.
+    fn rebuild_sorted(&mut self, n: usize) {
+        let mask = n - 1;
+        let hashes: Vec<u64> = (0..self.entries.len()).map(|i| self.hash_at(i)).collect();
+        let mut order: Vec<(u32, u32)> = hashes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (home(*h, mask) as u32, i as u32))
+            .collect();
+        order.sort_unstable();
+        let mut slots = alloc::vec![0u64; n];
+        let mut next = 0usize;
+        let mut wrapped = Vec::new();
+        for (h, i) in order {
+            let at = (h as usize).max(next);
+            if at >= n {
+                wrapped.push(i);
+                continue;
+            }
+            slots[at] = tag(hashes[i as usize]) | (u64::from(i) + 1);
+            next = at + 1;
+        }
+        let mut at = 0;
+        for i in wrapped {
+            while slots[at] != 0 {
+                at += 1;
+            }
+            slots[at] = tag(hashes[i as usize]) | (u64::from(i) + 1);
+        }
+        self.slots = slots;
+    }
+
+    #[inline(always)]
     pub fn get(&self, k: &K) -> Option<&V> {
         self.find(k).map(|(_, idx)| &self.entries[idx].1)
     }
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
         self.find(k).map(|(_, idx)| &mut self.entries[idx].1)
     }
@@ -127,16 +350,17 @@ impl<K: Keyed, V> IdMap<K, V> {
             (k, v)
         })
     }
-    #[inline]
+    #[inline(always)]
     pub fn contains_key(&self, k: &K) -> bool {
         self.find(k).is_some()
     }
     /// Inserts or replaces (keeping the key already there, as `BTreeMap` does).
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        match self.probe(&k) {
+        let h = self.key.hash(&k);
+        match self.probe(&k, h) {
             Ok((_, idx)) => Some(core::mem::replace(&mut self.entries[idx].1, v)),
             Err(free) => {
-                self.push_new(k, v, free);
+                self.push_new(k, h, v, free);
                 None
             }
         }
@@ -144,58 +368,23 @@ impl<K: Keyed, V> IdMap<K, V> {
     /// Inserts `k` (a clone) with `f()` unless it is already there; whether it inserted.
     #[inline]
     pub fn insert_if_absent(&mut self, k: &K, f: impl FnOnce() -> V) -> bool {
-        match self.probe(k) {
+        let h = self.key.hash(k);
+        match self.probe(k, h) {
             Ok(_) => false,
             Err(free) => {
-                self.push_new(k.clone(), f(), free);
+                self.push_new(k.clone(), h, f(), free);
                 true
             }
         }
     }
     /// The value at `k`, inserting `f()` (with a clone of `k`) if there is none.
     pub fn get_or_insert_with(&mut self, k: &K, f: impl FnOnce() -> V) -> &mut V {
-        let idx = match self.probe(k) {
+        let h = self.key.hash(k);
+        let idx = match self.probe(k, h) {
             Ok((_, idx)) => idx,
-            Err(free) => self.push_new(k.clone(), f(), free),
+            Err(free) => self.push_new(k.clone(), h, f(), free),
         };
         &mut self.entries[idx].1
-    }
-    /// The entry whose key hashes to `h` and for which `pred` holds (the
-    /// caller makes `pred` pick out at most one): a lookup by hash, for
-    /// tables that keep a key's hash rather than a copy of the key.
-    #[inline]
-    pub fn find_by_hash(&self, h: u64, pred: impl Fn(&V) -> bool) -> Option<(&K, &V)> {
-        let (_, idx) = self.probe_hash(h, pred)?;
-        let (k, v) = &self.entries[idx];
-        Some((k, v))
-    }
-    /// (slot, entry index) of the entry [`IdMap::find_by_hash`] finds.
-    #[inline]
-    fn probe_hash(&self, h: u64, pred: impl Fn(&V) -> bool) -> Option<(usize, usize)> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = home(h, mask);
-        loop {
-            let s = self.slots[i];
-            if s == 0 {
-                return None;
-            }
-            if tag(s) == tag(h) {
-                let idx = (s & 0xFFFF_FFFF) as usize - 1;
-                let (k, v) = &self.entries[idx];
-                if k.key_hash() == h && pred(v) {
-                    return Some((i, idx));
-                }
-            }
-            i = (i + 1) & mask;
-        }
-    }
-    /// Removes the entry [`IdMap::find_by_hash`] finds.
-    pub fn remove_by_hash(&mut self, h: u64, pred: impl Fn(&V) -> bool) -> Option<(K, V)> {
-        let (slot, idx) = self.probe_hash(h, pred)?;
-        Some(self.remove_at(slot, idx))
     }
     pub fn remove(&mut self, k: &K) -> Option<V> {
         self.remove_entry(k).map(|(_, v)| v)
@@ -217,7 +406,7 @@ impl<K: Keyed, V> IdMap<K, V> {
                 break;
             }
             let at = (s & 0xFFFF_FFFF) as usize - 1;
-            let want = home(self.entries[at].0.key_hash(), mask);
+            let want = home(self.hash_at(at), mask);
             // Move `s` into the hole unless its home lies cyclically in (hole, i].
             if (i.wrapping_sub(want) & mask) >= (i.wrapping_sub(hole) & mask) {
                 self.slots[hole] = s;
@@ -229,7 +418,7 @@ impl<K: Keyed, V> IdMap<K, V> {
         // The last entry moves into `idx`: repoint its slot.
         let last = self.entries.len() - 1;
         if idx != last {
-            let h = self.entries[last].0.key_hash();
+            let h = self.hash_at(last);
             let mut j = home(h, mask);
             while (self.slots[j] & 0xFFFF_FFFF) as usize != last + 1 {
                 j = (j + 1) & mask;
@@ -257,9 +446,48 @@ impl<K: Keyed, V> IdMap<K, V> {
     pub fn values_unordered(&self) -> impl Iterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
     }
+    /// The longest probe sequence (slots from an entry's home to the entry):
+    /// 1 when no two entries share a home. For the tests.
+    pub fn max_probe_len(&self) -> usize {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        let mask = self.slots.len() - 1;
+        (0..self.slots.len())
+            .filter(|i| self.slots[*i] != 0)
+            .map(|i| {
+                let at = (self.slots[i] & 0xFFFF_FFFF) as usize - 1;
+                (i.wrapping_sub(home(self.hash_at(at), mask)) & mask) + 1
+            })
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 impl<K: Keyed + Ord, V> IdMap<K, V> {
+    /// A map of `pairs` under key 0 (a later pair replaces an earlier one
+    /// with the same id), built in O(n log n) however the ids hash: no
+    /// insert probes past another's entries.
+    pub fn from_pairs(mut pairs: Vec<(K, V)>) -> Self {
+        // Stable: of equal ids, the last stays last; keep it.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut entries: Vec<(K, V)> = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            match entries.last_mut() {
+                Some(last) if last.0 == k => last.1 = v,
+                _ => entries.push((k, v)),
+            }
+        }
+        let mut m = IdMap {
+            entries,
+            ..IdMap::default()
+        };
+        if !m.entries.is_empty() {
+            m.rehash();
+        }
+        m
+    }
+
     /// In (hash, id) order: deterministic on every target, not alphabetical. Sorts: O(n log n).
     ///
     /// A bucket sort: entries are spread into about two buckets per entry by
@@ -344,16 +572,14 @@ impl<K: Keyed + Ord + serde::Serialize, V: serde::Serialize> serde::Serialize fo
     }
 }
 
-impl<'de, K: Keyed + serde::Deserialize<'de>, V: serde::Deserialize<'de>> serde::Deserialize<'de>
-    for IdMap<K, V>
+/// Loads as a map under key 0 (the owner sets its key after: see
+/// [`IdMap::set_hash_key`]), built in O(n log n) however the ids hash.
+impl<'de, K: Keyed + Ord + serde::Deserialize<'de>, V: serde::Deserialize<'de>>
+    serde::Deserialize<'de> for IdMap<K, V>
 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let pairs = <Vec<(K, V)> as serde::Deserialize>::deserialize(d)?;
-        let mut m = IdMap::default();
-        for (k, v) in pairs {
-            m.insert(k, v);
-        }
-        Ok(m)
+        Ok(IdMap::from_pairs(pairs))
     }
 }
 
@@ -418,6 +644,10 @@ macro_rules! id_common {
             #[inline]
             fn key_hash(&self) -> u64 {
                 self.1
+            }
+            #[inline]
+            fn key_bytes(&self) -> &[u8] {
+                self.0.as_bytes()
             }
         }
 
@@ -521,7 +751,8 @@ id_type!(
     MAX_HOLD_LEN
 );
 id_type!(
-    /// A POS sale, idempotent forever.
+    /// A POS sale, idempotent forever (the shell's durable record; core
+    /// remembers a day of them).
     SaleId
 );
 id_type!(
@@ -630,6 +861,183 @@ mod tests {
         let mut sorted: Vec<(&OpId, &u64)> = r.iter().collect();
         sorted.sort_by(|a, b| (a.0.key_hash(), a.0).cmp(&(b.0.key_hash(), b.0)));
         assert!(m.iter().eq(sorted.into_iter()));
+    }
+
+    /// The slot the old, unkeyed table put `h` in (its FNV hash), `bits` wide.
+    fn unkeyed_home(h: u64, bits: u32) -> usize {
+        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & ((1 << bits) - 1)
+    }
+
+    /// Ids an attacker picks so that they all land in one slot of the old
+    /// table (which indexed by the FNV hash itself) spread under a keyed one:
+    /// short probes, no hardening needed, every id found.
+    #[test]
+    fn ids_colliding_unkeyed_spread_under_a_key() {
+        // 2,048 slots hold up to 1,024 entries: pick ids whose FNV hash has home 0 there.
+        let chosen: Vec<OpId> = (0..4_000_000u64)
+            .map(|i| OpId::parse(&format!("x{i}")).unwrap())
+            .filter(|k| unkeyed_home(k.key_hash(), 11) == 0)
+            .take(600)
+            .collect();
+        assert_eq!(chosen.len(), 600);
+        for key in [0u64, 0x5eed, u64::MAX] {
+            let mut m: IdMap<OpId, usize> = IdMap::with_hash_key(key);
+            for (i, k) in chosen.iter().enumerate() {
+                m.insert(k.clone(), i);
+            }
+            assert!(!m.is_hardened(), "key {key}");
+            assert!(m.max_probe_len() < 16, "key {key}: {}", m.max_probe_len());
+            for (i, k) in chosen.iter().enumerate() {
+                assert_eq!(m.get(k), Some(&i));
+            }
+        }
+    }
+
+    /// Ids that collide in the fast hash under one key (found by someone who
+    /// knew it) harden that table to SipHash, and spread under another key.
+    #[test]
+    fn ids_colliding_under_one_key_spread_under_another() {
+        let probe: IdMap<OpId, ()> = IdMap::with_hash_key(42);
+        let chosen: Vec<OpId> = (0..2_000_000u64)
+            .map(|i| OpId::parse(&format!("y{i}")).unwrap())
+            .filter(|k| home(probe.key.hash(k), 1023) == 5)
+            .take(300)
+            .collect();
+        assert_eq!(chosen.len(), 300);
+        let mut same: IdMap<OpId, usize> = IdMap::with_hash_key(42);
+        let mut other: IdMap<OpId, usize> = IdMap::with_hash_key(43);
+        for (i, k) in chosen.iter().enumerate() {
+            same.insert(k.clone(), i);
+            other.insert(k.clone(), i);
+            assert!(same.max_probe_len() <= MAX_PROBE);
+        }
+        assert!(same.is_hardened());
+        assert!(same.max_probe_len() < 16, "{}", same.max_probe_len());
+        assert!(!other.is_hardened());
+        assert!(other.max_probe_len() < 16, "{}", other.max_probe_len());
+        for (i, k) in chosen.iter().enumerate() {
+            assert_eq!(same.get(k), Some(&i));
+            assert_eq!(other.get(k), Some(&i));
+        }
+        // Nothing observable depends on the key or the hardening.
+        assert!(same.iter().eq(other.iter()));
+        assert!(same == other);
+    }
+
+    /// An id type whose FNV hash is the same for every id (what full 64-bit
+    /// FNV collisions look like) and, with `same_bytes`, whose bytes too (a
+    /// SipHash flood by someone who knows the key).
+    #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+    struct Colliding(u32, bool, [u8; 4]);
+
+    impl Colliding {
+        fn new(i: u32, same_bytes: bool) -> Self {
+            Colliding(i, same_bytes, i.to_le_bytes())
+        }
+    }
+
+    impl Keyed for Colliding {
+        fn key_hash(&self) -> u64 {
+            0x1234_5678_9abc_def0
+        }
+        fn key_bytes(&self) -> &[u8] {
+            if self.1 {
+                b"same"
+            } else {
+                &self.2
+            }
+        }
+    }
+
+    /// Full FNV collisions: the fast hash keeps them together whatever the
+    /// key, so the table hardens to SipHash, which spreads them.
+    #[test]
+    fn full_fnv_collisions_harden_the_table() {
+        let mut m: IdMap<Colliding, u32> = IdMap::with_hash_key(7);
+        for i in 0..5_000 {
+            m.insert(Colliding::new(i, false), i);
+            assert!(m.max_probe_len() <= MAX_PROBE);
+        }
+        assert!(m.is_hardened());
+        assert!(m.max_probe_len() < 24, "{}", m.max_probe_len());
+        for i in (0..5_000).step_by(2) {
+            assert_eq!(m.remove(&Colliding::new(i, false)), Some(i));
+        }
+        for i in 0..5_000 {
+            let want = (i % 2 == 1).then_some(i);
+            assert_eq!(m.get(&Colliding::new(i, false)).copied(), want);
+        }
+    }
+
+    /// Even ids that collide in every hash (a flood under a known key) cost
+    /// no quadratic rebuild: loading and rekeying stay O(n log n), and every
+    /// id is still found.
+    #[test]
+    fn total_collisions_still_work_and_rebuild_sorted() {
+        let n = 2_000u32;
+        let pairs: Vec<(Colliding, u32)> = (0..n).map(|i| (Colliding::new(i, true), i)).collect();
+        let mut m = IdMap::from_pairs(pairs);
+        assert!(m.is_hardened());
+        m.set_hash_key(99);
+        assert!(m.is_hardened());
+        assert_eq!(m.len(), n as usize);
+        for i in 0..n {
+            assert_eq!(m.get(&Colliding::new(i, true)), Some(&i));
+        }
+        for i in (0..n).step_by(3) {
+            assert_eq!(m.remove(&Colliding::new(i, true)), Some(i));
+        }
+        for i in 0..n {
+            let want = (i % 3 != 0).then_some(i);
+            assert_eq!(m.get(&Colliding::new(i, true)).copied(), want);
+        }
+    }
+
+    /// The same entries give the same iteration and equality under any key,
+    /// and a rekeyed map keeps every entry; a later duplicate in `from_pairs` wins.
+    #[test]
+    fn the_key_changes_nothing_observable() {
+        let ids: Vec<OpId> = (0..500)
+            .map(|i| OpId::parse(&format!("op-{i}")).unwrap())
+            .collect();
+        let mut a: IdMap<OpId, usize> = IdMap::default();
+        let mut b: IdMap<OpId, usize> = IdMap::with_hash_key(0xdead_beef);
+        for (i, k) in ids.iter().enumerate() {
+            a.insert(k.clone(), i);
+        }
+        for (i, k) in ids.iter().enumerate().rev() {
+            b.insert(k.clone(), i);
+        }
+        assert!(a.iter().eq(b.iter()));
+        assert!(a == b);
+        a.set_hash_key(3);
+        assert_eq!(a.hash_key(), 3);
+        assert!(a.iter().eq(b.iter()));
+        for (i, k) in ids.iter().enumerate() {
+            assert_eq!(a.get(k), Some(&i));
+        }
+        let m = IdMap::from_pairs(alloc::vec![
+            (ids[0].clone(), 1),
+            (ids[1].clone(), 2),
+            (ids[0].clone(), 3)
+        ]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.get(&ids[0]), Some(&3));
+    }
+
+    /// SipHash-1-3 against std's (`DefaultHasher::new()` is SipHash-1-3 under
+    /// the zero key; `write` of bytes adds no length prefix), for every length
+    /// up to 63 (whole and partial 8-byte blocks).
+    #[test]
+    fn siphash13_matches_std() {
+        extern crate std;
+        use std::hash::Hasher;
+        let text: Vec<u8> = (0u8..64).collect();
+        for n in 0..text.len() {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            h.write(&text[..n]);
+            assert_eq!(siphash13(0, 0, &text[..n]), h.finish(), "length {n}");
+        }
     }
 
     /// Ids whose hashes share their top bits (one bucket) still iterate in

@@ -1,7 +1,9 @@
 //! A reference model of one SKU (TigerBeetle's auditor idea): plain vectors,
 //! linear scans, every figure recomputed from scratch, no fingerprints, no
 //! indexes. Random command sequences run against both; the decisions, the
-//! positions and the invariants must agree after every step.
+//! positions and the invariants must agree after every step. The model also
+//! forgets op ids, sale ids and resolved holds a day after they were last
+//! touched, by the time of the latest event (long ticks cross that window).
 #![cfg(not(target_arch = "wasm32"))]
 use omnistock_core::sku::{Command, Event, Rejection};
 use omnistock_core::*;
@@ -23,6 +25,8 @@ struct MHold {
     qty: i64,
     content: (usize, i64, bool, Option<i64>),
     state: HState,
+    /// When it was released, expired or fulfilled.
+    resolved_at: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -38,9 +42,12 @@ struct MLoc {
 struct Model {
     locs: [MLoc; 2],
     holds: Vec<MHold>,
-    /// (op id, the command's content as text)
-    ops: Vec<(String, String)>,
-    sales: Vec<(String, String)>,
+    /// (op id, the command's content as text, when it was applied)
+    ops: Vec<(String, String, i64)>,
+    /// (sale id, content, when it was applied)
+    sales: Vec<(String, String, i64)>,
+    /// The time of the latest event: what forgetting goes by.
+    clock: i64,
 }
 
 /// A command in the test's own terms.
@@ -107,21 +114,37 @@ impl Model {
             pos
         }
     }
+    /// An event is applied at `now`: ids last touched more than a day
+    /// before the latest event are forgotten (core prunes before it applies).
+    fn advance(&mut self, now: i64) {
+        if now <= self.clock {
+            return;
+        }
+        self.clock = now;
+        let horizon = now - sku::RETENTION_MS;
+        self.ops.retain(|o| o.2 >= horizon);
+        self.sales.retain(|s| s.2 >= horizon);
+        self.holds
+            .retain(|h| h.resolved_at.is_none_or(|t| t >= horizon));
+    }
     /// Holds past their deadline become expired (the driving loop's step 1).
     fn expire(&mut self, now: i64) {
+        let lapsed = |h: &MHold| matches!(h.state, HState::Held(Some(t)) if t <= now);
+        if self.holds.iter().any(lapsed) {
+            self.advance(now);
+        }
         for h in &mut self.holds {
-            if let HState::Held(Some(t)) = h.state {
-                if t <= now {
-                    h.state = HState::Expired;
-                    self.locs[h.loc].version += 1;
-                }
+            if lapsed(h) {
+                h.state = HState::Expired;
+                h.resolved_at = Some(now);
+                self.locs[h.loc].version += 1;
             }
         }
     }
     fn op_seen(&self, op: &str, content: &str) -> Result<(), &'static str> {
-        match self.ops.iter().find(|(o, _)| o == op) {
+        match self.ops.iter().find(|(o, _, _)| o == op) {
             None => Ok(()),
-            Some((_, c)) if c == content => Err("Exists"),
+            Some((_, c, _)) if c == content => Err("Exists"),
             Some(_) => Err("ExistsWithDifferentBody"),
         }
     }
@@ -158,7 +181,8 @@ impl Model {
                 }
                 let c = format!("receive {l} {q}");
                 self.op_seen(&opid, &c)?;
-                self.ops.push((opid, c));
+                self.advance(now);
+                self.ops.push((opid, c, now));
                 self.locs[l].on_hand += q;
                 self.locs[l].version += 1;
                 Ok(q)
@@ -176,7 +200,8 @@ impl Model {
                 if d < 0 && m.on_hand + d < m.damaged + m.qc {
                     return Err("OnHandBelowUnavailable");
                 }
-                self.ops.push((opid, c));
+                self.advance(now);
+                self.ops.push((opid, c, now));
                 self.locs[l].on_hand += d;
                 self.locs[l].version += 1;
                 Ok(d)
@@ -187,7 +212,8 @@ impl Model {
                 }
                 let c = format!("safety {l} {q}");
                 self.op_seen(&opid, &c)?;
-                self.ops.push((opid, c));
+                self.advance(now);
+                self.ops.push((opid, c, now));
                 self.locs[l].safety = q;
                 self.locs[l].version += 1;
                 Ok(q)
@@ -209,7 +235,8 @@ impl Model {
                 if d > 0 && d > self.available(l, false, now) {
                     return Err("InsufficientStock");
                 }
-                self.ops.push((opid, c));
+                self.advance(now);
+                self.ops.push((opid, c, now));
                 let m = &mut self.locs[l];
                 if damaged {
                     m.damaged += d
@@ -238,12 +265,14 @@ impl Model {
                 if q > self.available(l, online, now) {
                     return Err("InsufficientStock");
                 }
+                self.advance(now);
                 self.holds.push(MHold {
                     id,
                     loc: l,
                     qty: q,
                     content,
                     state: HState::Held(ttl.map(|t| now + t)),
+                    resolved_at: None,
                 });
                 self.locs[l].version += 1;
                 Ok(q)
@@ -254,6 +283,7 @@ impl Model {
                 }
                 match self.live(i, now)? {
                     HState::Held(Some(t)) => {
+                        self.advance(now);
                         let h = self.hold_mut(i);
                         let new = t.max(now + ttl);
                         h.state = HState::Held(Some(new));
@@ -268,8 +298,10 @@ impl Model {
             }
             Op::Release(i) => {
                 self.live(i, now)?;
+                self.advance(now);
                 let h = self.hold_mut(i);
                 h.state = HState::Released;
+                h.resolved_at = Some(now);
                 let (l, q) = (h.loc, h.qty);
                 self.locs[l].version += 1;
                 Ok(q)
@@ -277,6 +309,7 @@ impl Model {
             Op::Commit(i) => match self.live(i, now)? {
                 HState::Committed => Err("Exists"),
                 _ => {
+                    self.advance(now);
                     let h = self.hold_mut(i);
                     h.state = HState::Committed;
                     let (l, q) = (h.loc, h.qty);
@@ -286,8 +319,10 @@ impl Model {
             },
             Op::Fulfill(i) => match self.live(i, now)? {
                 HState::Committed => {
+                    self.advance(now);
                     let h = self.hold_mut(i);
                     h.state = HState::Fulfilled;
+                    h.resolved_at = Some(now);
                     let (l, q) = (h.loc, h.qty);
                     self.locs[l].on_hand -= q;
                     self.locs[l].version += 1;
@@ -301,13 +336,14 @@ impl Model {
                 }
                 let id = format!("X{s}");
                 let c = format!("{l} {q} {now} {n}");
-                match self.sales.iter().find(|(x, _)| *x == id) {
-                    Some((_, old)) if *old == c => return Err("Exists"),
+                match self.sales.iter().find(|(x, _, _)| *x == id) {
+                    Some((_, old, _)) if *old == c => return Err("Exists"),
                     Some(_) => return Err("ExistsWithDifferentBody"),
                     None => {}
                 }
                 let oversold = (q - self.available(l, false, now).max(0)).clamp(0, q);
-                self.sales.push((id, c));
+                self.advance(now);
+                self.sales.push((id, c, now));
                 self.locs[l].on_hand -= q;
                 self.locs[l].version += 1;
                 Ok(oversold)
@@ -423,6 +459,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (0..6usize).prop_map(Op::Fulfill),
         3 => (0..4usize, 0..2usize, qty).prop_map(|(s, l, q)| Op::Sell(s, l, q)),
         3 => (0i64..120, any::<bool>()).prop_map(|(s, e)| Op::Tick(s * 1000, e)),
+        // Hours: across the one-day window in which ids are remembered.
+        1 => (4i64..26, any::<bool>()).prop_map(|(h, e)| Op::Tick(h * 3_600_000, e)),
     ]
 }
 
@@ -498,9 +536,12 @@ fn run(ops: &[Op]) {
         again.apply(e);
     }
     assert_eq!(again, real);
-    // Applying the whole log a second time (at-least-once delivery) changes nothing.
+    // Applying the log a second time (at-least-once delivery) changes
+    // nothing: every event of the last day (older ids are forgotten, and the
+    // shell never delivers an event again after that).
     let before = again.state_hash();
-    for e in &replayed {
+    let horizon = log.iter().map(|e| e.at().as_ms()).max().unwrap_or(0) - sku::RETENTION_MS;
+    for e in replayed.iter().filter(|e| e.at().as_ms() >= horizon) {
         again.apply(e);
     }
     assert_eq!(again.state_hash(), before);

@@ -358,6 +358,26 @@ impl World {
                 )
                 .unwrap();
             }
+            "sales" => {
+                // sales S1 X1 X2...: which sale ids core still remembers.
+                let st = self.skus.entry(Sku::parse(words[1]).unwrap()).or_default();
+                for w in &words[2..] {
+                    let known = st.remembers_sale(&SaleId::parse(w).unwrap());
+                    write!(
+                        out,
+                        "{w}={} ",
+                        if known { "remembered" } else { "forgotten" }
+                    )
+                    .unwrap();
+                }
+                let kept = st.table_sizes().3;
+                writeln!(out, "(kept={kept} forgotten={})", st.sales_forgotten()).unwrap();
+            }
+            "terminal" => {
+                let st = self.skus.entry(Sku::parse(words[1]).unwrap()).or_default();
+                let seq = st.terminal_seq(&TerminalId::parse(words[2]).unwrap());
+                writeln!(out, "{} seq={seq:?}", words[2]).unwrap();
+            }
             "deadline" => {
                 let st = self.skus.entry(Sku::parse(words[1]).unwrap()).or_default();
                 writeln!(out, "next_deadline={:?}", st.next_deadline()).unwrap();
@@ -991,22 +1011,26 @@ fn transfers_ship_receive_short_and_cancel() {
 }
 
 #[test]
-fn retention_forgets_op_ids_after_a_day_but_never_sale_ids() {
+fn retention_forgets_op_sale_and_hold_ids_after_a_day() {
     check(
         "
         receive S1 @a 5 op=k1
         sell X1 S1 @a 1
         reserve R1 S1 @a 1 ttl=30s
         release R1 S1
+        sell X1 S1 @a 1
         tick 24h
         receive S1 @a 1 op=k2
         receive S1 @a 5 op=k1
         release R1 S1
+        sell X1 S1 @a 1 at=0ms
+        sales S1 X1
         tick 1ms
         receive S1 @a 1 op=k3
         receive S1 @a 5 op=k1
         release R1 S1
-        sell X1 S1 @a 1
+        sales S1 X1
+        sell X1 S1 @a 1 at=0ms
         ",
         expect![[r#"
             > receive S1 @a 5 op=k1
@@ -1017,6 +1041,8 @@ fn retention_forgets_op_ids_after_a_day_but_never_sale_ids() {
             held R1 @a 1 Pos expires=Some(t30000ms)
             > release R1 S1
             released R1 @a 1
+            > sell X1 S1 @a 1
+            rejected: Exists (exists): already applied
             > tick 24h
             now=t86400000ms
             > receive S1 @a 1 op=k2
@@ -1025,6 +1051,10 @@ fn retention_forgets_op_ids_after_a_day_but_never_sale_ids() {
             rejected: Exists (exists): already applied
             > release R1 S1
             rejected: HoldResolved { how: Released } (invalid_transition): the hold was already Released
+            > sell X1 S1 @a 1 at=0ms
+            rejected: Exists (exists): already applied
+            > sales S1 X1
+            X1=remembered (kept=1 forgotten=0)
             > tick 1ms
             now=t86400001ms
             > receive S1 @a 1 op=k3
@@ -1033,8 +1063,123 @@ fn retention_forgets_op_ids_after_a_day_but_never_sale_ids() {
             received @a 5
             > release R1 S1
             rejected: HoldNotFound (not_found): no such hold
-            > sell X1 S1 @a 1
+            > sales S1 X1
+            X1=forgotten (kept=0 forgotten=1)
+            > sell X1 S1 @a 1 at=0ms
+            sold X1 @a 1 occurred=t0ms oversold=0 at_risk=[] late=false absorbed=false
+        "#]],
+    );
+}
+
+/// The sale window: within it a repeated sale is recognised; past it core
+/// no longer knows the id (the shell's durable record does), a return
+/// against it is taken on the caller's word, and so is a return naming a
+/// sale core never saw once it has forgotten any.
+#[test]
+fn sale_window_and_returns_against_forgotten_sales() {
+    check(
+        "
+        receive S1 @a 10 op=r1
+        return S1 @a 1 restock sale=X9
+        sell X1 S1 @a 3
+        tick 23h
+        sell X1 S1 @a 3 at=0ms
+        sell X1 S1 @a 2 at=0ms
+        return S1 @a 4 restock sale=X1
+        return S1 @a 1 restock sale=X1
+        sales S1 X1
+        tick 1h
+        tick 1ms
+        receive S1 @a 1 op=r2
+        sales S1 X1
+        return S1 @a 4 restock sale=X1
+        return S1 @a 1 restock sale=X9
+        stock S1 @a
+        ",
+        expect![[r#"
+            > receive S1 @a 10 op=r1
+            received @a 10
+            > return S1 @a 1 restock sale=X9
+            rejected: SaleNotFound (not_found): no such sale of this SKU
+            > sell X1 S1 @a 3
+            sold X1 @a 3 occurred=t0ms oversold=0 at_risk=[] late=false absorbed=false
+            > tick 23h
+            now=t82800000ms
+            > sell X1 S1 @a 3 at=0ms
+            rejected: Exists (exists): already applied
+            > sell X1 S1 @a 2 at=0ms
             rejected: ExistsWithDifferentBody (idempotency_key_reused): this id was already used with different content
+            > return S1 @a 4 restock sale=X1
+            rejected: ReturnExceedsSold { sold: 3, returned: 0 } (invalid_request): the sale sold 3 units and 0 were already returned
+            > return S1 @a 1 restock sale=X1
+            return_received @a 1 restock sale=Some("X1")
+            > sales S1 X1
+            X1=remembered (kept=1 forgotten=0)
+            > tick 1h
+            now=t86400000ms
+            > tick 1ms
+            now=t86400001ms
+            > receive S1 @a 1 op=r2
+            received @a 1
+            > sales S1 X1
+            X1=forgotten (kept=0 forgotten=1)
+            > return S1 @a 4 restock sale=X1
+            return_received @a 4 restock sale=Some("X1")
+            > return S1 @a 1 restock sale=X9
+            return_received @a 1 restock sale=Some("X9")
+            > stock S1 @a
+            on_hand=14 reserved=0 committed=0 damaged=0 qc=0 safety=0 incoming=0 oversold=0 v=6 | pos=14 online=14
+        "#]],
+    );
+}
+
+/// At most MAX_REMEMBERED_SALES sale ids, the oldest forgotten first; at
+/// most MAX_TERMINALS terminals, the one seen longest ago forgotten first.
+#[test]
+fn sale_and_terminal_caps() {
+    check(
+        "
+        receive S1 @a 1000000 op=r1
+        repeat 100001 sell X{i} S1 @a 1 seq={i}
+        sales S1 X0 X1 X100000
+        sell X0 S1 @a 1 seq=7
+        sales S1 X0 X1 X2
+        repeat 4096 sell Y{i} S2 @a 1 term=T{i} seq=5
+        tick 1s
+        sell Y-again S2 @a 1 term=T0 seq=6
+        tick 1s
+        sell Y-new S2 @a 1 term=T-new seq=1
+        terminal S2 T0
+        terminal S2 T1
+        terminal S2 T-new
+        ",
+        expect![[r#"
+            > receive S1 @a 1000000 op=r1
+            received @a 1000000
+            > repeat 100001 sell X{i} S1 @a 1 seq={i}
+            100001/100001 applied; last: sold X100000 @a 1 occurred=t0ms oversold=0 at_risk=[] late=false absorbed=false
+            > sales S1 X0 X1 X100000
+            X0=forgotten X1=remembered X100000=remembered (kept=100000 forgotten=1)
+            > sell X0 S1 @a 1 seq=7
+            sold X0 @a 1 occurred=t0ms oversold=0 at_risk=[] late=true absorbed=false
+            > sales S1 X0 X1 X2
+            X0=remembered X1=forgotten X2=remembered (kept=100000 forgotten=2)
+            > repeat 4096 sell Y{i} S2 @a 1 term=T{i} seq=5
+            4096/4096 applied; last: sold Y4095 @a 1 occurred=t0ms oversold=1 at_risk=[] late=false absorbed=false
+            > tick 1s
+            now=t1000ms
+            > sell Y-again S2 @a 1 term=T0 seq=6
+            sold Y-again @a 1 occurred=t1000ms oversold=1 at_risk=[] late=false absorbed=false
+            > tick 1s
+            now=t2000ms
+            > sell Y-new S2 @a 1 term=T-new seq=1
+            sold Y-new @a 1 occurred=t2000ms oversold=1 at_risk=[] late=false absorbed=false
+            > terminal S2 T0
+            T0 seq=Some(6)
+            > terminal S2 T1
+            T1 seq=None
+            > terminal S2 T-new
+            T-new seq=Some(1)
         "#]],
     );
 }

@@ -60,4 +60,7 @@ fn the_simulation_exercises_every_path() {
     eprintln!("{st:?}");
     assert!(st.commands > 800 && st.rejections > 50 && st.duplicates > 30);
     assert!(st.restarts > 20 && st.expiries > 20 && st.oversells > 0);
+    // Sales repeated after core forgot them (a day later), recognised by the
+    // durable record.
+    assert!(st.forgotten_sales > 0);
 }
