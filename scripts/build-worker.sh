@@ -13,3 +13,14 @@ export CLOUDFLARE_CF_FETCH_ENABLED=false
 mode="${1:---release}"
 cd "$ROOT/functions"
 worker-build "$mode"
+if [ "$mode" = "--release" ]; then
+  # worker-build keeps the wasm name section (function names for stack
+  # traces): about 300 KB that every cold isolate would download and compile.
+  # Errors are logged with their own messages, so drop it. Same feature set
+  # as worker-build's wasm-opt run (nothing newer than workerd accepts).
+  wasm="$ROOT/functions/build/index_bg.wasm"
+  "$WASM_OPT_BIN" "$wasm" -o "$wasm.tmp" --strip-debug --strip-producers \
+    --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
+  mv "$wasm.tmp" "$wasm"
+fi

@@ -49,7 +49,7 @@ pub const SNAPSHOT_EVERY: u64 = 256;
 /// The format of `snapshot.state`: the serde JSON of `SkuState`. Bump it when
 /// that shape changes incompatibly; a snapshot of another format is ignored
 /// (full replay) and replaced by the next one written.
-pub const SNAPSHOT_FORMAT: i64 = 1;
+pub const SNAPSHOT_FORMAT: i64 = 2;
 
 /// How long `ops` rows other than sales are kept (by the time they were
 /// written): API.md keeps Idempotency-Keys at least 24 h and core remembers
@@ -110,6 +110,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS reservations (
         id TEXT PRIMARY KEY, json TEXT NOT NULL, deadline INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS reservations_by_deadline ON reservations(deadline)",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
 ];
 
 /// Columns added after the first schema (SQLite has no ADD COLUMN IF NOT
@@ -134,6 +135,11 @@ struct ResultRow {
 #[derive(Deserialize)]
 struct KeyRow {
     req_fp: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IntRow {
+    v: i64,
 }
 
 #[derive(Deserialize)]
@@ -328,17 +334,19 @@ impl SkuStock {
             return Ok(());
         }
         let sql = self.state.storage().sql();
+        let key = hash_key(&sql)?;
         let (mut st, after) = match read_snapshot(&sql)? {
             Some((st, seq)) => (st, seq),
             None => (SkuState::new(), 0),
         };
+        st.set_hash_key(key);
         let mut replayed = replay(&sql, &mut st, after)?;
         if after > 0 && st.events_applied() != after as u64 + replayed {
             // The snapshot does not account for the log before it: trust the log.
             worker::console_error!(
                 "snapshot at seq {after} does not match the event log; replaying all of it"
             );
-            st = SkuState::new();
+            st = SkuState::with_hash_key(key);
             replayed = replay(&sql, &mut st, 0)?;
         }
         *self.mem.borrow_mut() = Some(st);
@@ -446,16 +454,27 @@ impl SkuStock {
         meta: &Meta,
         idem: Option<&Idem>,
     ) -> Result<Outcome, Problem> {
-        match st.decide(now, &cmd.to_core()) {
-            Ok(events) => {
-                // A sale core no longer remembers may still be recorded here
-                // (sale ids are idempotent forever; core keeps a window).
-                if let WireCommand::Sell { sale, .. } = cmd {
-                    if let Some(mut o) = self.stored(&sale_key(sale))? {
-                        o.replayed = true;
-                        return Ok(o);
+        let core_cmd = cmd.to_core();
+        // A sale core no longer remembers (it keeps a window) may still be
+        // recorded here: sale ids are idempotent forever.
+        if let WireCommand::Sell { sale, .. } = cmd {
+            if !st.remembers_sale(sale) {
+                if let Some(mut o) = self.stored(&sale_key(sale))? {
+                    let fp = omnistock_core::sku::fingerprint(&core_cmd);
+                    let same = o.events().iter().any(|e| {
+                        matches!(e, Event::Sold { sale: s, fp: f, .. } if s == sale && *f == fp)
+                    });
+                    if !same {
+                        let r = Refusal::from_core(&Rejection::ExistsWithDifferentBody);
+                        return Ok(describe(st, now, cmd, Err(r)));
                     }
+                    o.replayed = true;
+                    return Ok(o);
                 }
+            }
+        }
+        match st.decide(now, &core_cmd) {
+            Ok(events) => {
                 for e in &events {
                     st.apply(e);
                 }
@@ -866,6 +885,28 @@ fn view_of(st: &SkuState, now: Timestamp, h: &Homed) -> Result<ReservationView, 
         lines: vec![h.line.clone()],
         created_at: rfc3339(h.created_at),
     })
+}
+
+/// This object's key for core's hash tables: random, drawn once (the
+/// JavaScript crypto source, through getrandom) and kept in SQLite, so ids a
+/// client chooses cannot be made to collide in its tables.
+fn hash_key(sql: &SqlStorage) -> Result<u64, Problem> {
+    let rows: Vec<IntRow> = storage::query(sql, "SELECT v FROM meta WHERE k = 'hash_key'", vec![])?;
+    if let Some(r) = rows.first() {
+        return Ok(r.v as u64);
+    }
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| {
+        worker::console_error!("no random source: {e}");
+        Problem::overloaded("no random source; retry")
+    })?;
+    let key = i64::from_le_bytes(b);
+    storage::exec(
+        sql,
+        "INSERT OR IGNORE INTO meta (k, v) VALUES ('hash_key', ?)",
+        vec![int(key)],
+    )?;
+    Ok(key as u64)
 }
 
 /// The usable snapshot and the seq of its last event, if there is one. A

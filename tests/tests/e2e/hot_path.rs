@@ -70,7 +70,10 @@ fn unknown_skus_and_locations_are_404_and_create_nothing() {
             "PUT",
             &format!("/v1/products/{product}"),
             ADMIN,
-            &format!(r#"{{"title":"Hot path","variants":[{}]}}"#, variants.join(",")),
+            &format!(
+                r#"{{"title":"Hot path","variants":[{}]}}"#,
+                variants.join(",")
+            ),
         );
         assert!(r.status == 200 || r.status == 201, "{}", r.body);
     };
@@ -88,7 +91,10 @@ fn unknown_skus_and_locations_are_404_and_create_nothing() {
         r.assert_problem(404, "not_found");
     };
     not_found(api.get(&format!("/v1/availability?sku={ghost}"), PUBLISHABLE));
-    not_found(api.get(&format!("/v1/availability?sku={a},{ghost}&location=store-1"), ADMIN));
+    not_found(api.get(
+        &format!("/v1/availability?sku={a},{ghost}&location=store-1"),
+        ADMIN,
+    ));
     not_found(api.get(&format!("/v1/availability?sku={a}&location=store-9"), ADMIN));
     not_found(api.get(&format!("/v1/skus/{ghost}/ledger"), ADMIN));
     not_found(api.reserve(&unique("hp-r"), &[(&ghost, 1)], "store-1", 60));
@@ -116,7 +122,10 @@ fn unknown_skus_and_locations_are_404_and_create_nothing() {
 
     // Nothing was created: no new SKU or reservation object, no stock moved.
     assert_eq!(object_files(&server, "SkuStock").len(), skus_before);
-    assert_eq!(object_files(&server, "Reservation").len(), reservations_before);
+    assert_eq!(
+        object_files(&server, "Reservation").len(),
+        reservations_before
+    );
     assert_eq!(api.available(&a, "store-1"), 5);
 }
 
@@ -206,7 +215,12 @@ fn an_ended_reservation_deletes_its_storage_after_retention() {
     let files = object_files(&server, "Reservation");
     assert_eq!(files.len(), 1, "{files:?}");
     let db = &files[0];
-    let phase = |db: &Path| sqlite(db, "SELECT json_extract(json, '$.machine.phase.phase') FROM reservation");
+    let phase = |db: &Path| {
+        sqlite(
+            db,
+            "SELECT json_extract(json, '$.machine.phase.phase') FROM reservation",
+        )
+    };
     assert_eq!(phase(db), "ended");
     // Travel 49 h forward: the end of the reservation moves 49 h back.
     sqlite(

@@ -15,7 +15,7 @@ use crate::harness::*;
 
 /// Mirrors `functions/src/objects/sku_stock.rs`.
 const SNAPSHOT_EVERY: i64 = 256;
-const SNAPSHOT_FORMAT: i64 = 1;
+const SNAPSHOT_FORMAT: i64 = 2;
 const OPS_PRUNE_BATCH: i64 = 100;
 const HOUR_MS: i64 = 3_600_000;
 
