@@ -13,7 +13,9 @@ use crate::auth::Role;
 use crate::extract::{check_lines, check_qty, check_text, op_id, Ctx};
 use crate::http::{parse_json, rfc3339, HttpResult, Problem, Reply};
 use crate::wire::catalog::Location;
-use crate::wire::sku_stock::{LedgerEntry, LedgerRequest, Meta, Outcome, SkuRequest, WireCommand};
+use crate::wire::sku_stock::{
+    event_qty, LedgerEntry, LedgerRequest, Meta, Outcome, SkuRequest, WireCommand,
+};
 
 /// Marks a reply as a replay when every object answered with its stored answer.
 pub fn replayed_if(reply: Reply, outcomes: &[&Outcome]) -> Reply {
@@ -380,13 +382,17 @@ pub async fn ledger(ctx: &Ctx) -> HttpResult {
     let items: Vec<Value> = entries
         .into_iter()
         .map(|e| {
-            let details: Value = serde_json::from_str(&e.json).unwrap_or(Value::Null);
+            let event: Option<Event> = serde_json::from_str(&e.json).ok();
+            let details = event
+                .as_ref()
+                .and_then(|ev| serde_json::to_value(ev).ok())
+                .unwrap_or(Value::Null);
             json!({
                 "seq": e.seq,
                 "event": e.kind,
                 "at": rfc3339(e.at),
                 "location": e.location,
-                "qty": details.get("qty").or_else(|| details.get("delta")),
+                "qty": event.as_ref().and_then(event_qty),
                 "reason": e.reason,
                 "actor": e.actor,
                 "channel": e.channel,

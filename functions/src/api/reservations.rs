@@ -10,7 +10,7 @@
 //! two-phase machine): hold everywhere or nowhere.
 use futures_util::future::join;
 use omnistock_core::bundle::expand_lines;
-use omnistock_core::fulfillment::{FulfillmentError, GeoPoint, Line, Shortage};
+use omnistock_core::fulfillment::{FulfillmentError, GeoPoint, Line};
 use omnistock_core::reservation::{place, FulfillmentKind, Placement, PlacementError, Split};
 use omnistock_core::time::{MAX_TTL_MS, MIN_TTL_MS};
 use omnistock_core::{Channel, LocationId, Sku};
@@ -23,7 +23,8 @@ use crate::cache;
 use crate::extract::{check_lines, check_qty, fingerprint, Ctx};
 use crate::http::{check_id, parse_json, HttpResult, Problem, Reply};
 use crate::wire::reservation::{
-    CoordinatorAnswer, CreateRequest, ReservationAnswer, ReservationLine, ReservationRequest,
+    shortage_problem, CoordinatorAnswer, CreateRequest, ReservationAnswer, ReservationLine,
+    ReservationRequest,
 };
 use crate::wire::sku_stock::{HomedAnswer, Meta, ReservationOp, ReserveRequest, SkuRequest};
 use crate::wire::{self, Namespace};
@@ -174,6 +175,7 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
             idem,
         });
         let register = ReservationRequest::Register {
+            id: id.clone(),
             sku: line.sku.clone(),
             fp,
             ttl_ms: ttl,
@@ -298,20 +300,6 @@ fn placement_problem(e: PlacementError) -> Problem {
         }
         other => Problem::invalid(other.to_string()),
     }
-}
-
-/// 409 `insufficient_stock` with its lines.
-pub fn shortage_problem(short: &[Shortage], detail: &str) -> Problem {
-    Problem::new(409, "insufficient_stock", detail).with(
-        "lines",
-        short
-            .iter()
-            .map(|s| {
-                json!({"sku": s.sku, "location": s.location, "requested": s.requested,
-                       "available": s.available.max(0)})
-            })
-            .collect::<Vec<_>>(),
-    )
 }
 
 /// Runs `op` on reservation `id` wherever it lives: its SKU object (when

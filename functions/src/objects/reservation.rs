@@ -61,6 +61,7 @@ enum Stored {
     },
     /// A one-SKU reservation lives in the SKU object of `sku`.
     Pointer {
+        id: String,
         sku: Sku,
         fp: String,
         /// The last time the reservation could still be active, as far as
@@ -112,7 +113,7 @@ impl DurableObject for Reservation {
 /// A core refusal as the API's problem.
 pub fn problem(e: &ReservationError, id: &str) -> Problem {
     match e {
-        ReservationError::Insufficient(short) => crate::api::reservations::shortage_problem(
+        ReservationError::Insufficient(short) => crate::wire::reservation::shortage_problem(
             short,
             "not enough stock for every line; nothing was reserved",
         ),
@@ -203,7 +204,15 @@ impl Reservation {
             }
         }
         match (req, stored) {
-            (ReservationRequest::Register { sku, fp, ttl_ms }, stored) => {
+            (
+                ReservationRequest::Register {
+                    id,
+                    sku,
+                    fp,
+                    ttl_ms,
+                },
+                stored,
+            ) => {
                 if let Some(Stored::Coordinator { machine, .. }) = &stored {
                     // The id belongs to a reservation across SKUs (unless it failed).
                     if machine.get(Timestamp::from_ms(now)).is_ok() {
@@ -211,7 +220,7 @@ impl Reservation {
                     }
                 }
                 let until = now + ttl_ms;
-                self.save(&Stored::Pointer { sku, fp, until })?;
+                self.save(&Stored::Pointer { id, sku, fp, until })?;
                 self.alarm_at(Some(until + RESERVATION_RETENTION_MS))
                     .await?;
                 Ok(CoordinatorAnswer::Registered)
@@ -491,15 +500,15 @@ impl Reservation {
         let now = Timestamp::from_ms(storage::now_ms());
         match self.load()? {
             None => self.reclaim().await?,
-            Some(Stored::Pointer { sku, fp, until }) => {
+            Some(Stored::Pointer { id, sku, fp, until }) => {
                 if now.as_ms() < until + RESERVATION_RETENTION_MS {
                     return self.alarm_at(Some(until + RESERVATION_RETENTION_MS)).await;
                 }
                 // Extended since? The SKU object knows; keep the pointer while it may be active.
-                let id = self.load_id(&sku).await;
-                match id {
+                match self.deadline_at_home(&id, &sku).await {
                     Some(later) if later + RESERVATION_RETENTION_MS > now.as_ms() => {
                         self.store(Stored::Pointer {
+                            id,
                             sku,
                             fp,
                             until: later,
@@ -537,9 +546,8 @@ impl Reservation {
 
     /// The current deadline of the one-SKU reservation this object points
     /// to, if its SKU object still has it active (ms).
-    async fn load_id(&self, sku: &Sku) -> Option<i64> {
-        let name = self.state.id().name()?;
-        let op = SkuRequest::Reservation(ReservationOp::Get { id: name });
+    async fn deadline_at_home(&self, id: &str, sku: &Sku) -> Option<i64> {
+        let op = SkuRequest::Reservation(ReservationOp::Get { id: id.to_string() });
         match sku_stock::call::<HomedAnswer>(&self.env, sku, &op).await {
             Ok(HomedAnswer::Here(a)) => a
                 .view

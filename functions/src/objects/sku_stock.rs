@@ -110,7 +110,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS reservations (
         id TEXT PRIMARY KEY, json TEXT NOT NULL, deadline INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS reservations_by_deadline ON reservations(deadline)",
-    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
 ];
 
 /// Columns added after the first schema (SQLite has no ADD COLUMN IF NOT
@@ -138,8 +138,8 @@ struct KeyRow {
 }
 
 #[derive(Deserialize)]
-struct IntRow {
-    v: i64,
+struct TextRow {
+    v: String,
 }
 
 #[derive(Deserialize)]
@@ -888,25 +888,30 @@ fn view_of(st: &SkuState, now: Timestamp, h: &Homed) -> Result<ReservationView, 
 }
 
 /// This object's key for core's hash tables: random, drawn once (the
-/// JavaScript crypto source, through getrandom) and kept in SQLite, so ids a
-/// client chooses cannot be made to collide in its tables.
+/// JavaScript crypto source, through getrandom) and kept in SQLite (as hex:
+/// a JavaScript number cannot hold 64 bits), so ids a client chooses cannot
+/// be made to collide in its tables.
 fn hash_key(sql: &SqlStorage) -> Result<u64, Problem> {
-    let rows: Vec<IntRow> = storage::query(sql, "SELECT v FROM meta WHERE k = 'hash_key'", vec![])?;
-    if let Some(r) = rows.first() {
-        return Ok(r.v as u64);
+    let rows: Vec<TextRow> =
+        storage::query(sql, "SELECT v FROM meta WHERE k = 'hash_key'", vec![])?;
+    if let Some(key) = rows
+        .first()
+        .and_then(|r| u64::from_str_radix(&r.v, 16).ok())
+    {
+        return Ok(key);
     }
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).map_err(|e| {
         worker::console_error!("no random source: {e}");
         Problem::overloaded("no random source; retry")
     })?;
-    let key = i64::from_le_bytes(b);
+    let key = u64::from_le_bytes(b);
     storage::exec(
         sql,
-        "INSERT OR IGNORE INTO meta (k, v) VALUES ('hash_key', ?)",
-        vec![int(key)],
+        "INSERT OR REPLACE INTO meta (k, v) VALUES ('hash_key', ?)",
+        vec![text(&format!("{key:016x}"))],
     )?;
-    Ok(key as u64)
+    Ok(key)
 }
 
 /// The usable snapshot and the seq of its last event, if there is one. A

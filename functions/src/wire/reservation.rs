@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::sku_stock::Meta;
 use super::Idem;
-use crate::http::rfc3339;
+use crate::http::{rfc3339, Problem};
+use omnistock_core::fulfillment::Shortage;
+use serde_json::json;
 
 /// What the API returns for a reservation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -63,6 +65,7 @@ pub enum ReservationRequest {
     Create(CreateRequest),
     /// Record that the one-SKU reservation `id` lives in the SKU object of `sku`.
     Register {
+        id: String,
         sku: Sku,
         fp: String,
         ttl_ms: i64,
@@ -87,4 +90,18 @@ pub enum CoordinatorAnswer {
     Here(ReservationAnswer),
     Sku { sku: Sku },
     Registered,
+}
+
+/// 409 `insufficient_stock` with its lines.
+pub fn shortage_problem(short: &[Shortage], detail: &str) -> Problem {
+    Problem::new(409, "insufficient_stock", detail).with(
+        "lines",
+        short
+            .iter()
+            .map(|s| {
+                json!({"sku": s.sku, "location": s.location, "requested": s.requested,
+                       "available": s.available.max(0)})
+            })
+            .collect::<Vec<_>>(),
+    )
 }

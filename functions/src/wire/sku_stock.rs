@@ -291,6 +291,26 @@ pub fn event_location(e: &Event) -> Option<&LocationId> {
     }
 }
 
+/// The units an event moved, as the ledger shows them (`qty`, or an
+/// adjustment's or unavailable move's `delta`; a count's `counted`).
+pub fn event_qty(e: &Event) -> Option<i64> {
+    match e {
+        Event::Received { qty, .. }
+        | Event::SafetyStockSet { qty, .. }
+        | Event::Held { qty, .. }
+        | Event::Released { qty, .. }
+        | Event::Expired { qty, .. }
+        | Event::Committed { qty, .. }
+        | Event::Fulfilled { qty, .. }
+        | Event::Sold { qty, .. }
+        | Event::ReturnReceived { qty, .. }
+        | Event::TransferShipped { qty, .. }
+        | Event::TransferReceived { qty, .. } => Some(*qty),
+        Event::Adjusted { delta, .. } | Event::MarkedUnavailable { delta, .. } => Some(*delta),
+        Event::Counted { .. } | Event::Extended { .. } | Event::TransferCancelled { .. } => None,
+    }
+}
+
 /// Who did it, for the ledger.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Meta {

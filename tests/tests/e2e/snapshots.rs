@@ -214,7 +214,9 @@ fn a_busy_sku_loads_from_its_snapshot_after_restarts() {
     assert!(
         fs::read_to_string(&server.log)
             .unwrap_or_default()
-            .contains("has format 99 (expected 1); replaying the whole log"),
+            .contains(&format!(
+                "has format 99 (expected {SNAPSHOT_FORMAT}); replaying the whole log"
+            )),
         "log: {}",
         server.log_tail()
     );
@@ -223,8 +225,10 @@ fn a_busy_sku_loads_from_its_snapshot_after_restarts() {
     // of the holds) is ignored too.
     sqlite(
         &db,
-        r#"UPDATE snapshot SET format = 1, state = json_set(state, '$.sites."store-1".pos.reserved',
-             json_extract(state, '$.sites."store-1".pos.reserved') + 7)"#,
+        &format!(
+            r#"UPDATE snapshot SET format = {SNAPSHOT_FORMAT}, state = json_set(state, '$.sites."store-1".pos.reserved',
+             json_extract(state, '$.sites."store-1".pos.reserved') + 7)"#
+        ),
     );
     server.start_again();
     let api = server.api();
