@@ -326,7 +326,10 @@ paths = {
         {"200": ok("Availability")},
         params=[query("sku", {"type": "string"}, "comma-separated SKUs (1 to 100)"),
                 query("location", {"type": "string"}, "comma-separated locations"),
-                query("channel", {"enum": ["online", "pos"]}, "default: pos for a POS key, else online")],
+                query("channel", {"enum": ["online", "pos"]}, "default: pos for a POS key, else online"),
+                query("consistency", {"enum": ["strong"]},
+                      "storefront and publishable reads may come from the edge isolate's cache, at most 1 s old "
+                      "(as_of says how fresh); strong reads from the owning objects (admin and POS reads always do)")],
     )},
     "/v1/inventory/receipts": {"post": op("Units arrive at a location (admin)", {"200": ok("Receipt")},
                                           body="ReceiptRequest", write=True)},

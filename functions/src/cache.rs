@@ -12,7 +12,10 @@
 //!   extension and reads are one object call;
 //! - the Idempotency-Keys this isolate saw recently with their request
 //!   fingerprints, so a key reused for a request that goes to another object
-//!   is refused here (the owning objects refuse reuse of keys they saw).
+//!   is refused here (the owning objects refuse reuse of keys they saw);
+//! - SKU positions for storefront and public availability reads, at most
+//!   [`READ_STALENESS_MS`] old (API.md's bound), dropped when this isolate
+//!   writes that SKU; concurrent misses for one SKU share one object call.
 //!
 //! Every entry may vanish at any time (isolates are evicted): nothing here is
 //! the truth, only a shortcut to it.
@@ -21,10 +24,13 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::rc::Rc;
 
+use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use omnistock_core::Sku;
 
 use crate::auth::KeyEntry;
+use crate::http::Problem;
 use crate::wire::catalog::{Location, SkuFact};
+use crate::wire::sku_stock::ReadAnswer;
 
 /// How long a catalog fact is trusted: a change made through another
 /// isolate is seen by this one within this time.
@@ -36,6 +42,13 @@ pub const MAX_HOMES: usize = 20_000;
 /// Most recent Idempotency-Keys kept, and for how long.
 pub const MAX_RECENT_KEYS: usize = 20_000;
 pub const RECENT_KEY_TTL_MS: i64 = 24 * 3_600_000;
+/// The oldest cached position a read may show (API.md: at most 1 s stale).
+pub const READ_STALENESS_MS: i64 = 1_000;
+/// Most SKUs whose positions are cached.
+pub const MAX_CACHED_POSITIONS: usize = 10_000;
+
+/// A read of one SKU's positions that several requests wait on.
+pub type SharedRead = Shared<LocalBoxFuture<'static, Result<ReadAnswer, Problem>>>;
 
 /// A map that forgets its oldest entries past `cap` (insertion order).
 pub struct Bounded<K, V> {
@@ -92,6 +105,12 @@ struct Caches {
     barcodes: Bounded<String, (i64, Sku)>,
     homes: Bounded<String, Sku>,
     recent_keys: Bounded<String, (i64, String)>,
+    positions: Bounded<Sku, ReadAnswer>,
+    /// Reads in flight, with the write epoch they started in.
+    inflight: HashMap<Sku, (u64, SharedRead)>,
+    /// Bumped by every stock write through this isolate: a read that started
+    /// before a write is not cached after it.
+    epoch: u64,
 }
 
 thread_local! {
@@ -102,6 +121,9 @@ thread_local! {
         barcodes: Bounded::new(MAX_CATALOG_ENTRIES),
         homes: Bounded::new(MAX_HOMES),
         recent_keys: Bounded::new(MAX_RECENT_KEYS),
+        positions: Bounded::new(MAX_CACHED_POSITIONS),
+        inflight: HashMap::new(),
+        epoch: 0,
     });
 }
 
@@ -205,6 +227,53 @@ pub fn remember_key(now: i64, key: &str, fp: &str) {
             c.recent_keys.insert(key.to_string(), (now, fp.to_string()));
         }
     })
+}
+
+/// One SKU's positions at every location, no older than
+/// [`READ_STALENESS_MS`] at `now`: from the cache, or from `fetch` (one call
+/// however many requests miss at once; its answer is cached).
+pub async fn positions(
+    now: i64,
+    sku: &Sku,
+    fetch: impl FnOnce() -> LocalBoxFuture<'static, Result<ReadAnswer, Problem>>,
+) -> Result<ReadAnswer, Problem> {
+    let hit = with(|c| match c.positions.get(sku) {
+        Some(a) if now - a.now <= READ_STALENESS_MS && a.now <= now + READ_STALENESS_MS => {
+            Some(a.clone())
+        }
+        _ => None,
+    });
+    if let Some(a) = hit {
+        return Ok(a);
+    }
+    let (epoch, shared) = with(|c| match c.inflight.get(sku) {
+        Some(f) => f.clone(),
+        None => {
+            let f = (c.epoch, fetch().shared());
+            c.inflight.insert(sku.clone(), f.clone());
+            f
+        }
+    });
+    let r = shared.await;
+    with(|c| {
+        if c.inflight.get(sku).is_some_and(|(e, _)| *e == epoch) {
+            c.inflight.remove(sku);
+        }
+        if let (Ok(a), true) = (&r, c.epoch == epoch) {
+            c.positions.insert(sku.clone(), a.clone());
+        }
+    });
+    r
+}
+
+/// This isolate changed `sku`'s stock: its cached positions are gone, and no
+/// read that started before is cached or joined.
+pub fn stock_changed(sku: &Sku) {
+    with(|c| {
+        c.epoch += 1;
+        c.positions.remove(sku);
+        c.inflight.remove(sku);
+    });
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use omnistock_core::{Channel, LocationId, Position, Sku};
 use serde_json::{json, Value};
 
 use super::{facts, read_sku};
+use crate::auth::Role;
+use crate::cache;
 use crate::extract::Ctx;
 use crate::http::{rfc3339, HttpResult, Problem, Reply, MAX_SKUS};
 use crate::wire::catalog::Location;
@@ -70,7 +72,20 @@ pub fn parse_channel(ctx: &Ctx) -> Result<Channel, Problem> {
     }
 }
 
-/// `GET /v1/availability?sku=A,B&location=L1,L2&channel=online|pos`
+/// Whether this read may come from the isolate's cache (at most
+/// `READ_STALENESS_MS` old): storefront and publishable reads, unless they ask
+/// `consistency=strong`. Admin and POS reads (the back office and the till
+/// need the truth) always read the owning objects.
+fn cached_reads(ctx: &Ctx) -> Result<bool, Problem> {
+    let strong = match ctx.query_one("consistency")?.as_deref() {
+        None => false,
+        Some("strong") => true,
+        Some(_) => return Err(Problem::invalid("consistency must be strong (or absent)")),
+    };
+    Ok(!strong && matches!(ctx.principal.role, Role::Publishable | Role::Storefront))
+}
+
+/// `GET /v1/availability?sku=A,B&location=L1,L2&channel=online|pos&consistency=strong`
 pub async fn get(ctx: &Ctx) -> HttpResult {
     let raw_skus = ctx.query_list("sku");
     if raw_skus.is_empty() {
@@ -133,7 +148,18 @@ pub async fn get(ctx: &Ctx) -> HttpResult {
             }
         }
     }
-    let answers = join_all(reads.iter().map(|s| read_sku(&ctx.env, s, &loc_ids))).await;
+    let cached = cached_reads(ctx)?;
+    let answers = join_all(reads.iter().map(|s| async {
+        if !cached {
+            return read_sku(&ctx.env, s, &loc_ids).await;
+        }
+        let (env, sku) = (ctx.env.clone(), s.clone());
+        cache::positions(ctx.now, s, move || {
+            Box::pin(async move { read_sku(&env, &sku, &[]).await })
+        })
+        .await
+    }))
+    .await;
     let mut read: BTreeMap<Sku, ReadAnswer> = BTreeMap::new();
     for (s, a) in reads.into_iter().zip(answers) {
         read.insert(s, a?);
@@ -145,7 +171,8 @@ pub async fn get(ctx: &Ctx) -> HttpResult {
             .unwrap_or_default()
     };
     let mut items = Vec::new();
-    let as_of = read.values().map(|a| a.now).max().unwrap_or(ctx.now);
+    // The oldest answer says how fresh the whole read is.
+    let as_of = read.values().map(|a| a.now).min().unwrap_or(ctx.now);
     for sku in &skus {
         if let Some(b) = bundles.get(sku) {
             // A bundle: core's availability from its components', per location.

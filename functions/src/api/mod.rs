@@ -193,4 +193,26 @@ pub async fn facts(
     })
 }
 
-pub use crate::wire::sku_stock::{call as sku_call, exec as exec_sku, read as read_sku};
+pub use crate::wire::sku_stock::{call as sku_call, read as read_sku};
+
+/// Runs commands on one SKU object (see `wire::sku_stock::exec`); this
+/// isolate's cached positions of the SKU are dropped, so its next read here
+/// sees the write.
+pub async fn exec_sku(
+    env: &Env,
+    sku: &Sku,
+    cmds: Vec<crate::wire::sku_stock::WireCommand>,
+    meta: &crate::wire::sku_stock::Meta,
+    idem: Option<crate::wire::Idem>,
+) -> Result<Vec<crate::wire::sku_stock::Outcome>, Problem> {
+    let r = crate::wire::sku_stock::exec(env, sku, cmds, meta, idem).await;
+    cache::stock_changed(sku);
+    r
+}
+
+/// This request changed (or may have changed) the stock of these SKUs.
+pub fn stock_changed<'a>(skus: impl IntoIterator<Item = &'a Sku>) {
+    for s in skus {
+        cache::stock_changed(s);
+    }
+}

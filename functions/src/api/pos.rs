@@ -197,13 +197,21 @@ async fn send(
     sales: Vec<Sale>,
     idem: Idem,
 ) -> Result<SellAnswer, Problem> {
-    wire::call(
+    let skus: Vec<Sku> = sales
+        .iter()
+        .flat_map(|s| &s.lines)
+        .flat_map(|l| std::iter::once(&l.sku).chain(l.components.iter().map(|c| &c.sku)))
+        .cloned()
+        .collect();
+    let r = wire::call(
         &ctx.env,
         Namespace::Terminal,
         terminal.as_str(),
         &TerminalRequest::Sell { sales, idem },
     )
-    .await
+    .await;
+    super::stock_changed(&skus);
+    r
 }
 
 /// `POST /v1/pos/sales`

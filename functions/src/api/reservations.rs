@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::availability::channel_name;
-use super::{facts, read_sku, sku_call, Facts};
+use super::{facts, read_sku, sku_call, stock_changed, Facts};
 use crate::cache;
 use crate::extract::{check_lines, check_qty, fingerprint, Ctx};
 use crate::http::{check_id, parse_json, HttpResult, Problem, Reply};
@@ -184,6 +184,7 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         let pointer =
             wire::call::<_, CoordinatorAnswer>(&ctx.env, Namespace::Reservation, &id, &register);
         let (held, pointed) = join(hold, pointer).await;
+        stock_changed([&line.sku]);
         let answer = match (held, pointed) {
             (Ok(HomedAnswer::Here(a)), Ok(_)) => a,
             (Ok(HomedAnswer::Here(a)), Err(p)) => {
@@ -204,13 +205,13 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         cache::set_home(&id, line.sku.clone());
         return Ok(reply(answer));
     }
-    let a: CoordinatorAnswer = wire::call(
+    let a: Result<CoordinatorAnswer, Problem> = wire::call(
         &ctx.env,
         Namespace::Reservation,
         &id,
         &ReservationRequest::Create(CreateRequest {
             id: id.clone(),
-            lines,
+            lines: lines.clone(),
             ttl_ms: ttl,
             channel,
             fp,
@@ -218,8 +219,9 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
             idem,
         }),
     )
-    .await?;
-    match a {
+    .await;
+    stock_changed(lines.iter().map(|l| &l.sku));
+    match a? {
         CoordinatorAnswer::Here(a) => Ok(reply(a)),
         _ => Err(Problem::overloaded(
             "unexpected answer from a reservation; retry",
@@ -320,9 +322,14 @@ async fn homed_or_coordinated(
     let a: CoordinatorAnswer =
         wire::call(&ctx.env, Namespace::Reservation, id, &coordinated).await?;
     match a {
-        CoordinatorAnswer::Here(a) => Ok(a),
+        CoordinatorAnswer::Here(a) => {
+            stock_changed(a.view.lines.iter().map(|l| &l.sku));
+            Ok(a)
+        }
         CoordinatorAnswer::Sku { sku } => {
-            match sku_call::<HomedAnswer>(&ctx.env, &sku, &SkuRequest::Reservation(op)).await? {
+            let r = sku_call::<HomedAnswer>(&ctx.env, &sku, &SkuRequest::Reservation(op)).await;
+            stock_changed([&sku]);
+            match r? {
                 HomedAnswer::Here(a) => {
                     cache::set_home(id, sku);
                     Ok(a)

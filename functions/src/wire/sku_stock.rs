@@ -21,13 +21,14 @@ pub async fn call<A: serde::de::DeserializeOwned>(
     super::call(env, Namespace::SkuStock, sku.as_str(), req).await
 }
 
-/// Reads the positions of one SKU at the given locations.
+/// Reads the positions of one SKU at the given locations (none given: at
+/// every location it has a position).
 pub async fn read(env: &Env, sku: &Sku, locations: &[LocationId]) -> Result<ReadAnswer, Problem> {
     call(
         env,
         sku,
         &SkuRequest::Read(ReadRequest {
-            locations: Some(locations.to_vec()),
+            locations: (!locations.is_empty()).then(|| locations.to_vec()),
         }),
     )
     .await
