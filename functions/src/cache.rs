@@ -15,7 +15,9 @@
 //!   is refused here (the owning objects refuse reuse of keys they saw);
 //! - SKU positions for storefront and public availability reads, at most
 //!   [`READ_STALENESS_MS`] old (API.md's bound), dropped when this isolate
-//!   writes that SKU; concurrent misses for one SKU share one object call.
+//!   writes that SKU. (Concurrent misses are not coalesced: workerd does not
+//!   let one request await I/O that another request started; measured, it
+//!   cancels the waiting request as hung.)
 //!
 //! Every entry may vanish at any time (isolates are evicted): nothing here is
 //! the truth, only a shortcut to it.
@@ -24,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::rc::Rc;
 
-use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
+use futures_util::future::LocalBoxFuture;
 use omnistock_core::Sku;
 
 use crate::auth::KeyEntry;
@@ -46,9 +48,6 @@ pub const RECENT_KEY_TTL_MS: i64 = 24 * 3_600_000;
 pub const READ_STALENESS_MS: i64 = 1_000;
 /// Most SKUs whose positions are cached.
 pub const MAX_CACHED_POSITIONS: usize = 10_000;
-
-/// A read of one SKU's positions that several requests wait on.
-pub type SharedRead = Shared<LocalBoxFuture<'static, Result<ReadAnswer, Problem>>>;
 
 /// A map that forgets its oldest entries past `cap` (insertion order).
 pub struct Bounded<K, V> {
@@ -106,8 +105,6 @@ struct Caches {
     homes: Bounded<String, Sku>,
     recent_keys: Bounded<String, (i64, String)>,
     positions: Bounded<Sku, ReadAnswer>,
-    /// Reads in flight, with the write epoch they started in.
-    inflight: HashMap<Sku, (u64, SharedRead)>,
     /// Bumped by every stock write through this isolate: a read that started
     /// before a write is not cached after it.
     epoch: u64,
@@ -122,7 +119,6 @@ thread_local! {
         homes: Bounded::new(MAX_HOMES),
         recent_keys: Bounded::new(MAX_RECENT_KEYS),
         positions: Bounded::new(MAX_CACHED_POSITIONS),
-        inflight: HashMap::new(),
         epoch: 0,
     });
 }
@@ -230,8 +226,8 @@ pub fn remember_key(now: i64, key: &str, fp: &str) {
 }
 
 /// One SKU's positions at every location, no older than
-/// [`READ_STALENESS_MS`] at `now`: from the cache, or from `fetch` (one call
-/// however many requests miss at once; its answer is cached).
+/// [`READ_STALENESS_MS`] at `now`: from the cache, or from `fetch` (whose
+/// answer is cached unless this isolate wrote the SKU meanwhile).
 pub async fn positions(
     now: i64,
     sku: &Sku,
@@ -246,19 +242,9 @@ pub async fn positions(
     if let Some(a) = hit {
         return Ok(a);
     }
-    let (epoch, shared) = with(|c| match c.inflight.get(sku) {
-        Some(f) => f.clone(),
-        None => {
-            let f = (c.epoch, fetch().shared());
-            c.inflight.insert(sku.clone(), f.clone());
-            f
-        }
-    });
-    let r = shared.await;
+    let epoch = with(|c| c.epoch);
+    let r = fetch().await;
     with(|c| {
-        if c.inflight.get(sku).is_some_and(|(e, _)| *e == epoch) {
-            c.inflight.remove(sku);
-        }
         if let (Ok(a), true) = (&r, c.epoch == epoch) {
             c.positions.insert(sku.clone(), a.clone());
         }
@@ -267,18 +253,59 @@ pub async fn positions(
 }
 
 /// This isolate changed `sku`'s stock: its cached positions are gone, and no
-/// read that started before is cached or joined.
+/// read that started before is cached.
 pub fn stock_changed(sku: &Sku) {
     with(|c| {
         c.epoch += 1;
         c.positions.remove(sku);
-        c.inflight.remove(sku);
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
+    use std::cell::Cell;
+
+    fn read(now: i64, sku: &Sku, calls: &Cell<u32>) -> Result<ReadAnswer, Problem> {
+        positions(now, sku, || {
+            calls.set(calls.get() + 1);
+            Box::pin(async move {
+                Ok(ReadAnswer {
+                    now,
+                    positions: Vec::new(),
+                })
+            })
+        })
+        .now_or_never()
+        .expect("ready")
+    }
+
+    #[test]
+    fn cached_positions_are_never_older_than_the_bound() {
+        let sku = Sku::parse("CACHE-1").unwrap();
+        let calls = Cell::new(0);
+        assert_eq!(read(10_000, &sku, &calls).unwrap().now, 10_000);
+        // Within the bound: the cached answer, no call.
+        assert_eq!(
+            read(10_000 + READ_STALENESS_MS, &sku, &calls).unwrap().now,
+            10_000
+        );
+        assert_eq!(calls.get(), 1);
+        // Past it: a new call.
+        assert_eq!(
+            read(10_001 + READ_STALENESS_MS, &sku, &calls).unwrap().now,
+            11_001
+        );
+        assert_eq!(calls.get(), 2);
+        // A write through this isolate drops it at once.
+        stock_changed(&sku);
+        assert_eq!(read(11_002, &sku, &calls).unwrap().now, 11_002);
+        assert_eq!(calls.get(), 3);
+        // An answer from the future (a clock step back) is not trusted.
+        assert_eq!(read(5_000, &sku, &calls).unwrap().now, 5_000);
+        assert_eq!(calls.get(), 4);
+    }
 
     #[test]
     fn bounded_forgets_the_oldest() {
