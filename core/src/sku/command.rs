@@ -31,8 +31,10 @@ impl Condition {
 
 /// A request to change one SKU's stock. Every variant carries the client's id
 /// (an [`OpId`], a [`HoldId`], a [`SaleId`] or a [`TransferId`]) so that a
-/// retry is recognisably the same command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// retry is recognisably the same command. Its serde form (tagged by
+/// `type`) is what crosses from a Worker or coordinator to a SKU object.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// Units arrive at a location.
     Receive {

@@ -3,7 +3,9 @@
 //! call; the answer each object stores with its effect is the answer a
 //! retry with the same Idempotency-Key gets.
 use futures_util::future::join_all;
-use omnistock_core::{AdjustReason, Channel, Event, LocationId, Sku, MAX_LINE_QTY};
+use omnistock_core::{
+    AdjustReason, Channel, Command, Event, LocationId, Sku, Timestamp, MAX_LINE_QTY,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -13,9 +15,7 @@ use crate::auth::Role;
 use crate::extract::{check_lines, check_qty, check_text, op_id, Ctx};
 use crate::http::{parse_json, rfc3339, HttpResult, Problem, Reply};
 use crate::wire::catalog::Location;
-use crate::wire::sku_stock::{
-    event_qty, LedgerEntry, LedgerRequest, Meta, Outcome, SkuRequest, WireCommand,
-};
+use crate::wire::sku_stock::{event_qty, LedgerEntry, LedgerRequest, Meta, Outcome, SkuRequest};
 
 /// Marks a reply as a replay when every object answered with its stored answer.
 pub fn replayed_if(reply: Reply, outcomes: &[&Outcome]) -> Reply {
@@ -74,12 +74,12 @@ pub async fn receipts(ctx: &Ctx) -> HttpResult {
         reference: b.reference.clone(),
         reason: Some("receipt".into()),
     };
-    let mut per_sku: Vec<(Sku, Vec<WireCommand>)> = Vec::new();
+    let mut per_sku: Vec<(Sku, Vec<Command>)> = Vec::new();
     for s in &skus {
         let mut cmds = Vec::new();
         for (i, l) in b.lines.iter().enumerate() {
             if &l.sku == s {
-                cmds.push(WireCommand::Receive {
+                cmds.push(Command::Receive {
                     op: op_id(&base, "rcv", i)?,
                     location: b.location.clone(),
                     qty: l.qty,
@@ -159,7 +159,7 @@ pub async fn adjustments(ctx: &Ctx) -> HttpResult {
         reference: b.note.clone(),
         reason: Some(b.reason.as_str().into()),
     };
-    let cmd = WireCommand::Adjust {
+    let cmd = Command::Adjust {
         op: op_id(&ctx.op_base(), "adj", 0)?,
         location: b.location.clone(),
         delta: b.delta,
@@ -188,7 +188,7 @@ pub async fn safety_stock(ctx: &Ctx) -> HttpResult {
         reference: None,
         reason: Some("safety_stock".into()),
     };
-    let cmd = WireCommand::SetSafetyStock {
+    let cmd = Command::SetSafetyStock {
         op: op_id(&ctx.op_base(), "ss", 0)?,
         location: b.location.clone(),
         qty: b.qty,
@@ -248,11 +248,11 @@ pub async fn counts(ctx: &Ctx) -> HttpResult {
     for (i, l) in b.lines.iter().enumerate() {
         cmds.push((
             l.sku.clone(),
-            WireCommand::Count {
+            Command::Count {
                 op: op_id(&base, "cnt", i)?,
                 location: b.location.clone(),
                 counted: l.counted,
-                counted_at,
+                counted_at: Timestamp::from_ms(counted_at),
             },
         ));
     }
@@ -312,7 +312,7 @@ pub async fn counts(ctx: &Ctx) -> HttpResult {
 async fn single(
     ctx: &Ctx,
     sku: &Sku,
-    cmd: WireCommand,
+    cmd: Command,
     meta: &Meta,
     location: Option<&Location>,
 ) -> HttpResult {

@@ -201,7 +201,7 @@ pub use crate::wire::sku_stock::{call as sku_call, read as read_sku};
 pub async fn exec_sku(
     env: &Env,
     sku: &Sku,
-    cmds: Vec<crate::wire::sku_stock::WireCommand>,
+    cmds: Vec<omnistock_core::Command>,
     meta: &crate::wire::sku_stock::Meta,
     idem: Option<crate::wire::Idem>,
 ) -> Result<Vec<crate::wire::sku_stock::Outcome>, Problem> {

@@ -26,7 +26,7 @@ use crate::wire::reservation::{
     shortage_problem, CoordinatorAnswer, CreateRequest, ReservationAnswer, ReservationLine,
     ReservationRequest,
 };
-use crate::wire::sku_stock::{HomedAnswer, Meta, ReservationOp, ReserveRequest, SkuRequest};
+use crate::wire::sku_stock::{HomedAnswer, Meta, ReservationOp, SkuRequest};
 use crate::wire::{self, Namespace};
 
 /// The TTL when a request gives none.
@@ -165,9 +165,9 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
     };
     if let [line] = lines.as_slice() {
         // One SKU: homed in its object; its pointer written in parallel.
-        let reserve = SkuRequest::Reserve(ReserveRequest {
+        let reserve = SkuRequest::Reserve(CreateRequest {
             id: id.clone(),
-            line: line.clone(),
+            lines: vec![line.clone()],
             ttl_ms: ttl,
             channel,
             fp: fp.clone(),
@@ -229,10 +229,26 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
     }
 }
 
+/// The deployment's rule for a shipment no single location can fill: the
+/// `FULFILLMENT_SPLIT` var, `never` (the default: one location or 409) or
+/// `by_line` (each line from the nearest location that can fill it).
+fn split_rule(ctx: &Ctx) -> Split {
+    match ctx
+        .env
+        .var("FULFILLMENT_SPLIT")
+        .map(|v| v.to_string())
+        .as_deref()
+    {
+        Ok("by_line") => Split::ByLine,
+        _ => Split::Never,
+    }
+}
+
 /// The location of every line, by core's placement rules. A named location
 /// needs no stock read (its holds decide); otherwise each SKU is read at
-/// every shipping location and the nearest that fills every line is chosen.
-/// A reservation is never split across locations (`Split::Never`).
+/// every shipping location and the nearest that fills every line is chosen,
+/// else, where the deployment allows it, each line from the nearest location
+/// that can fill it.
 async fn choose_locations(
     ctx: &Ctx,
     facts: &Facts,
@@ -275,7 +291,7 @@ async fn choose_locations(
                 .collect(),
         ));
     }
-    place(placement, Split::Never, &lines, &sites, |sku, l| {
+    place(placement, split_rule(ctx), &lines, &sites, |sku, l| {
         avail
             .iter()
             .find(|(s, _)| s == sku)

@@ -30,7 +30,7 @@ use crate::http::Problem;
 use crate::wire::reservation::{
     CoordinatorAnswer, CreateRequest, ReservationAnswer, ReservationRequest, ReservationView,
 };
-use crate::wire::sku_stock::{self, HomedAnswer, Meta, ReservationOp, SkuRequest, WireCommand};
+use crate::wire::sku_stock::{self, command_hold, HomedAnswer, Meta, ReservationOp, SkuRequest};
 use crate::wire::{self, Idem};
 
 /// Most rounds of messages one request drives before it answers "retry"
@@ -463,9 +463,8 @@ impl Reservation {
                 last: kept.1.clone(),
             })?;
             let replies = join_all(out.iter().map(|t| {
-                let cmd = WireCommand::from_hold_command(&t.command);
-                let req = cmd.map(|cmd| SkuRequest::Coordinate {
-                    cmd,
+                let req = command_hold(&t.command).map(|_| SkuRequest::Coordinate {
+                    cmd: t.command.clone(),
                     meta: meta.clone(),
                 });
                 let sku = t.sku.clone();

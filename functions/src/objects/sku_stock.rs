@@ -22,7 +22,7 @@ use std::cell::{Cell, RefCell};
 
 use omnistock_core::reservation::HoldReply;
 use omnistock_core::sku::{HoldState, Resolution};
-use omnistock_core::{Channel, Event, HoldId, Rejection, SkuState, Timestamp};
+use omnistock_core::{Channel, Command, Event, HoldId, Rejection, SkuState, Timestamp};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{
@@ -32,12 +32,12 @@ use worker::{
 use super::storage::{self, int, opt_text, text, Stmt};
 use crate::http::{rfc3339, Problem};
 use crate::wire::reservation::{
-    ReservationAnswer, ReservationLine, ReservationStatus, ReservationView,
+    CreateRequest, ReservationAnswer, ReservationLine, ReservationStatus, ReservationView,
 };
 use crate::wire::sku_stock::{
-    event_location, sale_key, ExecRequest, HoldView, HomedAnswer, LedgerEntry, LedgerRequest, Meta,
-    Outcome, ReadAnswer, ReadRequest, Refusal, ReservationOp, ReserveRequest, SkuRequest,
-    WireCommand,
+    answer_key, command_hold, command_location, event_location, sale_key, ExecRequest, HoldView,
+    HomedAnswer, LedgerEntry, LedgerRequest, Meta, Outcome, ReadAnswer, ReadRequest, Refusal,
+    ReservationOp, SkuRequest,
 };
 use crate::wire::{self, Idem};
 
@@ -450,17 +450,17 @@ impl SkuStock {
         st: &mut SkuState,
         now: Timestamp,
         batch: &mut Batch,
-        cmd: &WireCommand,
+        cmd: &Command,
         meta: &Meta,
         idem: Option<&Idem>,
     ) -> Result<Outcome, Problem> {
-        let core_cmd = cmd.to_core();
+        let core_cmd = cmd;
         // A sale core no longer remembers (it keeps a window) may still be
         // recorded here: sale ids are idempotent forever.
-        if let WireCommand::Sell { sale, .. } = cmd {
+        if let Command::Sell { sale, .. } = cmd {
             if !st.remembers_sale(sale) {
                 if let Some(mut o) = self.stored(&sale_key(sale))? {
-                    let fp = omnistock_core::sku::fingerprint(&core_cmd);
+                    let fp = omnistock_core::sku::fingerprint(core_cmd);
                     let same = o.events().iter().any(|e| {
                         matches!(e, Event::Sold { sale: s, fp: f, .. } if s == sale && *f == fp)
                     });
@@ -473,14 +473,14 @@ impl SkuStock {
                 }
             }
         }
-        match st.decide(now, &core_cmd) {
+        match st.decide(now, core_cmd) {
             Ok(events) => {
                 for e in &events {
                     st.apply(e);
                 }
                 batch.events(&events, meta)?;
                 let o = describe(st, now, cmd, Ok(events));
-                if let Some(key) = cmd.answer_key() {
+                if let Some(key) = answer_key(cmd) {
                     batch.stmts.push((
                         ANSWER_WRITE,
                         vec![
@@ -495,7 +495,7 @@ impl SkuStock {
                 Ok(o)
             }
             Err(Rejection::Exists) => {
-                let stored = match cmd.answer_key() {
+                let stored = match answer_key(cmd) {
                     Some(key) => self.stored(&key)?,
                     None => None,
                 };
@@ -571,7 +571,13 @@ impl SkuStock {
 
     /// A one-SKU reservation: hold and record it in one transaction
     /// (two rows: the `held` event and the reservation).
-    fn reserve(&self, req: ReserveRequest) -> Result<Result<HomedAnswer, Problem>, Problem> {
+    fn reserve(&self, req: CreateRequest) -> Result<Result<HomedAnswer, Problem>, Problem> {
+        let [line] = req.lines.as_slice() else {
+            return Err(Problem::invalid(
+                "a reservation homed in a SKU object has one line",
+            ));
+        };
+        let line = line.clone();
         let existing = self.homed(&req.id)?;
         self.write(|st, now, batch| {
             let attempt = match &existing {
@@ -608,8 +614,8 @@ impl SkuStock {
             let hold = hold_id(attempt, &req.id)?;
             let cmd = omnistock_core::Command::Hold {
                 hold: hold.clone(),
-                location: req.line.location.clone(),
-                qty: req.line.qty,
+                location: line.location.clone(),
+                qty: line.qty,
                 channel: req.channel,
                 ttl_ms: Some(req.ttl_ms),
             };
@@ -617,7 +623,7 @@ impl SkuStock {
                 id: req.id.clone(),
                 attempt,
                 fp: req.fp.clone(),
-                line: req.line.clone(),
+                line: line.clone(),
                 ttl_ms: req.ttl_ms,
                 channel: req.channel,
                 created_at: now.as_ms(),
@@ -648,7 +654,7 @@ impl SkuStock {
                     .with(
                         "lines",
                         [serde_json::json!({
-                            "sku": req.line.sku, "location": req.line.location,
+                            "sku": line.sku, "location": line.location,
                             "requested": requested, "available": available.max(0),
                         })],
                     ));
@@ -675,12 +681,12 @@ impl SkuStock {
 
     /// A coordinator's `Hold`, `Extend` or `Release` of one of its holds:
     /// one event row at most (a retry is answered from the state).
-    fn coordinate(&self, cmd: WireCommand, meta: Meta) -> Result<HoldReply, Problem> {
-        let Some(hold) = cmd.hold().cloned() else {
+    fn coordinate(&self, cmd: Command, meta: Meta) -> Result<HoldReply, Problem> {
+        let Some(hold) = command_hold(&cmd).cloned() else {
             return Err(Problem::invalid("a coordinator asks about holds only"));
         };
         self.write(|st, now, batch| {
-            let result = st.decide(now, &cmd.to_core());
+            let result = st.decide(now, &cmd);
             if let Ok(events) = &result {
                 for e in events {
                     st.apply(e);
@@ -984,7 +990,7 @@ fn snapshot_json(st: &SkuState) -> Result<String, String> {
 fn describe(
     st: &SkuState,
     now: Timestamp,
-    cmd: &WireCommand,
+    cmd: &Command,
     result: Result<Vec<Event>, Refusal>,
 ) -> Outcome {
     let mut o = Outcome {
@@ -994,7 +1000,7 @@ fn describe(
         location: None,
         position: None,
     };
-    if let Some(h) = cmd.hold() {
+    if let Some(h) = command_hold(cmd) {
         match st.hold(h) {
             Some(hold) => {
                 let (active, expires_at) = match hold.state {
@@ -1016,7 +1022,7 @@ fn describe(
         }
     }
     if o.location.is_none() {
-        o.location = cmd.location().cloned();
+        o.location = command_location(cmd).cloned();
     }
     if let Some(l) = &o.location {
         o.position = Some(st.position_at(now, l));

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
 use omnistock_core::bundle::expand_lines;
-use omnistock_core::{Channel, Event, Sku};
+use omnistock_core::{Channel, Command, Event, Sku, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
@@ -21,7 +21,7 @@ use super::serial::Serial;
 use super::storage::{self, int, text};
 use crate::http::{rfc3339, Problem};
 use crate::wire::catalog::core_bundle;
-use crate::wire::sku_stock::{self, hold_owner, Meta, WireCommand};
+use crate::wire::sku_stock::{self, hold_owner, Meta};
 use crate::wire::terminal::{Sale, SaleResult, SellAnswer, TerminalRequest};
 use crate::wire::{self, Idem};
 
@@ -159,13 +159,13 @@ impl Terminal {
             sku_stock::exec(
                 &self.env,
                 sku,
-                vec![WireCommand::Sell {
+                vec![Command::Sell {
                     sale: s.sale_id.clone(),
                     terminal: s.terminal_id.clone(),
                     device_seq: s.device_seq,
                     location: s.location.clone(),
                     qty: *qty,
-                    occurred_at: s.occurred_at,
+                    occurred_at: Timestamp::from_ms(s.occurred_at),
                 }],
                 &meta,
                 None,

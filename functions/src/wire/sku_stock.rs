@@ -1,14 +1,11 @@
 //! Messages to a `SkuStock` object (one per SKU, the only writer of its stock).
 use omnistock_core::sku::Resolution;
-use omnistock_core::{
-    AdjustReason, Channel, Command, Event, HoldId, LocationId, OpId, Position, Rejection, SaleId,
-    Sku, TerminalId, Timestamp,
-};
+use omnistock_core::{Command, Event, HoldId, LocationId, Position, Rejection, SaleId, Sku};
 use serde::{Deserialize, Serialize};
 
 use worker::Env;
 
-use super::reservation::{ReservationAnswer, ReservationLine};
+use super::reservation::{CreateRequest, ReservationAnswer};
 use super::{Idem, Namespace};
 use crate::http::Problem;
 
@@ -38,7 +35,7 @@ pub async fn read(env: &Env, sku: &Sku, locations: &[LocationId]) -> Result<Read
 pub async fn exec(
     env: &Env,
     sku: &Sku,
-    cmds: Vec<WireCommand>,
+    cmds: Vec<Command>,
     meta: &Meta,
     idem: Option<Idem>,
 ) -> Result<Vec<Outcome>, Problem> {
@@ -72,197 +69,57 @@ pub enum SkuRequest {
     Read(ReadRequest),
     /// The event log.
     Ledger(LedgerRequest),
-    /// A reservation of this SKU alone, homed here: one call, one transaction.
-    Reserve(ReserveRequest),
+    /// A reservation of this SKU alone (one line), homed here: one call, one transaction.
+    Reserve(CreateRequest),
     /// A reservation homed here: read, release or extend it.
     Reservation(ReservationOp),
     /// A coordinator's question about one of its holds (`Hold`, `Extend` or
     /// `Release`), answered with core's `HoldReply`.
-    Coordinate { cmd: WireCommand, meta: Meta },
+    Coordinate { cmd: Command, meta: Meta },
 }
 
-/// A command as it crosses from the Worker (or a coordinator) to the object.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum WireCommand {
-    Receive {
-        op: OpId,
-        location: LocationId,
-        qty: i64,
-    },
-    Adjust {
-        op: OpId,
-        location: LocationId,
-        delta: i64,
-        reason: AdjustReason,
-        expected_version: Option<u64>,
-    },
-    SetSafetyStock {
-        op: OpId,
-        location: LocationId,
-        qty: i64,
-    },
-    Count {
-        op: OpId,
-        location: LocationId,
-        counted: i64,
-        counted_at: i64,
-    },
-    Hold {
-        hold: HoldId,
-        location: LocationId,
-        qty: i64,
-        channel: Channel,
-        ttl_ms: Option<i64>,
-    },
-    Extend {
-        hold: HoldId,
-        ttl_ms: i64,
-    },
-    Release {
-        hold: HoldId,
-    },
-    Commit {
-        hold: HoldId,
-    },
-    Fulfill {
-        hold: HoldId,
-    },
-    Sell {
-        sale: SaleId,
-        terminal: TerminalId,
-        device_seq: u64,
-        location: LocationId,
-        qty: i64,
-        occurred_at: i64,
-    },
+/// The key under which a command's first answer is kept (commands with a client id).
+pub fn answer_key(cmd: &Command) -> Option<String> {
+    match cmd {
+        Command::Receive { op, .. }
+        | Command::Adjust { op, .. }
+        | Command::SetSafetyStock { op, .. }
+        | Command::Count { op, .. }
+        | Command::MarkUnavailable { op, .. }
+        | Command::ReturnReceive { op, .. }
+        | Command::TransferReceive { op, .. } => Some(format!("op:{op}")),
+        Command::Hold { hold, .. } => Some(format!("hold:{hold}")),
+        Command::Sell { sale, .. } => Some(sale_key(sale)),
+        Command::TransferShip { transfer, .. } => Some(format!("transfer:{transfer}")),
+        _ => None,
+    }
 }
 
-impl WireCommand {
-    pub fn to_core(&self) -> Command {
-        match self.clone() {
-            WireCommand::Receive { op, location, qty } => Command::Receive { op, location, qty },
-            WireCommand::Adjust {
-                op,
-                location,
-                delta,
-                reason,
-                expected_version,
-            } => Command::Adjust {
-                op,
-                location,
-                delta,
-                reason,
-                expected_version,
-            },
-            WireCommand::SetSafetyStock { op, location, qty } => {
-                Command::SetSafetyStock { op, location, qty }
-            }
-            WireCommand::Count {
-                op,
-                location,
-                counted,
-                counted_at,
-            } => Command::Count {
-                op,
-                location,
-                counted,
-                counted_at: Timestamp::from_ms(counted_at),
-            },
-            WireCommand::Hold {
-                hold,
-                location,
-                qty,
-                channel,
-                ttl_ms,
-            } => Command::Hold {
-                hold,
-                location,
-                qty,
-                channel,
-                ttl_ms,
-            },
-            WireCommand::Extend { hold, ttl_ms } => Command::Extend { hold, ttl_ms },
-            WireCommand::Release { hold } => Command::Release { hold },
-            WireCommand::Commit { hold } => Command::Commit { hold },
-            WireCommand::Fulfill { hold } => Command::Fulfill { hold },
-            WireCommand::Sell {
-                sale,
-                terminal,
-                device_seq,
-                location,
-                qty,
-                occurred_at,
-            } => Command::Sell {
-                sale,
-                terminal,
-                device_seq,
-                location,
-                qty,
-                occurred_at: Timestamp::from_ms(occurred_at),
-            },
-        }
+/// The hold a command is about, if it is a hold command.
+pub fn command_hold(cmd: &Command) -> Option<&HoldId> {
+    match cmd {
+        Command::Hold { hold, .. }
+        | Command::Extend { hold, .. }
+        | Command::Release { hold }
+        | Command::Commit { hold }
+        | Command::Fulfill { hold } => Some(hold),
+        _ => None,
     }
+}
 
-    /// A coordinator's hold command (`Hold`, `Extend`, `Release`, `Commit`,
-    /// `Fulfill`); `None` for any other command.
-    pub fn from_hold_command(c: &Command) -> Option<WireCommand> {
-        Some(match c.clone() {
-            Command::Hold {
-                hold,
-                location,
-                qty,
-                channel,
-                ttl_ms,
-            } => WireCommand::Hold {
-                hold,
-                location,
-                qty,
-                channel,
-                ttl_ms,
-            },
-            Command::Extend { hold, ttl_ms } => WireCommand::Extend { hold, ttl_ms },
-            Command::Commit { hold } => WireCommand::Commit { hold },
-            Command::Fulfill { hold } => WireCommand::Fulfill { hold },
-            Command::Release { hold } => WireCommand::Release { hold },
-            _ => return None,
-        })
-    }
-
-    /// The key under which the first answer is kept (commands with a client id).
-    pub fn answer_key(&self) -> Option<String> {
-        match self {
-            WireCommand::Receive { op, .. }
-            | WireCommand::Adjust { op, .. }
-            | WireCommand::SetSafetyStock { op, .. }
-            | WireCommand::Count { op, .. } => Some(format!("op:{op}")),
-            WireCommand::Hold { hold, .. } => Some(format!("hold:{hold}")),
-            WireCommand::Sell { sale, .. } => Some(sale_key(sale)),
-            _ => None,
-        }
-    }
-
-    pub fn hold(&self) -> Option<&HoldId> {
-        match self {
-            WireCommand::Hold { hold, .. }
-            | WireCommand::Extend { hold, .. }
-            | WireCommand::Release { hold }
-            | WireCommand::Commit { hold }
-            | WireCommand::Fulfill { hold } => Some(hold),
-            _ => None,
-        }
-    }
-
-    pub fn location(&self) -> Option<&LocationId> {
-        match self {
-            WireCommand::Receive { location, .. }
-            | WireCommand::Adjust { location, .. }
-            | WireCommand::SetSafetyStock { location, .. }
-            | WireCommand::Count { location, .. }
-            | WireCommand::Hold { location, .. }
-            | WireCommand::Sell { location, .. } => Some(location),
-            _ => None,
-        }
+/// The location a command names, if it names one.
+pub fn command_location(cmd: &Command) -> Option<&LocationId> {
+    match cmd {
+        Command::Receive { location, .. }
+        | Command::Adjust { location, .. }
+        | Command::SetSafetyStock { location, .. }
+        | Command::Count { location, .. }
+        | Command::MarkUnavailable { location, .. }
+        | Command::Hold { location, .. }
+        | Command::Sell { location, .. }
+        | Command::ReturnReceive { location, .. } => Some(location),
+        Command::TransferShip { from, .. } => Some(from),
+        _ => None,
     }
 }
 
@@ -326,7 +183,7 @@ pub struct Meta {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExecRequest {
-    pub cmds: Vec<WireCommand>,
+    pub cmds: Vec<Command>,
     pub meta: Meta,
     /// The request's Idempotency-Key, kept with each answer.
     #[serde(default)]
@@ -472,20 +329,6 @@ pub struct LedgerEntry {
     pub channel: Option<String>,
     pub reference: Option<String>,
     pub reason: Option<String>,
-}
-
-/// A reservation of one SKU (after bundles are expanded and lines merged).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ReserveRequest {
-    pub id: String,
-    pub line: ReservationLine,
-    pub ttl_ms: i64,
-    pub channel: Channel,
-    /// Fingerprint of the content (lines, ttl, channel): the same id with
-    /// other content is refused.
-    pub fp: String,
-    pub meta: Meta,
-    pub idem: Idem,
 }
 
 /// An operation on a reservation homed in this SKU object.

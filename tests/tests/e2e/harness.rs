@@ -617,3 +617,49 @@ pub fn ledger(api: &Api, sku: &str) -> Vec<Value> {
         out.extend(page);
     }
 }
+
+/// Runs `q` on the SQLite file `db` with the `sqlite3` CLI and returns its
+/// output, trimmed (Debian: `apt-get install sqlite3`).
+pub fn sqlite(db: &Path, q: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(q)
+        .output()
+        .expect("run sqlite3 (apt-get install sqlite3)");
+    assert!(
+        out.status.success(),
+        "sqlite3 {q}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn sqlite_i64(db: &Path, q: &str) -> i64 {
+    let s = sqlite(db, q);
+    s.parse()
+        .unwrap_or_else(|_| panic!("{q}: not a number: {s:?}"))
+}
+
+/// The `.sqlite` files of one Durable Object class under the server's state.
+pub fn object_files(server: &Server, class: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "sqlite") {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(&server.state_dir, &mut all);
+    all.into_iter()
+        .filter(|p| {
+            p.file_stem().is_some_and(|s| s != "metadata")
+                && p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|n| n.to_string_lossy().ends_with(class))
+        })
+        .collect()
+}

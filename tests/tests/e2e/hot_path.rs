@@ -2,49 +2,9 @@
 //! cache, yet an unknown SKU or location is still 404 and creates nothing,
 //! and a catalog change is seen by the next stock request; an ended
 //! reservation's object deletes its storage once its retention passed.
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use crate::harness::*;
-
-/// The `.sqlite` files of one Durable Object class under the server's state.
-fn object_files(server: &Server, class: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "sqlite") {
-                out.push(p);
-            }
-        }
-    }
-    let mut all = Vec::new();
-    walk(&server.state_dir, &mut all);
-    all.into_iter()
-        .filter(|p| {
-            p.file_stem().is_some_and(|s| s != "metadata")
-                && p.parent()
-                    .and_then(|d| d.file_name())
-                    .is_some_and(|n| n.to_string_lossy().ends_with(class))
-        })
-        .collect()
-}
-
-fn sqlite(db: &Path, q: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg(db)
-        .arg(q)
-        .output()
-        .expect("run sqlite3 (apt-get install sqlite3)");
-    assert!(
-        out.status.success(),
-        "sqlite3 {q}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn sale(sku: &str) -> String {
     format!(

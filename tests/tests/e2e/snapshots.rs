@@ -19,52 +19,9 @@ const SNAPSHOT_FORMAT: i64 = 2;
 const OPS_PRUNE_BATCH: i64 = 100;
 const HOUR_MS: i64 = 3_600_000;
 
-/// Runs `q` on the SQLite file `db` and returns its output, trimmed.
-fn sqlite(db: &Path, q: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg(db)
-        .arg(q)
-        .output()
-        .expect("run sqlite3 (apt-get install sqlite3)");
-    assert!(
-        out.status.success(),
-        "sqlite3 {q}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn sqlite_i64(db: &Path, q: &str) -> i64 {
-    let s = sqlite(db, q);
-    s.parse()
-        .unwrap_or_else(|_| panic!("{q}: not a number: {s:?}"))
-}
-
-/// The `.sqlite` files under `dir`, recursively.
-fn sqlite_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            sqlite_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "sqlite") {
-            out.push(p);
-        }
-    }
-}
-
 /// The SQLite file of the server's only SkuStock object.
 fn sku_db(server: &Server) -> PathBuf {
-    let mut all = Vec::new();
-    sqlite_files(&server.state_dir, &mut all);
-    let sku: Vec<PathBuf> = all
-        .into_iter()
-        .filter(|p| {
-            p.file_stem().is_some_and(|s| s != "metadata")
-                && p.parent()
-                    .and_then(|d| d.file_name())
-                    .is_some_and(|n| n.to_string_lossy().contains("SkuStock"))
-        })
-        .collect();
+    let sku = object_files(server, "SkuStock");
     assert_eq!(sku.len(), 1, "SkuStock files: {sku:?}");
     sku[0].clone()
 }
