@@ -174,6 +174,7 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
             meta,
             idem,
         });
+        let content_fp = fp.clone();
         let register = ReservationRequest::Register {
             id: id.clone(),
             sku: line.sku.clone(),
@@ -187,6 +188,24 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         stock_changed([&line.sku]);
         let answer = match (held, pointed) {
             (Ok(HomedAnswer::Here(a)), Ok(_)) => a,
+            (Ok(HomedAnswer::Here(_)), Err(p)) if p.status == 409 => {
+                // The id is another reservation's: give this hold back, and
+                // record the refusal so a retry of this request replays it.
+                let abandon = SkuRequest::Reservation(ReservationOp::Abandon {
+                    id: id.clone(),
+                    fp: content_fp,
+                    problem: p.clone(),
+                });
+                if let Err(e) = sku_call::<HomedAnswer>(&ctx.env, &line.sku, &abandon).await {
+                    // The hold expires on its own at its TTL.
+                    worker::console_warn!(
+                        "reservation {id}: abandoning a hold failed: {}",
+                        e.detail
+                    );
+                }
+                stock_changed([&line.sku]);
+                return Err(p);
+            }
             (Ok(HomedAnswer::Here(a)), Err(p)) => {
                 // Held, but not findable from other isolates: a retry with
                 // the same key replays the hold and writes the pointer.

@@ -213,11 +213,29 @@ impl Reservation {
                 },
                 stored,
             ) => {
-                if let Some(Stored::Coordinator { machine, .. }) = &stored {
+                match &stored {
                     // The id belongs to a reservation across SKUs (unless it failed).
-                    if machine.get(Timestamp::from_ms(now)).is_ok() {
-                        return Err(problem(&ReservationError::Conflict, machine.id().as_str()));
+                    Some(Stored::Coordinator { machine, .. })
+                        if machine.get(Timestamp::from_ms(now)).is_ok() =>
+                    {
+                        return Err(problem(&ReservationError::Conflict, &id));
                     }
+                    // Another one-SKU reservation under this id: only a failed one may be reused.
+                    Some(Stored::Pointer {
+                        sku: old,
+                        fp: old_fp,
+                        ..
+                    }) if *old_fp != fp => {
+                        let op = SkuRequest::Reservation(ReservationOp::Get { id: id.clone() });
+                        match sku_stock::call::<HomedAnswer>(&self.env, old, &op).await {
+                            Ok(HomedAnswer::Here(_)) => {
+                                return Err(problem(&ReservationError::Conflict, &id))
+                            }
+                            Ok(HomedAnswer::NotHere) | Err(Problem { status: 404, .. }) => {}
+                            Err(p) => return Err(p),
+                        }
+                    }
+                    _ => {}
                 }
                 let until = now + ttl_ms;
                 self.save(&Stored::Pointer { id, sku, fp, until })?;

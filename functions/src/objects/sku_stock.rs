@@ -702,11 +702,15 @@ impl SkuStock {
         let id = match &op {
             ReservationOp::Get { id }
             | ReservationOp::Release { id, .. }
-            | ReservationOp::Extend { id, .. } => id.clone(),
+            | ReservationOp::Extend { id, .. }
+            | ReservationOp::Abandon { id, .. } => id.clone(),
         };
         let Some(mut h) = self.homed(&id)? else {
             return Ok(Ok(HomedAnswer::NotHere));
         };
+        if let ReservationOp::Abandon { fp, problem, .. } = &op {
+            return self.abandon(h, fp, problem.clone());
+        }
         if h.failed() {
             return Ok(Err(Problem::not_found("no such reservation")));
         }
@@ -787,6 +791,9 @@ impl SkuStock {
                 (ReservationOp::Extend { .. }, s) => {
                     Err(Problem::invalid_transition(s.as_str(), "active", &[]))
                 }
+                (ReservationOp::Abandon { .. }, _) => {
+                    return Err(Problem::invalid("abandon is answered before"))
+                }
             };
             if let ReservationOp::Release { idem, .. } | ReservationOp::Extend { idem, .. } = &op {
                 h.last = Some((idem.clone(), answer.clone()));
@@ -799,6 +806,32 @@ impl SkuStock {
                     view,
                 })
             }))
+        })
+    }
+
+    /// Gives back the hold of a reservation whose id belongs to another one
+    /// and records it as failed with `problem` (one transaction).
+    fn abandon(
+        &self,
+        mut h: Homed,
+        fp: &str,
+        problem: Problem,
+    ) -> Result<Result<HomedAnswer, Problem>, Problem> {
+        if h.fp != fp || h.failed() {
+            return Ok(Err(problem));
+        }
+        self.write(|st, now, batch| {
+            let hold = h.hold_id()?;
+            if let Ok(events) = st.decide(now, &Command::Release { hold }) {
+                for e in &events {
+                    st.apply(e);
+                }
+                batch.events(&events, &system_meta("reservation id taken"))?;
+            }
+            h.first = Err(problem.clone());
+            h.ended = Some(ReservationStatus::Failed);
+            batch.stmts.push(homed_row(&h)?);
+            Ok(Err(problem))
         })
     }
 

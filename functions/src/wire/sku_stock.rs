@@ -349,6 +349,14 @@ pub enum ReservationOp {
         meta: Meta,
         idem: Idem,
     },
+    /// The id turned out to belong to another reservation (its pointer
+    /// refused this one): release this attempt's hold and record it as
+    /// failed with `problem`, so the same request replays that refusal.
+    Abandon {
+        id: String,
+        fp: String,
+        problem: Problem,
+    },
 }
 
 /// The answer of `Reserve` and `Reservation`: the reservation, or that it

@@ -207,3 +207,45 @@ fn an_ended_reservation_deletes_its_storage_after_retention() {
         }
     }
 }
+
+#[test]
+fn one_reservation_id_never_names_two_reservations() {
+    let api = shared().api();
+    seed_locations(&api);
+    let (a, b) = (api.new_sku("store-1", 5), api.new_sku("store-1", 5));
+    let id = unique("hp-one");
+    let body = |lines: &[(&str, i64)]| {
+        let l: Vec<String> = lines
+            .iter()
+            .map(|(s, q)| format!(r#"{{"sku":"{s}","qty":{q}}}"#))
+            .collect();
+        format!(
+            r#"{{"id":"{id}","lines":[{}],"fulfillment":{{"type":"pickup","location":"store-1"}},"ttl_seconds":600}}"#,
+            l.join(",")
+        )
+    };
+    let r = api.send("POST", "/v1/reservations", STOREFRONT, &body(&[(&a, 1)]));
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The same id for one unit of another SKU: refused, and that SKU's hold
+    // (made in parallel with the id's lookup) given back.
+    let key = unique("idem");
+    let r = api.write("POST", "/v1/reservations", STOREFRONT, &key, &body(&[(&b, 2)]));
+    r.assert_problem(409, "idempotency_key_reused");
+    assert_eq!(api.available(&b, "store-1"), 5);
+    // Its retry replays the refusal.
+    let again = api.write("POST", "/v1/reservations", STOREFRONT, &key, &body(&[(&b, 2)]));
+    again.assert_problem(409, "idempotency_key_reused");
+    assert_eq!(api.available(&b, "store-1"), 5);
+    // Across SKUs: refused too.
+    let r = api.send("POST", "/v1/reservations", STOREFRONT, &body(&[(&a, 1), (&b, 1)]));
+    r.assert_problem(409, "idempotency_key_reused");
+    assert_eq!(api.available(&a, "store-1"), 4);
+    assert_eq!(api.available(&b, "store-1"), 5);
+    // The id still names the first reservation.
+    let g = api.get(&format!("/v1/reservations/{id}"), STOREFRONT);
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert_eq!(g.json()["lines"][0]["sku"], a.as_str());
+    let d = api.send("DELETE", &format!("/v1/reservations/{id}"), STOREFRONT, "");
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert_eq!(api.available(&a, "store-1"), 5);
+}
