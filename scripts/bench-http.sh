@@ -256,7 +256,7 @@ wrk_point() {
   fi
 }
 
-MODES="health availability hold sale cart"
+MODES="${BENCH_MODES:-health availability hold sale cart}"
 if [ "$WARMUP" -gt 0 ]; then
   for m in $MODES; do wrk_point "$m" 2 "$WARMUP" warm; done
 fi

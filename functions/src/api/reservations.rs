@@ -111,7 +111,7 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
             id.clone()
         }
         // No id: one derived from the Idempotency-Key, so a retry is the same reservation.
-        None => format!("r-{}", &idem.key[..24]),
+        None => format!("r-{}", idem.key.get(..24).unwrap_or(&idem.key)),
     };
     check_lines(b.lines.len())?;
     let ttl = ttl_ms(b.ttl_seconds)?;
