@@ -36,9 +36,10 @@ WARMUP="${BENCH_WARMUP:-2}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 UNITS=10000000 # per SKU, received as 10 receipts of 1,000,000 (the per-line limit)
 HOLD_SKU=HOT
+ISSUED_SKU=HOT-ID
 SALE_SKU=HOT-SALE
 CART_SKUS="CART-1 CART-2 CART-3 CART-4 CART-5"
-ALL_SKUS="$HOLD_SKU $SALE_SKU $CART_SKUS"
+ALL_SKUS="$HOLD_SKU $ISSUED_SKU $SALE_SKU $CART_SKUS"
 
 say() { printf '%s\n' "$*"; }
 die() { printf '\nbench-http: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -203,14 +204,14 @@ for s in $ALL_SKUS; do
 done
 
 declare -A TOTAL_OK SLACK
-for m in hold sale cart; do TOTAL_OK[$m]=0; SLACK[$m]=0; done
+for m in hold hold_issued sale cart; do TOTAL_OK[$m]=0; SLACK[$m]=0; done
 point=0
 # wrk_point MODE CONNECTIONS SECONDS [warmup]
 wrk_point() {
   local mode="$1" c="$2" secs="$3" warm="${4:-}" t=2 out line ok bad skus before after s d d0 on0 r0
   [ "$c" -lt 2 ] && t=1
   point=$((point + 1))
-  case "$mode" in hold) skus="$HOLD_SKU" ;; sale) skus="$SALE_SKU" ;; cart) skus="$CART_SKUS" ;; *) skus= ;; esac
+  case "$mode" in hold) skus="$HOLD_SKU" ;; hold_issued) skus="$ISSUED_SKU" ;; sale) skus="$SALE_SKU" ;; cart) skus="$CART_SKUS" ;; *) skus= ;; esac
   [ -n "$skus" ] && before="$(settled $skus)"
   out="$TMP/wrk-$point-$mode-c$c.out"
   wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH/http.lua" "$API" -- \
@@ -256,7 +257,7 @@ wrk_point() {
   fi
 }
 
-MODES="${BENCH_MODES:-health availability hold sale cart}"
+MODES="${BENCH_MODES:-health availability hold hold_issued sale cart}"
 if [ "$WARMUP" -gt 0 ]; then
   for m in $MODES; do wrk_point "$m" 2 "$WARMUP" warm; done
 fi
@@ -291,6 +292,7 @@ ledger_check() { # SKU MODE: the ledger's totals agree with the stock and with w
   say "  $s: $(f entries) entries; $hi units $([ "$m" = sale ] && echo sold || echo held) for $lo 2xx answers; on_hand $on, reserved $res" >&2
 }
 ledger_check "$HOLD_SKU" hold
+ledger_check "$ISSUED_SKU" hold_issued
 ledger_check "$SALE_SKU" sale
 for s in $CART_SKUS; do ledger_check "$s" cart; done
 warn_lines=$(grep -c . "$TMP/wrangler.log" || true)
@@ -301,6 +303,7 @@ label() {
     health) echo 'GET /v1/health (empty route)' ;;
     availability) echo 'GET /v1/availability, 1 SKU (pk_dev)' ;;
     hold) echo 'POST /v1/reservations, 1 line' ;;
+    hold_issued) echo 'POST /v1/reservations, 1 line, id issued by the server' ;;
     sale) echo 'POST /v1/pos/sales, 1 line' ;;
     cart) echo 'POST /v1/reservations, 5 SKUs' ;;
     pg) echo 'PostgreSQL hold (pgbench, tps)' ;;

@@ -3,7 +3,7 @@
 --
 --   wrk ... -s scripts/bench/http.lua http://127.0.0.1:PORT -- MODE RUN TERMINALS
 --
--- MODE      health | availability | hold | sale | cart
+-- MODE      health | availability | hold | hold_issued | sale | cart
 -- RUN       a token unique to this wrk run (ids and Idempotency-Keys start with it)
 -- TERMINALS POS terminals per wrk thread for `sale` (each thread's requests
 --           cycle through them, device_seq rising per terminal)
@@ -18,6 +18,7 @@
 
 -- The hot SKUs (scripts/bench-http.sh seeds them).
 local HOLD_SKU = "HOT"
+local ISSUED_SKU = "HOT-ID"
 local SALE_SKU = "HOT-SALE"
 local CART_SKUS = { "CART-1", "CART-2", "CART-3", "CART-4", "CART-5" }
 local LOCATION = "store-1"
@@ -69,7 +70,7 @@ function init(args)
   elseif mode == "availability" then
     static_request = wrk.format("GET", "/v1/availability?sku=" .. HOLD_SKU .. "&location=" .. LOCATION,
       { ["Authorization"] = "Bearer pk_dev" })
-  elseif mode ~= "hold" and mode ~= "sale" and mode ~= "cart" then
+  elseif mode ~= "hold" and mode ~= "hold_issued" and mode ~= "sale" and mode ~= "cart" then
     error("unknown mode " .. mode)
   end
 end
@@ -97,6 +98,12 @@ function request()
   n = n + 1
   if mode == "hold" then
     return reservation('{"sku":"' .. HOLD_SKU .. '","qty":1}')
+  elseif mode == "hold_issued" then
+    -- No id: the server issues one that names the SKU object (no pointer).
+    local key = "k-" .. run .. "-" .. tid .. "-" .. n
+    local body = '{"lines":[{"sku":"' .. ISSUED_SKU .. '","qty":1}],'
+      .. '"fulfillment":{"type":"pickup","location":"' .. LOCATION .. '"},"ttl_seconds":3600}'
+    return wrk.format("POST", "/v1/reservations", json_headers("sk_dev_storefront", key), body)
   elseif mode == "cart" then
     return reservation(CART_LINES)
   else -- sale

@@ -105,14 +105,14 @@ fn reply(a: ReservationAnswer) -> Reply {
 pub async fn create(ctx: &Ctx) -> HttpResult {
     let b: CreateBody = parse_json(&ctx.body)?;
     let idem = ctx.idem()?;
-    let id = match &b.id {
-        Some(id) => {
-            check_id(id, "id")?;
-            id.clone()
+    if let Some(id) = &b.id {
+        check_id(id, "id")?;
+        if routed_sku(id).is_some() {
+            return Err(Problem::invalid(
+                "ids of the form r<16 hex digits>.<sku> are issued by the server: omit id to get one",
+            ));
         }
-        // No id: one derived from the Idempotency-Key, so a retry is the same reservation.
-        None => format!("r-{}", idem.key.get(..24).unwrap_or(&idem.key)),
-    };
+    }
     check_lines(b.lines.len())?;
     let ttl = ttl_ms(b.ttl_seconds)?;
     let mut lines: Vec<(Sku, i64)> = Vec::new();
@@ -154,6 +154,19 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         destination,
     };
     let lines = choose_locations(ctx, &facts, &placement, &merged, channel).await?;
+    // No id: the server issues one, derived from the Idempotency-Key (so a
+    // retry is the same reservation). A one-SKU reservation's names its SKU
+    // object, so it is found by id with no lookup and needs no pointer.
+    let issued = match (&b.id, lines.as_slice()) {
+        (Some(_), _) => None,
+        (None, [line]) => routed_id(&idem.key, &line.sku),
+        (None, _) => None,
+    };
+    let id = match (&b.id, &issued) {
+        (Some(id), _) => id.clone(),
+        (None, Some(id)) => id.clone(),
+        (None, None) => format!("r-{}", idem.key.get(..24).unwrap_or(&idem.key)),
+    };
     let canonical = serde_json::to_vec(&(&lines, ttl, channel_name(channel)))?;
     // Identical content gives an identical fingerprint (the same reservation again).
     let fp = fingerprint(&[&canonical]);
@@ -164,7 +177,8 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         reason: None,
     };
     if let [line] = lines.as_slice() {
-        // One SKU: homed in its object; its pointer written in parallel.
+        // One SKU: homed in its object; its pointer written in parallel
+        // (none for an id the server issued: it names the SKU itself).
         let reserve = SkuRequest::Reserve(CreateRequest {
             id: id.clone(),
             lines: vec![line.clone()],
@@ -182,8 +196,13 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
             ttl_ms: ttl,
         };
         let hold = sku_call::<HomedAnswer>(&ctx.env, &line.sku, &reserve);
-        let pointer =
-            wire::call::<_, CoordinatorAnswer>(&ctx.env, Namespace::Reservation, &id, &register);
+        let pointer = async {
+            if issued.is_some() {
+                return Ok(CoordinatorAnswer::Registered);
+            }
+            wire::call::<_, CoordinatorAnswer>(&ctx.env, Namespace::Reservation, &id, &register)
+                .await
+        };
         let (held, pointed) = join(hold, pointer).await;
         stock_changed([&line.sku]);
         let answer = match (held, pointed) {
@@ -339,16 +358,36 @@ fn placement_problem(e: PlacementError) -> Problem {
     }
 }
 
+/// The id the server issues for a one-SKU reservation: `r`, 16 hex digits of
+/// the request's key hash, `.`, the SKU (when it fits in an id's 64 characters).
+fn routed_id(key_hash: &str, sku: &Sku) -> Option<String> {
+    let id = format!("r{}.{}", key_hash.get(..16)?, sku);
+    check_id(&id, "id").ok().map(|_| id)
+}
+
+/// The SKU object a server-issued reservation id names.
+fn routed_sku(id: &str) -> Option<Sku> {
+    let rest = id.strip_prefix('r')?;
+    let (hex, sku) = (rest.get(..16)?, rest.get(16..)?.strip_prefix('.')?);
+    if !hex
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    Sku::parse(sku).ok()
+}
+
 /// Runs `op` on reservation `id` wherever it lives: its SKU object (when
-/// this isolate knows it, one call), else its own object, which answers or
-/// names the SKU object.
+/// the id names it, or this isolate knows it: one call), else its own
+/// object, which answers or names the SKU object.
 async fn homed_or_coordinated(
     ctx: &Ctx,
     id: &str,
     op: ReservationOp,
     coordinated: ReservationRequest,
 ) -> Result<ReservationAnswer, Problem> {
-    if let Some(sku) = cache::home(id) {
+    if let Some(sku) = routed_sku(id).or_else(|| cache::home(id)) {
         match sku_call::<HomedAnswer>(&ctx.env, &sku, &SkuRequest::Reservation(op.clone())).await? {
             HomedAnswer::Here(a) => return Ok(a),
             HomedAnswer::NotHere => cache::forget_home(id),
@@ -469,4 +508,28 @@ pub async fn release(ctx: &Ctx) -> HttpResult {
     )
     .await?;
     Ok(change_reply(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_issued_ids_name_their_sku() {
+        let sku = Sku::parse("TEE-BLK-M").unwrap();
+        let id = routed_id("0123456789abcdef0123456789abcdef", &sku).unwrap();
+        assert_eq!(id, "r0123456789abcdef.TEE-BLK-M");
+        assert_eq!(routed_sku(&id), Some(sku));
+        // Too long for an id: no routed id (the pointer is written instead).
+        let long = Sku::parse(&"S".repeat(60)).unwrap();
+        assert_eq!(routed_id("0123456789abcdef", &long), None);
+        for other in [
+            "cart-42",
+            "r-0123456789abcdef01234567",
+            "r0123456789ABCDEF.X",
+            "r0123.X",
+        ] {
+            assert_eq!(routed_sku(other), None, "{other}");
+        }
+    }
 }

@@ -249,3 +249,53 @@ fn one_reservation_id_never_names_two_reservations() {
     assert_eq!(d.status, 200, "{}", d.body);
     assert_eq!(api.available(&a, "store-1"), 5);
 }
+
+#[test]
+fn a_server_issued_reservation_id_names_its_sku_object() {
+    let server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let sku = api.new_sku("store-1", 5);
+    let before = object_files(&server, "Reservation").len();
+    let body = format!(
+        r#"{{"lines":[{{"sku":"{sku}","qty":2}}],"fulfillment":{{"type":"pickup","location":"store-1"}},"ttl_seconds":600}}"#
+    );
+    let key = unique("idem");
+    let r = api.write("POST", "/v1/reservations", STOREFRONT, &key, &body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert!(
+        id.starts_with('r') && id.len() == 18 + sku.len() && id.ends_with(&format!(".{sku}")),
+        "{id}"
+    );
+    // The same request again: the same reservation, replayed; held once.
+    let again = api.write("POST", "/v1/reservations", STOREFRONT, &key, &body);
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json()["id"], id.as_str());
+    assert_eq!(api.available(&sku, "store-1"), 3);
+    // Found, extended and released by id, with no object but the SKU's.
+    let g = api.get(&format!("/v1/reservations/{id}"), STOREFRONT);
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert_eq!(g.json()["status"], "active");
+    let e = api.send(
+        "POST",
+        &format!("/v1/reservations/{id}/extend"),
+        STOREFRONT,
+        r#"{"ttl_seconds":900}"#,
+    );
+    assert_eq!(e.status, 200, "{}", e.body);
+    let d = api.send("DELETE", &format!("/v1/reservations/{id}"), STOREFRONT, "");
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert_eq!(d.json()["status"], "released");
+    assert_eq!(api.available(&sku, "store-1"), 5);
+    assert_eq!(object_files(&server, "Reservation").len(), before);
+    // Such ids are the server's to issue.
+    let r = api.send(
+        "POST",
+        "/v1/reservations",
+        STOREFRONT,
+        &body.replacen('{', &format!(r#"{{"id":"{id}","#), 1),
+    );
+    r.assert_problem(400, "invalid_request");
+}
