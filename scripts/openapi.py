@@ -143,7 +143,11 @@ schemas = {
     }),
     "ReservationRequest": obj(
         {
-            "id": ID,
+            "id": {**ID, "description": "Optional. Without it the server issues one: for a one-SKU "
+                   "reservation `r<16 hex>.<sku>`, which names the SKU's object (create, read, extend and "
+                   "release are then one object call); otherwise `r-<24 hex>`. Both derive from the "
+                   "Idempotency-Key, so a retry is the same reservation. Ids of the first form are the "
+                   "server's to issue (400 when a client sends one)."},
             "lines": {"type": "array", "minItems": 1, "maxItems": 100,
                       "items": obj({"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000}})},
             "fulfillment": obj(
