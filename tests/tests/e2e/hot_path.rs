@@ -229,15 +229,32 @@ fn one_reservation_id_never_names_two_reservations() {
     // The same id for one unit of another SKU: refused, and that SKU's hold
     // (made in parallel with the id's lookup) given back.
     let key = unique("idem");
-    let r = api.write("POST", "/v1/reservations", STOREFRONT, &key, &body(&[(&b, 2)]));
+    let r = api.write(
+        "POST",
+        "/v1/reservations",
+        STOREFRONT,
+        &key,
+        &body(&[(&b, 2)]),
+    );
     r.assert_problem(409, "idempotency_key_reused");
     assert_eq!(api.available(&b, "store-1"), 5);
     // Its retry replays the refusal.
-    let again = api.write("POST", "/v1/reservations", STOREFRONT, &key, &body(&[(&b, 2)]));
+    let again = api.write(
+        "POST",
+        "/v1/reservations",
+        STOREFRONT,
+        &key,
+        &body(&[(&b, 2)]),
+    );
     again.assert_problem(409, "idempotency_key_reused");
     assert_eq!(api.available(&b, "store-1"), 5);
     // Across SKUs: refused too.
-    let r = api.send("POST", "/v1/reservations", STOREFRONT, &body(&[(&a, 1), (&b, 1)]));
+    let r = api.send(
+        "POST",
+        "/v1/reservations",
+        STOREFRONT,
+        &body(&[(&a, 1), (&b, 1)]),
+    );
     r.assert_problem(409, "idempotency_key_reused");
     assert_eq!(api.available(&a, "store-1"), 4);
     assert_eq!(api.available(&b, "store-1"), 5);
