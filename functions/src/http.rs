@@ -71,6 +71,10 @@ impl Problem {
             "this Idempotency-Key was already used with a different request",
         )
     }
+    /// A refusal of a reused Idempotency-Key (or id) with other content.
+    pub fn is_key_reused(&self) -> bool {
+        self.code == "idempotency_key_reused"
+    }
     pub fn invalid_transition(from: &str, to: &str, allowed: &[&str]) -> Self {
         Self::new(
             409,

@@ -230,16 +230,17 @@ async fn run(route: &Route, ctx: &Ctx) -> Reply {
             return Reply::problem(&Problem::key_reused());
         }
     }
-    let reply = match (route.handler)(ctx).await {
-        Ok(r) => r,
-        Err(p) => Reply::problem(&p),
-    };
-    if let Some(i) = &ctx.idem {
-        let answered = (200..300).contains(&reply.status)
-            || (reply.status == 409 && !reply.body.contains("\"idempotency_key_reused\""));
-        if answered {
-            cache::remember_key(ctx.now, &i.key, &i.fp);
+    // Answered: a success or a business refusal (409), which the owning
+    // object keeps under the key; not an input error or a transient failure.
+    let (reply, answered) = match (route.handler)(ctx).await {
+        Ok(r) => {
+            let ok = (200..300).contains(&r.status);
+            (r, ok)
         }
+        Err(p) => (Reply::problem(&p), p.status == 409 && !p.is_key_reused()),
+    };
+    if let (Some(i), true) = (&ctx.idem, answered) {
+        cache::remember_key(ctx.now, &i.key, &i.fp);
     }
     reply
 }
