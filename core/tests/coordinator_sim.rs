@@ -64,32 +64,9 @@ const GOLDEN: [(u64, u64); 20] = [
     (20, 16348858286078716236),
 ];
 
-/// splitmix64: small, fast, the same on every target.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-    /// True with probability `per_mille / 1000`.
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
+// The simulation's splitmix64 (the same on every target).
+mod simulation;
+use simulation::Rng;
 
 struct Node {
     state: SkuState,
@@ -209,7 +186,7 @@ fn hold_of(cmd: &Command) -> Option<&HoldId> {
 
 impl Sim {
     fn new(seed: u64) -> Sim {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let n_skus = rng.range(3, 6) as usize;
         let n_locs = rng.range(2, 4) as usize;
         let skus: Vec<Sku> = (0..n_skus)
