@@ -149,11 +149,6 @@ pub fn locations(now: i64) -> Option<Rc<Vec<Location>>> {
     })
 }
 
-/// When the location list was fetched, if it is held.
-pub fn locations_fetched_at() -> Option<i64> {
-    with(|c| c.locations.as_ref().map(|(at, _)| *at))
-}
-
 pub fn set_locations(now: i64, l: Vec<Location>) -> Rc<Vec<Location>> {
     let l = Rc::new(l);
     with(|c| c.locations = Some((now, l.clone())));

@@ -60,15 +60,7 @@ impl Facts {
             .filter(|s| matches!(self.skus.get(*s), None | Some(SkuFact::Missing)))
             .collect();
         if !missing.is_empty() {
-            return Err(Problem::not_found(format!(
-                "unknown SKU: {}",
-                missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .with("skus", &missing));
+            return Err(unknown("SKU", "skus", &missing));
         }
         if !bundles_ok {
             if let Some(b) = skus
@@ -87,15 +79,7 @@ impl Facts {
     pub fn require_locations(&self, ids: &[LocationId]) -> Result<Vec<Location>, Problem> {
         let missing: Vec<&LocationId> = ids.iter().filter(|l| self.location(l).is_none()).collect();
         if !missing.is_empty() {
-            return Err(Problem::not_found(format!(
-                "unknown location: {}",
-                missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .with("locations", &missing));
+            return Err(unknown("location", "locations", &missing));
         }
         let mut out: Vec<Location> = Vec::new();
         for id in ids {
@@ -120,6 +104,12 @@ impl Facts {
             })
             .collect()
     }
+}
+
+/// 404 naming the unknown ids (in `detail` and as the member `field`).
+fn unknown<T: std::fmt::Display + serde::Serialize>(what: &str, field: &str, ids: &[T]) -> Problem {
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    Problem::not_found(format!("unknown {what}: {}", list.join(", "))).with(field, ids)
 }
 
 /// The facts for these SKUs, barcodes and locations.

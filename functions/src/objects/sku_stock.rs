@@ -35,8 +35,8 @@ use crate::wire::reservation::{
     CreateRequest, ReservationAnswer, ReservationLine, ReservationStatus, ReservationView,
 };
 use crate::wire::sku_stock::{
-    answer_key, command_hold, command_location, event_location, sale_key, ExecRequest, HoldView,
-    HomedAnswer, LedgerEntry, LedgerRequest, Meta, Outcome, ReadAnswer, ReadRequest, Refusal,
+    answer_key, command_hold, command_location, event_location, rejection_problem, sale_key,
+    ExecRequest, HomedAnswer, LedgerEntry, LedgerRequest, Meta, Outcome, ReadAnswer, ReadRequest,
     ReservationOp, SkuRequest,
 };
 use crate::wire::{self, Idem};
@@ -465,7 +465,7 @@ impl SkuStock {
                         matches!(e, Event::Sold { sale: s, fp: f, .. } if s == sale && *f == fp)
                     });
                     if !same {
-                        let r = Refusal::from_core(&Rejection::ExistsWithDifferentBody);
+                        let r = rejection_problem(&Rejection::ExistsWithDifferentBody);
                         return Ok(describe(st, now, cmd, Err(r)));
                     }
                     o.replayed = true;
@@ -507,7 +507,7 @@ impl SkuStock {
                 o.replayed = true;
                 Ok(o)
             }
-            Err(r) => Ok(describe(st, now, cmd, Err(Refusal::from_core(&r)))),
+            Err(r) => Ok(describe(st, now, cmd, Err(rejection_problem(&r)))),
         }
     }
 
@@ -665,7 +665,7 @@ impl SkuStock {
                     h.expires_at = deadline(st, &hold);
                     h.first = Ok(view_of(st, now, &h)?);
                 }
-                Err(r) => return Ok(Err(Refusal::from_core(&r).problem)),
+                Err(r) => return Ok(Err(rejection_problem(&r))),
             }
             batch.stmts.push(homed_row(&h)?);
             Ok(match &h.first {
@@ -764,7 +764,7 @@ impl SkuStock {
                             h.ended = Some(ReservationStatus::Released);
                             view_of(st, now, &h)
                         }
-                        Err(r) => Err(Refusal::from_core(&r).problem),
+                        Err(r) => Err(rejection_problem(&r)),
                     }
                 }
                 (ReservationOp::Extend { ttl_ms, meta, .. }, ReservationStatus::Active) => {
@@ -785,7 +785,7 @@ impl SkuStock {
                             h.ttl_ms = *ttl_ms;
                             view_of(st, now, &h)
                         }
-                        Err(r) => Err(Refusal::from_core(&r).problem),
+                        Err(r) => Err(rejection_problem(&r)),
                     }
                 }
                 (ReservationOp::Extend { .. }, s) => {
@@ -1019,46 +1019,22 @@ fn snapshot_json(st: &SkuState) -> Result<String, String> {
     serde_json::to_string(st).map_err(|e| e.to_string())
 }
 
-/// A command's outcome, with the hold and position it left (after applying).
+/// A command's outcome, with the position it left (after applying).
 fn describe(
     st: &SkuState,
     now: Timestamp,
     cmd: &Command,
-    result: Result<Vec<Event>, Refusal>,
+    result: Result<Vec<Event>, Problem>,
 ) -> Outcome {
-    let mut o = Outcome {
+    // A hold command's location is its hold's.
+    let location = command_hold(cmd)
+        .and_then(|h| st.hold(h))
+        .map(|h| h.location.clone())
+        .or_else(|| command_location(cmd).cloned());
+    Outcome {
         replayed: false,
         result,
-        hold: None,
-        location: None,
-        position: None,
-    };
-    if let Some(h) = command_hold(cmd) {
-        match st.hold(h) {
-            Some(hold) => {
-                let (active, expires_at) = match hold.state {
-                    HoldState::Held { expires_at } => (
-                        expires_at.is_none_or(|t| t > now),
-                        expires_at.map(|t| t.as_ms()),
-                    ),
-                    HoldState::Committed => (true, None),
-                };
-                o.hold = Some(HoldView { active, expires_at });
-                o.location = Some(hold.location.clone());
-            }
-            None => {
-                o.hold = Some(HoldView {
-                    active: false,
-                    expires_at: None,
-                })
-            }
-        }
+        position: location.as_ref().map(|l| st.position_at(now, l)),
+        location,
     }
-    if o.location.is_none() {
-        o.location = command_location(cmd).cloned();
-    }
-    if let Some(l) = &o.location {
-        o.position = Some(st.position_at(now, l));
-    }
-    o
 }

@@ -1,5 +1,4 @@
 //! Messages to a `SkuStock` object (one per SKU, the only writer of its stock).
-use omnistock_core::sku::Resolution;
 use omnistock_core::{Command, Event, HoldId, LocationId, Position, Rejection, SaleId, Sku};
 use serde::{Deserialize, Serialize};
 
@@ -190,63 +189,23 @@ pub struct ExecRequest {
     pub idem: Option<Idem>,
 }
 
-/// Why a command was refused: the kinds the callers act on, with their data.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RefusalKind {
-    InsufficientStock { requested: i64, available: i64 },
-    TtlOutOfRange,
-    HoldNotFound,
-    HoldResolved { how: Resolution },
-    VersionConflict { expected: u64, actual: u64 },
-    KeyReused,
-    Other,
-}
-
-/// A refusal: its kind and the problem the API answers with.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Refusal {
-    pub kind: RefusalKind,
-    pub problem: Problem,
-}
-
-impl Refusal {
-    pub fn from_core(r: &Rejection) -> Self {
-        let kind = match r {
-            Rejection::TtlOutOfRange { .. } => RefusalKind::TtlOutOfRange,
-            Rejection::HoldNotFound => RefusalKind::HoldNotFound,
-            Rejection::HoldResolved { how } => RefusalKind::HoldResolved { how: *how },
-            Rejection::VersionConflict { expected, actual } => RefusalKind::VersionConflict {
-                expected: *expected,
-                actual: *actual,
-            },
-            Rejection::InsufficientStock {
-                requested,
-                available,
-            } => RefusalKind::InsufficientStock {
-                requested: *requested,
-                available: *available,
-            },
-            Rejection::ExistsWithDifferentBody => RefusalKind::KeyReused,
-            _ => RefusalKind::Other,
-        };
-        let code = r.code();
-        let status = match r {
-            Rejection::HoldNotFound | Rejection::TransferNotFound | Rejection::SaleNotFound => 404,
-            Rejection::TooManyLocations | Rejection::TooManyHolds | Rejection::TooManyTransfers => {
-                503
-            }
-            _ if code == "invalid_request" => 400,
-            _ => 409,
-        };
-        let mut problem = Problem::new(status, code, r.to_string());
-        if let Rejection::VersionConflict { expected, actual } = r {
-            problem = problem
-                .with("expected_version", expected)
-                .with("version", actual);
-        }
-        Refusal { kind, problem }
+/// The problem the API answers for a core refusal (core's code; the status
+/// that code means; a version conflict's versions).
+pub fn rejection_problem(r: &Rejection) -> Problem {
+    let code = r.code();
+    let status = match r {
+        Rejection::HoldNotFound | Rejection::TransferNotFound | Rejection::SaleNotFound => 404,
+        Rejection::TooManyLocations | Rejection::TooManyHolds | Rejection::TooManyTransfers => 503,
+        _ if code == "invalid_request" => 400,
+        _ => 409,
+    };
+    let mut problem = Problem::new(status, code, r.to_string());
+    if let Rejection::VersionConflict { expected, actual } = r {
+        problem = problem
+            .with("expected_version", expected)
+            .with("version", actual);
     }
+    problem
 }
 
 /// What one command did. Stored whole as the command's answer, so a retry
@@ -257,10 +216,7 @@ pub struct Outcome {
     #[serde(default)]
     pub replayed: bool,
     /// The events, or why it was refused.
-    pub result: Result<Vec<Event>, Refusal>,
-    /// For hold commands: the hold after the command.
-    #[serde(default)]
-    pub hold: Option<HoldView>,
+    pub result: Result<Vec<Event>, Problem>,
     /// The position the command touched, after it.
     #[serde(default)]
     pub location: Option<LocationId>,
@@ -269,30 +225,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn ok(&self) -> bool {
-        self.result.is_ok()
-    }
     pub fn events(&self) -> &[Event] {
         match &self.result {
             Ok(e) => e,
             Err(_) => &[],
         }
     }
-    pub fn refusal(&self) -> Option<&Refusal> {
-        self.result.as_ref().err()
-    }
-    /// The refusal as a problem, if the command was refused.
+    /// Why the command was refused, if it was.
     pub fn problem(&self) -> Option<Problem> {
-        self.refusal().map(|r| r.problem.clone())
+        self.result.as_ref().err().cloned()
     }
-}
-
-/// A hold as a command left it.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HoldView {
-    /// Held and not past its deadline.
-    pub active: bool,
-    pub expires_at: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
