@@ -58,7 +58,7 @@ pub use reply::{HoldReply, Refusal};
 
 use crate::fulfillment::{Shortage, MAX_LINES};
 use crate::ids::{validate_id, HoldId, IdError, LocationId, Sku};
-use crate::sku::{Command, Resolution, RETENTION_MS};
+use crate::sku::{Command, HoldState, Resolution, SkuState, RETENTION_MS};
 use crate::stock::{Channel, Qty, MAX_LINE_QTY};
 use crate::time::{Timestamp, MAX_TTL_MS, MIN_TTL_MS, RESERVATION_RETENTION_MS};
 
@@ -117,6 +117,38 @@ impl fmt::Display for ReservationId {
 /// The hold id of `attempt` of reservation `id`: `res.<attempt>.<id>`.
 pub fn hold_id(attempt: u32, id: &ReservationId) -> Result<HoldId, IdError> {
     HoldId::parse(&format!("res.{attempt}.{}", id.as_str()))
+}
+
+/// The status at `now` of a reservation that is one hold in one SKU's state
+/// (a one-SKU reservation, which its SKU object keeps without a
+/// coordinator): the hold decides (a held one past its deadline is
+/// expired). Once the state has forgotten the hold (`RETENTION_MS` after it
+/// resolved), the holder's record decides: `ended`, if it saw the end, else
+/// expired at or after `last_deadline`.
+pub fn single_hold_status(
+    state: &SkuState,
+    now: Timestamp,
+    hold: &HoldId,
+    ended: Option<Status>,
+    last_deadline: Option<Timestamp>,
+) -> Status {
+    if let Some(h) = state.hold(hold) {
+        return match h.state {
+            HoldState::Held {
+                expires_at: Some(t),
+            } if t <= now => Status::Expired,
+            _ => Status::Active,
+        };
+    }
+    match state.resolution(hold) {
+        Some(Resolution::Expired) => Status::Expired,
+        Some(_) => Status::Released,
+        None => match (ended, last_deadline) {
+            (Some(s), _) => s,
+            (None, Some(t)) if t <= now => Status::Expired,
+            (None, _) => Status::Active,
+        },
+    }
 }
 
 /// One line: `qty` units of `sku` held at `location` (one line per SKU).

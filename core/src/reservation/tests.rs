@@ -851,3 +851,79 @@ fn placement_follows_the_fulfillment_and_the_split_rule() {
     );
     assert_eq!(channel_for(true), Channel::Pos);
 }
+
+#[test]
+fn a_single_hold_reservation_takes_its_status_from_the_hold() {
+    use crate::sku::{Command, SkuState};
+    use crate::{Channel, LocationId, OpId};
+    let t0 = Timestamp::from_ms(1_000_000);
+    let loc = LocationId::parse("store-1").unwrap();
+    let id = ReservationId::parse("cart-1").unwrap();
+    let hold = hold_id(1, &id).unwrap();
+    let mut st = SkuState::new();
+    let run = |st: &mut SkuState, now: Timestamp, cmd: Command| {
+        for e in st.decide(now, &cmd).unwrap() {
+            st.apply(&e);
+        }
+    };
+    run(
+        &mut st,
+        t0,
+        Command::Receive {
+            op: OpId::parse("r1").unwrap(),
+            location: loc.clone(),
+            qty: 5,
+        },
+    );
+    let status = |st: &SkuState, now| single_hold_status(st, now, &hold, None, None);
+    assert_eq!(
+        status(&st, t0),
+        Status::Active,
+        "no hold yet, no record: not ended"
+    );
+    run(
+        &mut st,
+        t0,
+        Command::Hold {
+            hold: hold.clone(),
+            location: loc,
+            qty: 2,
+            channel: Channel::Online,
+            ttl_ms: Some(60_000),
+        },
+    );
+    assert_eq!(status(&st, t0.plus_ms(59_999)), Status::Active);
+    assert_eq!(
+        status(&st, t0.plus_ms(60_000)),
+        Status::Expired,
+        "at its deadline, never later"
+    );
+    run(
+        &mut st,
+        t0.plus_ms(1_000),
+        Command::Release { hold: hold.clone() },
+    );
+    assert_eq!(status(&st, t0.plus_ms(1_000)), Status::Released);
+    // Forgotten by the state: the holder's record decides.
+    let fresh = SkuState::new();
+    assert_eq!(
+        single_hold_status(
+            &fresh,
+            t0,
+            &hold,
+            Some(Status::Released),
+            Some(t0.plus_ms(60_000))
+        ),
+        Status::Released
+    );
+    assert_eq!(
+        single_hold_status(
+            &fresh,
+            t0.plus_ms(60_000),
+            &hold,
+            None,
+            Some(t0.plus_ms(60_000))
+        ),
+        Status::Expired
+    );
+}

@@ -20,8 +20,8 @@
 //! 503: nothing was acknowledged.
 use std::cell::{Cell, RefCell};
 
-use omnistock_core::reservation::HoldReply;
-use omnistock_core::sku::{HoldState, Resolution};
+use omnistock_core::reservation::{single_hold_status, HoldReply};
+use omnistock_core::sku::HoldState;
 use omnistock_core::{Channel, Command, Event, HoldId, Rejection, SkuState, Timestamp};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
@@ -890,28 +890,17 @@ fn deadline(st: &SkuState, hold: &HoldId) -> Option<i64> {
     }
 }
 
-/// A homed reservation's status at `now`, from its hold (core's truth) or,
-/// once core forgot the hold, from the row.
+/// A homed reservation's status at `now` (core's rule for a one-hold reservation).
 fn status_of(st: &SkuState, now: Timestamp, h: &Homed) -> ReservationStatus {
-    let Ok(hold) = h.hold_id() else {
-        return ReservationStatus::Failed;
-    };
-    if let Some(x) = st.hold(&hold) {
-        return match x.state {
-            HoldState::Held {
-                expires_at: Some(t),
-            } if t <= now => ReservationStatus::Expired,
-            _ => ReservationStatus::Active,
-        };
-    }
-    match st.resolution(&hold) {
-        Some(Resolution::Expired) => ReservationStatus::Expired,
-        Some(_) => ReservationStatus::Released,
-        None => match (h.ended, h.expires_at) {
-            (Some(s), _) => s,
-            (None, Some(t)) if t <= now.as_ms() => ReservationStatus::Expired,
-            (None, _) => ReservationStatus::Active,
-        },
+    match h.hold_id() {
+        Ok(hold) => single_hold_status(
+            st,
+            now,
+            &hold,
+            h.ended,
+            h.expires_at.map(Timestamp::from_ms),
+        ),
+        Err(_) => ReservationStatus::Failed,
     }
 }
 
