@@ -26,6 +26,8 @@ DECIMAL = {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"}
 
 schemas = {
     "Id": ID,
+    "DemoKeys": obj({"keys": {"type": "array", "items": obj({
+        "key": {"type": "string"}, "role": {"type": "string"}, "location": {"type": ["string", "null"]}})}}),
     "FulfillmentConfig": obj({
         "rule": {"enum": ["nearest", "single_location", "pickup"]},
         "location": {"type": ["string", "null"], "description": "the one location of single_location"},
@@ -340,6 +342,9 @@ def op(summary, responses, body=None, params=None, write=False, security=True):
 
 paths = {
     "/v1/health": {"get": op("Liveness", {"200": ok("Health")}, security=False)},
+    "/v1/dev/keys": {"get": op(
+        "The keys the demo pages use: only under `make dev` (the DEMO_PAGE_KEYS var); 404 anywhere else",
+        {"200": ok("DemoKeys")}, security=False)},
     "/v1/config/fulfillment": {"get": op(
         "The deployment's fulfillment rule, split rule, pickup overdue time and tax table (admin, storefront, POS)",
         {"200": ok("FulfillmentConfig")})},
