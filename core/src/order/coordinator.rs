@@ -800,6 +800,10 @@ impl OrderMachine {
     pub fn from_reservation(&self) -> bool {
         self.from_reservation
     }
+    /// The transition in progress, if any: the same again resumes it.
+    pub fn moving(&self) -> Option<(Target, OrderStatus)> {
+        self.moving.as_ref().map(|t| (t.target, t.to))
+    }
     /// Placed (every line held for good): the order exists.
     pub fn is_placed(&self) -> bool {
         matches!(self.phase, Phase::Placed)
