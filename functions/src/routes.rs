@@ -63,6 +63,7 @@ pub fn table() -> &'static [Route] {
         vec![
             route!(Get "v1/health", ANYONE, true, api::health),
             route!(Get "v1/openapi.json", ANYONE, true, api::openapi),
+            route!(Get "v1/config/fulfillment", READERS, false, api::fulfillment_config),
             route!(Get "v1/availability", ALL, true, availability::get),
             route!(Post "v1/inventory/receipts", ADMIN, false, inventory::receipts),
             route!(Post "v1/inventory/adjustments", ADMIN, false, inventory::adjustments),

@@ -31,6 +31,11 @@ pub async fn health(_ctx: &Ctx) -> HttpResult {
     ))
 }
 
+/// `GET /v1/config/fulfillment`: the fulfillment rule in force and the tax table.
+pub async fn fulfillment_config(ctx: &Ctx) -> HttpResult {
+    Ok(Reply::json(200, &crate::config::get(&ctx.env)?.view()))
+}
+
 /// `GET /v1/openapi.json`
 pub async fn openapi(_ctx: &Ctx) -> HttpResult {
     Ok(Reply::raw(

@@ -267,21 +267,6 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
     }
 }
 
-/// The deployment's rule for a shipment no single location can fill: the
-/// `FULFILLMENT_SPLIT` var, `never` (the default: one location or 409) or
-/// `by_line` (each line from the nearest location that can fill it).
-fn split_rule(ctx: &Ctx) -> Split {
-    match ctx
-        .env
-        .var("FULFILLMENT_SPLIT")
-        .map(|v| v.to_string())
-        .as_deref()
-    {
-        Ok("by_line") => Split::ByLine,
-        _ => Split::Never,
-    }
-}
-
 /// The location of every line, by core's placement rules. A named location
 /// needs no stock read (its holds decide); otherwise each SKU is read at
 /// every shipping location and the nearest that fills every line is chosen,
@@ -294,6 +279,8 @@ async fn choose_locations(
     merged: &[(Sku, i64)],
     channel: Channel,
 ) -> Result<Vec<ReservationLine>, Problem> {
+    let cfg = crate::config::get(&ctx.env)?;
+    let placement = &cfg.resolve(placement)?;
     let sites: Vec<_> = facts.locations.iter().map(|l| l.site()).collect();
     let lines: Vec<Line> = merged
         .iter()
@@ -329,7 +316,7 @@ async fn choose_locations(
                 .collect(),
         ));
     }
-    place(placement, split_rule(ctx), &lines, &sites, |sku, l| {
+    place(placement, cfg.split, &lines, &sites, |sku, l| {
         avail
             .iter()
             .find(|(s, _)| s == sku)

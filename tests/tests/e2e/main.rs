@@ -3,6 +3,7 @@
 mod battery;
 mod catalog;
 mod concurrency;
+mod config;
 mod exactly_once;
 mod faults;
 mod harness;
