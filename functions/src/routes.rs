@@ -57,7 +57,7 @@ macro_rules! route {
 }
 
 pub fn table() -> &'static [Route] {
-    use api::{availability, catalog, inventory, pos, reservations};
+    use api::{availability, catalog, inventory, orders, pos, reservations};
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
         vec![
@@ -87,6 +87,10 @@ pub fn table() -> &'static [Route] {
             route!(Get "v1/bundles/:sku", READERS, false, catalog::get_bundle),
             route!(Post "v1/pos/sales", TILL, false, pos::sale),
             route!(Post "v1/pos/sales/batch", TILL, false, pos::batch),
+            route!(Post "v1/orders", READERS, false, orders::create),
+            route!(Get "v1/orders", READERS, false, orders::list),
+            route!(Get "v1/orders/:id", READERS, false, orders::get),
+            route!(Post "v1/orders/:id/transitions", READERS, false, orders::transition),
         ]
     })
 }

@@ -11,7 +11,10 @@
 //!   barcodes, bundles); read by stock requests through the isolate cache.
 //! - `Terminal` (terminal.rs): one per POS terminal, applies its sales in
 //!   device order and keeps every sale's answer forever.
+//! - `Order` (order.rs): one per order id: core's order coordinator, the
+//!   order's priced lines, its queue version and return claims.
 pub mod catalog;
+pub mod order;
 pub mod reservation;
 pub mod serial;
 pub mod sku_stock;

@@ -11,6 +11,7 @@
 //! Arrows point one way: `api` -> `wire` <- `objects`. Nothing here knows
 //! the HTTP routes, and objects never import `api`.
 pub mod catalog;
+pub mod order;
 pub mod reservation;
 pub mod sku_stock;
 pub mod terminal;
@@ -29,6 +30,7 @@ pub enum Namespace {
     Reservation,
     Catalog,
     Terminal,
+    Order,
 }
 
 impl Namespace {
@@ -38,6 +40,7 @@ impl Namespace {
             Namespace::Reservation => "RESERVATION",
             Namespace::Catalog => "CATALOG",
             Namespace::Terminal => "TERMINAL",
+            Namespace::Order => "ORDER",
         }
     }
 }

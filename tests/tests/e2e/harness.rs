@@ -88,6 +88,8 @@ pub fn unique(prefix: &str) -> String {
 
 pub struct Server {
     child: Option<Child>,
+    /// Extra `--var NAME:VALUE` for this server (the deployment's vars).
+    vars: Vec<(String, String)>,
     pub port: u16,
     pub state_dir: PathBuf,
     pub log: PathBuf,
@@ -161,6 +163,11 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 impl Server {
     /// Starts a server on fresh state.
     pub fn start() -> Server {
+        Server::start_with_vars(&[])
+    }
+
+    /// Starts a server on fresh state with these vars overriding wrangler.toml's.
+    pub fn start_with_vars(vars: &[(&str, &str)]) -> Server {
         ensure_built();
         let tmp = TempDir::new("state");
         let state_dir = tmp.0.join("state");
@@ -168,6 +175,10 @@ impl Server {
         let log = tmp.0.join("wrangler.log");
         let mut s = Server {
             child: None,
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             port: 0,
             state_dir,
             log,
@@ -219,6 +230,11 @@ impl Server {
                 "--var",
             ])
             .arg(format!("API_KEYS:{DEV_KEYS}"))
+            .args(
+                self.vars
+                    .iter()
+                    .flat_map(|(k, v)| ["--var".to_string(), format!("{k}:{v}")]),
+            )
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
             .env("CI", "true")

@@ -9,6 +9,7 @@ mod faults;
 mod harness;
 mod hot_path;
 mod openapi;
+mod orders;
 mod pos;
 mod slice;
 mod snapshots;
