@@ -10,6 +10,7 @@ mod harness;
 mod hot_path;
 mod openapi;
 mod orders;
+mod pages;
 mod pos;
 mod slice;
 mod snapshots;
