@@ -21,6 +21,7 @@
 //! - [`bundle`]: bundles as a pure expansion into components.
 //! - [`fulfillment`]: which location serves which line (single, nearest, pickup).
 //! - [`reservation`]: the reservation coordinator, a sans-IO machine over the SKU objects.
+//! - [`transfer`]: the transfer coordinator (ship, receive in parts, cancel), sans-IO.
 //! - [`money`]: `rust_decimal` money with checked arithmetic and explicit rounding.
 //! - [`ids`], [`time`], [`stock`], [`fingerprint`]: the vocabulary.
 #![no_std]
@@ -39,6 +40,7 @@ pub mod returns;
 pub mod sku;
 pub mod stock;
 pub mod time;
+pub mod transfer;
 
 pub use ids::{
     HoldId, IdError, LocationId, OpId, OrderId, ReturnId, SaleId, Sku, TerminalId, TransferId,
