@@ -57,7 +57,7 @@ macro_rules! route {
 }
 
 pub fn table() -> &'static [Route] {
-    use api::{availability, catalog, inventory, pos, reservations};
+    use api::{availability, catalog, inventory, pos, reservations, transfers, unavailable};
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
         vec![
@@ -68,6 +68,7 @@ pub fn table() -> &'static [Route] {
             route!(Post "v1/inventory/adjustments", ADMIN, false, inventory::adjustments),
             route!(Post "v1/inventory/counts", TILL, false, inventory::counts),
             route!(Put "v1/inventory/safety-stock", ADMIN, false, inventory::safety_stock),
+            route!(Post "v1/inventory/unavailable", TILL, false, unavailable::post),
             route!(Get "v1/skus/:sku/ledger", TILL, false, inventory::ledger),
             route!(Post "v1/reservations", SHOP, false, reservations::create),
             route!(Get "v1/reservations/:id", SHOP, false, reservations::get),
@@ -85,6 +86,11 @@ pub fn table() -> &'static [Route] {
             route!(Get "v1/bundles/:sku", READERS, false, catalog::get_bundle),
             route!(Post "v1/pos/sales", TILL, false, pos::sale),
             route!(Post "v1/pos/sales/batch", TILL, false, pos::batch),
+            route!(Post "v1/transfers", ADMIN, false, transfers::create),
+            route!(Get "v1/transfers/:id", ADMIN, false, transfers::get),
+            route!(Post "v1/transfers/:id/ship", ADMIN, false, transfers::ship),
+            route!(Post "v1/transfers/:id/receive", ADMIN, false, transfers::receive),
+            route!(Post "v1/transfers/:id/cancel", ADMIN, false, transfers::cancel),
         ]
     })
 }

@@ -7,6 +7,8 @@ pub mod catalog;
 pub mod inventory;
 pub mod pos;
 pub mod reservations;
+pub mod transfers;
+pub mod unavailable;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -11,9 +11,12 @@
 //!   barcodes, bundles); read by stock requests through the isolate cache.
 //! - `Terminal` (terminal.rs): one per POS terminal, applies its sales in
 //!   device order and keeps every sale's answer forever.
+//! - `Transfer` (transfer.rs): one per transfer id: core's transfer
+//!   coordinator (ship, receive in parts, cancel) over the SKU objects.
 pub mod catalog;
 pub mod reservation;
 pub mod serial;
 pub mod sku_stock;
 pub mod storage;
 pub mod terminal;
+pub mod transfer;

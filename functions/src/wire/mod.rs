@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod reservation;
 pub mod sku_stock;
 pub mod terminal;
+pub mod transfer;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,7 @@ pub enum Namespace {
     Reservation,
     Catalog,
     Terminal,
+    Transfer,
 }
 
 impl Namespace {
@@ -38,6 +40,7 @@ impl Namespace {
             Namespace::Reservation => "RESERVATION",
             Namespace::Catalog => "CATALOG",
             Namespace::Terminal => "TERMINAL",
+            Namespace::Transfer => "TRANSFER",
         }
     }
 }

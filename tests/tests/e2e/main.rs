@@ -11,3 +11,4 @@ mod openapi;
 mod pos;
 mod slice;
 mod snapshots;
+mod transfers;
