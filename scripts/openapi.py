@@ -415,6 +415,106 @@ paths = {
         {"200": ok("SaleBatch")}, body="SaleBatchRequest", write=True)},
 }
 
+# ---------------------------------------------------------------- transfers and unavailable (issue 8, transfers part)
+BUCKET = {"enum": ["damaged", "quality_control", None]}
+TRANSFER_STATUS = {"enum": ["requested", "shipping", "in_transit", "partially_received", "received", "cancelled"]}
+NOTE = {"type": ["string", "null"]}
+schemas.update({
+    "UnavailableRequest": obj(
+        {
+            "location": ID, "sku": ID,
+            "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+            "from": {**BUCKET, "description": "the bucket the units leave; null: sellable units"},
+            "to": {**BUCKET, "description": "the bucket the units enter; null: sellable again, or (written_off) "
+                   "out of on_hand"},
+            "reason": {"enum": ["damaged", "quality_control", "repaired", "passed_inspection", "written_off",
+                                "correction", "other"],
+                       "description": "damaged / quality_control need `to`; repaired / passed_inspection need "
+                       "`from` and `to: null`; written_off needs `from` and `to: null` and also takes the units "
+                       "out of on_hand (a shrinkage adjustment in the same transaction); correction / other any "
+                       "direction. At least one of from/to is set, and they differ. All or nothing."},
+            "note": {"type": "string", "maxLength": 500},
+        },
+        required=["location", "sku", "qty", "reason"],
+    ),
+    "Unavailable": obj({
+        "location": ID, "sku": ID, "qty": {"type": "integer"},
+        "from": BUCKET, "to": BUCKET,
+        "reason": {"type": "string"}, "note": NOTE,
+        "item": ref("AvailabilityRow"),
+    }),
+    "TransferLineRequest": obj({"sku": ID, "qty": {"type": "integer", "minimum": 0, "maximum": 1000000}}),
+    "TransferRequest": obj(
+        {
+            "id": ID, "from": ID, "to": ID,
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": ref("TransferLineRequest"),
+                      "description": "one line per SKU, qty 1..1000000"},
+            "note": {"type": "string", "maxLength": 500},
+        },
+        required=["id", "from", "to", "lines"],
+    ),
+    "TransferActionRequest": obj({}, required=[]),
+    "TransferReceiveRequest": obj(
+        {
+            "lines": {"type": "array", "maxItems": 100, "items": ref("TransferLineRequest"),
+                      "description": "shipped lines only; qty 1.. (0 allowed with close); empty with close"},
+            "close": {"type": "boolean", "default": False,
+                      "description": "whatever is still in transit on every line is recorded as shortfall"},
+        },
+        required=["lines"],
+    ),
+    "Transfer": obj({
+        "id": ID, "from": ID, "to": ID,
+        "status": TRANSFER_STATUS,
+        "note": NOTE,
+        "lines": {"type": "array", "items": obj(
+            {
+                "sku": ID,
+                "requested": {"type": "integer"}, "shipped": {"type": "integer"},
+                "received": {"type": "integer"}, "shortfall": {"type": "integer"},
+                "in_transit": {"type": "integer"}, "closed": {"type": "boolean"},
+                "not_shipped": obj({"code": {"type": "string"}, "available": {"type": "integer"},
+                                    "detail": {"type": "string"}}, required=["code"]),
+            },
+            required=["sku", "requested", "shipped", "received", "shortfall", "in_transit", "closed"],
+        )},
+        "receipts": {"type": "array", "items": obj({
+            "number": {"type": "integer"}, "lines": {"type": "array", "items": ref("TransferLineRequest")},
+            "close": {"type": "boolean"}, "at": TIME, "actor": {"type": "string"},
+        })},
+        "history": {"type": "array", "items": obj({
+            "at": TIME, "actor": {"type": "string"},
+            "from": {"type": ["string", "null"]}, "to": TRANSFER_STATUS, "note": NOTE,
+        })},
+        "created_at": TIME,
+    }),
+})
+paths.update({
+    "/v1/inventory/unavailable": {"post": op(
+        "Move units between sellable and the unavailable buckets, between buckets, or write them off "
+        "(admin, or POS at its location). One SKU transaction, all or nothing; in the ledger with its reason.",
+        {"200": ok("Unavailable")}, body="UnavailableRequest", write=True)},
+    "/v1/transfers": {"post": op(
+        "Request a transfer between two locations (admin). Nothing moves until it ships.",
+        {"201": ok("Transfer", "Requested"), "200": ok("Transfer", "This transfer id already exists with the same content")},
+        body="TransferRequest", write=True)},
+    "/v1/transfers/{id}": {"get": op("A transfer: lines (requested, shipped, received, shortfall), status, receipts "
+                                     "and history (admin)", {"200": ok("Transfer")}, params=[path_param("id")])},
+    "/v1/transfers/{id}/ship": {"post": op(
+        "Ship (admin): every line leaves `from` (on_hand) and is incoming at `to`. A line without enough available "
+        "at `from` does not ship (shipped 0, not_shipped says why); if no line can ship, 409 insufficient_stock and "
+        "the transfer is cancelled. Shipping again is a no-op; after cancel, 409 invalid_transition.",
+        {"200": ok("Transfer")}, body="TransferActionRequest", params=[path_param("id")], write=True)},
+    "/v1/transfers/{id}/receive": {"post": op(
+        "Receive units of shipped lines at `to` (admin), in parts; `close` records what is still missing as "
+        "shortfall. Each receipt is applied once (kept by its Idempotency-Key).",
+        {"200": ok("Transfer")}, body="TransferReceiveRequest", params=[path_param("id")], write=True)},
+    "/v1/transfers/{id}/cancel": {"post": op(
+        "Cancel before shipping (admin); after shipping, 409 invalid_transition.",
+        {"200": ok("Transfer")}, body="TransferActionRequest", params=[path_param("id")], write=True)},
+})
+# ---------------------------------------------------------------- end of transfers and unavailable
+
 doc = {
     "openapi": "3.1.0",
     "info": {

@@ -8,6 +8,8 @@ pub mod inventory;
 pub mod orders;
 pub mod pos;
 pub mod reservations;
+pub mod transfers;
+pub mod unavailable;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -15,6 +15,7 @@ pub mod order;
 pub mod reservation;
 pub mod sku_stock;
 pub mod terminal;
+pub mod transfer;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,7 @@ pub enum Namespace {
     Catalog,
     Terminal,
     Order,
+    Transfer,
 }
 
 impl Namespace {
@@ -41,6 +43,7 @@ impl Namespace {
             Namespace::Catalog => "CATALOG",
             Namespace::Terminal => "TERMINAL",
             Namespace::Order => "ORDER",
+            Namespace::Transfer => "TRANSFER",
         }
     }
 }

@@ -14,3 +14,4 @@ mod pages;
 mod pos;
 mod slice;
 mod snapshots;
+mod transfers;
