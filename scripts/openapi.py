@@ -484,6 +484,8 @@ schemas.update({
     "OrderQueue": obj({"items": {"type": "array", "items": ref("OrderSummary")},
                        "next_cursor": {"type": ["string", "null"]}}),
 })
+# A hold at risk names its order.
+schemas["AtRisk"]["properties"]["order"] = ID
 paths.update({
     "/v1/orders": {
         "post": op("Place an order: priced (catalog, or a till's own price), taxed per line, placed by the "
