@@ -514,6 +514,109 @@ paths.update({
         {"200": ok("Transfer")}, body="TransferActionRequest", params=[path_param("id")], write=True)},
 })
 # ---------------------------------------------------------------- end of transfers and unavailable
+# ---------------------------------------------------------------------------
+# Orders (issue 8, orders part): POST/GET /v1/orders, GET /v1/orders/{id},
+# POST /v1/orders/{id}/transitions.
+# ---------------------------------------------------------------------------
+ORDER_STATUS = {"enum": ["new", "paid", "ready_to_pick", "packed", "shipped", "ready_for_pickup",
+                         "collected", "cancelled", "returned"]}
+schemas.update({
+    "OrderRequest": obj(
+        {
+            "id": ID,
+            "channel": {"enum": ["online", "pos"],
+                        "description": "default: pos for a POS key, else online; a storefront creates online orders, "
+                                       "a POS key pos orders at its location"},
+            "customer_id": ID,
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
+                {"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                 "unit_price": {**ref("Money"), "description": "a POS or admin key may set its own price; "
+                                                               "otherwise the catalog's (a storefront may repeat it)"}},
+                required=["sku", "qty"])},
+            "fulfillment": obj(
+                {
+                    "type": {"enum": ["ship", "pickup"]},
+                    "location": ID,
+                    "destination": obj({"lat": {"type": "number"}, "lon": {"type": "number"}}),
+                },
+                required=["type"],
+            ),
+        },
+        required=["id", "lines"],
+    ),
+    "TransitionRequest": obj(
+        {"to": ORDER_STATUS,
+         "part": {"type": "integer", "minimum": 0, "description": "one part of a split order; default every part"}},
+        required=["to"],
+    ),
+    "OrderLine": obj({
+        "sku": ID, "qty": QTY, "unit_price": ref("Money"),
+        "tax": ref("Money"), "net": ref("Money"), "gross": ref("Money"),
+        "location": ID, "part": {"type": "integer", "minimum": 0},
+    }),
+    "OrderPart": obj({
+        "part": {"type": "integer", "minimum": 0}, "location": ID, "status": ORDER_STATUS,
+        "at_risk": {"type": "boolean", "description": "a POS sale took units this part had committed"},
+        "pickup_overdue": {"type": "boolean", "description": "ready for pickup longer than PICKUP_OVERDUE_HOURS"},
+    }),
+    "Order": obj(
+        {
+            "id": ID,
+            "status": {**ORDER_STATUS, "description": "the parts' status when they agree, else the least "
+                                                      "advanced part that is not cancelled"},
+            "channel": {"enum": ["online", "pos"]},
+            "customer_id": {"type": ["string", "null"]},
+            "reservation_id": ID,
+            "lines": {"type": "array", "items": ref("OrderLine")},
+            "parts": {"type": "array", "items": ref("OrderPart")},
+            "totals": obj({"net": DECIMAL, "tax": DECIMAL, "gross": DECIMAL,
+                           "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                           "rounding": {"type": "string"}, "tax_inclusive": {"type": "boolean"}}),
+            "created_at": TIME,
+            "updated_at": TIME,
+            "version": {"type": "integer", "minimum": 0},
+            "history": {"type": "array", "items": obj({
+                "part": {"type": "integer", "minimum": 0},
+                "from": {"oneOf": [ORDER_STATUS, {"type": "null"}]},
+                "to": ORDER_STATUS, "actor": {"type": "string"}, "at": TIME})},
+        },
+        required=["id", "status", "channel", "customer_id", "lines", "parts", "totals", "created_at",
+                  "updated_at", "version", "history"],
+    ),
+    "OrderSummary": {"type": "object", "description": "an Order without its history",
+                     "required": ["id", "status", "channel", "lines", "parts", "totals", "created_at", "version"]},
+    "OrderQueue": obj({"items": {"type": "array", "items": ref("OrderSummary")},
+                       "next_cursor": {"type": ["string", "null"]}}),
+})
+# A hold at risk names its order.
+schemas["AtRisk"]["properties"]["order"] = ID
+paths.update({
+    "/v1/orders": {
+        "post": op("Place an order: priced (catalog, or a till's own price), taxed per line, placed by the "
+                   "fulfillment rule, every line held or none (admin, storefront online, POS at its location). "
+                   "The same id with the same content answers the first answer; other content is 409 "
+                   "idempotency_key_reused",
+                   {"201": ok("Order", "Created (or the first answer again)"), "200": ok("Order")},
+                   body="OrderRequest", write=True),
+        "get": op("The order queue, newest first (a storefront sees online orders, a POS key its location's); "
+                  "a part filter matches an order when one of its parts matches",
+                  {"200": ok("OrderQueue")},
+                  params=[query("status", ORDER_STATUS), query("location", ID),
+                          query("channel", {"enum": ["online", "pos"]}),
+                          query("at_risk", {"enum": ["true", "false"]}),
+                          query("pickup_overdue", {"enum": ["true", "false"]}),
+                          query("cursor", {"type": "string"}),
+                          query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50})]),
+    },
+    "/v1/orders/{id}": {"get": op("An order with its history (who, when, from, to)", {"200": ok("Order")},
+                                  params=[path_param("id")])},
+    "/v1/orders/{id}/transitions": {"post": op(
+        "Move every part (or one) to `to`; paid commits, shipped/collected take the units out of on_hand, "
+        "cancelled releases; answered once every SKU object confirmed. 409 invalid_transition carries "
+        "from, to and allowed",
+        {"200": ok("Order")}, body="TransitionRequest", params=[path_param("id")], write=True)},
+})
+# ---- end of orders ----
 
 doc = {
     "openapi": "3.1.0",

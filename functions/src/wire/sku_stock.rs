@@ -357,5 +357,8 @@ pub fn hold_owner(h: &HoldId) -> serde_json::Value {
             return serde_json::json!({"hold": s, "reservation": id});
         }
     }
+    if let Some((order, _)) = omnistock_core::order::parse_order_hold(h) {
+        return serde_json::json!({"hold": s, "order": order.as_str()});
+    }
     serde_json::json!({ "hold": s })
 }

@@ -456,6 +456,27 @@ fn every_answer_matches_the_openapi_document() {
         Some("{}"),
     );
     // ------------------------------------------------ end of transfers and unavailable
+    // ---- orders (issue 8, orders part) ----
+    let osku = api.new_sku("store-1", 5);
+    let oid = unique("oa-ord");
+    let order = format!(
+        r#"{{"id":"{oid}","customer_id":"c-1","lines":[{{"sku":"{osku}","qty":2}}],"fulfillment":{{"type":"ship","location":"store-1"}}}}"#
+    );
+    c.call("POST", "/v1/orders", Some(ADMIN), Some(&order));
+    c.call("POST", "/v1/orders", Some(ADMIN), Some(&order));
+    let short = format!(
+        r#"{{"id":"{}","lines":[{{"sku":"{osku}","qty":99}}],"fulfillment":{{"type":"ship","location":"store-1"}}}}"#,
+        unique("oa-ord")
+    );
+    c.call("POST", "/v1/orders", Some(ADMIN), Some(&short));
+    let moves = format!("/v1/orders/{oid}/transitions");
+    c.call("POST", &moves, Some(ADMIN), Some(r#"{"to":"paid"}"#));
+    c.call("POST", &moves, Some(ADMIN), Some(r#"{"to":"shipped"}"#));
+    c.call("GET", &format!("/v1/orders/{oid}"), Some(ADMIN), None);
+    c.call("GET", "/v1/orders/oa-no-such-order", Some(ADMIN), None);
+    c.call("GET", "/v1/orders?limit=2&status=paid", Some(ADMIN), None);
+    c.call("GET", "/v1/orders?limit=0", Some(ADMIN), None);
+    // ---- end of orders ----
 
     let documented: BTreeSet<(String, String)> = c.doc["paths"]
         .as_object()
