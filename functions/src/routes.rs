@@ -57,7 +57,7 @@ macro_rules! route {
 }
 
 pub fn table() -> &'static [Route] {
-    use api::{availability, catalog, inventory, pos, reservations};
+    use api::{availability, catalog, inventory, pos, reservations, returns};
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
         vec![
@@ -85,6 +85,11 @@ pub fn table() -> &'static [Route] {
             route!(Get "v1/bundles/:sku", READERS, false, catalog::get_bundle),
             route!(Post "v1/pos/sales", TILL, false, pos::sale),
             route!(Post "v1/pos/sales/batch", TILL, false, pos::batch),
+            // Returns (issue 8): see api/returns.rs.
+            route!(Post "v1/returns", READERS, false, returns::initiate),
+            route!(Get "v1/returns/:id", READERS, false, returns::get),
+            route!(Post "v1/returns/:id/receive", TILL, false, returns::receive),
+            route!(Post "v1/returns/:id/refund", TILL, false, returns::refund),
         ]
     })
 }

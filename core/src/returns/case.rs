@@ -500,6 +500,35 @@ fn share(total: Money, part: Qty, whole: Qty) -> Result<Money, CaseError> {
     .round(RoundingStrategy::ToZero))
 }
 
+/// What a claim of `qty` more units pays back when `before` units of the
+/// `sold` ones were claimed already and `paid` was paid for all `sold`:
+/// the difference of two proportional shares rounded toward zero, so the
+/// claims of every unit add up to exactly `paid`.
+pub fn claim_share(paid: Money, sold: Qty, before: Qty, qty: Qty) -> Result<Money, CaseError> {
+    let upto = share(paid, before.saturating_add(qty), sold)?;
+    let already = share(paid, before, sold)?;
+    upto.checked_sub(already).map_err(CaseError::Money)
+}
+
+/// Splits `total` (a bundle line's price) over components by `weights`
+/// (units of each per bundle): proportional shares rounded toward zero, the
+/// rest on the last, so the shares add up to exactly `total`.
+pub fn split_paid(total: Money, weights: &[Qty]) -> Result<Vec<Money>, CaseError> {
+    let whole: Qty = weights.iter().map(|w| (*w).max(0)).sum();
+    let mut out = Vec::with_capacity(weights.len());
+    let mut given = Money::zero(total.currency);
+    for (i, w) in weights.iter().enumerate() {
+        let part = if i + 1 == weights.len() {
+            total.checked_sub(given).map_err(CaseError::Money)?
+        } else {
+            share(total, (*w).max(0), whole)?
+        };
+        given = given.checked_add(part).map_err(CaseError::Money)?;
+        out.push(part);
+    }
+    Ok(out)
+}
+
 impl ReturnCase {
     /// A return initiated with the source's `claim` (one line per SKU of
     /// the merged request, the same units): no stock changes.

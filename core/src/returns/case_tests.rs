@@ -378,3 +378,22 @@ fn bad_initiations_are_refused() {
     );
     assert!(ReturnCase::new(t(0), req(vec![line("A", 1, "x")]), &claim).is_ok());
 }
+
+#[test]
+fn claim_shares_add_up_to_what_was_paid() {
+    let paid = eur("10.00");
+    let a = claim_share(paid, 3, 0, 1).unwrap();
+    let b = claim_share(paid, 3, 1, 1).unwrap();
+    let c = claim_share(paid, 3, 2, 1).unwrap();
+    assert_eq!((a, b, c), (eur("3.33"), eur("3.33"), eur("3.34")));
+    assert_eq!(claim_share(paid, 3, 0, 3).unwrap(), paid);
+    assert_eq!(claim_share(paid, 0, 0, 1).unwrap(), eur("0"));
+}
+
+#[test]
+fn bundle_prices_split_exactly() {
+    let parts = split_paid(eur("10.00"), &[1, 2]).unwrap();
+    assert_eq!(parts, vec![eur("3.33"), eur("6.67")]);
+    assert_eq!(split_paid(eur("5.00"), &[1]).unwrap(), vec![eur("5.00")]);
+    assert!(split_paid(eur("5.00"), &[]).unwrap().is_empty());
+}

@@ -19,9 +19,10 @@ pub mod case;
 mod case_tests;
 
 pub use case::{
-    merge_return_lines, op_id, CaseError, CaseLine, CaseStatus, Claim, ClaimedLine, Exchange,
-    InitiateRequest, LineStatus, Outgoing, Receipt, ReceiptLine, ReceiptReply, ReceiveLine,
-    ReceiveRequest, Refund, ReturnCase, ReturnLine, Tag, Ticket, Transmit,
+    claim_share, merge_return_lines, op_id, split_paid, CaseError, CaseLine, CaseStatus, Claim,
+    ClaimedLine, Exchange, InitiateRequest, LineStatus, Outgoing, Receipt, ReceiptLine,
+    ReceiptReply, ReceiveLine, ReceiveRequest, Refund, ReturnCase, ReturnLine, Tag, Ticket,
+    Transmit,
 };
 
 /// Most lines in one return.

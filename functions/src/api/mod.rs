@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod inventory;
 pub mod pos;
 pub mod reservations;
+pub mod returns;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -10,9 +10,13 @@
 //! - `Catalog` (catalog.rs): the one catalog (locations, products, SKUs,
 //!   barcodes, bundles); read by stock requests through the isolate cache.
 //! - `Terminal` (terminal.rs): one per POS terminal, applies its sales in
-//!   device order and keeps every sale's answer forever.
+//!   device order and keeps every sale's answer forever; answers returns'
+//!   claims on its sales.
+//! - `ReturnCase` (returns.rs): one per return id, drives core's return
+//!   coordinator (receipts into the SKU objects, refunds).
 pub mod catalog;
 pub mod reservation;
+pub mod returns;
 pub mod serial;
 pub mod sku_stock;
 pub mod storage;

@@ -12,6 +12,7 @@
 //! the HTTP routes, and objects never import `api`.
 pub mod catalog;
 pub mod reservation;
+pub mod returns;
 pub mod sku_stock;
 pub mod terminal;
 
@@ -29,6 +30,7 @@ pub enum Namespace {
     Reservation,
     Catalog,
     Terminal,
+    ReturnCase,
 }
 
 impl Namespace {
@@ -38,6 +40,7 @@ impl Namespace {
             Namespace::Reservation => "RESERVATION",
             Namespace::Catalog => "CATALOG",
             Namespace::Terminal => "TERMINAL",
+            Namespace::ReturnCase => "RETURN",
         }
     }
 }

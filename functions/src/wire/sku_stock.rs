@@ -75,6 +75,9 @@ pub enum SkuRequest {
     /// A coordinator's question about one of its holds (`Hold`, `Extend` or
     /// `Release`), answered with core's `HoldReply`.
     Coordinate { cmd: Command, meta: Meta },
+    /// The terminal that sold `sale` here, from the sale's answer row (kept
+    /// forever): how a return that names only a sale finds its terminal.
+    SaleTerminal { sale: SaleId },
 }
 
 /// The key under which a command's first answer is kept (commands with a client id).

@@ -9,5 +9,6 @@ mod harness;
 mod hot_path;
 mod openapi;
 mod pos;
+mod returns;
 mod slice;
 mod snapshots;
