@@ -470,9 +470,10 @@ impl ReturnCase {
             if out.is_empty() {
                 break;
             }
-            // Durable before any message: a crash from here on is resumed
-            // from this row (by a retry or the alarm).
-            self.save(s)?;
+            // Durable before any message, with the alarm at the resend time:
+            // a crash from here on is resumed from this row (by the alarm,
+            // or a retry of the same request).
+            self.store(s).await?;
             let replies =
                 join_all(out.iter().map(|t| {
                     let actor = s

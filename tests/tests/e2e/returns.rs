@@ -436,70 +436,81 @@ fn bad_input_is_a_typed_4xx_that_changes_nothing() {
 #[test]
 fn sigkill_during_a_multi_sku_receipt_then_a_retry_books_it_once() {
     let mut server = Server::start();
-    let api = server.api();
-    seed_locations(&api);
-    let skus: Vec<String> = (0..4).map(|_| api.new_sku("store-1", 20)).collect();
-    let lines: Vec<(&str, i64, &str)> = skus.iter().map(|s| (s.as_str(), 5, "9.00")).collect();
-    let sale = sell(&api, "rtk", &lines);
-    let id = unique("ret");
-    let ret_lines: Vec<(&str, i64)> = skus.iter().map(|s| (s.as_str(), 5)).collect();
-    let r = api.send(
-        "POST",
-        "/v1/returns",
-        ADMIN,
-        &return_body(&id, &sale, &ret_lines),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let conditions = ["restock", "damaged", "return_to_vendor", "restock"];
-    let rl: Vec<(&str, i64, &str)> = skus
-        .iter()
-        .zip(conditions)
-        .map(|(s, c)| (s.as_str(), 5, c))
-        .collect();
-    let body = receive_body("store-1", &rl);
-    let key = unique("rcv-kill");
-    let path = format!("/v1/returns/{id}/receive");
-    let t = {
-        let (api, path, key, body) = (api.clone(), path.clone(), key.clone(), body.clone());
-        thread::spawn(move || api.try_write("POST", &path, ADMIN, &key, &body))
-    };
-    thread::sleep(Duration::from_millis(15));
-    server.kill9();
-    let first = t.join().unwrap();
-    server.start_again();
-    let api = server.api();
-    // Retry with the same key until answered (a 503 is retryable).
-    let mut answer = None;
-    for _ in 0..20 {
-        let r = api.write("POST", &path, ADMIN, &key, &body);
-        if r.status != 503 {
-            answer = Some(r);
-            break;
-        }
-        thread::sleep(Duration::from_millis(500));
-    }
-    let r = answer.expect("answered");
-    assert_eq!(r.status, 200, "{} (first try: {first:?})", r.body);
-    let v = r.json();
-    assert_eq!(v["status"], "received", "{v}");
-    for (s, c) in skus.iter().zip(conditions) {
-        assert_eq!(line(&v, s)["received"][c], 5, "{v}");
-        let row = strong(&api, s, "store-1");
-        let (on_hand, damaged) = match c {
-            "restock" => (20, 0),
-            "damaged" => (20, 5),
-            _ => (15, 0),
+    seed_locations(&server.api());
+    // Killed at several moments of the receipt (before, while and after
+    // the SKU objects book it); each time the retry with the same key
+    // completes it, and each line is booked exactly once.
+    for delay_ms in [5, 20, 45, 90] {
+        let api = server.api();
+        let skus: Vec<String> = (0..4).map(|_| api.new_sku("store-1", 20)).collect();
+        let lines: Vec<(&str, i64, &str)> = skus.iter().map(|s| (s.as_str(), 5, "9.00")).collect();
+        let sale = sell(&api, "rtk", &lines);
+        let id = unique("ret");
+        let ret_lines: Vec<(&str, i64)> = skus.iter().map(|s| (s.as_str(), 5)).collect();
+        let r = api.send(
+            "POST",
+            "/v1/returns",
+            ADMIN,
+            &return_body(&id, &sale, &ret_lines),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        let conditions = ["restock", "damaged", "return_to_vendor", "restock"];
+        let rl: Vec<(&str, i64, &str)> = skus
+            .iter()
+            .zip(conditions)
+            .map(|(s, c)| (s.as_str(), 5, c))
+            .collect();
+        let body = receive_body("store-1", &rl);
+        let key = unique("rcv-kill");
+        let path = format!("/v1/returns/{id}/receive");
+        let t = {
+            let (api, path, key, body) = (api.clone(), path.clone(), key.clone(), body.clone());
+            thread::spawn(move || api.try_write("POST", &path, ADMIN, &key, &body))
         };
-        assert_eq!(row["on_hand"], on_hand, "{s} {c}: {row}");
-        assert_eq!(row["unavailable"]["damaged"], damaged, "{s} {c}: {row}");
-        let booked = ledger(&api, s)
-            .into_iter()
-            .filter(|e| e["event"] == "return_received")
-            .count();
-        assert_eq!(booked, 1, "{s}: booked {booked} times");
+        thread::sleep(Duration::from_millis(delay_ms));
+        server.kill9();
+        let first = t.join().unwrap();
+        server.start_again();
+        let api = server.api();
+        // Retry with the same key until answered (a 503 is retryable).
+        let mut answer = None;
+        for _ in 0..20 {
+            let r = api.write("POST", &path, ADMIN, &key, &body);
+            if r.status != 503 {
+                answer = Some(r);
+                break;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+        let r = answer.expect("answered");
+        let first = first.map(|r| r.status);
+        assert_eq!(
+            r.status, 200,
+            "{} (killed after {delay_ms} ms: {first:?})",
+            r.body
+        );
+        let v = r.json();
+        assert_eq!(v["status"], "received", "{v}");
+        for (s, c) in skus.iter().zip(conditions) {
+            assert_eq!(line(&v, s)["received"][c], 5, "{v}");
+            let row = strong(&api, s, "store-1");
+            let (on_hand, damaged) = match c {
+                "restock" => (20, 0),
+                "damaged" => (20, 5),
+                _ => (15, 0),
+            };
+            assert_eq!(row["on_hand"], on_hand, "{s} {c}: {row}");
+            assert_eq!(row["unavailable"]["damaged"], damaged, "{s} {c}: {row}");
+            let booked = ledger(&api, s)
+                .into_iter()
+                .filter(|e| e["event"] == "return_received")
+                .count();
+            assert_eq!(booked, 1, "{s}: booked {booked} times");
+        }
+        // And again: the same answer.
+        let again = api.write("POST", &path, ADMIN, &key, &body);
+        assert_eq!(again.status, 200);
+        assert_eq!(again.json()["lines"], v["lines"]);
+        eprintln!("killed after {delay_ms} ms: first answer {first:?}");
     }
-    // And again: the same answer.
-    let again = api.write("POST", &path, ADMIN, &key, &body);
-    assert_eq!(again.status, 200);
-    assert_eq!(again.json()["lines"], v["lines"]);
 }
