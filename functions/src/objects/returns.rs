@@ -15,11 +15,12 @@
 use std::cell::Cell;
 
 use futures_util::future::join_all;
+use omnistock_core::money::{Currency, Money as CoreMoney, MoneyError};
 use omnistock_core::returns::{
-    CaseError, CaseStatus, InitiateRequest, ReceiptReply, ReceiveRequest, ReturnCase as Machine,
-    ReturnSource, Ticket,
+    CaseError, CaseStatus, Claim, ClaimedLine, InitiateRequest, ReceiptReply, ReceiveRequest,
+    ReturnCase as Machine, ReturnSource, Ticket,
 };
-use omnistock_core::{Command, ReturnId, Sku, TerminalId, Timestamp};
+use omnistock_core::{Command, LocationId, OrderId, ReturnId, Sku, TerminalId, Timestamp};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
@@ -317,31 +318,9 @@ impl ReturnCase {
             })
             .collect();
         // The source arbitrates, once per return id (idempotent there).
-        let (terminal, claim) = match &i.source {
-            ReturnSource::Sale(sale) => {
-                let terminal = match &i.terminal_id {
-                    Some(t) => t.clone(),
-                    None => self.find_terminal(sale, &merged[0].sku).await?,
-                };
-                let c: SaleClaim = wire::call(
-                    &self.env,
-                    Namespace::Terminal,
-                    terminal.as_str(),
-                    &TerminalRequest::ClaimReturn {
-                        return_id: i.id.clone(),
-                        sale_id: sale.clone(),
-                        lines: claim_lines,
-                    },
-                )
-                .await?;
-                (Some(terminal), c)
-            }
-            ReturnSource::Order(_) => {
-                return Err(Problem::invalid(
-                    "returns of orders need the orders module, not in this deployment yet",
-                ))
-            }
-        };
+        // The source arbitrates, once per return id (idempotent there).
+        let claim = self.claim(&i, &merged[0].sku, claim_lines).await?;
+        let terminal = claim.terminal.clone();
         let now = Timestamp::from_ms(storage::now_ms());
         let machine = Machine::new(
             now,
@@ -377,6 +356,40 @@ impl ReturnCase {
             replayed: false,
             view,
         })
+    }
+
+    /// Claims the return's lines from its source (see [`SourceClaim`]).
+    async fn claim(
+        &self,
+        i: &Initiate,
+        first_sku: &Sku,
+        lines: Vec<ClaimLine>,
+    ) -> Result<SourceClaim, Problem> {
+        match &i.source {
+            ReturnSource::Sale(sale) => {
+                let terminal = match &i.terminal_id {
+                    Some(t) => t.clone(),
+                    None => self.find_terminal(sale, first_sku).await?,
+                };
+                let c: SaleClaim = wire::call(
+                    &self.env,
+                    Namespace::Terminal,
+                    terminal.as_str(),
+                    &TerminalRequest::ClaimReturn {
+                        return_id: i.id.clone(),
+                        sale_id: sale.clone(),
+                        lines,
+                    },
+                )
+                .await?;
+                Ok(SourceClaim {
+                    claim: c.claim,
+                    terminal: Some(terminal),
+                    customer_id: c.customer_id,
+                })
+            }
+            ReturnSource::Order(order) => claim_from_order(&self.env, order, &i.id, lines).await,
+        }
     }
 
     /// The terminal that sold `sale`, from the record `sku`'s object keeps.
@@ -528,6 +541,62 @@ impl ReturnCase {
     }
 }
 
+/// What a return's source answered its claim: what was sold where and paid,
+/// for the units claimed (a sale's terminal, or an order).
+pub struct SourceClaim {
+    pub claim: Claim,
+    pub terminal: Option<TerminalId>,
+    pub customer_id: Option<String>,
+}
+
+/// The claim of a return on an order. The `Order` object is the orders
+/// module's (`OrderRequest::ClaimReturn { return_id, lines }` answered with
+/// a `ReturnClaim`, whose lines carry `unit_price` and `tax` as decimal
+/// strings): until that module is deployed, returns of orders are refused
+/// here, before anything is claimed or written. With it, this function sends
+/// the claim and converts its answer with [`order_claim`].
+async fn claim_from_order(
+    _env: &Env,
+    order: &OrderId,
+    _return_id: &str,
+    _lines: Vec<ClaimLine>,
+) -> Result<SourceClaim, Problem> {
+    Err(Problem::invalid(format!(
+        "order {order}: returns of orders need the orders module, not in this deployment yet"
+    )))
+}
+
+/// An order's claim as core's: per line, what was paid for the units
+/// claimed is `unit_price * qty + tax` (the tax of those units), in the
+/// order's currency.
+pub fn order_claim(
+    currency: &str,
+    lines: &[(Sku, i64, LocationId, &str, &str)],
+) -> Result<Claim, Problem> {
+    let currency = Currency::parse(currency)
+        .map_err(|e| Problem::overloaded(format!("an order answered a bad currency: {e}")))?;
+    let bad = |e: MoneyError| Problem::overloaded(format!("an order answered a bad amount: {e}"));
+    let mut out = Vec::with_capacity(lines.len());
+    for (sku, qty, location, unit_price, tax) in lines {
+        let unit = CoreMoney::parse(unit_price, currency.as_str()).map_err(bad)?;
+        let tax = CoreMoney::parse(tax, currency.as_str()).map_err(bad)?;
+        let paid = unit
+            .checked_mul_qty(*qty)
+            .and_then(|m| m.checked_add(tax))
+            .map_err(bad)?;
+        out.push(ClaimedLine {
+            sku: sku.clone(),
+            qty: *qty,
+            location: location.clone(),
+            paid,
+        });
+    }
+    Ok(Claim {
+        currency,
+        lines: out,
+    })
+}
+
 /// A SKU object's answer to a `ReturnReceive` as core's reply.
 fn reply_of(o: &Outcome) -> ReceiptReply {
     match &o.result {
@@ -536,5 +605,21 @@ fn reply_of(o: &Outcome) -> ReceiptReply {
             code: p.code.clone(),
             detail: p.detail.clone(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_claim_pays_back_price_times_units_plus_their_tax() {
+        let sku = Sku::parse("A").unwrap();
+        let loc = LocationId::parse("store-1").unwrap();
+        let c = order_claim("EUR", &[(sku.clone(), 2, loc.clone(), "10.00", "3.80")]).unwrap();
+        assert_eq!(c.lines[0].paid, CoreMoney::parse("23.80", "EUR").unwrap());
+        assert_eq!(c.lines[0].location, loc);
+        assert!(order_claim("EUR", &[(sku.clone(), 1, loc.clone(), "x", "0")]).is_err());
+        assert!(order_claim("eur", &[(sku, 1, loc, "1", "0")]).is_err());
     }
 }
