@@ -22,8 +22,28 @@ def obj(props, required=None, extra=False):
     return o
 
 
+DECIMAL = {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"}
+
 schemas = {
     "Id": ID,
+    "DemoKeys": obj({"keys": {"type": "array", "items": obj({
+        "key": {"type": "string"}, "role": {"type": "string"}, "location": {"type": ["string", "null"]}})}}),
+    "FulfillmentConfig": obj({
+        "rule": {"enum": ["nearest", "single_location", "pickup"]},
+        "location": {"type": ["string", "null"], "description": "the one location of single_location"},
+        "split": {"enum": ["never", "by_line"]},
+        "pickup_overdue_hours": {"type": "integer", "minimum": 1},
+        "tax": obj({
+            "inclusive": {"type": "boolean", "description": "prices include tax"},
+            "default_code": {"type": "string"},
+            "rates": {"type": "array", "items": obj({
+                "location": {"type": "string", "description": "a location id, or * for every location without its own row"},
+                "code": {"type": "string"},
+                "rate": DECIMAL,
+            })},
+            "rounding": {"type": "string"},
+        }),
+    }),
     "Problem": {
         "type": "object",
         "description": "RFC 9457 problem details. Extra members depend on the code.",
@@ -322,6 +342,12 @@ def op(summary, responses, body=None, params=None, write=False, security=True):
 
 paths = {
     "/v1/health": {"get": op("Liveness", {"200": ok("Health")}, security=False)},
+    "/v1/dev/keys": {"get": op(
+        "The keys the demo pages use: only under `make dev` (the DEMO_PAGE_KEYS var); 404 anywhere else",
+        {"200": ok("DemoKeys")}, security=False)},
+    "/v1/config/fulfillment": {"get": op(
+        "The deployment's fulfillment rule, split rule, pickup overdue time and tax table (admin, storefront, POS)",
+        {"200": ok("FulfillmentConfig")})},
     "/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                  "responses": {"200": {"description": "OpenAPI 3.1",
                                                        "content": {"application/json": {"schema": {"type": "object"}}}}}}},

@@ -8,6 +8,12 @@ free_port() {
   node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
 }
 
+# apply_d1_migrations STATE_DIR: wrangler dev does not apply migrations/ to
+# its local D1; this does (only the ones not yet applied), asking nothing.
+apply_d1_migrations() {
+  ( cd "$ROOT" && CI=true "$ROOT/node_modules/.bin/wrangler" d1 migrations apply DB --local --persist-to "$1" )
+}
+
 # start_wrangler PORT STATE_DIR LOG [extra wrangler args...]; sets WRANGLER_PID (= its process group)
 start_wrangler() {
   local port="$1" state="$2" log="$3"; shift 3
@@ -16,6 +22,7 @@ start_wrangler() {
     echo "functions/build/index.js is missing: run \`make build\` first" >&2
     return 1
   fi
+  apply_d1_migrations "$state" >>"$log" 2>&1 || { echo "D1 migrations failed; see $log" >&2; return 1; }
   local inspector
   inspector="$(free_port)"
   ( cd "$ROOT" && exec setsid "$ROOT/node_modules/.bin/wrangler" dev --local --ip 127.0.0.1 --port "$port" \

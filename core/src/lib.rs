@@ -21,6 +21,7 @@
 //! - [`bundle`]: bundles as a pure expansion into components.
 //! - [`fulfillment`]: which location serves which line (single, nearest, pickup).
 //! - [`reservation`]: the reservation coordinator, a sans-IO machine over the SKU objects.
+//! - [`tax`]: tax rates per location and code, inclusive or exclusive, the per-line rounding rule.
 //! - [`money`]: `rust_decimal` money with checked arithmetic and explicit rounding.
 //! - [`ids`], [`time`], [`stock`], [`fingerprint`]: the vocabulary.
 #![no_std]
@@ -38,6 +39,7 @@ pub mod reservation;
 pub mod returns;
 pub mod sku;
 pub mod stock;
+pub mod tax;
 pub mod time;
 
 pub use ids::{

@@ -93,6 +93,12 @@ fn fmt_event(e: &Event) -> String {
             qty,
             at,
         } => format!("expired {hold} @{location} {qty} at={at:?}"),
+        Event::Kept {
+            hold,
+            location,
+            qty,
+            ..
+        } => format!("kept {hold} @{location} {qty}"),
         Event::Committed {
             hold,
             location,
@@ -254,11 +260,12 @@ impl World {
                     ttl_ms: dur_ms(kv["ttl"]),
                 },
             ),
-            "release" | "commit" | "fulfill" => {
+            "release" | "commit" | "fulfill" | "keep" => {
                 let hold = HoldId::parse(pos[0]).unwrap();
                 let cmd = match words[0] {
                     "release" => Command::Release { hold },
                     "commit" => Command::Commit { hold },
+                    "keep" => Command::Keep { hold },
                     _ => Command::Fulfill { hold },
                 };
                 (sku(pos[1]), cmd)
@@ -612,6 +619,55 @@ fn holds_expire_lazily_and_resolve_once() {
             rejected: Exists (exists): already applied
             > stock S1 @store-1
             on_hand=10 reserved=0 committed=0 damaged=0 qc=0 safety=0 incoming=0 oversold=0 v=6 | pos=10 online=10
+        "#]],
+    );
+}
+
+#[test]
+fn keep_makes_a_hold_permanent_once() {
+    check(
+        "
+        receive S1 @store-1 10
+        keep O1 S1
+        reserve O1 S1 @store-1 3 ttl=60s
+        reserve O2 S1 @store-1 2 ttl=60s
+        keep O1 S1
+        keep O1 S1
+        deadline S1
+        tick 61s
+        stock S1 @store-1
+        alarm
+        commit O1 S1
+        keep O1 S1
+        keep O2 S1
+        ",
+        expect![[r#"
+            > receive S1 @store-1 10
+            received @store-1 10
+            > keep O1 S1
+            rejected: HoldNotFound (not_found): no such hold
+            > reserve O1 S1 @store-1 3 ttl=60s
+            held O1 @store-1 3 Pos expires=Some(t60000ms)
+            > reserve O2 S1 @store-1 2 ttl=60s
+            held O2 @store-1 2 Pos expires=Some(t60000ms)
+            > keep O1 S1
+            kept O1 @store-1 3
+            > keep O1 S1
+            rejected: Exists (exists): already applied
+            > deadline S1
+            next_deadline=Some(t60000ms)
+            > tick 61s
+            now=t61000ms
+            > stock S1 @store-1
+            on_hand=10 reserved=3 committed=0 damaged=0 qc=0 safety=0 incoming=0 oversold=0 v=4 | pos=7 online=7
+            > alarm
+            S1: expired O2 @store-1 2 at=t61000ms
+            > commit O1 S1
+            committed O1 @store-1 3
+            > keep O1 S1
+            rejected: Exists (exists): already applied
+            > keep O2 S1
+            rejected: HoldResolved { how: Expired } (invalid_transition): the hold was already Expired
         "#]],
     );
 }

@@ -8,6 +8,8 @@
 //! routes.rs   the one route table (path, method, roles, CORS, handler) and the router
 //! extract.rs  Ctx, authentication, body limit, Idempotency-Key, shared input checks
 //! cache.rs    what an isolate remembers: API keys, catalog facts, reservation homes, recent keys
+//! config.rs   the deployment's vars: fulfillment rule, split, tax table, pickup overdue time
+//! queue.rs    the order queue: a read model in D1, written by the Order objects
 //! http.rs     problem+json, replies, JSON and query helpers, RFC 3339
 //! auth.rs     API keys and roles
 //! api/        HTTP handlers, one module per resource          (api -> wire)
@@ -23,10 +25,12 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod config;
 pub mod extract;
 pub mod http;
 pub mod objects;
 pub mod openapi;
+pub mod queue;
 pub mod routes;
 pub mod wire;
 

@@ -57,12 +57,14 @@ macro_rules! route {
 }
 
 pub fn table() -> &'static [Route] {
-    use api::{availability, catalog, inventory, pos, reservations, returns};
+    use api::{availability, catalog, inventory, orders, pos, reservations, returns};
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
         vec![
             route!(Get "v1/health", ANYONE, true, api::health),
             route!(Get "v1/openapi.json", ANYONE, true, api::openapi),
+            route!(Get "v1/config/fulfillment", READERS, false, api::fulfillment_config),
+            route!(Get "v1/dev/keys", ANYONE, false, api::demo_keys),
             route!(Get "v1/availability", ALL, true, availability::get),
             route!(Post "v1/inventory/receipts", ADMIN, false, inventory::receipts),
             route!(Post "v1/inventory/adjustments", ADMIN, false, inventory::adjustments),
@@ -85,6 +87,10 @@ pub fn table() -> &'static [Route] {
             route!(Get "v1/bundles/:sku", READERS, false, catalog::get_bundle),
             route!(Post "v1/pos/sales", TILL, false, pos::sale),
             route!(Post "v1/pos/sales/batch", TILL, false, pos::batch),
+            route!(Post "v1/orders", READERS, false, orders::create),
+            route!(Get "v1/orders", READERS, false, orders::list),
+            route!(Get "v1/orders/:id", READERS, false, orders::get),
+            route!(Post "v1/orders/:id/transitions", READERS, false, orders::transition),
             // Returns (issue 8): see api/returns.rs.
             route!(Post "v1/returns", READERS, false, returns::initiate),
             route!(Get "v1/returns/:id", READERS, false, returns::get),

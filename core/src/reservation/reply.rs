@@ -81,6 +81,7 @@ fn from_event(hold: &HoldId, e: &Event) -> Option<HoldReply> {
                 expires_at: Some(*expires_at),
             },
         ),
+        Event::Kept { hold, .. } => (hold, HoldReply::Held { expires_at: None }),
         Event::Committed { hold, .. } => (hold, HoldReply::Committed),
         Event::Released { hold, .. } => (
             hold,

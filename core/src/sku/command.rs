@@ -86,6 +86,10 @@ pub enum Command {
     Extend { hold: HoldId, ttl_ms: i64 },
     /// Gives the held (or committed) units back.
     Release { hold: HoldId },
+    /// Makes a held hold permanent: it loses its deadline (an order, once
+    /// every line is held, keeps its TTL holds). Refused unless held; a
+    /// hold already kept (or committed) answers `Exists`.
+    Keep { hold: HoldId },
     /// Turns a hold into a commitment (a paid order): reserved -> committed, no expiry.
     Commit { hold: HoldId },
     /// The committed units leave (shipped or collected): out of committed and on_hand.
@@ -235,6 +239,7 @@ pub fn fingerprint(cmd: &Command) -> u64 {
             .i64(*qty)
             .u64(u64::from(*close)),
         Command::TransferCancel { .. } => f.u64(15),
+        Command::Keep { .. } => f.u64(16),
     }
     .finish()
 }

@@ -85,6 +85,13 @@ pub enum Event {
         qty: Qty,
         at: Timestamp,
     },
+    /// A held hold became permanent (no deadline).
+    Kept {
+        hold: HoldId,
+        location: LocationId,
+        qty: Qty,
+        at: Timestamp,
+    },
     Committed {
         hold: HoldId,
         location: LocationId,
@@ -169,6 +176,7 @@ impl Event {
             | Event::Extended { at, .. }
             | Event::Released { at, .. }
             | Event::Expired { at, .. }
+            | Event::Kept { at, .. }
             | Event::Committed { at, .. }
             | Event::Fulfilled { at, .. }
             | Event::Sold { at, .. }
@@ -191,6 +199,7 @@ impl Event {
             Event::Extended { .. } => "extended",
             Event::Released { .. } => "released",
             Event::Expired { .. } => "expired",
+            Event::Kept { .. } => "kept",
             Event::Committed { .. } => "committed",
             Event::Fulfilled { .. } => "fulfilled",
             Event::Sold { .. } => "sold",

@@ -253,6 +253,21 @@ impl SkuState {
         }
     }
 
+    pub(super) fn decide_keep(&self, now: Timestamp, hold: &HoldId) -> Result<Event, Rejection> {
+        let h = self.live_hold(now, hold)?;
+        match h.state {
+            HoldState::Held {
+                expires_at: Some(_),
+            } => Ok(Event::Kept {
+                hold: hold.clone(),
+                location: h.location.clone(),
+                qty: h.qty,
+                at: now,
+            }),
+            HoldState::Held { expires_at: None } | HoldState::Committed => Err(Rejection::Exists),
+        }
+    }
+
     pub(super) fn decide_fulfill(&self, now: Timestamp, hold: &HoldId) -> Result<Event, Rejection> {
         let h = self.live_hold(now, hold)?;
         match h.state {
@@ -423,6 +438,24 @@ impl SkuState {
             .version += 1;
         self.holds.push_deadline(expires_at, seq, hold);
         self.holds.drop_deadline(old, seq);
+    }
+
+    pub(super) fn apply_kept(&mut self, hold: &HoldId) {
+        let Some(h) = self.holds.map.get_mut(hold) else {
+            return;
+        };
+        if let HoldState::Held {
+            expires_at: Some(t),
+        } = h.state
+        {
+            h.state = HoldState::Held { expires_at: None };
+            let seq = h.seq;
+            self.sites
+                .get_or_insert_with(&h.location, super::Site::default)
+                .pos
+                .version += 1;
+            self.holds.drop_deadline(t, seq);
+        }
     }
 
     pub(super) fn apply_committed(&mut self, hold: &HoldId) {

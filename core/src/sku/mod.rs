@@ -266,6 +266,7 @@ impl SkuState {
             Command::Extend { .. }
             | Command::Release { .. }
             | Command::Commit { .. }
+            | Command::Keep { .. }
             | Command::Fulfill { .. }
             | Command::TransferCancel { .. } => 0,
             _ => fingerprint(cmd),
@@ -306,6 +307,7 @@ impl SkuState {
             Command::Extend { hold, ttl_ms } => self.decide_extend(now, hold, *ttl_ms),
             Command::Release { hold } => self.decide_release(now, hold),
             Command::Commit { hold } => self.decide_commit(now, hold),
+            Command::Keep { hold } => self.decide_keep(now, hold),
             Command::Fulfill { hold } => self.decide_fulfill(now, hold),
             Command::Sell {
                 sale,
@@ -366,6 +368,7 @@ impl SkuState {
             Event::Extended {
                 hold, expires_at, ..
             } => self.apply_extended(hold, *expires_at),
+            Event::Kept { hold, .. } => self.apply_kept(hold),
             Event::Committed { hold, .. } => self.apply_committed(hold),
             Event::Released { hold, at, .. } => self.resolve(hold, Resolution::Released, *at, 0),
             Event::Expired { hold, at, .. } => self.resolve(hold, Resolution::Expired, *at, 0),

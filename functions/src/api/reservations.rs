@@ -153,7 +153,7 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         location,
         destination,
     };
-    let lines = choose_locations(ctx, &facts, &placement, &merged, channel).await?;
+    let lines = choose_locations(&ctx.env, &facts, &placement, &merged, channel).await?;
     // No id: the server issues one, derived from the Idempotency-Key (so a
     // retry is the same reservation). A one-SKU reservation's names its SKU
     // object, so it is found by id with no lookup and needs no pointer.
@@ -267,33 +267,20 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
     }
 }
 
-/// The deployment's rule for a shipment no single location can fill: the
-/// `FULFILLMENT_SPLIT` var, `never` (the default: one location or 409) or
-/// `by_line` (each line from the nearest location that can fill it).
-fn split_rule(ctx: &Ctx) -> Split {
-    match ctx
-        .env
-        .var("FULFILLMENT_SPLIT")
-        .map(|v| v.to_string())
-        .as_deref()
-    {
-        Ok("by_line") => Split::ByLine,
-        _ => Split::Never,
-    }
-}
-
 /// The location of every line, by core's placement rules. A named location
 /// needs no stock read (its holds decide); otherwise each SKU is read at
 /// every shipping location and the nearest that fills every line is chosen,
 /// else, where the deployment allows it, each line from the nearest location
 /// that can fill it.
-async fn choose_locations(
-    ctx: &Ctx,
+pub(crate) async fn choose_locations(
+    env: &worker::Env,
     facts: &Facts,
     placement: &Placement,
     merged: &[(Sku, i64)],
     channel: Channel,
 ) -> Result<Vec<ReservationLine>, Problem> {
+    let cfg = crate::config::get(env)?;
+    let placement = &cfg.resolve(placement)?;
     let sites: Vec<_> = facts.locations.iter().map(|l| l.site()).collect();
     let lines: Vec<Line> = merged
         .iter()
@@ -314,10 +301,9 @@ async fn choose_locations(
     if shipping.is_empty() {
         return Err(placement_problem(PlacementError::NoShippingLocation));
     }
-    let reads = futures_util::future::join_all(
-        merged.iter().map(|(s, _)| read_sku(&ctx.env, s, &shipping)),
-    )
-    .await;
+    let reads =
+        futures_util::future::join_all(merged.iter().map(|(s, _)| read_sku(env, s, &shipping)))
+            .await;
     let mut avail: Vec<(Sku, Vec<(LocationId, i64)>)> = Vec::new();
     for ((s, _), r) in merged.iter().zip(reads) {
         let a = r?;
@@ -329,7 +315,7 @@ async fn choose_locations(
                 .collect(),
         ));
     }
-    place(placement, split_rule(ctx), &lines, &sites, |sku, l| {
+    place(placement, cfg.split, &lines, &sites, |sku, l| {
         avail
             .iter()
             .find(|(s, _)| s == sku)
@@ -340,7 +326,7 @@ async fn choose_locations(
 }
 
 /// A placement refusal as the API's problem.
-fn placement_problem(e: PlacementError) -> Problem {
+pub(crate) fn placement_problem(e: PlacementError) -> Problem {
     match e {
         PlacementError::Fulfillment(FulfillmentError::UnknownLocation(l)) => {
             Problem::not_found(format!("unknown location: {l}"))

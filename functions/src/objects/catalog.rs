@@ -18,8 +18,8 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 use super::storage::{self, int, opt_text, text, Stmt};
 use crate::http::Problem;
 use crate::wire::catalog::{
-    Bundle, CatalogRequest, FactsAnswer, FactsRequest, Location, Product, ProductPage, PutAnswer,
-    SkuFact, SkuInfo,
+    Bundle, CatalogRequest, FactsAnswer, FactsRequest, Location, PriceFact, Product, ProductPage,
+    PutAnswer, SkuFact, SkuInfo,
 };
 use crate::wire::{self, Idem};
 
@@ -307,6 +307,36 @@ impl Catalog {
                 }
             }
             CatalogRequest::Facts(f) => serde_json::to_value(self.facts(&sql, f)?)?,
+            CatalogRequest::Prices { skus } => {
+                let mut out: Vec<(Sku, Option<PriceFact>)> = Vec::new();
+                for s in skus.into_iter().take(crate::http::MAX_LINES * 2) {
+                    let fact = match self.sku_info(&sql, &s)? {
+                        Some(i) => Some(PriceFact {
+                            price: i.variant.price,
+                            tax_code: i.variant.tax_code,
+                        }),
+                        None => {
+                            let rows: Vec<JsonRow> = storage::query(
+                                &sql,
+                                "SELECT json FROM bundles WHERE sku = ?",
+                                vec![text(s.as_str())],
+                            )?;
+                            match rows.first() {
+                                Some(r) => {
+                                    let b: Bundle = serde_json::from_str(&r.json)?;
+                                    Some(PriceFact {
+                                        price: b.price,
+                                        tax_code: None,
+                                    })
+                                }
+                                None => None,
+                            }
+                        }
+                    };
+                    out.push((s, fact));
+                }
+                serde_json::to_value(out)?
+            }
             CatalogRequest::PutBundle { bundle: b, idem } => {
                 for c in &b.components {
                     if self.sku_info(&sql, &c.sku)?.is_none() {

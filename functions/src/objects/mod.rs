@@ -10,11 +10,14 @@
 //! - `Catalog` (catalog.rs): the one catalog (locations, products, SKUs,
 //!   barcodes, bundles); read by stock requests through the isolate cache.
 //! - `Terminal` (terminal.rs): one per POS terminal, applies its sales in
-//!   device order and keeps every sale's answer forever; answers returns'
-//!   claims on its sales.
+//!   device order and keeps every sale's answer forever.
+//! - `Order` (order.rs): one per order id: core's order coordinator, the
+//!   order's priced lines, its queue version and return claims.
 //! - `ReturnCase` (returns.rs): one per return id, drives core's return
-//!   coordinator (receipts into the SKU objects, refunds).
+//!   coordinator (receipts into the SKU objects, refunds); claims from
+//!   the sale's `Terminal` or the `Order`.
 pub mod catalog;
+pub mod order;
 pub mod reservation;
 pub mod returns;
 pub mod serial;

@@ -194,14 +194,45 @@ pub struct PutAnswer<T> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum CatalogRequest {
-    PutLocation { location: Location, idem: Idem },
+    PutLocation {
+        location: Location,
+        idem: Idem,
+    },
     ListLocations,
-    PutProduct { product: Product, idem: Idem },
-    GetProduct { id: String },
+    PutProduct {
+        product: Product,
+        idem: Idem,
+    },
+    GetProduct {
+        id: String,
+    },
     ListProducts(ListProducts),
-    GetSku { sku: Sku },
-    GetBarcode { barcode: String },
+    GetSku {
+        sku: Sku,
+    },
+    GetBarcode {
+        barcode: String,
+    },
     Facts(FactsRequest),
-    PutBundle { bundle: Bundle, idem: Idem },
-    GetBundle { sku: Sku },
+    PutBundle {
+        bundle: Bundle,
+        idem: Idem,
+    },
+    GetBundle {
+        sku: Sku,
+    },
+    /// The catalog price and tax code of each SKU (a variant's, or a
+    /// bundle's price with no code); `None` for an unknown SKU. Orders price
+    /// their lines with it.
+    Prices {
+        skus: Vec<Sku>,
+    },
+}
+
+/// A SKU's price as the catalog states it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PriceFact {
+    pub price: Money,
+    #[serde(default)]
+    pub tax_code: Option<String>,
 }

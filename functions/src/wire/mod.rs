@@ -11,6 +11,7 @@
 //! Arrows point one way: `api` -> `wire` <- `objects`. Nothing here knows
 //! the HTTP routes, and objects never import `api`.
 pub mod catalog;
+pub mod order;
 pub mod reservation;
 pub mod returns;
 pub mod sku_stock;
@@ -30,6 +31,7 @@ pub enum Namespace {
     Reservation,
     Catalog,
     Terminal,
+    Order,
     ReturnCase,
 }
 
@@ -40,6 +42,7 @@ impl Namespace {
             Namespace::Reservation => "RESERVATION",
             Namespace::Catalog => "CATALOG",
             Namespace::Terminal => "TERMINAL",
+            Namespace::Order => "ORDER",
             Namespace::ReturnCase => "RETURN",
         }
     }

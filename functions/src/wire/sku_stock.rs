@@ -104,6 +104,7 @@ pub fn command_hold(cmd: &Command) -> Option<&HoldId> {
         | Command::Extend { hold, .. }
         | Command::Release { hold }
         | Command::Commit { hold }
+        | Command::Keep { hold }
         | Command::Fulfill { hold } => Some(hold),
         _ => None,
     }
@@ -141,6 +142,7 @@ pub fn event_location(e: &Event) -> Option<&LocationId> {
         | Event::Held { location, .. }
         | Event::Released { location, .. }
         | Event::Expired { location, .. }
+        | Event::Kept { location, .. }
         | Event::Committed { location, .. }
         | Event::Fulfilled { location, .. }
         | Event::Sold { location, .. }
@@ -160,6 +162,7 @@ pub fn event_qty(e: &Event) -> Option<i64> {
         | Event::Held { qty, .. }
         | Event::Released { qty, .. }
         | Event::Expired { qty, .. }
+        | Event::Kept { qty, .. }
         | Event::Committed { qty, .. }
         | Event::Fulfilled { qty, .. }
         | Event::Sold { qty, .. }

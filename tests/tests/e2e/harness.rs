@@ -41,6 +41,11 @@ extern "C" fn stop_all_at_exit() {
             }
         }
     }
+    if let Ok(dirs) = TEMPLATE_DIRS.lock() {
+        for d in dirs.iter() {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
 }
 
 /// Builds the Worker once per test process if its output is missing.
@@ -83,6 +88,8 @@ pub fn unique(prefix: &str) -> String {
 
 pub struct Server {
     child: Option<Child>,
+    /// Extra `--var NAME:VALUE` for this server (the deployment's vars).
+    vars: Vec<(String, String)>,
     pub port: u16,
     pub state_dir: PathBuf,
     pub log: PathBuf,
@@ -104,15 +111,74 @@ impl Drop for TempDir {
     }
 }
 
+/// A state directory with `migrations/` applied to the local D1, made once
+/// per test run (wrangler dev does not apply them; every server starts from
+/// a copy of this).
+fn d1_template() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = repo_root();
+        let dir =
+            std::env::temp_dir().join(format!("omnistock-d1-template-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("template dir");
+        let out = Command::new(root.join("node_modules/.bin/wrangler"))
+            .current_dir(&root)
+            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+            .arg(&dir)
+            .env("CI", "true")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wrangler d1 migrations apply");
+        assert!(
+            out.status.success(),
+            "wrangler d1 migrations apply failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TEMPLATE_DIRS.lock().unwrap().push(dir.clone());
+        dir
+    })
+}
+
+/// Template directories to remove when the test binary exits.
+static TEMPLATE_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 impl Server {
     /// Starts a server on fresh state.
     pub fn start() -> Server {
+        Server::start_with_vars(&[])
+    }
+
+    /// Starts a server on fresh state with these vars overriding wrangler.toml's.
+    pub fn start_with_vars(vars: &[(&str, &str)]) -> Server {
         ensure_built();
         let tmp = TempDir::new("state");
         let state_dir = tmp.0.join("state");
+        copy_dir(d1_template(), &state_dir).expect("copy the migrated D1 state");
         let log = tmp.0.join("wrangler.log");
         let mut s = Server {
             child: None,
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             port: 0,
             state_dir,
             log,
@@ -164,6 +230,11 @@ impl Server {
                 "--var",
             ])
             .arg(format!("API_KEYS:{DEV_KEYS}"))
+            .args(
+                self.vars
+                    .iter()
+                    .flat_map(|(k, v)| ["--var".to_string(), format!("{k}:{v}")]),
+            )
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
             .env("CI", "true")

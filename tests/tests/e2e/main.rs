@@ -3,11 +3,13 @@
 mod battery;
 mod catalog;
 mod concurrency;
+mod config;
 mod exactly_once;
 mod faults;
 mod harness;
 mod hot_path;
 mod openapi;
+mod orders;
 mod pos;
 mod returns;
 mod slice;

@@ -212,6 +212,9 @@ fn every_answer_matches_the_openapi_document() {
     let code = format!("41{digits:0>12}");
     c.call("GET", "/v1/health", None, None);
     c.call("GET", "/v1/openapi.json", None, None);
+    c.call("GET", "/v1/config/fulfillment", Some(ADMIN), None);
+    c.call("GET", "/v1/dev/keys", None, None);
+    c.call("GET", "/v1/config/fulfillment", Some(PUBLISHABLE), None);
     c.call("PUT", &format!("/v1/locations/{loc}"), Some(ADMIN),
         Some(r#"{"name":"Pop-up","kind":"store","lat":1.5,"lon":2.5,"ships_online":false,"pickup":true}"#));
     c.call(

@@ -328,3 +328,10 @@ impl Order {
             .sum()
     }
 }
+
+mod coordinator;
+
+pub use coordinator::{
+    parse_order_hold, CreateOrder, Done, Handled, HistoryEntry, OrderFailure, OrderMachine,
+    PartView, StockLine, Tag, Target, Ticket, Transmit, MAX_PARTS, ORDER_PLACEMENT_TTL_MS,
+};
