@@ -157,6 +157,7 @@ pub async fn initiate(ctx: &Ctx) -> HttpResult {
         source,
         terminal_id: b.terminal_id,
         lines,
+        online_only: ctx.principal.role == Role::Storefront,
         fp: fingerprint(&[&canonical]),
         meta: meta(ctx),
         idem,

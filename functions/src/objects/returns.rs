@@ -20,7 +20,7 @@ use omnistock_core::returns::{
     CaseError, CaseStatus, Claim, ClaimedLine, InitiateRequest, ReceiptReply, ReceiveRequest,
     ReturnCase as Machine, ReturnSource, Ticket,
 };
-use omnistock_core::{Command, LocationId, OrderId, ReturnId, Sku, TerminalId, Timestamp};
+use omnistock_core::{Channel, Command, LocationId, OrderId, ReturnId, Sku, TerminalId, Timestamp};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
@@ -28,6 +28,9 @@ use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTim
 use super::serial::Serial;
 use super::storage::{self, text};
 use crate::http::{rfc3339, Problem};
+use crate::wire::order::{
+    self as order_wire, ClaimLine as OrderClaimLine, OrderAnswer, OrderRequest, ReturnClaim, Scope,
+};
 use crate::wire::returns::{HistoryEntry, Initiate, ReturnAnswer, ReturnRequest, ReturnView};
 use crate::wire::sku_stock::{self, Meta, Outcome, SkuRequest};
 use crate::wire::terminal::{ClaimLine, SaleClaim, TerminalRequest};
@@ -39,6 +42,9 @@ pub const MAX_ROUNDS: usize = 6;
 /// Most answers kept for Idempotency-Key replays (a return has at most
 /// 100 receipts and 100 refunds, so every one of its writes fits).
 pub const MAX_KEPT: usize = 256;
+/// When an order could not be told its return was received, the alarm
+/// tries again after this long.
+pub const TELL_RETRY_MS: i64 = 5_000;
 
 const SCHEMA: &str =
     "CREATE TABLE IF NOT EXISTS return_case (k TEXT PRIMARY KEY, json TEXT NOT NULL)";
@@ -62,6 +68,10 @@ struct Stored {
     kept: Vec<Kept>,
     /// The actor of each receipt's request (the meta of the ledger lines).
     receipt_meta: Vec<(u32, Meta)>,
+    /// A return of an order: the order was told its units came back
+    /// (`OrderRequest::Returned`, idempotent; retried by the alarm).
+    #[serde(default)]
+    order_told: bool,
 }
 
 impl Stored {
@@ -85,6 +95,17 @@ impl Stored {
                 Err(p)
             }
         })
+    }
+    /// A return of an order with units booked whose order was not told yet.
+    fn order_to_tell(&self) -> Option<OrderId> {
+        match self.machine.source() {
+            ReturnSource::Order(o)
+                if !self.order_told && self.machine.lines().iter().any(|l| l.received() > 0) =>
+            {
+                Some(o.clone())
+            }
+            _ => None,
+        }
     }
     fn keep(&mut self, key: &Idem, answer: Result<(u16, ReturnView), Problem>) {
         if self.kept.len() >= MAX_KEPT {
@@ -222,7 +243,10 @@ impl ReturnCase {
     async fn store(&self, s: &Stored) -> Result<(), Problem> {
         self.save(s)?;
         let storage = self.state.storage();
-        match s.machine.poll_timeout() {
+        let tell = s
+            .order_to_tell()
+            .map(|_| Timestamp::from_ms(storage::now_ms() + TELL_RETRY_MS));
+        match s.machine.poll_timeout().into_iter().chain(tell).min() {
             Some(at) => {
                 let date = js_sys::Date::new(&JsValue::from_f64(at.as_ms() as f64));
                 storage.set_alarm(ScheduledTime::new(date)).await?
@@ -347,6 +371,7 @@ impl ReturnCase {
             }],
             kept: Vec::new(),
             receipt_meta: Vec::new(),
+            order_told: false,
         };
         let view = s.view();
         s.keep(&i.idem, Ok((201, view.clone())));
@@ -388,7 +413,30 @@ impl ReturnCase {
                     customer_id: c.customer_id,
                 })
             }
-            ReturnSource::Order(order) => claim_from_order(&self.env, order, &i.id, lines).await,
+            ReturnSource::Order(order) => {
+                claim_from_order(&self.env, order, &i.id, lines, i.online_only).await
+            }
+        }
+    }
+
+    /// Tells the order of a return whose units came back that it is
+    /// returned (its shipped or collected parts become `returned`). A
+    /// failure is retried by the alarm.
+    async fn tell_order(&self, s: &mut Stored) {
+        let Some(order) = s.order_to_tell() else {
+            return;
+        };
+        let req = OrderRequest::Returned {
+            return_id: s.machine.id().to_string(),
+        };
+        match order_wire::call::<OrderAnswer>(&self.env, order.as_str(), &req).await {
+            Ok(_) => s.order_told = true,
+            // A refusal will not change by asking again: say so, stop asking.
+            Err(p) if p.status < 500 => {
+                worker::console_error!("order {order} refused its return: {}", p.detail);
+                s.order_told = true;
+            }
+            Err(p) => worker::console_warn!("order {order} not told of its return: {}", p.detail),
         }
     }
 
@@ -444,6 +492,7 @@ impl ReturnCase {
             });
         }
         let outcome = self.drive(&mut s, Some(ticket)).await?;
+        self.tell_order(&mut s).await;
         let answer = match outcome {
             Some(Ok(())) => Ok((200, s.view())),
             Some(Err(e)) => Err(problem(&e)),
@@ -537,6 +586,7 @@ impl ReturnCase {
         let now = Timestamp::from_ms(storage::now_ms());
         s.machine.handle_timeout(now);
         let _ = self.drive(&mut s, None).await?;
+        self.tell_order(&mut s).await;
         self.store(&s).await
     }
 }
@@ -549,21 +599,63 @@ pub struct SourceClaim {
     pub customer_id: Option<String>,
 }
 
-/// The claim of a return on an order. The `Order` object is the orders
-/// module's (`OrderRequest::ClaimReturn { return_id, lines }` answered with
-/// a `ReturnClaim`, whose lines carry `unit_price` and `tax` as decimal
-/// strings): until that module is deployed, returns of orders are refused
-/// here, before anything is claimed or written. With it, this function sends
-/// the claim and converts its answer with [`order_claim`].
+/// The claim of a return on an order: the `Order` object answers
+/// `OrderRequest::ClaimReturn` (idempotent by return id; 409
+/// `invalid_transition` unless the lines were shipped or collected; 400
+/// with `lines: [{sku, requested, returnable}]` beyond what it fulfilled
+/// minus other returns' claims), converted by [`order_claim`]. A storefront
+/// (`online_only`) may return online orders only: the order is read in that
+/// scope first (404 otherwise), before anything is claimed.
 async fn claim_from_order(
-    _env: &Env,
+    env: &Env,
     order: &OrderId,
-    _return_id: &str,
-    _lines: Vec<ClaimLine>,
+    return_id: &str,
+    lines: Vec<ClaimLine>,
+    online_only: bool,
 ) -> Result<SourceClaim, Problem> {
-    Err(Problem::invalid(format!(
-        "order {order}: returns of orders need the orders module, not in this deployment yet"
-    )))
+    if online_only {
+        let _: OrderAnswer = order_wire::call(
+            env,
+            order.as_str(),
+            &OrderRequest::Get {
+                scope: Scope::Channel(Channel::Online),
+            },
+        )
+        .await?;
+    }
+    let c: ReturnClaim = order_wire::call(
+        env,
+        order.as_str(),
+        &OrderRequest::ClaimReturn {
+            return_id: return_id.to_string(),
+            lines: lines
+                .into_iter()
+                .map(|l| OrderClaimLine {
+                    sku: l.sku,
+                    qty: l.qty,
+                })
+                .collect(),
+        },
+    )
+    .await?;
+    let rows: Vec<(Sku, i64, LocationId, &str, &str)> = c
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.sku.clone(),
+                l.qty,
+                l.location.clone(),
+                l.unit_price.as_str(),
+                l.tax.as_str(),
+            )
+        })
+        .collect();
+    Ok(SourceClaim {
+        claim: order_claim(&c.currency, &rows)?,
+        terminal: None,
+        customer_id: c.customer_id,
+    })
 }
 
 /// An order's claim as core's: per line, what was paid for the units
@@ -576,7 +668,7 @@ pub fn order_claim(
     let currency = Currency::parse(currency)
         .map_err(|e| Problem::overloaded(format!("an order answered a bad currency: {e}")))?;
     let bad = |e: MoneyError| Problem::overloaded(format!("an order answered a bad amount: {e}"));
-    let mut out = Vec::with_capacity(lines.len());
+    let mut out: Vec<ClaimedLine> = Vec::with_capacity(lines.len());
     for (sku, qty, location, unit_price, tax) in lines {
         let unit = CoreMoney::parse(unit_price, currency.as_str()).map_err(bad)?;
         let tax = CoreMoney::parse(tax, currency.as_str()).map_err(bad)?;
@@ -584,12 +676,19 @@ pub fn order_claim(
             .checked_mul_qty(*qty)
             .and_then(|m| m.checked_add(tax))
             .map_err(bad)?;
-        out.push(ClaimedLine {
-            sku: sku.clone(),
-            qty: *qty,
-            location: location.clone(),
-            paid,
-        });
+        // One line per SKU (an order may have fulfilled it from several lines).
+        match out.iter_mut().find(|l| &l.sku == sku) {
+            Some(l) => {
+                l.qty += qty;
+                l.paid = l.paid.checked_add(paid).map_err(bad)?;
+            }
+            None => out.push(ClaimedLine {
+                sku: sku.clone(),
+                qty: *qty,
+                location: location.clone(),
+                paid,
+            }),
+        }
     }
     Ok(Claim {
         currency,
@@ -619,6 +718,17 @@ mod tests {
         let c = order_claim("EUR", &[(sku.clone(), 2, loc.clone(), "10.00", "3.80")]).unwrap();
         assert_eq!(c.lines[0].paid, CoreMoney::parse("23.80", "EUR").unwrap());
         assert_eq!(c.lines[0].location, loc);
+        let two = order_claim(
+            "EUR",
+            &[
+                (sku.clone(), 1, loc.clone(), "10.00", "1.90"),
+                (sku.clone(), 2, loc.clone(), "9.00", "3.42"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(two.lines.len(), 1);
+        assert_eq!(two.lines[0].qty, 3);
+        assert_eq!(two.lines[0].paid, CoreMoney::parse("33.32", "EUR").unwrap());
         assert!(order_claim("EUR", &[(sku.clone(), 1, loc.clone(), "x", "0")]).is_err());
         assert!(order_claim("eur", &[(sku, 1, loc, "1", "0")]).is_err());
     }

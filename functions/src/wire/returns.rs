@@ -41,6 +41,9 @@ pub struct Initiate {
     #[serde(default)]
     pub terminal_id: Option<TerminalId>,
     pub lines: Vec<ReturnLine>,
+    /// A storefront's return: of an online order only.
+    #[serde(default)]
+    pub online_only: bool,
     /// Fingerprint of the content (source and lines).
     pub fp: String,
     pub meta: Meta,

@@ -514,3 +514,142 @@ fn sigkill_during_a_multi_sku_receipt_then_a_retry_books_it_once() {
         eprintln!("killed after {delay_ms} ms: first answer {first:?}");
     }
 }
+
+/// An online order of `lines` at store-1, taken through to `shipped`.
+fn shipped_order(api: &Api, lines: &[(&str, i64)]) -> (String, Value) {
+    let id = unique("ord");
+    let ls: Vec<String> = lines
+        .iter()
+        .map(|(s, q)| format!(r#"{{"sku":"{s}","qty":{q}}}"#))
+        .collect();
+    let r = api.send(
+        "POST",
+        "/v1/orders",
+        STOREFRONT,
+        &format!(
+            r#"{{"id":"{id}","customer_id":"cust-9","lines":[{}],"fulfillment":{{"type":"ship","location":"store-1"}}}}"#,
+            ls.join(",")
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut last = r.json();
+    for to in ["paid", "ready_to_pick", "packed", "shipped"] {
+        let t = api.send(
+            "POST",
+            &format!("/v1/orders/{id}/transitions"),
+            ADMIN,
+            &format!(r#"{{"to":"{to}"}}"#),
+        );
+        assert_eq!(t.status, 200, "{to}: {}", t.body);
+        last = t.json();
+    }
+    (id, last)
+}
+
+fn order_return_body(id: &str, order: &str, lines: &[(&str, i64)]) -> String {
+    let ls: Vec<String> = lines
+        .iter()
+        .map(|(s, q)| format!(r#"{{"sku":"{s}","qty":{q},"reason":"changed mind"}}"#))
+        .collect();
+    format!(
+        r#"{{"id":"{id}","order_id":"{order}","lines":[{}]}}"#,
+        ls.join(",")
+    )
+}
+
+#[test]
+fn an_online_order_returned_moves_stock_marks_the_order_and_bounds_refunds() {
+    let api = shared().api();
+    let a = api.new_sku("store-1", 10);
+    let b = api.new_sku("store-1", 10);
+    // Not shipped yet: nothing to return.
+    let early = unique("ord");
+    let r = api.send(
+        "POST",
+        "/v1/orders",
+        STOREFRONT,
+        &format!(
+            r#"{{"id":"{early}","lines":[{{"sku":"{a}","qty":1}}],"fulfillment":{{"type":"ship","location":"store-1"}}}}"#
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    api.send(
+        "POST",
+        "/v1/returns",
+        STOREFRONT,
+        &order_return_body(&unique("ret"), &early, &[(&a, 1)]),
+    )
+    .assert_problem(409, "invalid_transition");
+
+    let (order, view) = shipped_order(&api, &[(&a, 2), (&b, 1)]);
+    // 2 shipped (the early order holds 1, still on hand).
+    assert_eq!(strong(&api, &a, "store-1")["on_hand"], 8);
+    let gross_a = view["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["sku"] == a.as_str())
+        .map(|l| l["gross"]["amount"].as_str().unwrap().to_string())
+        .unwrap();
+    // A storefront may return its online orders.
+    let id = unique("ret");
+    let r = api.send(
+        "POST",
+        "/v1/returns",
+        STOREFRONT,
+        &order_return_body(&id, &order, &[(&a, 2)]),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["order_id"], order.as_str());
+    assert_eq!(line(&v, &a)["paid"]["amount"], gross_a.as_str());
+    // Counting that return, no more A is returnable.
+    let e = api
+        .send(
+            "POST",
+            "/v1/returns",
+            ADMIN,
+            &order_return_body(&unique("ret"), &order, &[(&a, 1)]),
+        )
+        .assert_problem(400, "invalid_request");
+    assert_eq!(e["lines"][0]["returnable"], 0);
+    // Received: one restocked, one damaged.
+    let r = api.send(
+        "POST",
+        &format!("/v1/returns/{id}/receive"),
+        POS1,
+        &receive_body("store-1", &[(&a, 1, "restock"), (&a, 1, "damaged")]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let row = strong(&api, &a, "store-1");
+    assert_eq!(row["on_hand"], 10, "{row}");
+    assert_eq!(row["unavailable"]["damaged"], 1, "{row}");
+    assert_eq!(row["reserved"], 1, "{row}");
+    assert_eq!(row["available"], 8, "{row}");
+    // The order knows.
+    let o = api.get(&format!("/v1/orders/{order}"), ADMIN);
+    assert_eq!(o.status, 200, "{}", o.body);
+    assert_eq!(o.json()["status"], "returned", "{}", o.body);
+    // Refunds up to what was paid for A, tax included.
+    let over: f64 = gross_a.parse::<f64>().unwrap() + 0.01;
+    api.send(
+        "POST",
+        &format!("/v1/returns/{id}/refund"),
+        ADMIN,
+        &refund_body(&format!("{over:.2}")),
+    )
+    .assert_problem(400, "invalid_request");
+    let ok = api.send(
+        "POST",
+        &format!("/v1/returns/{id}/refund"),
+        ADMIN,
+        &refund_body(&gross_a),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["refundable"]["amount"], "0.00");
+    // A storefront sees returns of orders, not of POS sales.
+    assert_eq!(
+        api.get(&format!("/v1/returns/{id}"), STOREFRONT).status,
+        200
+    );
+}
