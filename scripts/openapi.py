@@ -617,6 +617,105 @@ paths.update({
         {"200": ok("Order")}, body="TransitionRequest", params=[path_param("id")], write=True)},
 })
 # ---- end of orders ----
+# ---------------------------------------------------------------------------
+# Returns (issue 8, returns part): POST /v1/returns, GET /v1/returns/{id},
+# POST /v1/returns/{id}/receive, POST /v1/returns/{id}/refund.
+# ---------------------------------------------------------------------------
+SIGNED_MONEY = obj({
+    "amount": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,4})?$"},
+    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+})
+RETURN_REASON = {"type": "string", "minLength": 1, "maxLength": 200}
+schemas.update({
+    "ReturnRequest": obj(
+        {
+            "id": ID,
+            "sale_id": ID,
+            "order_id": ID,
+            "terminal_id": {**ID, "description": "the terminal that recorded sale_id; when absent, the server "
+                                                 "finds it through the first line's SKU (which recorded the sale)"},
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
+                {"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                 "reason": RETURN_REASON})},
+        },
+        required=["id", "lines"],
+    ),
+    "ReturnReceiveRequest": obj({
+        "location": ID,
+        "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
+            {"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+             "condition": {"enum": ["restock", "damaged", "return_to_vendor"]}})},
+    }),
+    "ReturnRefundRequest": obj({"amount": ref("Money")}),
+    "Return": obj(
+        {
+            "id": ID,
+            "status": {"enum": ["initiated", "receiving", "received", "refunded", "exchanged"]},
+            "sale_id": ID,
+            "order_id": ID,
+            "terminal_id": ID,
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "lines": {"type": "array", "items": obj({
+                "sku": ID, "qty": QTY, "reason": {"type": "string"}, "sold_at": ID,
+                "paid": ref("Money"),
+                "received": obj({"restock": QTY, "damaged": QTY, "return_to_vendor": QTY}),
+                "pending": QTY,
+            })},
+            "receipts": {"type": "array", "items": obj({
+                "n": {"type": "integer", "minimum": 0},
+                "location": ID,
+                "at": TIME,
+                "status": {"enum": ["pending", "booked"]},
+                "lines": {"type": "array", "items": obj(
+                    {"sku": ID, "qty": QTY,
+                     "condition": {"enum": ["restock", "damaged", "return_to_vendor"]},
+                     "status": {"enum": ["pending", "booked", "refused"]},
+                     "refusal": obj({"code": {"type": "string"}, "detail": {"type": "string"}})},
+                    required=["sku", "qty", "condition", "status"])},
+            })},
+            "refunds": {"type": "array", "items": obj({"amount": ref("Money"), "at": TIME})},
+            "refunded": ref("Money"),
+            "refundable": ref("Money"),
+            "exchange": obj({"order_id": ID, "replacement_total": ref("Money"), "credit": ref("Money"),
+                             "difference": SIGNED_MONEY, "at": TIME}),
+            "created_at": TIME,
+            "history": {"type": "array", "items": obj(
+                {"at": TIME, "event": {"enum": ["initiated", "receipt", "refund", "exchange"]},
+                 "actor": {"type": "string"}, "receipt": {"type": "integer"}, "amount": ref("Money")},
+                required=["at", "event", "actor"])},
+        },
+        required=["id", "status", "currency", "lines", "receipts", "refunds", "refunded", "refundable",
+                  "created_at", "history"],
+    ),
+    "ReturnableLine": obj({"sku": ID, "requested": QTY, "returnable": QTY}),
+    "ReceivableLine": obj({"sku": ID, "requested": QTY, "initiated": QTY, "received": QTY, "receivable": QTY}),
+})
+# A refused return names its lines too: beyond what was sold (returnable)
+# or beyond what the return initiated (receivable).
+schemas["Problem"]["properties"]["lines"] = {"type": "array", "items": {
+    "oneOf": [ref("ShortLine"), ref("ReturnableLine"), ref("ReceivableLine")]}}
+schemas["Problem"]["properties"]["refundable"] = ref("Money")
+paths.update({
+    "/v1/returns": {"post": op(
+        "Initiate a return of a POS sale (sale_id) or an order (order_id): no stock change. The source refuses "
+        "(400, lines: [{sku, requested, returnable}]) more than it sold minus what earlier returns claimed. "
+        "Admin and POS; a storefront only for its online orders. The same id and content again: 200",
+        {"201": ok("Return", "Initiated"), "200": ok("Return", "This return id already exists with the same content")},
+        body="ReturnRequest", write=True)},
+    "/v1/returns/{id}": {"get": op("A return: lines received per condition, receipts, refunds, status, history",
+                                   {"200": ok("Return")}, params=[path_param("id")])},
+    "/v1/returns/{id}/receive": {"post": op(
+        "Receive units at a location (admin, POS at its location): restock adds to on_hand, damaged to on_hand as "
+        "unavailable.damaged, return_to_vendor adds nothing sellable and is recorded. Never more than the return "
+        "initiated (400, lines: [{..., receivable}]). Each line is booked in its SKU object once, with the return id "
+        "as the ledger reference; a 503 is retried with the same Idempotency-Key",
+        {"200": ok("Return")}, body="ReturnReceiveRequest", params=[path_param("id")], write=True)},
+    "/v1/returns/{id}/refund": {"post": op(
+        "Record a refund (admin, POS): at most what was paid (tax included) for the units received, minus earlier "
+        "refunds (400 with refundable); 409 invalid_transition before any unit is received",
+        {"200": ok("Return")}, body="ReturnRefundRequest", params=[path_param("id")], write=True)},
+})
+# ------------------------------------------------------------ end of returns
 
 doc = {
     "openapi": "3.1.0",

@@ -58,7 +58,8 @@ macro_rules! route {
 
 pub fn table() -> &'static [Route] {
     use api::{
-        availability, catalog, inventory, orders, pos, reservations, transfers, unavailable,
+        availability, catalog, inventory, orders, pos, reservations, returns, transfers,
+        unavailable,
     };
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
@@ -99,6 +100,11 @@ pub fn table() -> &'static [Route] {
             route!(Post "v1/transfers/:id/ship", ADMIN, false, transfers::ship),
             route!(Post "v1/transfers/:id/receive", ADMIN, false, transfers::receive),
             route!(Post "v1/transfers/:id/cancel", ADMIN, false, transfers::cancel),
+            // Returns (issue 8): see api/returns.rs.
+            route!(Post "v1/returns", READERS, false, returns::initiate),
+            route!(Get "v1/returns/:id", READERS, false, returns::get),
+            route!(Post "v1/returns/:id/receive", TILL, false, returns::receive),
+            route!(Post "v1/returns/:id/refund", TILL, false, returns::refund),
         ]
     })
 }

@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod orders;
 pub mod pos;
 pub mod reservations;
+pub mod returns;
 pub mod transfers;
 pub mod unavailable;
 

@@ -15,9 +15,13 @@
 //!   order's priced lines, its queue version and return claims.
 //! - `Transfer` (transfer.rs): one per transfer id: core's transfer
 //!   coordinator (ship, receive in parts, cancel) over the SKU objects.
+//! - `ReturnCase` (returns.rs): one per return id, drives core's return
+//!   coordinator (receipts into the SKU objects, refunds); claims from
+//!   the sale's `Terminal` or the `Order`.
 pub mod catalog;
 pub mod order;
 pub mod reservation;
+pub mod returns;
 pub mod serial;
 pub mod sku_stock;
 pub mod storage;

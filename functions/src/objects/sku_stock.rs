@@ -23,7 +23,9 @@ use std::cell::{Cell, RefCell};
 use omnistock_core::reservation::{single_hold_status, HoldReply};
 use omnistock_core::sku::HoldState;
 use omnistock_core::transfer::TransferReply;
-use omnistock_core::{Channel, Command, Event, HoldId, Rejection, SkuState, Timestamp};
+use omnistock_core::{
+    Channel, Command, Event, HoldId, Rejection, SaleId, SkuState, TerminalId, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{
@@ -264,6 +266,7 @@ impl DurableObject for SkuStock {
             Ok(SkuRequest::Transfer { cmd, meta }) => {
                 self.guarded(|| self.transfer(cmd, meta)).and_then(to_value)
             }
+            Ok(SkuRequest::SaleTerminal { sale }) => self.sale_terminal(&sale).and_then(to_value),
             Err(p) => Err(p),
         };
         self.sync_alarm().await;
@@ -410,6 +413,17 @@ impl SkuStock {
         storage::atomically(&self.state.storage(), batch.stmts)?;
         self.since_snapshot.set(since);
         Ok(out)
+    }
+
+    /// The terminal of a sale recorded here (its `sale:` row's `sold` event).
+    fn sale_terminal(&self, sale: &SaleId) -> Result<Option<TerminalId>, Problem> {
+        self.ensure_schema()?;
+        Ok(self.stored(&sale_key(sale))?.and_then(|o| {
+            o.events().iter().find_map(|e| match e {
+                Event::Sold { terminal, .. } => Some(terminal.clone()),
+                _ => None,
+            })
+        }))
     }
 
     /// The stored answer of a command id, if any.

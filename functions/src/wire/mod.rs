@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod order;
 pub mod reservation;
+pub mod returns;
 pub mod sku_stock;
 pub mod terminal;
 pub mod transfer;
@@ -33,6 +34,7 @@ pub enum Namespace {
     Terminal,
     Order,
     Transfer,
+    ReturnCase,
 }
 
 impl Namespace {
@@ -44,6 +46,7 @@ impl Namespace {
             Namespace::Terminal => "TERMINAL",
             Namespace::Order => "ORDER",
             Namespace::Transfer => "TRANSFER",
+            Namespace::ReturnCase => "RETURN",
         }
     }
 }

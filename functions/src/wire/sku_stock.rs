@@ -110,6 +110,9 @@ pub enum SkuRequest {
     /// A transfer coordinator's command (`TransferShip`, `TransferReceive`
     /// or `TransferCancel`), answered with core's `TransferReply`.
     Transfer { cmd: Command, meta: Meta },
+    /// The terminal that sold `sale` here, from the sale's answer row (kept
+    /// forever): how a return that names only a sale finds its terminal.
+    SaleTerminal { sale: SaleId },
 }
 
 /// The key under which a command's first answer is kept (commands with a client id).

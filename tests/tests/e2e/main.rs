@@ -12,6 +12,7 @@ mod openapi;
 mod orders;
 mod pages;
 mod pos;
+mod returns;
 mod slice;
 mod snapshots;
 mod transfers;

@@ -477,6 +477,53 @@ fn every_answer_matches_the_openapi_document() {
     c.call("GET", "/v1/orders?limit=2&status=paid", Some(ADMIN), None);
     c.call("GET", "/v1/orders?limit=0", Some(ADMIN), None);
     // ---- end of orders ----
+    // Returns (issue 8): initiate, receive, refund, read; and refusals.
+    let rsale = unique("oas");
+    c.call("POST", "/v1/pos/sales", Some(POS1), Some(&sale(&rsale, 4)));
+    let ret = unique("oaret");
+    let rbody = |qty: i64| {
+        format!(
+            r#"{{"id":"{ret}","sale_id":"{rsale}","lines":[{{"sku":"{sku}","qty":{qty},"reason":"damaged box"}}]}}"#
+        )
+    };
+    c.call("POST", "/v1/returns", Some(POS1), Some(&rbody(2)));
+    c.call("POST", "/v1/returns", Some(POS1), Some(&rbody(1)));
+    c.call("POST", "/v1/returns", Some(POS1), Some(&rbody(1)));
+    c.call(
+        "POST",
+        &format!("/v1/returns/{ret}/refund"),
+        Some(POS1),
+        Some(r#"{"amount":{"amount":"1.00","currency":"EUR"}}"#),
+    );
+    let receive = format!(
+        r#"{{"location":"store-1","lines":[{{"sku":"{sku}","qty":1,"condition":"damaged"}}]}}"#
+    );
+    c.call(
+        "POST",
+        &format!("/v1/returns/{ret}/receive"),
+        Some(POS1),
+        Some(&receive),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/returns/{ret}/receive"),
+        Some(POS1),
+        Some(&receive),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/returns/{ret}/refund"),
+        Some(POS1),
+        Some(r#"{"amount":{"amount":"10.01","currency":"EUR"}}"#),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/returns/{ret}/refund"),
+        Some(POS1),
+        Some(r#"{"amount":{"amount":"10.00","currency":"EUR"}}"#),
+    );
+    c.call("GET", &format!("/v1/returns/{ret}"), Some(ADMIN), None);
+    c.call("GET", "/v1/returns/no-such-return", Some(ADMIN), None);
 
     let documented: BTreeSet<(String, String)> = c.doc["paths"]
         .as_object()
