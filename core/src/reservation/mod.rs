@@ -507,8 +507,9 @@ pub struct Reservation {
     op: u32,
     result: Option<OpResult>,
     round: u32,
-    /// The order its holds became (status converted).
-    #[serde(default)]
+    /// The order its holds became (status converted). Absent from the row
+    /// otherwise (rows of reservations that never converted are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     converted_to: Option<String>,
 }
 
