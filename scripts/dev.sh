@@ -14,7 +14,7 @@ LOG="$(mktemp -t omnistock-dev.XXXXXX.log)"
 trap 'stop_wrangler' EXIT
 trap 'exit 130' INT TERM
 echo "starting wrangler dev on 127.0.0.1:$PORT (state: $STATE_DIR)..."
-start_wrangler "$PORT" "$STATE_DIR" "$LOG"
+start_wrangler "$PORT" "$STATE_DIR" "$LOG" --var "DEMO_PAGE_KEYS:$DEV_KEYS"
 "$ROOT/scripts/seed.sh" "http://127.0.0.1:$PORT"
 cat <<MSG
 
@@ -22,7 +22,10 @@ omnistock is running.
   API        http://127.0.0.1:$PORT/v1/health
   OpenAPI    http://127.0.0.1:$PORT/v1/openapi.json
   Widget     http://127.0.0.1:$PORT/widget/omnistock-widget.js
-  Demo page  http://127.0.0.1:$PORT/  (if public/index.html exists)
+  Shop        http://127.0.0.1:$PORT/        storefront: live availability, cart (a reservation), checkout
+  Till        http://127.0.0.1:$PORT/pos     POS at store-1: scan, sell, return, offline queue
+  Back office http://127.0.0.1:$PORT/admin   order queue, receiving, counts, adjustments, transfers, ledger
+  (the pages use the dev keys below, shown to them by GET /v1/dev/keys under make dev only)
   State      $STATE_DIR
   Log        $LOG
 

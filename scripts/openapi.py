@@ -26,6 +26,8 @@ DECIMAL = {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"}
 
 schemas = {
     "Id": ID,
+    "DemoKeys": obj({"keys": {"type": "array", "items": obj({
+        "key": {"type": "string"}, "role": {"type": "string"}, "location": {"type": ["string", "null"]}})}}),
     "FulfillmentConfig": obj({
         "rule": {"enum": ["nearest", "single_location", "pickup"]},
         "location": {"type": ["string", "null"], "description": "the one location of single_location"},
@@ -340,6 +342,9 @@ def op(summary, responses, body=None, params=None, write=False, security=True):
 
 paths = {
     "/v1/health": {"get": op("Liveness", {"200": ok("Health")}, security=False)},
+    "/v1/dev/keys": {"get": op(
+        "The keys the demo pages use: only under `make dev` (the DEMO_PAGE_KEYS var); 404 anywhere else",
+        {"200": ok("DemoKeys")}, security=False)},
     "/v1/config/fulfillment": {"get": op(
         "The deployment's fulfillment rule, split rule, pickup overdue time and tax table (admin, storefront, POS)",
         {"200": ok("FulfillmentConfig")})},
@@ -410,6 +415,105 @@ paths = {
         {"200": ok("SaleBatch")}, body="SaleBatchRequest", write=True)},
 }
 
+# ---------------------------------------------------------------- transfers and unavailable (issue 8, transfers part)
+BUCKET = {"enum": ["damaged", "quality_control", None]}
+TRANSFER_STATUS = {"enum": ["requested", "shipping", "in_transit", "partially_received", "received", "cancelled"]}
+NOTE = {"type": ["string", "null"]}
+schemas.update({
+    "UnavailableRequest": obj(
+        {
+            "location": ID, "sku": ID,
+            "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+            "from": {**BUCKET, "description": "the bucket the units leave; null: sellable units"},
+            "to": {**BUCKET, "description": "the bucket the units enter; null: sellable again, or (written_off) "
+                   "out of on_hand"},
+            "reason": {"enum": ["damaged", "quality_control", "repaired", "passed_inspection", "written_off",
+                                "correction", "other"],
+                       "description": "damaged / quality_control need `to`; repaired / passed_inspection need "
+                       "`from` and `to: null`; written_off needs `from` and `to: null` and also takes the units "
+                       "out of on_hand (a shrinkage adjustment in the same transaction); correction / other any "
+                       "direction. At least one of from/to is set, and they differ. All or nothing."},
+            "note": {"type": "string", "maxLength": 500},
+        },
+        required=["location", "sku", "qty", "reason"],
+    ),
+    "Unavailable": obj({
+        "location": ID, "sku": ID, "qty": {"type": "integer"},
+        "from": BUCKET, "to": BUCKET,
+        "reason": {"type": "string"}, "note": NOTE,
+        "item": ref("AvailabilityRow"),
+    }),
+    "TransferLineRequest": obj({"sku": ID, "qty": {"type": "integer", "minimum": 0, "maximum": 1000000}}),
+    "TransferRequest": obj(
+        {
+            "id": ID, "from": ID, "to": ID,
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": ref("TransferLineRequest"),
+                      "description": "one line per SKU, qty 1..1000000"},
+            "note": {"type": "string", "maxLength": 500},
+        },
+        required=["id", "from", "to", "lines"],
+    ),
+    "TransferActionRequest": obj({}, required=[]),
+    "TransferReceiveRequest": obj(
+        {
+            "lines": {"type": "array", "maxItems": 100, "items": ref("TransferLineRequest"),
+                      "description": "shipped lines only; qty 1.. (0 allowed with close); empty with close"},
+            "close": {"type": "boolean", "default": False,
+                      "description": "whatever is still in transit on every line is recorded as shortfall"},
+        },
+        required=["lines"],
+    ),
+    "Transfer": obj({
+        "id": ID, "from": ID, "to": ID,
+        "status": TRANSFER_STATUS,
+        "note": NOTE,
+        "lines": {"type": "array", "items": obj(
+            {
+                "sku": ID,
+                "requested": {"type": "integer"}, "shipped": {"type": "integer"},
+                "received": {"type": "integer"}, "shortfall": {"type": "integer"},
+                "in_transit": {"type": "integer"}, "closed": {"type": "boolean"},
+                "not_shipped": obj({"code": {"type": "string"}, "available": {"type": "integer"},
+                                    "detail": {"type": "string"}}, required=["code"]),
+            },
+            required=["sku", "requested", "shipped", "received", "shortfall", "in_transit", "closed"],
+        )},
+        "receipts": {"type": "array", "items": obj({
+            "number": {"type": "integer"}, "lines": {"type": "array", "items": ref("TransferLineRequest")},
+            "close": {"type": "boolean"}, "at": TIME, "actor": {"type": "string"},
+        })},
+        "history": {"type": "array", "items": obj({
+            "at": TIME, "actor": {"type": "string"},
+            "from": {"type": ["string", "null"]}, "to": TRANSFER_STATUS, "note": NOTE,
+        })},
+        "created_at": TIME,
+    }),
+})
+paths.update({
+    "/v1/inventory/unavailable": {"post": op(
+        "Move units between sellable and the unavailable buckets, between buckets, or write them off "
+        "(admin, or POS at its location). One SKU transaction, all or nothing; in the ledger with its reason.",
+        {"200": ok("Unavailable")}, body="UnavailableRequest", write=True)},
+    "/v1/transfers": {"post": op(
+        "Request a transfer between two locations (admin). Nothing moves until it ships.",
+        {"201": ok("Transfer", "Requested"), "200": ok("Transfer", "This transfer id already exists with the same content")},
+        body="TransferRequest", write=True)},
+    "/v1/transfers/{id}": {"get": op("A transfer: lines (requested, shipped, received, shortfall), status, receipts "
+                                     "and history (admin)", {"200": ok("Transfer")}, params=[path_param("id")])},
+    "/v1/transfers/{id}/ship": {"post": op(
+        "Ship (admin): every line leaves `from` (on_hand) and is incoming at `to`. A line without enough available "
+        "at `from` does not ship (shipped 0, not_shipped says why); if no line can ship, 409 insufficient_stock and "
+        "the transfer is cancelled. Shipping again is a no-op; after cancel, 409 invalid_transition.",
+        {"200": ok("Transfer")}, body="TransferActionRequest", params=[path_param("id")], write=True)},
+    "/v1/transfers/{id}/receive": {"post": op(
+        "Receive units of shipped lines at `to` (admin), in parts; `close` records what is still missing as "
+        "shortfall. Each receipt is applied once (kept by its Idempotency-Key).",
+        {"200": ok("Transfer")}, body="TransferReceiveRequest", params=[path_param("id")], write=True)},
+    "/v1/transfers/{id}/cancel": {"post": op(
+        "Cancel before shipping (admin); after shipping, 409 invalid_transition.",
+        {"200": ok("Transfer")}, body="TransferActionRequest", params=[path_param("id")], write=True)},
+})
+# ---------------------------------------------------------------- end of transfers and unavailable
 # ---------------------------------------------------------------------------
 # Orders (issue 8, orders part): POST/GET /v1/orders, GET /v1/orders/{id},
 # POST /v1/orders/{id}/transitions.
@@ -518,6 +622,105 @@ paths.update({
         {"200": ok("Order")}, body="TransitionRequest", params=[path_param("id")], write=True)},
 })
 # ---- end of orders ----
+# ---------------------------------------------------------------------------
+# Returns (issue 8, returns part): POST /v1/returns, GET /v1/returns/{id},
+# POST /v1/returns/{id}/receive, POST /v1/returns/{id}/refund.
+# ---------------------------------------------------------------------------
+SIGNED_MONEY = obj({
+    "amount": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,4})?$"},
+    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+})
+RETURN_REASON = {"type": "string", "minLength": 1, "maxLength": 200}
+schemas.update({
+    "ReturnRequest": obj(
+        {
+            "id": ID,
+            "sale_id": ID,
+            "order_id": ID,
+            "terminal_id": {**ID, "description": "the terminal that recorded sale_id; when absent, the server "
+                                                 "finds it through the first line's SKU (which recorded the sale)"},
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
+                {"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                 "reason": RETURN_REASON})},
+        },
+        required=["id", "lines"],
+    ),
+    "ReturnReceiveRequest": obj({
+        "location": ID,
+        "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
+            {"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+             "condition": {"enum": ["restock", "damaged", "return_to_vendor"]}})},
+    }),
+    "ReturnRefundRequest": obj({"amount": ref("Money")}),
+    "Return": obj(
+        {
+            "id": ID,
+            "status": {"enum": ["initiated", "receiving", "received", "refunded", "exchanged"]},
+            "sale_id": ID,
+            "order_id": ID,
+            "terminal_id": ID,
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "lines": {"type": "array", "items": obj({
+                "sku": ID, "qty": QTY, "reason": {"type": "string"}, "sold_at": ID,
+                "paid": ref("Money"),
+                "received": obj({"restock": QTY, "damaged": QTY, "return_to_vendor": QTY}),
+                "pending": QTY,
+            })},
+            "receipts": {"type": "array", "items": obj({
+                "n": {"type": "integer", "minimum": 0},
+                "location": ID,
+                "at": TIME,
+                "status": {"enum": ["pending", "booked"]},
+                "lines": {"type": "array", "items": obj(
+                    {"sku": ID, "qty": QTY,
+                     "condition": {"enum": ["restock", "damaged", "return_to_vendor"]},
+                     "status": {"enum": ["pending", "booked", "refused"]},
+                     "refusal": obj({"code": {"type": "string"}, "detail": {"type": "string"}})},
+                    required=["sku", "qty", "condition", "status"])},
+            })},
+            "refunds": {"type": "array", "items": obj({"amount": ref("Money"), "at": TIME})},
+            "refunded": ref("Money"),
+            "refundable": ref("Money"),
+            "exchange": obj({"order_id": ID, "replacement_total": ref("Money"), "credit": ref("Money"),
+                             "difference": SIGNED_MONEY, "at": TIME}),
+            "created_at": TIME,
+            "history": {"type": "array", "items": obj(
+                {"at": TIME, "event": {"enum": ["initiated", "receipt", "refund", "exchange"]},
+                 "actor": {"type": "string"}, "receipt": {"type": "integer"}, "amount": ref("Money")},
+                required=["at", "event", "actor"])},
+        },
+        required=["id", "status", "currency", "lines", "receipts", "refunds", "refunded", "refundable",
+                  "created_at", "history"],
+    ),
+    "ReturnableLine": obj({"sku": ID, "requested": QTY, "returnable": QTY}),
+    "ReceivableLine": obj({"sku": ID, "requested": QTY, "initiated": QTY, "received": QTY, "receivable": QTY}),
+})
+# A refused return names its lines too: beyond what was sold (returnable)
+# or beyond what the return initiated (receivable).
+schemas["Problem"]["properties"]["lines"] = {"type": "array", "items": {
+    "oneOf": [ref("ShortLine"), ref("ReturnableLine"), ref("ReceivableLine")]}}
+schemas["Problem"]["properties"]["refundable"] = ref("Money")
+paths.update({
+    "/v1/returns": {"post": op(
+        "Initiate a return of a POS sale (sale_id) or an order (order_id): no stock change. The source refuses "
+        "(400, lines: [{sku, requested, returnable}]) more than it sold minus what earlier returns claimed. "
+        "Admin and POS; a storefront only for its online orders. The same id and content again: 200",
+        {"201": ok("Return", "Initiated"), "200": ok("Return", "This return id already exists with the same content")},
+        body="ReturnRequest", write=True)},
+    "/v1/returns/{id}": {"get": op("A return: lines received per condition, receipts, refunds, status, history",
+                                   {"200": ok("Return")}, params=[path_param("id")])},
+    "/v1/returns/{id}/receive": {"post": op(
+        "Receive units at a location (admin, POS at its location): restock adds to on_hand, damaged to on_hand as "
+        "unavailable.damaged, return_to_vendor adds nothing sellable and is recorded. Never more than the return "
+        "initiated (400, lines: [{..., receivable}]). Each line is booked in its SKU object once, with the return id "
+        "as the ledger reference; a 503 is retried with the same Idempotency-Key",
+        {"200": ok("Return")}, body="ReturnReceiveRequest", params=[path_param("id")], write=True)},
+    "/v1/returns/{id}/refund": {"post": op(
+        "Record a refund (admin, POS): at most what was paid (tax included) for the units received, minus earlier "
+        "refunds (400 with refundable); 409 invalid_transition before any unit is received",
+        {"200": ok("Return")}, body="ReturnRefundRequest", params=[path_param("id")], write=True)},
+})
+# ------------------------------------------------------------ end of returns
 
 doc = {
     "openapi": "3.1.0",

@@ -8,6 +8,9 @@ pub mod inventory;
 pub mod orders;
 pub mod pos;
 pub mod reservations;
+pub mod returns;
+pub mod transfers;
+pub mod unavailable;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -35,6 +38,39 @@ pub async fn health(_ctx: &Ctx) -> HttpResult {
 /// `GET /v1/config/fulfillment`: the fulfillment rule in force and the tax table.
 pub async fn fulfillment_config(ctx: &Ctx) -> HttpResult {
     Ok(Reply::json(200, &crate::config::get(&ctx.env)?.view()))
+}
+
+/// Most keys `GET /v1/dev/keys` shows.
+const MAX_DEMO_KEYS: usize = 16;
+
+/// `GET /v1/dev/keys`: the keys the demo pages (`/`, `/pos`, `/admin`) use,
+/// from the `DEMO_PAGE_KEYS` var (`key:role[@location]`, comma-separated).
+/// Only `make dev` sets that var (to the dev keys); wrangler.toml never
+/// does, so anywhere else this is 404 and the pages ask for a key.
+pub async fn demo_keys(ctx: &Ctx) -> HttpResult {
+    let raw = ctx
+        .env
+        .var("DEMO_PAGE_KEYS")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let keys: Vec<serde_json::Value> = raw
+        .split(',')
+        .filter_map(|e| {
+            let (key, rest) = e.trim().rsplit_once(':')?;
+            let (role, location) = match rest.split_once('@') {
+                Some((r, l)) => (r, Some(l)),
+                None => (rest, None),
+            };
+            Some(serde_json::json!({"key": key, "role": role, "location": location}))
+        })
+        .take(MAX_DEMO_KEYS)
+        .collect();
+    if keys.is_empty() {
+        return Err(Problem::not_found(
+            "no demo keys here: they are shown only under `make dev`",
+        ));
+    }
+    Ok(Reply::json(200, &serde_json::json!({ "keys": keys })))
 }
 
 /// `GET /v1/openapi.json`

@@ -12,8 +12,12 @@ use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
 use omnistock_core::bundle::expand_lines;
+use omnistock_core::money::{Currency, Money};
 use omnistock_core::order::parse_order_hold;
-use omnistock_core::{Channel, Command, Event, HoldId, Sku, Timestamp};
+use omnistock_core::returns::{
+    claim_share, split_paid, Claim, ClaimedLine, Return, ReturnError, ReturnSource,
+};
+use omnistock_core::{Channel, Command, Event, HoldId, ReturnId, SaleId, Sku, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 use wasm_bindgen::JsValue;
@@ -21,11 +25,12 @@ use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTim
 
 use super::serial::Serial;
 use super::storage::{self, int, text};
+use crate::extract::fingerprint;
 use crate::http::{rfc3339, Problem};
 use crate::wire::catalog::core_bundle;
 use crate::wire::order::{self as order_wire, OrderAnswer, OrderRequest};
 use crate::wire::sku_stock::{self, hold_owner, Meta};
-use crate::wire::terminal::{Sale, SaleResult, SellAnswer, TerminalRequest};
+use crate::wire::terminal::{ClaimLine, Sale, SaleClaim, SaleResult, SellAnswer, TerminalRequest};
 use crate::wire::{self, Idem};
 
 const SCHEMA: &[&str] = &[
@@ -37,6 +42,10 @@ const SCHEMA: &[&str] = &[
     // objects (an outbox: written with the sale, deleted once delivered).
     "CREATE TABLE IF NOT EXISTS order_risk (hold TEXT PRIMARY KEY, order_id TEXT NOT NULL,
      at INTEGER NOT NULL)",
+    // Each return's claim on a sale (returns.rs): one row per return id.
+    "CREATE TABLE IF NOT EXISTS return_claims (return_id TEXT PRIMARY KEY, sale_id TEXT NOT NULL,
+     fp TEXT NOT NULL, lines TEXT NOT NULL, answer TEXT NOT NULL, at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS return_claims_by_sale ON return_claims(sale_id)",
 ];
 
 /// A failed delivery of at-risk holds is retried by the alarm after this long.
@@ -51,6 +60,11 @@ struct RiskRow {
     order_id: String,
     at: i64,
 }
+
+/// Columns added after the first schema (a duplicate column error is
+/// expected once there): `sale` keeps the sale as applied (its priced
+/// lines), so returns can claim against it.
+const UPGRADES: &[&str] = &["ALTER TABLE sales ADD COLUMN sale TEXT"];
 
 #[derive(Deserialize)]
 struct Row {
@@ -83,11 +97,15 @@ impl DurableObject for Terminal {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let r = match wire::read::<TerminalRequest>(&mut req).await {
-            Ok(TerminalRequest::Sell { sales, idem }) => self.sell(sales, idem).await,
-            Err(p) => Err(p),
-        };
-        wire::answer(r)
+        match wire::read::<TerminalRequest>(&mut req).await {
+            Ok(TerminalRequest::Sell { sales, idem }) => wire::answer(self.sell(sales, idem).await),
+            Ok(TerminalRequest::ClaimReturn {
+                return_id,
+                sale_id,
+                lines,
+            }) => wire::answer(self.claim_return(return_id, sale_id, lines).await),
+            Err(p) => wire::answer::<()>(Err(p)),
+        }
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -109,6 +127,10 @@ impl Terminal {
             let sql = self.state.storage().sql();
             for q in SCHEMA {
                 storage::exec(&sql, q, vec![])?;
+            }
+            for q in UPGRADES {
+                // Fails once the column exists; that is the expected case.
+                let _ = sql.exec(q, None);
             }
             self.schema_ok.set(true);
         }
@@ -332,8 +354,8 @@ impl Terminal {
         });
         let now = storage::now_ms();
         let mut stmts: Vec<storage::Stmt> = vec![(
-            "INSERT OR REPLACE INTO sales (sale_id, fp, device_seq, status, body, at, req_key, req_fp)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO sales (sale_id, fp, device_seq, status, body, at, req_key, req_fp,
+             sale) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
                 text(s.sale_id.as_str()),
                 text(&s.fp),
@@ -343,6 +365,7 @@ impl Terminal {
                 int(now),
                 text(&idem.key),
                 text(&idem.fp),
+                text(&serde_json::to_string(&s)?),
             ],
         )];
         for (h, order) in &outbox {
@@ -360,4 +383,192 @@ impl Terminal {
             replayed: false,
         })
     }
+
+    /// A return's claim on one of this terminal's sales: refused (400
+    /// `invalid_request`, `lines: [{sku, requested, returnable}]`) beyond
+    /// what the sale sold minus what other returns claimed (core's
+    /// `Return::initiate` rule); the same return id again gets its first
+    /// answer, with other lines 409. The claim's paid amounts are core's
+    /// shares of the sale's line prices (bundles split over components).
+    async fn claim_return(
+        &self,
+        return_id: String,
+        sale_id: SaleId,
+        lines: Vec<ClaimLine>,
+    ) -> Result<SaleClaim, Problem> {
+        let _turn = self.serial.turn().await?;
+        self.ensure_schema()?;
+        let sql = self.state.storage().sql();
+        let fp = fingerprint(&[serde_json::to_string(&(&sale_id, &lines))?.as_bytes()]);
+        let old: Vec<ClaimRow> = storage::query(
+            &sql,
+            "SELECT sale_id, fp, lines, answer FROM return_claims WHERE return_id = ?",
+            vec![text(&return_id)],
+        )?;
+        if let Some(o) = old.first() {
+            if o.fp != fp {
+                return Err(Problem::new(
+                    409,
+                    "idempotency_key_reused",
+                    format!("return {return_id} already claimed other lines"),
+                ));
+            }
+            return Ok(serde_json::from_str(&o.answer)?);
+        }
+        let rows: Vec<SaleRow> = storage::query(
+            &sql,
+            "SELECT sale FROM sales WHERE sale_id = ? AND status = 201",
+            vec![text(sale_id.as_str())],
+        )?;
+        let sale: Sale = match rows.first() {
+            Some(SaleRow { sale: Some(json) }) => serde_json::from_str(json)?,
+            Some(_) => {
+                return Err(Problem::invalid(format!(
+                    "sale {sale_id} was recorded before returns kept its prices"
+                )))
+            }
+            None => return Err(Problem::not_found(format!("unknown sale: {sale_id}"))),
+        };
+        let (currency, sold) = sold_per_sku(&sale)?;
+        // What other returns of this sale claimed, per SKU.
+        let others: Vec<ClaimRow> = storage::query(
+            &sql,
+            "SELECT sale_id, fp, lines, answer FROM return_claims WHERE sale_id = ?",
+            vec![text(sale_id.as_str())],
+        )?;
+        let mut claimed: BTreeMap<Sku, i64> = BTreeMap::new();
+        for o in &others {
+            let ls: Vec<ClaimLine> = serde_json::from_str(&o.lines)?;
+            for l in ls {
+                *claimed.entry(l.sku).or_insert(0) += l.qty;
+            }
+        }
+        let plain: Vec<(Sku, i64)> = lines.iter().map(|l| (l.sku.clone(), l.qty)).collect();
+        let rid = ReturnId::parse(&return_id).map_err(|e| Problem::invalid(format!("id: {e}")))?;
+        let checked = Return::initiate(
+            rid,
+            ReturnSource::Sale(sale_id.clone()),
+            &plain,
+            |sku| sold.get(sku).map_or(0, |(q, _)| *q),
+            |sku| claimed.get(sku).copied().unwrap_or(0),
+        );
+        let merged = match checked {
+            Ok(r) => r.lines,
+            Err(e @ (ReturnError::NotSold { .. } | ReturnError::ExceedsSold { .. })) => {
+                let mut per: BTreeMap<Sku, i64> = BTreeMap::new();
+                for (sku, q) in &plain {
+                    *per.entry(sku.clone()).or_insert(0) += q;
+                }
+                let over: Vec<serde_json::Value> = per
+                    .iter()
+                    .filter_map(|(sku, q)| {
+                        let s = sold.get(sku).map_or(0, |(n, _)| *n);
+                        let left = s - claimed.get(sku).copied().unwrap_or(0);
+                        (*q > left)
+                            .then(|| json!({"sku": sku, "requested": q, "returnable": left.max(0)}))
+                    })
+                    .collect();
+                return Err(Problem::invalid(format!(
+                    "more than sale {sale_id} sold, counting earlier returns ({e})"
+                ))
+                .with("lines", over));
+            }
+            Err(e) => return Err(Problem::invalid(e.to_string())),
+        };
+        let mut out = Vec::new();
+        for (sku, qty) in &merged {
+            let (n, paid) = sold
+                .get(sku)
+                .ok_or_else(|| Problem::invalid(format!("{sku} was not sold")))?;
+            let before = claimed.get(sku).copied().unwrap_or(0);
+            let paid = claim_share(*paid, *n, before, *qty)
+                .map_err(|e| Problem::invalid(e.to_string()))?;
+            out.push(ClaimedLine {
+                sku: sku.clone(),
+                qty: *qty,
+                location: sale.location.clone(),
+                paid,
+            });
+        }
+        let answer = SaleClaim {
+            claim: Claim {
+                currency,
+                lines: out,
+            },
+            location: sale.location.clone(),
+            customer_id: sale.customer_id.clone(),
+        };
+        let merged_lines: Vec<ClaimLine> = merged
+            .iter()
+            .map(|(sku, qty)| ClaimLine {
+                sku: sku.clone(),
+                qty: *qty,
+            })
+            .collect();
+        storage::exec(
+            &sql,
+            "INSERT INTO return_claims (return_id, sale_id, fp, lines, answer, at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+            vec![
+                text(&return_id),
+                text(sale_id.as_str()),
+                text(&fp),
+                text(&serde_json::to_string(&merged_lines)?),
+                text(&serde_json::to_string(&answer)?),
+                int(storage::now_ms()),
+            ],
+        )?;
+        Ok(answer)
+    }
+}
+
+#[derive(Deserialize)]
+struct ClaimRow {
+    #[allow(dead_code)]
+    sale_id: String,
+    fp: String,
+    lines: String,
+    answer: String,
+}
+
+#[derive(Deserialize)]
+struct SaleRow {
+    sale: Option<String>,
+}
+
+/// Units sold and what was paid for them, per SKU.
+type SoldPerSku = BTreeMap<Sku, (i64, Money)>;
+
+/// Units sold and paid per SKU (bundle lines become their components, the
+/// bundle's price split over them by core); one currency per sale.
+fn sold_per_sku(sale: &Sale) -> Result<(Currency, SoldPerSku), Problem> {
+    let mut currency: Option<Currency> = None;
+    let mut out: BTreeMap<Sku, (i64, Money)> = BTreeMap::new();
+    let bad = |e: &dyn std::fmt::Display| Problem::invalid(format!("sale prices: {e}"));
+    for l in &sale.lines {
+        let unit =
+            Money::parse(&l.unit_price.amount, &l.unit_price.currency).map_err(|e| bad(&e))?;
+        if *currency.get_or_insert(unit.currency) != unit.currency {
+            return Err(Problem::invalid("the sale has lines in several currencies"));
+        }
+        let total = unit.checked_mul_qty(l.qty).map_err(|e| bad(&e))?;
+        let parts: Vec<(Sku, i64, Money)> = if l.components.is_empty() {
+            vec![(l.sku.clone(), l.qty, total)]
+        } else {
+            let weights: Vec<i64> = l.components.iter().map(|c| c.qty).collect();
+            let shares = split_paid(total, &weights).map_err(|e| bad(&e))?;
+            l.components
+                .iter()
+                .zip(shares)
+                .map(|(c, m)| (c.sku.clone(), c.qty * l.qty, m))
+                .collect()
+        };
+        for (sku, qty, paid) in parts {
+            let e = out.entry(sku).or_insert((0, Money::zero(unit.currency)));
+            e.0 += qty;
+            e.1 = e.1.checked_add(paid).map_err(|e| bad(&e))?;
+        }
+    }
+    let currency = currency.ok_or_else(|| Problem::invalid("the sale has no lines"))?;
+    Ok((currency, out))
 }

@@ -13,8 +13,10 @@
 pub mod catalog;
 pub mod order;
 pub mod reservation;
+pub mod returns;
 pub mod sku_stock;
 pub mod terminal;
+pub mod transfer;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,8 @@ pub enum Namespace {
     Catalog,
     Terminal,
     Order,
+    Transfer,
+    ReturnCase,
 }
 
 impl Namespace {
@@ -41,6 +45,8 @@ impl Namespace {
             Namespace::Catalog => "CATALOG",
             Namespace::Terminal => "TERMINAL",
             Namespace::Order => "ORDER",
+            Namespace::Transfer => "TRANSFER",
+            Namespace::ReturnCase => "RETURN",
         }
     }
 }

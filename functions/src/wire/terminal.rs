@@ -59,6 +59,31 @@ pub struct SaleResult {
 pub enum TerminalRequest {
     /// Sales of this terminal, applied in `(device_seq, sale_id)` order.
     Sell { sales: Vec<Sale>, idem: Idem },
+    /// A return claims units of one of this terminal's sales, once per
+    /// return id: refused beyond what the sale sold minus what other
+    /// returns claimed. Answered with a [`SaleClaim`].
+    ClaimReturn {
+        return_id: String,
+        sale_id: SaleId,
+        lines: Vec<ClaimLine>,
+    },
+}
+
+/// Units of one SKU a return claims.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimLine {
+    pub sku: Sku,
+    pub qty: i64,
+}
+
+/// A sale's answer to a claim: what was sold where, and what was paid for
+/// the units claimed (core's `Claim`, one line per SKU claimed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SaleClaim {
+    pub claim: omnistock_core::returns::Claim,
+    pub location: LocationId,
+    #[serde(default)]
+    pub customer_id: Option<String>,
 }
 
 /// The answer: one result per sale, in the order given.

@@ -1,6 +1,9 @@
 //! Returns and exchanges: initiated (no stock change), received with a
 //! condition (per-SKU [`Command::ReturnReceive`]), then refunded or exchanged.
 //! A return never receives more units than were sold, counting earlier returns.
+//!
+//! [`Return`] is the rule set in one value; [`ReturnCase`] is the return
+//! coordinator the `ReturnCase` Durable Object drives (sans-IO, see `case.rs`).
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
@@ -10,6 +13,17 @@ use crate::ids::{HoldId, IdError, LocationId, OpId, OrderId, ReturnId, SaleId, S
 use crate::money::Money;
 use crate::sku::{Command, Condition};
 use crate::stock::{Channel, Qty, MAX_LINE_QTY};
+
+pub mod case;
+#[cfg(test)]
+mod case_tests;
+
+pub use case::{
+    claim_share, merge_return_lines, op_id, split_paid, CaseError, CaseLine, CaseStatus, Claim,
+    ClaimedLine, Exchange, InitiateRequest, LineStatus, Outgoing, Receipt, ReceiptLine,
+    ReceiptReply, ReceiveLine, ReceiveRequest, Refund, ReturnCase, ReturnLine, Tag, Ticket,
+    Transmit,
+};
 
 /// Most lines in one return.
 pub const MAX_RETURN_LINES: usize = 100;

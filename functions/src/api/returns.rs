@@ -1,0 +1,228 @@
+//! Returns: `POST /v1/returns`, `POST /v1/returns/{id}/receive`,
+//! `POST /v1/returns/{id}/refund`, `GET /v1/returns/{id}`.
+//!
+//! Each return is its own `ReturnCase` object (core's return coordinator).
+//! Initiating it claims its lines from its source once: a POS sale's
+//! `Terminal` refuses a claim beyond what the sale sold minus what other
+//! returns claimed. A return names only `sale_id`; the terminal is the
+//! request's `terminal_id` when given, else the one the first line's SKU
+//! object recorded with the sale (its `sale:` row, kept forever): no object
+//! on the sale's hot path, no global index. Receiving books a
+//! `ReturnReceive` per line in the SKU objects (op ids from the return id
+//! and receipt number, applied once); refunds are checked against what was
+//! paid for the units received.
+use omnistock_core::money::Money as CoreMoney;
+use omnistock_core::returns::{ReceiveLine, ReturnLine, ReturnSource};
+use omnistock_core::{Condition, LocationId, OrderId, SaleId, Sku, TerminalId};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{facts, stock_changed};
+use crate::auth::Role;
+use crate::extract::{check_lines, check_qty, fingerprint, Ctx};
+use crate::http::{check_id, parse_json, HttpResult, Problem, Reply};
+use crate::wire::catalog::{Money, SkuFact};
+use crate::wire::returns::{Initiate, ReturnAnswer, ReturnRequest};
+use crate::wire::sku_stock::Meta;
+use crate::wire::{self, Namespace};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineBody {
+    sku: Sku,
+    qty: i64,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitiateBody {
+    id: String,
+    #[serde(default)]
+    sale_id: Option<SaleId>,
+    #[serde(default)]
+    order_id: Option<OrderId>,
+    #[serde(default)]
+    terminal_id: Option<TerminalId>,
+    lines: Vec<LineBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiveLineBody {
+    sku: Sku,
+    qty: i64,
+    condition: Condition,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiveBody {
+    location: LocationId,
+    lines: Vec<ReceiveLineBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    amount: Money,
+}
+
+fn reply(a: ReturnAnswer) -> Reply {
+    let r = Reply::json(a.status, &a.view);
+    if a.replayed {
+        r.header("Idempotent-Replayed", "true")
+    } else {
+        r
+    }
+}
+
+async fn call(ctx: &Ctx, id: &str, req: &ReturnRequest) -> Result<ReturnAnswer, Problem> {
+    wire::call(&ctx.env, Namespace::ReturnCase, id, req).await
+}
+
+fn meta(ctx: &Ctx) -> Meta {
+    Meta {
+        actor: ctx.actor(),
+        channel: None,
+        reference: None,
+        reason: None,
+    }
+}
+
+/// The SKUs exist and none is a bundle (a bundle is returned as its components).
+async fn require_skus(ctx: &Ctx, skus: &[Sku], locations: &[LocationId]) -> Result<(), Problem> {
+    let f = facts(&ctx.env, ctx.now, skus, &[], locations).await?;
+    f.require_locations(locations)?;
+    f.require_skus(skus, true)?;
+    if let Some(b) = skus
+        .iter()
+        .find(|s| matches!(f.skus.get(*s), Some(SkuFact::Bundle { .. })))
+    {
+        return Err(Problem::invalid(format!(
+            "{b} is a bundle: return its components"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /v1/returns`
+pub async fn initiate(ctx: &Ctx) -> HttpResult {
+    let b: InitiateBody = parse_json(&ctx.body)?;
+    let idem = ctx.idem()?;
+    check_id(&b.id, "id")?;
+    let source = match (&b.sale_id, &b.order_id) {
+        (Some(s), None) => ReturnSource::Sale(s.clone()),
+        (None, Some(o)) => ReturnSource::Order(o.clone()),
+        _ => return Err(Problem::invalid("give exactly one of sale_id and order_id")),
+    };
+    if b.terminal_id.is_some() && b.sale_id.is_none() {
+        return Err(Problem::invalid(
+            "terminal_id names the terminal of a sale_id",
+        ));
+    }
+    if ctx.principal.role == Role::Storefront && b.sale_id.is_some() {
+        return Err(Problem::forbidden(
+            "a storefront key may return online orders only",
+        ));
+    }
+    check_lines(b.lines.len())?;
+    let mut skus: Vec<Sku> = Vec::new();
+    let mut lines = Vec::new();
+    for (i, l) in b.lines.iter().enumerate() {
+        check_qty(l.qty, 1, &format!("lines[{i}].qty"))?;
+        if l.reason.trim().is_empty()
+            || l.reason.len() > omnistock_core::returns::case::MAX_REASON_LEN
+            || l.reason.chars().any(char::is_control)
+        {
+            return Err(Problem::invalid(format!(
+                "lines[{i}].reason must be 1 to 200 characters without control characters"
+            )));
+        }
+        if !skus.contains(&l.sku) {
+            skus.push(l.sku.clone());
+        }
+        lines.push(ReturnLine {
+            sku: l.sku.clone(),
+            qty: l.qty,
+            reason: l.reason.clone(),
+        });
+    }
+    omnistock_core::returns::merge_return_lines(&lines)
+        .map_err(|e| Problem::invalid(e.to_string()))?;
+    require_skus(ctx, &skus, &[]).await?;
+    let canonical = serde_json::to_vec(&json!({"source": source, "lines": lines}))?;
+    let req = ReturnRequest::Initiate(Initiate {
+        id: b.id.clone(),
+        source,
+        terminal_id: b.terminal_id,
+        lines,
+        online_only: ctx.principal.role == Role::Storefront,
+        fp: fingerprint(&[&canonical]),
+        meta: meta(ctx),
+        idem,
+    });
+    Ok(reply(call(ctx, &b.id, &req).await?))
+}
+
+/// `GET /v1/returns/{id}`
+pub async fn get(ctx: &Ctx) -> HttpResult {
+    let id = ctx.path_id("return")?;
+    let a = call(ctx, &id, &ReturnRequest::Get).await?;
+    // A storefront sees returns of orders only (POS sales are not its own).
+    if ctx.principal.role == Role::Storefront && a.view.sale_id.is_some() {
+        return Err(Problem::not_found("no such return"));
+    }
+    Ok(reply(a))
+}
+
+/// `POST /v1/returns/{id}/receive`
+pub async fn receive(ctx: &Ctx) -> HttpResult {
+    let id = ctx.path_id("return")?;
+    let b: ReceiveBody = parse_json(&ctx.body)?;
+    let idem = ctx.idem()?;
+    ctx.principal
+        .require_at(&[Role::Admin, Role::Pos], &b.location)?;
+    check_lines(b.lines.len())?;
+    let mut skus: Vec<Sku> = Vec::new();
+    for (i, l) in b.lines.iter().enumerate() {
+        check_qty(l.qty, 1, &format!("lines[{i}].qty"))?;
+        if !skus.contains(&l.sku) {
+            skus.push(l.sku.clone());
+        }
+    }
+    require_skus(ctx, &skus, std::slice::from_ref(&b.location)).await?;
+    let req = ReturnRequest::Receive {
+        location: b.location,
+        lines: b
+            .lines
+            .into_iter()
+            .map(|l| ReceiveLine {
+                sku: l.sku,
+                qty: l.qty,
+                condition: l.condition,
+            })
+            .collect(),
+        meta: meta(ctx),
+        idem,
+    };
+    let r = call(ctx, &id, &req).await;
+    stock_changed(&skus);
+    Ok(reply(r?))
+}
+
+/// `POST /v1/returns/{id}/refund`
+pub async fn refund(ctx: &Ctx) -> HttpResult {
+    let id = ctx.path_id("return")?;
+    let b: RefundBody = parse_json(&ctx.body)?;
+    let idem = ctx.idem()?;
+    b.amount.validate("amount")?;
+    let amount = CoreMoney::parse(&b.amount.amount, &b.amount.currency)
+        .map_err(|e| Problem::invalid(format!("amount: {e}")))?;
+    let req = ReturnRequest::Refund {
+        amount,
+        meta: meta(ctx),
+        idem,
+    };
+    Ok(reply(call(ctx, &id, &req).await?))
+}

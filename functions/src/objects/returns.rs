@@ -1,0 +1,735 @@
+//! `ReturnCase`: one object per return id (binding `RETURN`). It drives
+//! core's return coordinator (`omnistock_core::returns::ReturnCase`,
+//! sans-IO) stored as one JSON row: it stores it, sends what
+//! `poll_transmit` gives (a `ReturnReceive` per receipt line) to the SKU
+//! objects in parallel, feeds their answers to `handle_reply`, and points
+//! the alarm at `poll_timeout` (`handle_timeout` when it fires). The
+//! machine decides what may be received and refunded; the source (the
+//! sale's `Terminal`) decided what may be returned at all, once, when the
+//! return was initiated.
+//!
+//! Every write's answer is kept in the row with its Idempotency-Key (key
+//! hash and request fingerprint), written with the effect: the same key and
+//! request again is the first answer, another request under the key is 409.
+//! Requests to one return run one at a time (a FIFO queue).
+use std::cell::Cell;
+
+use futures_util::future::join_all;
+use omnistock_core::money::{Currency, Money as CoreMoney, MoneyError};
+use omnistock_core::returns::{
+    CaseError, CaseStatus, Claim, ClaimedLine, InitiateRequest, ReceiptReply, ReceiveRequest,
+    ReturnCase as Machine, ReturnSource, Ticket,
+};
+use omnistock_core::{Channel, Command, LocationId, OrderId, ReturnId, Sku, TerminalId, Timestamp};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+
+use super::serial::Serial;
+use super::storage::{self, text};
+use crate::http::{rfc3339, Problem};
+use crate::wire::order::{
+    self as order_wire, ClaimLine as OrderClaimLine, OrderAnswer, OrderRequest, ReturnClaim, Scope,
+};
+use crate::wire::returns::{HistoryEntry, Initiate, ReturnAnswer, ReturnRequest, ReturnView};
+use crate::wire::sku_stock::{self, Meta, Outcome, SkuRequest};
+use crate::wire::terminal::{ClaimLine, SaleClaim, TerminalRequest};
+use crate::wire::{self, Idem, Namespace};
+
+/// Most rounds of messages one request drives before it answers "retry"
+/// (the alarm goes on driving).
+pub const MAX_ROUNDS: usize = 6;
+/// Most answers kept for Idempotency-Key replays (a return has at most
+/// 100 receipts and 100 refunds, so every one of its writes fits).
+pub const MAX_KEPT: usize = 256;
+/// When an order could not be told its return was received, the alarm
+/// tries again after this long.
+pub const TELL_RETRY_MS: i64 = 5_000;
+
+const SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS return_case (k TEXT PRIMARY KEY, json TEXT NOT NULL)";
+
+/// A write's answer kept with its key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Kept {
+    key: Idem,
+    answer: Result<(u16, ReturnView), Problem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Stored {
+    machine: Machine,
+    terminal: Option<TerminalId>,
+    #[serde(default)]
+    customer_id: Option<String>,
+    /// The initiating request's content fingerprint.
+    fp: String,
+    history: Vec<HistoryEntry>,
+    kept: Vec<Kept>,
+    /// The actor of each receipt's request (the meta of the ledger lines).
+    receipt_meta: Vec<(u32, Meta)>,
+    /// A return of an order: the order was told its units came back
+    /// (`OrderRequest::Returned`, idempotent; retried by the alarm).
+    #[serde(default)]
+    order_told: bool,
+}
+
+impl Stored {
+    fn view(&self) -> ReturnView {
+        ReturnView::from_core(&self.machine, self.terminal.as_ref(), &self.history)
+    }
+    fn replay(&self, idem: &Idem) -> Option<Result<ReturnAnswer, Problem>> {
+        let k = self.kept.iter().find(|k| k.key.key == idem.key)?;
+        if k.key.fp != idem.fp {
+            return Some(Err(Problem::key_reused()));
+        }
+        Some(match &k.answer {
+            Ok((status, view)) => Ok(ReturnAnswer {
+                status: *status,
+                replayed: true,
+                view: view.clone(),
+            }),
+            Err(p) => {
+                let mut p = p.clone();
+                p.replayed = true;
+                Err(p)
+            }
+        })
+    }
+    /// A return of an order with units booked whose order was not told yet.
+    fn order_to_tell(&self) -> Option<OrderId> {
+        match self.machine.source() {
+            ReturnSource::Order(o)
+                if !self.order_told && self.machine.lines().iter().any(|l| l.received() > 0) =>
+            {
+                Some(o.clone())
+            }
+            _ => None,
+        }
+    }
+    fn keep(&mut self, key: &Idem, answer: Result<(u16, ReturnView), Problem>) {
+        if self.kept.len() >= MAX_KEPT {
+            self.kept.remove(0);
+        }
+        self.kept.push(Kept {
+            key: key.clone(),
+            answer,
+        });
+    }
+}
+
+#[derive(Deserialize)]
+struct JsonRow {
+    json: String,
+}
+
+#[durable_object]
+pub struct ReturnCase {
+    state: State,
+    env: Env,
+    serial: Serial,
+    schema_ok: Cell<bool>,
+}
+
+impl DurableObject for ReturnCase {
+    fn new(state: State, env: Env) -> Self {
+        ReturnCase {
+            state,
+            env,
+            serial: Serial::default(),
+            schema_ok: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let r = match wire::read::<ReturnRequest>(&mut req).await {
+            Ok(x) => self.handle(x).await,
+            Err(p) => Err(p),
+        };
+        wire::answer(r)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        match self.on_alarm().await {
+            Ok(()) => Response::ok(""),
+            // The runtime retries a failed alarm; every step is idempotent.
+            Err(p) => Err(worker::Error::RustError(p.detail)),
+        }
+    }
+}
+
+/// A core refusal as the API's problem.
+pub fn problem(e: &CaseError) -> Problem {
+    match e {
+        CaseError::InvalidState { from, to } => {
+            let allowed: &[&str] = match from {
+                CaseStatus::Initiated => &["receiving", "received"],
+                CaseStatus::Receiving => &["received"],
+                CaseStatus::Received | CaseStatus::Refunded => {
+                    &["received", "refunded", "exchanged"]
+                }
+                CaseStatus::Exchanged => &[],
+            };
+            Problem::invalid_transition(from.as_str(), to.as_str(), allowed)
+        }
+        CaseError::RefundTooLarge { max } => {
+            Problem::invalid(e.to_string()).with("refundable", max)
+        }
+        CaseError::ExceedsInitiated {
+            sku,
+            initiated,
+            received,
+            requested,
+        } => Problem::invalid(e.to_string()).with(
+            "lines",
+            [serde_json::json!({
+                "sku": sku, "requested": requested, "initiated": initiated,
+                "received": received, "receivable": (initiated - received).max(0),
+            })],
+        ),
+        CaseError::Conflict => Problem::new(409, "idempotency_key_reused", e.to_string()),
+        CaseError::Unconfirmed | CaseError::TooManyReceipts | CaseError::TooManyRefunds => {
+            Problem::overloaded(e.to_string())
+        }
+        CaseError::Refused { code, .. } => {
+            let status = match code.as_str() {
+                "invalid_request" => 400,
+                "not_found" => 404,
+                "overloaded" => 503,
+                _ => 409,
+            };
+            Problem::new(status, code, e.to_string())
+        }
+        _ => Problem::invalid(e.to_string()),
+    }
+}
+
+/// The first 16 hex digits of a fingerprint as a number (core's request ids).
+fn fp_u64(fp: &str) -> u64 {
+    u64::from_str_radix(fp.get(..16).unwrap_or("0"), 16).unwrap_or(0)
+}
+
+impl ReturnCase {
+    fn ensure_schema(&self) -> Result<(), Problem> {
+        if !self.schema_ok.get() {
+            storage::exec(&self.state.storage().sql(), SCHEMA, vec![])?;
+            self.schema_ok.set(true);
+        }
+        Ok(())
+    }
+
+    fn load(&self) -> Result<Option<Stored>, Problem> {
+        self.ensure_schema()?;
+        let rows: Vec<JsonRow> = storage::query(
+            &self.state.storage().sql(),
+            "SELECT json FROM return_case WHERE k = 'r'",
+            vec![],
+        )?;
+        match rows.first() {
+            Some(r) => Ok(Some(serde_json::from_str(&r.json)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn save(&self, s: &Stored) -> Result<(), Problem> {
+        storage::exec(
+            &self.state.storage().sql(),
+            "INSERT OR REPLACE INTO return_case (k, json) VALUES ('r', ?)",
+            vec![text(&serde_json::to_string(s)?)],
+        )
+    }
+
+    /// Stores the row and points the alarm at the machine's next timer.
+    async fn store(&self, s: &Stored) -> Result<(), Problem> {
+        self.save(s)?;
+        let storage = self.state.storage();
+        let tell = s
+            .order_to_tell()
+            .map(|_| Timestamp::from_ms(storage::now_ms() + TELL_RETRY_MS));
+        match s.machine.poll_timeout().into_iter().chain(tell).min() {
+            Some(at) => {
+                let date = js_sys::Date::new(&JsValue::from_f64(at.as_ms() as f64));
+                storage.set_alarm(ScheduledTime::new(date)).await?
+            }
+            None => storage.delete_alarm().await?,
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, req: ReturnRequest) -> Result<ReturnAnswer, Problem> {
+        let _turn = self.serial.turn().await?;
+        let stored = self.load()?;
+        match (req, stored) {
+            (ReturnRequest::Initiate(i), stored) => self.initiate(i, stored).await,
+            (_, None) => Err(Problem::not_found("no such return")),
+            (ReturnRequest::Get, Some(s)) => Ok(ReturnAnswer {
+                status: 200,
+                replayed: false,
+                view: s.view(),
+            }),
+            (
+                ReturnRequest::Receive {
+                    location,
+                    lines,
+                    meta,
+                    idem,
+                },
+                Some(s),
+            ) => self.receive(s, location, lines, meta, idem).await,
+            (ReturnRequest::Refund { amount, meta, idem }, Some(mut s)) => {
+                if let Some(r) = s.replay(&idem) {
+                    return r;
+                }
+                let now = Timestamp::from_ms(storage::now_ms());
+                match s.machine.handle_refund(now, fp_u64(&idem.key), amount) {
+                    Ok(()) => {
+                        s.history.push(HistoryEntry {
+                            at: rfc3339(now.as_ms()),
+                            event: "refund".into(),
+                            actor: meta.actor,
+                            receipt: None,
+                            amount: Some(amount),
+                        });
+                        let view = s.view();
+                        s.keep(&idem, Ok((200, view.clone())));
+                        self.store(&s).await?;
+                        Ok(ReturnAnswer {
+                            status: 200,
+                            replayed: false,
+                            view,
+                        })
+                    }
+                    Err(e) => {
+                        let p = problem(&e);
+                        if p.status == 409 && !p.is_key_reused() {
+                            s.keep(&idem, Err(p.clone()));
+                            self.store(&s).await?;
+                        }
+                        Err(p)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn initiate(&self, i: Initiate, stored: Option<Stored>) -> Result<ReturnAnswer, Problem> {
+        if let Some(s) = stored {
+            if let Some(r) = s.replay(&i.idem) {
+                return r;
+            }
+            if s.fp != i.fp {
+                return Err(Problem::new(
+                    409,
+                    "idempotency_key_reused",
+                    format!("return {} already exists with other content", i.id),
+                ));
+            }
+            // The same return again under another key: found.
+            return Ok(ReturnAnswer {
+                status: 200,
+                replayed: false,
+                view: s.view(),
+            });
+        }
+        let id = ReturnId::parse(&i.id).map_err(|e| Problem::invalid(format!("id: {e}")))?;
+        let merged =
+            omnistock_core::returns::merge_return_lines(&i.lines).map_err(|e| problem(&e))?;
+        let claim_lines: Vec<ClaimLine> = merged
+            .iter()
+            .map(|l| ClaimLine {
+                sku: l.sku.clone(),
+                qty: l.qty,
+            })
+            .collect();
+        // The source arbitrates, once per return id (idempotent there).
+        // The source arbitrates, once per return id (idempotent there).
+        let claim = self.claim(&i, &merged[0].sku, claim_lines).await?;
+        let terminal = claim.terminal.clone();
+        let now = Timestamp::from_ms(storage::now_ms());
+        let machine = Machine::new(
+            now,
+            InitiateRequest {
+                id,
+                source: i.source.clone(),
+                lines: merged,
+                fp: fp_u64(&i.fp),
+            },
+            &claim.claim,
+        )
+        .map_err(|e| problem(&e))?;
+        let mut s = Stored {
+            machine,
+            terminal,
+            customer_id: claim.customer_id,
+            fp: i.fp.clone(),
+            history: vec![HistoryEntry {
+                at: rfc3339(now.as_ms()),
+                event: "initiated".into(),
+                actor: i.meta.actor.clone(),
+                receipt: None,
+                amount: None,
+            }],
+            kept: Vec::new(),
+            receipt_meta: Vec::new(),
+            order_told: false,
+        };
+        let view = s.view();
+        s.keep(&i.idem, Ok((201, view.clone())));
+        self.store(&s).await?;
+        Ok(ReturnAnswer {
+            status: 201,
+            replayed: false,
+            view,
+        })
+    }
+
+    /// Claims the return's lines from its source (see [`SourceClaim`]).
+    async fn claim(
+        &self,
+        i: &Initiate,
+        first_sku: &Sku,
+        lines: Vec<ClaimLine>,
+    ) -> Result<SourceClaim, Problem> {
+        match &i.source {
+            ReturnSource::Sale(sale) => {
+                let terminal = match &i.terminal_id {
+                    Some(t) => t.clone(),
+                    None => self.find_terminal(sale, first_sku).await?,
+                };
+                let c: SaleClaim = wire::call(
+                    &self.env,
+                    Namespace::Terminal,
+                    terminal.as_str(),
+                    &TerminalRequest::ClaimReturn {
+                        return_id: i.id.clone(),
+                        sale_id: sale.clone(),
+                        lines,
+                    },
+                )
+                .await?;
+                Ok(SourceClaim {
+                    claim: c.claim,
+                    terminal: Some(terminal),
+                    customer_id: c.customer_id,
+                })
+            }
+            ReturnSource::Order(order) => {
+                claim_from_order(&self.env, order, &i.id, lines, i.online_only).await
+            }
+        }
+    }
+
+    /// Tells the order of a return whose units came back that it is
+    /// returned (its shipped or collected parts become `returned`). A
+    /// failure is retried by the alarm.
+    async fn tell_order(&self, s: &mut Stored) {
+        let Some(order) = s.order_to_tell() else {
+            return;
+        };
+        let req = OrderRequest::Returned {
+            return_id: s.machine.id().to_string(),
+        };
+        match order_wire::call::<OrderAnswer>(&self.env, order.as_str(), &req).await {
+            Ok(_) => s.order_told = true,
+            // A refusal will not change by asking again: say so, stop asking.
+            Err(p) if p.status < 500 => {
+                worker::console_error!("order {order} refused its return: {}", p.detail);
+                s.order_told = true;
+            }
+            Err(p) => worker::console_warn!("order {order} not told of its return: {}", p.detail),
+        }
+    }
+
+    /// The terminal that sold `sale`, from the record `sku`'s object keeps.
+    async fn find_terminal(
+        &self,
+        sale: &omnistock_core::SaleId,
+        sku: &Sku,
+    ) -> Result<TerminalId, Problem> {
+        let t: Option<TerminalId> = sku_stock::call(
+            &self.env,
+            sku,
+            &SkuRequest::SaleTerminal { sale: sale.clone() },
+        )
+        .await?;
+        t.ok_or_else(|| {
+            Problem::not_found(format!("unknown sale {sale} (or it did not sell {sku})"))
+        })
+    }
+
+    async fn receive(
+        &self,
+        mut s: Stored,
+        location: omnistock_core::LocationId,
+        lines: Vec<omnistock_core::returns::ReceiveLine>,
+        meta: Meta,
+        idem: Idem,
+    ) -> Result<ReturnAnswer, Problem> {
+        if let Some(r) = s.replay(&idem) {
+            return r;
+        }
+        let now = Timestamp::from_ms(storage::now_ms());
+        let ticket = s
+            .machine
+            .handle_receive(
+                now,
+                ReceiveRequest {
+                    request: fp_u64(&idem.key),
+                    fp: fp_u64(&idem.fp),
+                    location,
+                    lines,
+                },
+            )
+            .map_err(|e| problem(&e))?;
+        if !s.receipt_meta.iter().any(|(n, _)| *n == ticket.0) {
+            s.receipt_meta.push((ticket.0, meta.clone()));
+            s.history.push(HistoryEntry {
+                at: rfc3339(now.as_ms()),
+                event: "receipt".into(),
+                actor: meta.actor.clone(),
+                receipt: Some(ticket.0),
+                amount: None,
+            });
+        }
+        let outcome = self.drive(&mut s, Some(ticket)).await?;
+        self.tell_order(&mut s).await;
+        let answer = match outcome {
+            Some(Ok(())) => Ok((200, s.view())),
+            Some(Err(e)) => Err(problem(&e)),
+            None => Err(problem(&CaseError::Unconfirmed)),
+        };
+        let settled = !matches!(&answer, Err(p) if p.status == 503);
+        if settled {
+            s.keep(&idem, answer.clone());
+        }
+        self.store(&s).await?;
+        answer.map(|(status, view)| ReturnAnswer {
+            status,
+            replayed: false,
+            view,
+        })
+    }
+
+    /// The driving loop: store, send every due message in parallel, feed
+    /// the replies, until the receipt `ticket` has its outcome (or
+    /// [`MAX_ROUNDS`] passed: the alarm goes on). A failed call is not fed:
+    /// the machine resends on its own timer.
+    async fn drive(
+        &self,
+        s: &mut Stored,
+        ticket: Option<Ticket>,
+    ) -> Result<Option<Result<(), CaseError>>, Problem> {
+        let reference = format!("return:{}", s.machine.id());
+        for _ in 0..MAX_ROUNDS {
+            if let Some(o) = ticket.and_then(|t| s.machine.outcome(t)) {
+                return Ok(Some(o.map(|_| ())));
+            }
+            let now = Timestamp::from_ms(storage::now_ms());
+            let mut out = Vec::new();
+            while let Some(t) = s.machine.poll_transmit(now) {
+                out.push(t);
+            }
+            if out.is_empty() {
+                break;
+            }
+            // Durable before any message, with the alarm at the resend time:
+            // a crash from here on is resumed from this row (by the alarm,
+            // or a retry of the same request).
+            self.store(s).await?;
+            let replies =
+                join_all(out.iter().map(|t| {
+                    let actor = s
+                        .receipt_meta
+                        .iter()
+                        .find(|(n, _)| *n == t.tag.receipt)
+                        .map(|(_, m)| m.actor.clone())
+                        .unwrap_or_else(|| "system".into());
+                    let condition = match &t.command {
+                        Command::ReturnReceive { condition, .. } => condition.as_str(),
+                        _ => "",
+                    };
+                    let meta = Meta {
+                        actor,
+                        channel: None,
+                        reference: Some(reference.clone()),
+                        reason: Some(format!("return_{condition}")),
+                    };
+                    let env = &self.env;
+                    async move {
+                        sku_stock::exec(env, &t.sku, vec![t.command.clone()], &meta, None).await
+                    }
+                }))
+                .await;
+            let now = Timestamp::from_ms(storage::now_ms());
+            for (t, r) in out.iter().zip(replies) {
+                match r.map(|mut o| o.pop()) {
+                    Ok(Some(o)) => {
+                        s.machine.handle_reply(now, t.tag, reply_of(&o));
+                    }
+                    Ok(None) => worker::console_warn!("an empty answer to a return line"),
+                    Err(p) => {
+                        worker::console_warn!("a return line failed ({}); resent later", p.detail)
+                    }
+                }
+            }
+        }
+        Ok(ticket
+            .and_then(|t| s.machine.outcome(t))
+            .map(|o| o.map(|_| ())))
+    }
+
+    async fn on_alarm(&self) -> Result<(), Problem> {
+        let _turn = self.serial.turn().await?;
+        let Some(mut s) = self.load()? else {
+            return Ok(());
+        };
+        let now = Timestamp::from_ms(storage::now_ms());
+        s.machine.handle_timeout(now);
+        let _ = self.drive(&mut s, None).await?;
+        self.tell_order(&mut s).await;
+        self.store(&s).await
+    }
+}
+
+/// What a return's source answered its claim: what was sold where and paid,
+/// for the units claimed (a sale's terminal, or an order).
+pub struct SourceClaim {
+    pub claim: Claim,
+    pub terminal: Option<TerminalId>,
+    pub customer_id: Option<String>,
+}
+
+/// The claim of a return on an order: the `Order` object answers
+/// `OrderRequest::ClaimReturn` (idempotent by return id; 409
+/// `invalid_transition` unless the lines were shipped or collected; 400
+/// with `lines: [{sku, requested, returnable}]` beyond what it fulfilled
+/// minus other returns' claims), converted by [`order_claim`]. A storefront
+/// (`online_only`) may return online orders only: the order is read in that
+/// scope first (404 otherwise), before anything is claimed.
+async fn claim_from_order(
+    env: &Env,
+    order: &OrderId,
+    return_id: &str,
+    lines: Vec<ClaimLine>,
+    online_only: bool,
+) -> Result<SourceClaim, Problem> {
+    if online_only {
+        let _: OrderAnswer = order_wire::call(
+            env,
+            order.as_str(),
+            &OrderRequest::Get {
+                scope: Scope::Channel(Channel::Online),
+            },
+        )
+        .await?;
+    }
+    let c: ReturnClaim = order_wire::call(
+        env,
+        order.as_str(),
+        &OrderRequest::ClaimReturn {
+            return_id: return_id.to_string(),
+            lines: lines
+                .into_iter()
+                .map(|l| OrderClaimLine {
+                    sku: l.sku,
+                    qty: l.qty,
+                })
+                .collect(),
+        },
+    )
+    .await?;
+    let rows: Vec<(Sku, i64, LocationId, &str, &str)> = c
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.sku.clone(),
+                l.qty,
+                l.location.clone(),
+                l.unit_price.as_str(),
+                l.tax.as_str(),
+            )
+        })
+        .collect();
+    Ok(SourceClaim {
+        claim: order_claim(&c.currency, &rows)?,
+        terminal: None,
+        customer_id: c.customer_id,
+    })
+}
+
+/// An order's claim as core's: per line, what was paid for the units
+/// claimed is `unit_price * qty + tax` (the tax of those units), in the
+/// order's currency.
+pub fn order_claim(
+    currency: &str,
+    lines: &[(Sku, i64, LocationId, &str, &str)],
+) -> Result<Claim, Problem> {
+    let currency = Currency::parse(currency)
+        .map_err(|e| Problem::overloaded(format!("an order answered a bad currency: {e}")))?;
+    let bad = |e: MoneyError| Problem::overloaded(format!("an order answered a bad amount: {e}"));
+    let mut out: Vec<ClaimedLine> = Vec::with_capacity(lines.len());
+    for (sku, qty, location, unit_price, tax) in lines {
+        let unit = CoreMoney::parse(unit_price, currency.as_str()).map_err(bad)?;
+        let tax = CoreMoney::parse(tax, currency.as_str()).map_err(bad)?;
+        let paid = unit
+            .checked_mul_qty(*qty)
+            .and_then(|m| m.checked_add(tax))
+            .map_err(bad)?;
+        // One line per SKU (an order may have fulfilled it from several lines).
+        match out.iter_mut().find(|l| &l.sku == sku) {
+            Some(l) => {
+                l.qty += qty;
+                l.paid = l.paid.checked_add(paid).map_err(bad)?;
+            }
+            None => out.push(ClaimedLine {
+                sku: sku.clone(),
+                qty: *qty,
+                location: location.clone(),
+                paid,
+            }),
+        }
+    }
+    Ok(Claim {
+        currency,
+        lines: out,
+    })
+}
+
+/// A SKU object's answer to a `ReturnReceive` as core's reply.
+fn reply_of(o: &Outcome) -> ReceiptReply {
+    match &o.result {
+        Ok(_) => ReceiptReply::Applied,
+        Err(p) => ReceiptReply::Refused {
+            code: p.code.clone(),
+            detail: p.detail.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_claim_pays_back_price_times_units_plus_their_tax() {
+        let sku = Sku::parse("A").unwrap();
+        let loc = LocationId::parse("store-1").unwrap();
+        let c = order_claim("EUR", &[(sku.clone(), 2, loc.clone(), "10.00", "3.80")]).unwrap();
+        assert_eq!(c.lines[0].paid, CoreMoney::parse("23.80", "EUR").unwrap());
+        assert_eq!(c.lines[0].location, loc);
+        let two = order_claim(
+            "EUR",
+            &[
+                (sku.clone(), 1, loc.clone(), "10.00", "1.90"),
+                (sku.clone(), 2, loc.clone(), "9.00", "3.42"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(two.lines.len(), 1);
+        assert_eq!(two.lines[0].qty, 3);
+        assert_eq!(two.lines[0].paid, CoreMoney::parse("33.32", "EUR").unwrap());
+        assert!(order_claim("EUR", &[(sku.clone(), 1, loc.clone(), "x", "0")]).is_err());
+        assert!(order_claim("eur", &[(sku, 1, loc, "1", "0")]).is_err());
+    }
+}
