@@ -420,7 +420,7 @@ fn validate(req: &CreateOrder) -> Result<(), OrderFailure> {
         }
         if req.lines[..i]
             .iter()
-            .any(|o| o.hold == l.hold || (o.sku == l.sku && o.part == l.part))
+            .any(|o| o.sku == l.sku && (o.hold == l.hold || o.part == l.part))
         {
             return Err(OrderFailure::invalid("two lines of one SKU in one part"));
         }
