@@ -39,7 +39,8 @@ HOLD_SKU=HOT
 ISSUED_SKU=HOT-ID
 SALE_SKU=HOT-SALE
 CART_SKUS="CART-1 CART-2 CART-3 CART-4 CART-5"
-ALL_SKUS="$HOLD_SKU $ISSUED_SKU $SALE_SKU $CART_SKUS"
+ORDER_SKU=ORDER
+ALL_SKUS="$HOLD_SKU $ISSUED_SKU $SALE_SKU $CART_SKUS $ORDER_SKU"
 
 say() { printf '%s\n' "$*"; }
 die() { printf '\nbench-http: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -204,14 +205,14 @@ for s in $ALL_SKUS; do
 done
 
 declare -A TOTAL_OK SLACK
-for m in hold hold_issued sale cart; do TOTAL_OK[$m]=0; SLACK[$m]=0; done
+for m in hold hold_issued sale cart order; do TOTAL_OK[$m]=0; SLACK[$m]=0; done
 point=0
 # wrk_point MODE CONNECTIONS SECONDS [warmup]
 wrk_point() {
   local mode="$1" c="$2" secs="$3" warm="${4:-}" t=2 out line ok bad skus before after s d d0 on0 r0
   [ "$c" -lt 2 ] && t=1
   point=$((point + 1))
-  case "$mode" in hold) skus="$HOLD_SKU" ;; hold_issued) skus="$ISSUED_SKU" ;; sale) skus="$SALE_SKU" ;; cart) skus="$CART_SKUS" ;; *) skus= ;; esac
+  case "$mode" in hold) skus="$HOLD_SKU" ;; hold_issued) skus="$ISSUED_SKU" ;; sale) skus="$SALE_SKU" ;; cart) skus="$CART_SKUS" ;; order) skus="$ORDER_SKU" ;; *) skus= ;; esac
   [ -n "$skus" ] && before="$(settled $skus)"
   out="$TMP/wrk-$point-$mode-c$c.out"
   wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH/http.lua" "$API" -- \
@@ -234,7 +235,11 @@ wrk_point() {
     for s in $skus; do
       on0=$(($(col "$s" 2 <<<"$before") - $(col "$s" 2 <<<"$after")))
       r0=$(($(col "$s" 3 <<<"$after") - $(col "$s" 3 <<<"$before")))
-      if [ "$mode" = sale ]; then d=$on0; [ "$r0" -eq 0 ] || die "$mode c=$c: reserved of $s moved by $r0 during sales"
+      if [ "$mode" = order ]; then
+        # Units held or committed: on_hand - available (channel pos).
+        d=$(($(col "$s" 2 <<<"$after") - $(col "$s" 4 <<<"$after") - $(col "$s" 2 <<<"$before") + $(col "$s" 4 <<<"$before")))
+        [ "$on0" -eq 0 ] || die "$mode c=$c: on_hand of $s moved by $((-on0)) during orders"
+      elif [ "$mode" = sale ]; then d=$on0; [ "$r0" -eq 0 ] || die "$mode c=$c: reserved of $s moved by $r0 during sales"
       else d=$r0; [ "$on0" -eq 0 ] || die "$mode c=$c: on_hand of $s moved by $((-on0)) during holds"; fi
       [ "$(col "$s" 4 <<<"$after")" -ge 0 ] || die "$mode c=$c: $s oversold: $(grep "^$s " <<<"$after")"
       [ -z "$d0" ] || [ "$d" -eq "$d0" ] || die "$mode c=$c: the cart's SKUs moved by different counts ($d0 and $d): not all-or-nothing"
@@ -244,12 +249,15 @@ wrk_point() {
     # at the end, and one per broken connection (wrk's read and write errors;
     # its timeouts are counted when the answer comes late, so they need none).
     local slack=$((c + $(f read) + $(f write)))
-    if [ "$d" -lt "$ok" ] || [ "$d" -gt $((ok + slack)) ]; then
-      die "$mode c=$c: the stock moved by $d units, wrk counted $ok 2xx answers (allowed: $ok..$((ok + slack))): lost or extra units"
+    # An order point's units are the orders created (its 2xx count both requests).
+    local want="$ok"
+    [ "$mode" = order ] && want="$(f units)"
+    if [ "$d" -lt "$want" ] || [ "$d" -gt $((want + slack)) ]; then
+      die "$mode c=$c: the stock moved by $d units, wrk counted $want 2xx answers (allowed: $want..$((want + slack))): lost or extra units"
     fi
-    TOTAL_OK[$mode]=$((TOTAL_OK[$mode] + ok))
+    TOTAL_OK[$mode]=$((TOTAL_OK[$mode] + want))
     SLACK[$mode]=$((SLACK[$mode] + slack))
-    say "    checked: stock moved by $d units for $ok 2xx answers (+$((d - ok)) in flight at the end)" >&2
+    say "    checked: stock moved by $d units for $want 2xx answers (+$((d - want)) in flight at the end)" >&2
   fi
   if [ -z "$warm" ]; then
     RPS[$mode,$c]="$(f rps)"; P50[$mode,$c]="$(f p50_ms)"; P99[$mode,$c]="$(f p99_ms)"
@@ -306,6 +314,7 @@ label() {
     hold_issued) echo 'POST /v1/reservations, 1 line, id issued by the server' ;;
     sale) echo 'POST /v1/pos/sales, 1 line' ;;
     cart) echo 'POST /v1/reservations, 5 SKUs' ;;
+    order) echo 'POST /v1/orders, 1 line, then its transition to paid (each request counted)' ;;
     pg) echo 'PostgreSQL hold (pgbench, tps)' ;;
   esac
 }

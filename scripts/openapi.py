@@ -415,6 +415,208 @@ paths = {
         {"200": ok("SaleBatch")}, body="SaleBatchRequest", write=True)},
 }
 
+# ---------------------------------------------------------------- transfers and unavailable (issue 8, transfers part)
+BUCKET = {"enum": ["damaged", "quality_control", None]}
+TRANSFER_STATUS = {"enum": ["requested", "shipping", "in_transit", "partially_received", "received", "cancelled"]}
+NOTE = {"type": ["string", "null"]}
+schemas.update({
+    "UnavailableRequest": obj(
+        {
+            "location": ID, "sku": ID,
+            "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+            "from": {**BUCKET, "description": "the bucket the units leave; null: sellable units"},
+            "to": {**BUCKET, "description": "the bucket the units enter; null: sellable again, or (written_off) "
+                   "out of on_hand"},
+            "reason": {"enum": ["damaged", "quality_control", "repaired", "passed_inspection", "written_off",
+                                "correction", "other"],
+                       "description": "damaged / quality_control need `to`; repaired / passed_inspection need "
+                       "`from` and `to: null`; written_off needs `from` and `to: null` and also takes the units "
+                       "out of on_hand (a shrinkage adjustment in the same transaction); correction / other any "
+                       "direction. At least one of from/to is set, and they differ. All or nothing."},
+            "note": {"type": "string", "maxLength": 500},
+        },
+        required=["location", "sku", "qty", "reason"],
+    ),
+    "Unavailable": obj({
+        "location": ID, "sku": ID, "qty": {"type": "integer"},
+        "from": BUCKET, "to": BUCKET,
+        "reason": {"type": "string"}, "note": NOTE,
+        "item": ref("AvailabilityRow"),
+    }),
+    "TransferLineRequest": obj({"sku": ID, "qty": {"type": "integer", "minimum": 0, "maximum": 1000000}}),
+    "TransferRequest": obj(
+        {
+            "id": ID, "from": ID, "to": ID,
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": ref("TransferLineRequest"),
+                      "description": "one line per SKU, qty 1..1000000"},
+            "note": {"type": "string", "maxLength": 500},
+        },
+        required=["id", "from", "to", "lines"],
+    ),
+    "TransferActionRequest": obj({}, required=[]),
+    "TransferReceiveRequest": obj(
+        {
+            "lines": {"type": "array", "maxItems": 100, "items": ref("TransferLineRequest"),
+                      "description": "shipped lines only; qty 1.. (0 allowed with close); empty with close"},
+            "close": {"type": "boolean", "default": False,
+                      "description": "whatever is still in transit on every line is recorded as shortfall"},
+        },
+        required=["lines"],
+    ),
+    "Transfer": obj({
+        "id": ID, "from": ID, "to": ID,
+        "status": TRANSFER_STATUS,
+        "note": NOTE,
+        "lines": {"type": "array", "items": obj(
+            {
+                "sku": ID,
+                "requested": {"type": "integer"}, "shipped": {"type": "integer"},
+                "received": {"type": "integer"}, "shortfall": {"type": "integer"},
+                "in_transit": {"type": "integer"}, "closed": {"type": "boolean"},
+                "not_shipped": obj({"code": {"type": "string"}, "available": {"type": "integer"},
+                                    "detail": {"type": "string"}}, required=["code"]),
+            },
+            required=["sku", "requested", "shipped", "received", "shortfall", "in_transit", "closed"],
+        )},
+        "receipts": {"type": "array", "items": obj({
+            "number": {"type": "integer"}, "lines": {"type": "array", "items": ref("TransferLineRequest")},
+            "close": {"type": "boolean"}, "at": TIME, "actor": {"type": "string"},
+        })},
+        "history": {"type": "array", "items": obj({
+            "at": TIME, "actor": {"type": "string"},
+            "from": {"type": ["string", "null"]}, "to": TRANSFER_STATUS, "note": NOTE,
+        })},
+        "created_at": TIME,
+    }),
+})
+paths.update({
+    "/v1/inventory/unavailable": {"post": op(
+        "Move units between sellable and the unavailable buckets, between buckets, or write them off "
+        "(admin, or POS at its location). One SKU transaction, all or nothing; in the ledger with its reason.",
+        {"200": ok("Unavailable")}, body="UnavailableRequest", write=True)},
+    "/v1/transfers": {"post": op(
+        "Request a transfer between two locations (admin). Nothing moves until it ships.",
+        {"201": ok("Transfer", "Requested"), "200": ok("Transfer", "This transfer id already exists with the same content")},
+        body="TransferRequest", write=True)},
+    "/v1/transfers/{id}": {"get": op("A transfer: lines (requested, shipped, received, shortfall), status, receipts "
+                                     "and history (admin)", {"200": ok("Transfer")}, params=[path_param("id")])},
+    "/v1/transfers/{id}/ship": {"post": op(
+        "Ship (admin): every line leaves `from` (on_hand) and is incoming at `to`. A line without enough available "
+        "at `from` does not ship (shipped 0, not_shipped says why); if no line can ship, 409 insufficient_stock and "
+        "the transfer is cancelled. Shipping again is a no-op; after cancel, 409 invalid_transition.",
+        {"200": ok("Transfer")}, body="TransferActionRequest", params=[path_param("id")], write=True)},
+    "/v1/transfers/{id}/receive": {"post": op(
+        "Receive units of shipped lines at `to` (admin), in parts; `close` records what is still missing as "
+        "shortfall. Each receipt is applied once (kept by its Idempotency-Key).",
+        {"200": ok("Transfer")}, body="TransferReceiveRequest", params=[path_param("id")], write=True)},
+    "/v1/transfers/{id}/cancel": {"post": op(
+        "Cancel before shipping (admin); after shipping, 409 invalid_transition.",
+        {"200": ok("Transfer")}, body="TransferActionRequest", params=[path_param("id")], write=True)},
+})
+# ---------------------------------------------------------------- end of transfers and unavailable
+# ---------------------------------------------------------------------------
+# Orders (issue 8, orders part): POST/GET /v1/orders, GET /v1/orders/{id},
+# POST /v1/orders/{id}/transitions.
+# ---------------------------------------------------------------------------
+ORDER_STATUS = {"enum": ["new", "paid", "ready_to_pick", "packed", "shipped", "ready_for_pickup",
+                         "collected", "cancelled", "returned"]}
+schemas.update({
+    "OrderRequest": obj(
+        {
+            "id": ID,
+            "channel": {"enum": ["online", "pos"],
+                        "description": "default: pos for a POS key, else online; a storefront creates online orders, "
+                                       "a POS key pos orders at its location"},
+            "customer_id": ID,
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
+                {"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                 "unit_price": {**ref("Money"), "description": "a POS or admin key may set its own price; "
+                                                               "otherwise the catalog's (a storefront may repeat it)"}},
+                required=["sku", "qty"])},
+            "fulfillment": obj(
+                {
+                    "type": {"enum": ["ship", "pickup"]},
+                    "location": ID,
+                    "destination": obj({"lat": {"type": "number"}, "lon": {"type": "number"}}),
+                },
+                required=["type"],
+            ),
+        },
+        required=["id", "lines"],
+    ),
+    "TransitionRequest": obj(
+        {"to": ORDER_STATUS,
+         "part": {"type": "integer", "minimum": 0, "description": "one part of a split order; default every part"}},
+        required=["to"],
+    ),
+    "OrderLine": obj({
+        "sku": ID, "qty": QTY, "unit_price": ref("Money"),
+        "tax": ref("Money"), "net": ref("Money"), "gross": ref("Money"),
+        "location": ID, "part": {"type": "integer", "minimum": 0},
+    }),
+    "OrderPart": obj({
+        "part": {"type": "integer", "minimum": 0}, "location": ID, "status": ORDER_STATUS,
+        "at_risk": {"type": "boolean", "description": "a POS sale took units this part had committed"},
+        "pickup_overdue": {"type": "boolean", "description": "ready for pickup longer than PICKUP_OVERDUE_HOURS"},
+    }),
+    "Order": obj(
+        {
+            "id": ID,
+            "status": {**ORDER_STATUS, "description": "the parts' status when they agree, else the least "
+                                                      "advanced part that is not cancelled"},
+            "channel": {"enum": ["online", "pos"]},
+            "customer_id": {"type": ["string", "null"]},
+            "reservation_id": ID,
+            "lines": {"type": "array", "items": ref("OrderLine")},
+            "parts": {"type": "array", "items": ref("OrderPart")},
+            "totals": obj({"net": DECIMAL, "tax": DECIMAL, "gross": DECIMAL,
+                           "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                           "rounding": {"type": "string"}, "tax_inclusive": {"type": "boolean"}}),
+            "created_at": TIME,
+            "updated_at": TIME,
+            "version": {"type": "integer", "minimum": 0},
+            "history": {"type": "array", "items": obj({
+                "part": {"type": "integer", "minimum": 0},
+                "from": {"oneOf": [ORDER_STATUS, {"type": "null"}]},
+                "to": ORDER_STATUS, "actor": {"type": "string"}, "at": TIME})},
+        },
+        required=["id", "status", "channel", "customer_id", "lines", "parts", "totals", "created_at",
+                  "updated_at", "version", "history"],
+    ),
+    "OrderSummary": {"type": "object", "description": "an Order without its history",
+                     "required": ["id", "status", "channel", "lines", "parts", "totals", "created_at", "version"]},
+    "OrderQueue": obj({"items": {"type": "array", "items": ref("OrderSummary")},
+                       "next_cursor": {"type": ["string", "null"]}}),
+})
+# A hold at risk names its order.
+schemas["AtRisk"]["properties"]["order"] = ID
+paths.update({
+    "/v1/orders": {
+        "post": op("Place an order: priced (catalog, or a till's own price), taxed per line, placed by the "
+                   "fulfillment rule, every line held or none (admin, storefront online, POS at its location). "
+                   "The same id with the same content answers the first answer; other content is 409 "
+                   "idempotency_key_reused",
+                   {"201": ok("Order", "Created (or the first answer again)"), "200": ok("Order")},
+                   body="OrderRequest", write=True),
+        "get": op("The order queue, newest first (a storefront sees online orders, a POS key its location's); "
+                  "a part filter matches an order when one of its parts matches",
+                  {"200": ok("OrderQueue")},
+                  params=[query("status", ORDER_STATUS), query("location", ID),
+                          query("channel", {"enum": ["online", "pos"]}),
+                          query("at_risk", {"enum": ["true", "false"]}),
+                          query("pickup_overdue", {"enum": ["true", "false"]}),
+                          query("cursor", {"type": "string"}),
+                          query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50})]),
+    },
+    "/v1/orders/{id}": {"get": op("An order with its history (who, when, from, to)", {"200": ok("Order")},
+                                  params=[path_param("id")])},
+    "/v1/orders/{id}/transitions": {"post": op(
+        "Move every part (or one) to `to`; paid commits, shipped/collected take the units out of on_hand, "
+        "cancelled releases; answered once every SKU object confirmed. 409 invalid_transition carries "
+        "from, to and allowed",
+        {"200": ok("Order")}, body="TransitionRequest", params=[path_param("id")], write=True)},
+})
+# ---- end of orders ----
 # ---------------------------------------------------------------------------
 # Returns (issue 8, returns part): POST /v1/returns, GET /v1/returns/{id},
 # POST /v1/returns/{id}/receive, POST /v1/returns/{id}/refund.

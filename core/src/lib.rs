@@ -22,6 +22,7 @@
 //! - [`fulfillment`]: which location serves which line (single, nearest, pickup).
 //! - [`reservation`]: the reservation coordinator, a sans-IO machine over the SKU objects.
 //! - [`tax`]: tax rates per location and code, inclusive or exclusive, the per-line rounding rule.
+//! - [`transfer`]: the transfer coordinator (ship, receive in parts, cancel), sans-IO.
 //! - [`money`]: `rust_decimal` money with checked arithmetic and explicit rounding.
 //! - [`ids`], [`time`], [`stock`], [`fingerprint`]: the vocabulary.
 #![no_std]
@@ -41,6 +42,7 @@ pub mod sku;
 pub mod stock;
 pub mod tax;
 pub mod time;
+pub mod transfer;
 
 pub use ids::{
     HoldId, IdError, LocationId, OpId, OrderId, ReturnId, SaleId, Sku, TerminalId, TransferId,

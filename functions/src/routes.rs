@@ -57,7 +57,10 @@ macro_rules! route {
 }
 
 pub fn table() -> &'static [Route] {
-    use api::{availability, catalog, inventory, orders, pos, reservations, returns};
+    use api::{
+        availability, catalog, inventory, orders, pos, reservations, returns, transfers,
+        unavailable,
+    };
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
         vec![
@@ -70,6 +73,7 @@ pub fn table() -> &'static [Route] {
             route!(Post "v1/inventory/adjustments", ADMIN, false, inventory::adjustments),
             route!(Post "v1/inventory/counts", TILL, false, inventory::counts),
             route!(Put "v1/inventory/safety-stock", ADMIN, false, inventory::safety_stock),
+            route!(Post "v1/inventory/unavailable", TILL, false, unavailable::post),
             route!(Get "v1/skus/:sku/ledger", TILL, false, inventory::ledger),
             route!(Post "v1/reservations", SHOP, false, reservations::create),
             route!(Get "v1/reservations/:id", SHOP, false, reservations::get),
@@ -91,6 +95,11 @@ pub fn table() -> &'static [Route] {
             route!(Get "v1/orders", READERS, false, orders::list),
             route!(Get "v1/orders/:id", READERS, false, orders::get),
             route!(Post "v1/orders/:id/transitions", READERS, false, orders::transition),
+            route!(Post "v1/transfers", ADMIN, false, transfers::create),
+            route!(Get "v1/transfers/:id", ADMIN, false, transfers::get),
+            route!(Post "v1/transfers/:id/ship", ADMIN, false, transfers::ship),
+            route!(Post "v1/transfers/:id/receive", ADMIN, false, transfers::receive),
+            route!(Post "v1/transfers/:id/cancel", ADMIN, false, transfers::cancel),
             // Returns (issue 8): see api/returns.rs.
             route!(Post "v1/returns", READERS, false, returns::initiate),
             route!(Get "v1/returns/:id", READERS, false, returns::get),

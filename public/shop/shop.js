@@ -129,7 +129,7 @@ export function explain(e) {
       .join(";");
     return `${e.message}${lines ? " (" + lines.trim() + ")" : ""} [${e.status} ${e.code}]`;
   }
-  return `network error: ${e.message}`;
+  return e instanceof TypeError && /fetch|network/i.test(e.message) ? `network error: ${e.message}` : `error: ${e.message}`;
 }
 
 export function keyNote(el, role, k) {

@@ -3,7 +3,9 @@
 --
 --   wrk ... -s scripts/bench/http.lua http://127.0.0.1:PORT -- MODE RUN TERMINALS
 --
--- MODE      health | availability | hold | hold_issued | sale | cart
+-- MODE      health | availability | hold | hold_issued | sale | cart | order
+--           (order: a one-line order created, then, once created, moved to
+--           paid: two requests per order; `units` counts the orders created)
 -- RUN       a token unique to this wrk run (ids and Idempotency-Keys start with it)
 -- TERMINALS POS terminals per wrk thread for `sale` (each thread's requests
 --           cycle through them, device_seq rising per terminal)
@@ -21,6 +23,7 @@ local HOLD_SKU = "HOT"
 local ISSUED_SKU = "HOT-ID"
 local SALE_SKU = "HOT-SALE"
 local CART_SKUS = { "CART-1", "CART-2", "CART-3", "CART-4", "CART-5" }
+local ORDER_SKU = "ORDER"
 local LOCATION = "store-1"
 
 -- Main state: the threads, to read their counters in done().
@@ -40,7 +43,9 @@ local n = 0
 local static_request
 local seq = {}
 local now_s, now_text = -1, ""
-ok, bad, statuses, first_bad = 0, 0, "", ""
+ok, bad, statuses, first_bad, units = 0, 0, "", "", 0
+-- Orders created and not yet sent to paid (this thread's).
+local ready = {}
 local by_status = {}
 
 local function json_headers(key, idem)
@@ -70,7 +75,8 @@ function init(args)
   elseif mode == "availability" then
     static_request = wrk.format("GET", "/v1/availability?sku=" .. HOLD_SKU .. "&location=" .. LOCATION,
       { ["Authorization"] = "Bearer pk_dev" })
-  elseif mode ~= "hold" and mode ~= "hold_issued" and mode ~= "sale" and mode ~= "cart" then
+  elseif mode ~= "hold" and mode ~= "hold_issued" and mode ~= "sale" and mode ~= "cart"
+    and mode ~= "order" then
     error("unknown mode " .. mode)
   end
 end
@@ -106,6 +112,17 @@ function request()
     return wrk.format("POST", "/v1/reservations", json_headers("sk_dev_storefront", key), body)
   elseif mode == "cart" then
     return reservation(CART_LINES)
+  elseif mode == "order" then
+    local paid = table.remove(ready, 1)
+    if paid then
+      n = n - 1
+      return wrk.format("POST", "/v1/orders/" .. paid .. "/transitions",
+        json_headers("sk_dev_admin", "kp-" .. paid), '{"to":"paid"}')
+    end
+    local id = run .. "-" .. tid .. "-" .. n
+    local body = '{"id":"' .. id .. '","lines":[{"sku":"' .. ORDER_SKU .. '","qty":1}],'
+      .. '"fulfillment":{"type":"ship","location":"' .. LOCATION .. '"}}'
+    return wrk.format("POST", "/v1/orders", json_headers("sk_dev_storefront", "k-" .. id), body)
   else -- sale
     local t = n % terminals
     local s = (seq[t] or 0) + 1
@@ -120,6 +137,13 @@ function request()
 end
 
 function response(status, headers, body)
+  if mode == "order" and status == 201 then
+    local id = string.match(body or "", '"id":"([^"]+)"')
+    if id then
+      units = units + 1
+      table.insert(ready, id)
+    end
+  end
   if status >= 200 and status < 300 then
     ok = ok + 1
   else
@@ -137,12 +161,13 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local total_ok, total_bad = 0, 0
+  local total_ok, total_bad, total_units = 0, 0, 0
   local merged = {}
   local first = ""
   for _, t in ipairs(threads) do
     total_ok = total_ok + t:get("ok")
     total_bad = total_bad + t:get("bad")
+    total_units = total_units + (t:get("units") or 0)
     for s, c in string.gmatch(t:get("statuses") or "", "(%d+):(%d+)") do
       merged[s] = (merged[s] or 0) + tonumber(c)
     end
@@ -157,10 +182,11 @@ function done(summary, latency, requests)
   local secs = summary.duration / 1e6
   io.write(string.format(
     "BENCH mode=%s requests=%d duration_us=%d rps=%.1f p50_ms=%.3f p99_ms=%.3f ok=%d bad=%d "
-      .. "connect=%d read=%d write=%d status=%d timeout=%d statuses=%s\n",
+      .. "connect=%d read=%d write=%d status=%d timeout=%d statuses=%s units=%d\n",
     (threads[1] and threads[1]:get("mode")) or "?", summary.requests, summary.duration, summary.requests / secs,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, total_ok, total_bad,
-    e.connect, e.read, e.write, e.status, e.timeout, (#parts > 0) and table.concat(parts, ",") or "-"))
+    e.connect, e.read, e.write, e.status, e.timeout, (#parts > 0) and table.concat(parts, ",") or "-",
+    total_units))
   if first ~= "" then
     io.write("BENCH_FIRST_BAD " .. first .. "\n")
   end

@@ -9,6 +9,8 @@ pub mod orders;
 pub mod pos;
 pub mod reservations;
 pub mod returns;
+pub mod transfers;
+pub mod unavailable;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

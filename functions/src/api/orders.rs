@@ -213,16 +213,53 @@ pub async fn place_order(env: &Env, draft: OrderDraft) -> Result<(u16, OrderView
     Ok((if a.created { 201 } else { 200 }, a.view))
 }
 
-async fn prices(env: &Env, skus: &[Sku]) -> Result<Vec<(Sku, Option<PriceFact>)>, Problem> {
-    wire::call(
+/// Catalog prices are kept by the isolate this long (like the other catalog facts).
+const PRICE_TTL_MS: i64 = crate::cache::CATALOG_TTL_MS;
+const MAX_CACHED_PRICES: usize = 20_000;
+
+thread_local! {
+    static PRICES: std::cell::RefCell<crate::cache::Bounded<Sku, (i64, PriceFact)>> =
+        std::cell::RefCell::new(crate::cache::Bounded::new(MAX_CACHED_PRICES));
+}
+
+/// The catalog price of each SKU (from the isolate's cache when fresh; one
+/// Catalog call for the rest). `None`: not in the catalog.
+async fn prices(
+    env: &Env,
+    now: i64,
+    skus: &[Sku],
+) -> Result<Vec<(Sku, Option<PriceFact>)>, Problem> {
+    let mut out: Vec<(Sku, Option<PriceFact>)> = Vec::with_capacity(skus.len());
+    let mut ask: Vec<Sku> = Vec::new();
+    PRICES.with(|c| {
+        let c = c.borrow();
+        for s in skus {
+            match c.get(s) {
+                Some((at, p)) if now - at < PRICE_TTL_MS => out.push((s.clone(), Some(p.clone()))),
+                _ => ask.push(s.clone()),
+            }
+        }
+    });
+    if ask.is_empty() {
+        return Ok(out);
+    }
+    let got: Vec<(Sku, Option<PriceFact>)> = wire::call(
         env,
         Namespace::Catalog,
         CATALOG_NAME,
-        &CatalogRequest::Prices {
-            skus: skus.to_vec(),
-        },
+        &CatalogRequest::Prices { skus: ask },
     )
-    .await
+    .await?;
+    PRICES.with(|c| {
+        let mut c = c.borrow_mut();
+        for (s, p) in &got {
+            if let Some(p) = p {
+                c.insert(s.clone(), (now, p.clone()));
+            }
+        }
+    });
+    out.extend(got);
+    Ok(out)
 }
 
 async fn place(env: &Env, now: i64, d: OrderDraft) -> Result<OrderAnswer, Problem> {
@@ -246,7 +283,7 @@ async fn place(env: &Env, now: i64, d: OrderDraft) -> Result<OrderAnswer, Proble
     facts.require_skus(&skus, true)?;
     facts.require_locations(&locs)?;
     let cfg = crate::config::get(env)?;
-    let priced = prices(env, &skus).await?;
+    let priced = prices(env, now, &skus).await?;
     let price_of = |s: &Sku| {
         priced
             .iter()

@@ -13,6 +13,8 @@
 //!   device order and keeps every sale's answer forever.
 //! - `Order` (order.rs): one per order id: core's order coordinator, the
 //!   order's priced lines, its queue version and return claims.
+//! - `Transfer` (transfer.rs): one per transfer id: core's transfer
+//!   coordinator (ship, receive in parts, cancel) over the SKU objects.
 //! - `ReturnCase` (returns.rs): one per return id, drives core's return
 //!   coordinator (receipts into the SKU objects, refunds); claims from
 //!   the sale's `Terminal` or the `Order`.
@@ -24,3 +26,4 @@ pub mod serial;
 pub mod sku_stock;
 pub mod storage;
 pub mod terminal;
+pub mod transfer;

@@ -22,6 +22,7 @@ use std::cell::{Cell, RefCell};
 
 use omnistock_core::reservation::{single_hold_status, HoldReply};
 use omnistock_core::sku::HoldState;
+use omnistock_core::transfer::TransferReply;
 use omnistock_core::{
     Channel, Command, Event, HoldId, Rejection, SaleId, SkuState, TerminalId, Timestamp,
 };
@@ -246,7 +247,8 @@ impl DurableObject for SkuStock {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let r = match wire::read::<SkuRequest>(&mut req).await {
-            Ok(SkuRequest::Exec(x)) => self.guarded(|| self.exec(x)).and_then(to_value),
+            Ok(SkuRequest::Exec(x)) => self.guarded(|| self.exec(x, false)).and_then(to_value),
+            Ok(SkuRequest::ExecAll(x)) => self.guarded(|| self.exec(x, true)).and_then(to_value),
             Ok(SkuRequest::Read(x)) => self.guarded(|| self.read(x)).and_then(to_value),
             Ok(SkuRequest::Ledger(x)) => self.ledger(x).and_then(to_value),
             // A refusal is an answer (written with its row), not a failure.
@@ -261,6 +263,9 @@ impl DurableObject for SkuStock {
             Ok(SkuRequest::Coordinate { cmd, meta }) => self
                 .guarded(|| self.coordinate(cmd, meta))
                 .and_then(to_value),
+            Ok(SkuRequest::Transfer { cmd, meta }) => {
+                self.guarded(|| self.transfer(cmd, meta)).and_then(to_value)
+            }
             Ok(SkuRequest::SaleTerminal { sale }) => self.sale_terminal(&sale).and_then(to_value),
             Err(p) => Err(p),
         };
@@ -272,11 +277,14 @@ impl DurableObject for SkuStock {
         // Inside alarm() no alarm is set any more.
         self.alarm_at.set(Some(None));
         let r = self.guarded(|| {
-            self.exec(ExecRequest {
-                cmds: Vec::new(),
-                meta: system_meta("alarm"),
-                idem: None,
-            })
+            self.exec(
+                ExecRequest {
+                    cmds: Vec::new(),
+                    meta: system_meta("alarm"),
+                    idem: None,
+                },
+                false,
+            )
         });
         self.sync_alarm().await;
         match r {
@@ -443,8 +451,10 @@ impl SkuStock {
         }
     }
 
-    /// Runs the commands in order, in one transaction.
-    fn exec(&self, req: ExecRequest) -> Result<Vec<Outcome>, Problem> {
+    /// Runs the commands in order, in one transaction. With `all_or_none`,
+    /// a refusal of any command writes nothing (the batch is dropped and
+    /// `guarded` drops memory) and is the answer.
+    fn exec(&self, req: ExecRequest, all_or_none: bool) -> Result<Vec<Outcome>, Problem> {
         self.ensure_schema()?;
         if let Some(i) = &req.idem {
             self.check_key(i)?;
@@ -453,6 +463,11 @@ impl SkuStock {
             let mut out = Vec::with_capacity(req.cmds.len());
             for cmd in &req.cmds {
                 let o = self.exec_one(st, now, batch, cmd, &req.meta, req.idem.as_ref())?;
+                if all_or_none {
+                    if let Some(p) = o.problem() {
+                        return Err(p);
+                    }
+                }
                 out.push(o);
             }
             Ok(out)
@@ -708,6 +723,30 @@ impl SkuStock {
                 batch.events(events, &meta)?;
             }
             Ok(HoldReply::from_sku(st, now, &hold, &result))
+        })
+    }
+
+    /// A transfer coordinator's command, answered with core's `TransferReply`.
+    fn transfer(&self, cmd: Command, meta: Meta) -> Result<TransferReply, Problem> {
+        if !matches!(
+            cmd,
+            Command::TransferShip { .. }
+                | Command::TransferReceive { .. }
+                | Command::TransferCancel { .. }
+        ) {
+            return Err(Problem::invalid(
+                "a transfer coordinator sends transfer commands only",
+            ));
+        }
+        self.write(|st, now, batch| {
+            let result = st.decide(now, &cmd);
+            if let Ok(events) = &result {
+                for e in events {
+                    st.apply(e);
+                }
+                batch.events(events, &meta)?;
+            }
+            Ok(TransferReply::from_sku(&result))
         })
     }
 

@@ -13,19 +13,22 @@ use std::collections::BTreeMap;
 use futures_util::future::join_all;
 use omnistock_core::bundle::expand_lines;
 use omnistock_core::money::{Currency, Money};
+use omnistock_core::order::parse_order_hold;
 use omnistock_core::returns::{
     claim_share, split_paid, Claim, ClaimedLine, Return, ReturnError, ReturnSource,
 };
-use omnistock_core::{Channel, Command, Event, ReturnId, SaleId, Sku, Timestamp};
+use omnistock_core::{Channel, Command, Event, HoldId, ReturnId, SaleId, Sku, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
-use worker::{durable_object, DurableObject, Env, Request, Response, State};
+use wasm_bindgen::JsValue;
+use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
 
 use super::serial::Serial;
 use super::storage::{self, int, text};
 use crate::extract::fingerprint;
 use crate::http::{rfc3339, Problem};
 use crate::wire::catalog::core_bundle;
+use crate::wire::order::{self as order_wire, OrderAnswer, OrderRequest};
 use crate::wire::sku_stock::{self, hold_owner, Meta};
 use crate::wire::terminal::{ClaimLine, Sale, SaleClaim, SaleResult, SellAnswer, TerminalRequest};
 use crate::wire::{self, Idem};
@@ -35,11 +38,28 @@ const SCHEMA: &[&str] = &[
      device_seq INTEGER NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL, at INTEGER NOT NULL,
      req_key TEXT, req_fp TEXT)",
     "CREATE INDEX IF NOT EXISTS sales_by_key ON sales(req_key) WHERE req_key IS NOT NULL",
+    // Order holds a sale put at risk, not yet delivered to their Order
+    // objects (an outbox: written with the sale, deleted once delivered).
+    "CREATE TABLE IF NOT EXISTS order_risk (hold TEXT PRIMARY KEY, order_id TEXT NOT NULL,
+     at INTEGER NOT NULL)",
     // Each return's claim on a sale (returns.rs): one row per return id.
     "CREATE TABLE IF NOT EXISTS return_claims (return_id TEXT PRIMARY KEY, sale_id TEXT NOT NULL,
      fp TEXT NOT NULL, lines TEXT NOT NULL, answer TEXT NOT NULL, at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS return_claims_by_sale ON return_claims(sale_id)",
 ];
+
+/// A failed delivery of at-risk holds is retried by the alarm after this long.
+const RISK_RETRY_MS: i64 = 5_000;
+/// An undelivered at-risk hold is given up after this long (the order has
+/// long been fulfilled or cancelled, or never existed).
+const RISK_GIVE_UP_MS: i64 = 7 * 24 * 3_600_000;
+
+#[derive(Deserialize)]
+struct RiskRow {
+    hold: String,
+    order_id: String,
+    at: i64,
+}
 
 /// Columns added after the first schema (a duplicate column error is
 /// expected once there): `sale` keeps the sale as applied (its priced
@@ -85,6 +105,18 @@ impl DurableObject for Terminal {
                 lines,
             }) => wire::answer(self.claim_return(return_id, sale_id, lines).await),
             Err(p) => wire::answer::<()>(Err(p)),
+        }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let _turn = self
+            .serial
+            .turn()
+            .await
+            .map_err(|p| worker::Error::RustError(p.detail))?;
+        match self.deliver_risk().await {
+            Ok(()) => Response::ok(""),
+            Err(p) => Err(worker::Error::RustError(p.detail)),
         }
     }
 }
@@ -137,7 +169,80 @@ impl Terminal {
                 },
             });
         }
+        // Orders whose committed units a sale took learn it (at least once:
+        // what fails here stays in the outbox for the alarm).
+        if let Err(p) = self.deliver_risk().await {
+            worker::console_warn!("at-risk delivery deferred: {}", p.detail);
+        }
         Ok(SellAnswer { results, replayed })
+    }
+
+    /// Sends the outbox of at-risk order holds to their Order objects; what
+    /// fails stays, with the alarm set to retry.
+    async fn deliver_risk(&self) -> Result<(), Problem> {
+        self.ensure_schema()?;
+        let sql = self.state.storage().sql();
+        let rows: Vec<RiskRow> = storage::query(
+            &sql,
+            "SELECT hold, order_id, at FROM order_risk ORDER BY order_id LIMIT 200",
+            vec![],
+        )?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut by_order: BTreeMap<String, Vec<HoldId>> = BTreeMap::new();
+        let now = storage::now_ms();
+        for r in &rows {
+            if r.at + RISK_GIVE_UP_MS < now {
+                storage::exec(
+                    &sql,
+                    "DELETE FROM order_risk WHERE hold = ?",
+                    vec![text(&r.hold)],
+                )?;
+                continue;
+            }
+            if let Ok(h) = HoldId::parse(&r.hold) {
+                by_order.entry(r.order_id.clone()).or_default().push(h);
+            }
+        }
+        let calls = join_all(by_order.iter().map(|(order, holds)| {
+            let req = OrderRequest::AtRisk {
+                holds: holds.clone(),
+            };
+            let env = &self.env;
+            async move {
+                let r: Result<OrderAnswer, Problem> = order_wire::call(env, order, &req).await;
+                r
+            }
+        }))
+        .await;
+        let mut left = false;
+        for ((order, holds), r) in by_order.iter().zip(calls) {
+            match r {
+                // Delivered, or the order does not exist (never placed).
+                Ok(_) | Err(Problem { status: 404, .. }) => {
+                    for h in holds {
+                        storage::exec(
+                            &sql,
+                            "DELETE FROM order_risk WHERE hold = ?",
+                            vec![text(h.as_str())],
+                        )?;
+                    }
+                }
+                Err(p) => {
+                    worker::console_warn!("order {order}: at-risk not delivered: {}", p.detail);
+                    left = true;
+                }
+            }
+        }
+        if left {
+            let date = js_sys::Date::new(&JsValue::from_f64((now + RISK_RETRY_MS) as f64));
+            self.state
+                .storage()
+                .set_alarm(ScheduledTime::new(date))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn apply(&self, s: Sale, idem: &Idem) -> Result<SaleResult, Problem> {
@@ -196,6 +301,7 @@ impl Terminal {
         .await;
         let mut lines = Vec::new();
         let mut at_risk = Vec::new();
+        let mut outbox: Vec<(HoldId, String)> = Vec::new();
         let mut any_oversold = false;
         for ((sku, qty), r) in per_sku.iter().zip(results) {
             let o = r?
@@ -219,6 +325,9 @@ impl Terminal {
                 .unwrap_or_default();
             any_oversold |= oversold > 0;
             for h in &risk {
+                if let Some((order, _)) = parse_order_hold(h) {
+                    outbox.push((h.clone(), order.to_string()));
+                }
                 let mut x = hold_owner(h);
                 x["sku"] = json!(sku);
                 x["location"] = json!(s.location);
@@ -243,8 +352,8 @@ impl Terminal {
             "at_risk": at_risk,
             "payments": s.payments,
         });
-        storage::exec(
-            &sql,
+        let now = storage::now_ms();
+        let mut stmts: Vec<storage::Stmt> = vec![(
             "INSERT OR REPLACE INTO sales (sale_id, fp, device_seq, status, body, at, req_key, req_fp,
              sale) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
@@ -253,12 +362,20 @@ impl Terminal {
                 int(s.device_seq as i64),
                 int(201),
                 text(&body.to_string()),
-                int(storage::now_ms()),
+                int(now),
                 text(&idem.key),
                 text(&idem.fp),
                 text(&serde_json::to_string(&s)?),
             ],
-        )?;
+        )];
+        for (h, order) in &outbox {
+            stmts.push((
+                "INSERT OR REPLACE INTO order_risk (hold, order_id, at) VALUES (?, ?, ?)",
+                vec![text(h.as_str()), text(order), int(now)],
+            ));
+        }
+        // The sale's answer and its outbox together.
+        storage::atomically(&self.state.storage(), stmts)?;
         Ok(SaleResult {
             sale_id: s.sale_id.to_string(),
             status: 201,

@@ -16,6 +16,7 @@ pub mod reservation;
 pub mod returns;
 pub mod sku_stock;
 pub mod terminal;
+pub mod transfer;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,7 @@ pub enum Namespace {
     Catalog,
     Terminal,
     Order,
+    Transfer,
     ReturnCase,
 }
 
@@ -43,6 +45,7 @@ impl Namespace {
             Namespace::Catalog => "CATALOG",
             Namespace::Terminal => "TERMINAL",
             Namespace::Order => "ORDER",
+            Namespace::Transfer => "TRANSFER",
             Namespace::ReturnCase => "RETURN",
         }
     }

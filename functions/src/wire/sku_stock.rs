@@ -57,6 +57,33 @@ pub async fn exec(
     Ok(out)
 }
 
+/// Runs commands on one SKU object, all or none (see [`SkuRequest::ExecAll`]).
+pub async fn exec_all(
+    env: &Env,
+    sku: &Sku,
+    cmds: Vec<Command>,
+    meta: &Meta,
+    idem: Option<Idem>,
+) -> Result<Vec<Outcome>, Problem> {
+    let n = cmds.len();
+    let out: Vec<Outcome> = call(
+        env,
+        sku,
+        &SkuRequest::ExecAll(ExecRequest {
+            cmds,
+            meta: meta.clone(),
+            idem,
+        }),
+    )
+    .await?;
+    if out.len() != n {
+        return Err(Problem::overloaded(
+            "a SKU object answered the wrong number of results",
+        ));
+    }
+    Ok(out)
+}
+
 /// Everything a `SkuStock` object is asked.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -64,6 +91,11 @@ pub enum SkuRequest {
     /// Stock commands, in order (receipts, adjustments, counts, holds of a
     /// coordinator, sales of a terminal).
     Exec(ExecRequest),
+    /// Stock commands, in order, all or none: if any is refused, nothing is
+    /// written and the first refusal is the answer (an error). Used where
+    /// one request is several commands of one SKU (a move between
+    /// unavailable buckets, a write-off).
+    ExecAll(ExecRequest),
     /// Positions now.
     Read(ReadRequest),
     /// The event log.
@@ -75,6 +107,9 @@ pub enum SkuRequest {
     /// A coordinator's question about one of its holds (`Hold`, `Extend` or
     /// `Release`), answered with core's `HoldReply`.
     Coordinate { cmd: Command, meta: Meta },
+    /// A transfer coordinator's command (`TransferShip`, `TransferReceive`
+    /// or `TransferCancel`), answered with core's `TransferReply`.
+    Transfer { cmd: Command, meta: Meta },
     /// The terminal that sold `sale` here, from the sale's answer row (kept
     /// forever): how a return that names only a sale finds its terminal.
     SaleTerminal { sale: SaleId },
@@ -324,6 +359,9 @@ pub fn hold_owner(h: &HoldId) -> serde_json::Value {
         if let Some((_, id)) = rest.split_once('.') {
             return serde_json::json!({"hold": s, "reservation": id});
         }
+    }
+    if let Some((order, _)) = omnistock_core::order::parse_order_hold(h) {
+        return serde_json::json!({"hold": s, "order": order.as_str()});
     }
     serde_json::json!({ "hold": s })
 }

@@ -379,6 +379,104 @@ fn every_answer_matches_the_openapi_document() {
         None,
     );
 
+    // ------------------------------------------------ transfers and unavailable (issue 8)
+    let tsku = api.new_sku("store-1", 10);
+    let unav = |qty: i64, from: &str, to: &str, reason: &str| {
+        format!(
+            r#"{{"location":"store-1","sku":"{tsku}","qty":{qty},"from":{from},"to":{to},"reason":"{reason}","note":"oa"}}"#
+        )
+    };
+    let u = unav(2, "null", r#""damaged""#, "damaged");
+    c.call("POST", "/v1/inventory/unavailable", Some(ADMIN), Some(&u));
+    let u = unav(1, r#""damaged""#, "null", "written_off");
+    c.call("POST", "/v1/inventory/unavailable", Some(POS1), Some(&u));
+    let u = unav(1, r#""damaged""#, r#""quality_control""#, "repaired");
+    c.call("POST", "/v1/inventory/unavailable", Some(ADMIN), Some(&u));
+    let tr = unique("oat");
+    let tbody = |id: &str, to: &str| {
+        format!(
+            r#"{{"id":"{id}","from":"store-1","to":"{to}","lines":[{{"sku":"{tsku}","qty":3}}],"note":"oa"}}"#
+        )
+    };
+    c.call(
+        "POST",
+        "/v1/transfers",
+        Some(ADMIN),
+        Some(&tbody(&tr, "store-2")),
+    );
+    c.call(
+        "POST",
+        "/v1/transfers",
+        Some(ADMIN),
+        Some(&tbody(&tr, "store-1")),
+    );
+    c.call("GET", &format!("/v1/transfers/{tr}"), Some(ADMIN), None);
+    c.call(
+        "POST",
+        &format!("/v1/transfers/{tr}/ship"),
+        Some(ADMIN),
+        Some("{}"),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/transfers/{tr}/cancel"),
+        Some(ADMIN),
+        Some("{}"),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/transfers/{tr}/receive"),
+        Some(ADMIN),
+        Some(&format!(r#"{{"lines":[{{"sku":"{tsku}","qty":1}}]}}"#)),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/transfers/{tr}/receive"),
+        Some(ADMIN),
+        Some(r#"{"lines":[],"close":true}"#),
+    );
+    c.call("GET", "/v1/transfers/no-such-oat", Some(ADMIN), None);
+    let tr2 = unique("oat");
+    c.call(
+        "POST",
+        "/v1/transfers",
+        Some(ADMIN),
+        Some(&tbody(&tr2, "store-2")),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/transfers/{tr2}/cancel"),
+        Some(ADMIN),
+        Some("{}"),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/transfers/{tr2}/ship"),
+        Some(ADMIN),
+        Some("{}"),
+    );
+    // ------------------------------------------------ end of transfers and unavailable
+    // ---- orders (issue 8, orders part) ----
+    let osku = api.new_sku("store-1", 5);
+    let oid = unique("oa-ord");
+    let order = format!(
+        r#"{{"id":"{oid}","customer_id":"c-1","lines":[{{"sku":"{osku}","qty":2}}],"fulfillment":{{"type":"ship","location":"store-1"}}}}"#
+    );
+    c.call("POST", "/v1/orders", Some(ADMIN), Some(&order));
+    c.call("POST", "/v1/orders", Some(ADMIN), Some(&order));
+    let short = format!(
+        r#"{{"id":"{}","lines":[{{"sku":"{osku}","qty":99}}],"fulfillment":{{"type":"ship","location":"store-1"}}}}"#,
+        unique("oa-ord")
+    );
+    c.call("POST", "/v1/orders", Some(ADMIN), Some(&short));
+    let moves = format!("/v1/orders/{oid}/transitions");
+    c.call("POST", &moves, Some(ADMIN), Some(r#"{"to":"paid"}"#));
+    c.call("POST", &moves, Some(ADMIN), Some(r#"{"to":"shipped"}"#));
+    c.call("GET", &format!("/v1/orders/{oid}"), Some(ADMIN), None);
+    c.call("GET", "/v1/orders/oa-no-such-order", Some(ADMIN), None);
+    c.call("GET", "/v1/orders?limit=2&status=paid", Some(ADMIN), None);
+    c.call("GET", "/v1/orders?limit=0", Some(ADMIN), None);
+    // ---- end of orders ----
     // Returns (issue 8): initiate, receive, refund, read; and refusals.
     let rsale = unique("oas");
     c.call("POST", "/v1/pos/sales", Some(POS1), Some(&sale(&rsale, 4)));

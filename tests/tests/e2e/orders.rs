@@ -560,3 +560,45 @@ fn sigkill_mid_orders_then_retries_with_the_same_ids_take_effect_once_or_not_at_
         assert_eq!(buckets(&api, sku, "store-1").1, n * (i as i64 + 1), "{sku}");
     }
 }
+
+#[test]
+fn a_pos_sale_that_takes_committed_units_marks_the_order_at_risk() {
+    let server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let a = api.new_sku("store-1", 3);
+    let id = "risk-1";
+    assert_eq!(
+        create(&api, STOREFRONT, id, &[(&a, 2)], AT_STORE1).status,
+        201
+    );
+    assert_eq!(move_to(&api, ADMIN, id, "paid").status, 200);
+    assert_eq!(buckets(&api, &a, "store-1"), (3, 0, 2));
+    // The till sells 2: one more than is free; the paid order can no longer be met.
+    let sale = format!(
+        r#"{{"sale_id":"{}","terminal_id":"t-risk","device_seq":1,"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{a}","qty":2,"unit_price":{{"amount":"9.99","currency":"EUR"}}}}],"payments":[{{"method":"cash","amount":{{"amount":"19.98","currency":"EUR"}}}}]}}"#,
+        unique("sale"),
+        rfc3339_ago(1000)
+    );
+    let r = api.send("POST", "/v1/pos/sales", POS1, &sale);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let risk = r.json()["at_risk"].clone();
+    assert_eq!(risk[0]["order"], id, "{risk}");
+    let o = api.get(&format!("/v1/orders/{id}"), ADMIN).json();
+    assert_eq!(o["parts"][0]["at_risk"], true, "{o}");
+    let q = api.get("/v1/orders?at_risk=true", ADMIN).json();
+    let ids: Vec<&str> = q["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id]);
+    assert_eq!(
+        api.get("/v1/orders?at_risk=false", ADMIN).json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}

@@ -1,0 +1,215 @@
+//! The demo pages (`/`, `/pos`, `/admin`) driven in headless Chromium as a
+//! person would, through WebDriver (chromedriver, the `fantoccini` client):
+//! sell at the till, hold a cart and check out online, pay, and work the
+//! order through the back office's queue to collected; the stock the API
+//! shows follows each step. Screenshots of the three pages are written to
+//! `target/pages/` (committed copies live in `docs/`).
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let child = Command::new(bin)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver (apt-get install chromium-driver)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, port }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=1200,900"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a Chromium session")
+}
+
+/// Waits until `script` (a JS expression) is truthy; returns its value.
+async fn until(c: &Client, what: &str, script: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c
+            .execute(&format!("return ({script});"), vec![])
+            .await
+            .unwrap_or(Value::Null);
+        let truthy =
+            !matches!(&v, Value::Null | Value::Bool(false)) && v != json!("") && v != json!(0);
+        if truthy {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let status = c
+                .execute(
+                    "return [...document.querySelectorAll('[role=status]')].map(e => e.textContent).join(' | ')",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            panic!("timed out waiting for {what} ({script}); status lines: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn click(c: &Client, css: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn shoot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("a screenshot");
+    let dir = repo_root().join("target/pages");
+    std::fs::create_dir_all(&dir).expect("target/pages");
+    let path: PathBuf = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).expect("write the screenshot");
+}
+
+/// The text a widget shows (in its open shadow root).
+const WIDGET_TEXT: &str = "(() => { const w = document.querySelector('omnistock-availability[sku=\"TEE-BLK-L\"]'); \
+     return w && w.shadowRoot && w.shadowRoot.querySelector('#text') ? w.shadowRoot.querySelector('#text').textContent : ''; })()";
+
+fn seed(server: &Server) {
+    let out = Command::new(repo_root().join("scripts/seed.sh"))
+        .arg(server.url())
+        .output()
+        .expect("run scripts/seed.sh");
+    assert!(
+        out.status.success(),
+        "seed failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
+    let server = Server::start_with_vars(&[("DEMO_PAGE_KEYS", DEV_KEYS)]);
+    seed(&server);
+    let api = server.api();
+    let driver = Driver::start();
+    let base = server.url();
+    let strong = |sku: &str, loc: &str| -> Value {
+        let r = api.get(
+            &format!("/v1/availability?sku={sku}&location={loc}&consistency=strong"),
+            ADMIN,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["items"][0].clone()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let c = browser(&driver).await;
+
+        // The till: scan a barcode (TEE-BLK-L's), sell it, see it recorded.
+        c.goto(&format!("{base}/pos")).await.expect("open /pos");
+        until(&c, "the till's key note", "document.getElementById('key-note').textContent.includes('sk_dev_pos_store-1')").await;
+        let before = strong("TEE-BLK-L", "store-1")["on_hand"].as_i64().unwrap();
+        c.find(Locator::Css("#code")).await.unwrap().send_keys("4006381333948").await.unwrap();
+        click(&c, "#scan button").await;
+        until(&c, "the scanned line", "document.getElementById('basket').textContent.includes('TEE-BLK-L')").await;
+        click(&c, "#sell").await;
+        until(&c, "the sale recorded", "document.getElementById('status').textContent.includes('recorded')").await;
+        assert_eq!(strong("TEE-BLK-L", "store-1")["on_hand"].as_i64().unwrap(), before - 1);
+        until(&c, "the sale under recent sales", "document.getElementById('recent').children.length === 1").await;
+        shoot(&c, "pos").await;
+
+        // The shop: the widget shows the stock; add to cart holds it with a
+        // countdown; checkout makes an order; pay commits it.
+        c.goto(&format!("{base}/")).await.expect("open /");
+        until(&c, "the widget's text", &format!("{WIDGET_TEXT}.includes('in stock')")).await;
+        click(&c, "button[data-sku='TEE-BLK-L']").await;
+        until(&c, "the countdown", "document.getElementById('countdown').textContent.includes('s left')").await;
+        let held = strong("TEE-BLK-L", "store-1");
+        assert_eq!(held["reserved"], 1, "{held}");
+        shoot(&c, "shop").await;
+        click(&c, "#checkout").await;
+        let order_text = until(&c, "the order", "document.getElementById('order').textContent.includes('is new') && document.getElementById('order').textContent").await;
+        let order_id = order_text.as_str().unwrap().split_whitespace().nth(1).unwrap().to_string();
+        click(&c, "#order button").await;
+        until(&c, "paid", "document.getElementById('order').textContent.includes('is paid')").await;
+        let paid = strong("TEE-BLK-L", "store-1");
+        assert_eq!((paid["reserved"].as_i64(), paid["committed"].as_i64()), (Some(0), Some(1)), "{paid}");
+
+        // The back office: the order is in the queue; move it to collected
+        // through its states (a ship order goes packed -> shipped; here
+        // packed -> shipped), each click one transition.
+        c.goto(&format!("{base}/admin")).await.expect("open /admin");
+        let row = format!("[...document.querySelectorAll('#orders tbody tr')].find(r => r.textContent.includes('{order_id}'))");
+        until(&c, "the order in the queue", &row).await;
+        shoot(&c, "admin").await;
+        for to in ["ready_to_pick", "packed", "shipped"] {
+            let clicked = c
+                .execute(
+                    &format!("const r = {row}; const b = r && [...r.querySelectorAll('button')].find(b => b.textContent === '{to}'); if (b) {{ b.click(); return true; }} return false;"),
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(clicked, json!(true), "no {to} button for {order_id}");
+            until(&c, &format!("{to} shown"), &format!("document.getElementById('status').textContent.includes('is {to}')")).await;
+            until(&c, "the queue reloaded", &format!("{row} && {row}.textContent.includes(': {to}')")).await;
+        }
+        let shipped = strong("TEE-BLK-L", "store-1");
+        assert_eq!(shipped["committed"], 0, "{shipped}");
+        assert_eq!(shipped["on_hand"].as_i64().unwrap(), before - 2, "{shipped}");
+
+        // The ledger of the SKU in the back office shows the sale and the shipment.
+        c.find(Locator::Css("#ledger-form input")).await.unwrap().send_keys("TEE-BLK-L").await.unwrap();
+        click(&c, "#ledger-form button").await;
+        until(&c, "the ledger", "document.querySelector('#ledger tbody').textContent.includes('fulfilled')").await;
+
+        c.close().await.expect("close the browser");
+    });
+}
