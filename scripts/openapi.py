@@ -528,6 +528,8 @@ schemas.update({
                         "description": "default: pos for a POS key, else online; a storefront creates online orders, "
                                        "a POS key pos orders at its location"},
             "customer_id": ID,
+            "reservation_id": {**ID, "description": "an active reservation whose holds become the order's "
+                                                    "(no second hold); its lines must be the order's"},
             "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
                 {"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
                  "unit_price": {**ref("Money"), "description": "a POS or admin key may set its own price; "
@@ -590,6 +592,9 @@ schemas.update({
 })
 # A hold at risk names its order.
 schemas["AtRisk"]["properties"]["order"] = ID
+# A reservation converted into an order (its holds are the order's).
+schemas["Reservation"]["properties"]["status"]["enum"].append("converted")
+schemas["Reservation"]["properties"]["order_id"] = ID
 paths.update({
     "/v1/orders": {
         "post": op("Place an order: priced (catalog, or a till's own price), taxed per line, placed by the "

@@ -420,7 +420,7 @@ fn validate(req: &CreateOrder) -> Result<(), OrderFailure> {
         }
         if req.lines[..i]
             .iter()
-            .any(|o| o.hold == l.hold || (o.sku == l.sku && o.part == l.part))
+            .any(|o| o.sku == l.sku && (o.hold == l.hold || o.part == l.part))
         {
             return Err(OrderFailure::invalid("two lines of one SKU in one part"));
         }
@@ -935,8 +935,10 @@ impl OrderMachine {
         }
     }
 
+    /// All or none: the failure is the answer only once every line is
+    /// given back (`settle` in `Releasing`), so a caller told "nothing was
+    /// held" never sees a held unit afterwards.
     fn fail(&mut self, now: Timestamp, why: OrderFailure) {
-        self.result = Some(Err(why.clone()));
         self.phase = Phase::Releasing { why };
         // All or none: give back every line (a refused one too: a resent
         // hold may have been held after its refusal was sent).

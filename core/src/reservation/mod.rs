@@ -132,6 +132,9 @@ pub fn single_hold_status(
     ended: Option<Status>,
     last_deadline: Option<Timestamp>,
 ) -> Status {
+    if ended == Some(Status::Converted) {
+        return Status::Converted;
+    }
     if let Some(h) = state.hold(hold) {
         return match h.state {
             HoldState::Held {
@@ -185,6 +188,8 @@ pub enum Status {
     Released,
     Expired,
     Failed,
+    /// Its holds became an order's (`POST /v1/orders` with `reservation_id`).
+    Converted,
 }
 
 impl Status {
@@ -195,6 +200,7 @@ impl Status {
             Status::Released => "released",
             Status::Expired => "expired",
             Status::Failed => "failed",
+            Status::Converted => "converted",
         }
     }
 }
@@ -243,6 +249,8 @@ pub struct View {
     pub expires_at: Option<Timestamp>,
     pub lines: Vec<ReservationLine>,
     pub created_at: Timestamp,
+    /// The order its holds became, once converted.
+    pub converted_to: Option<String>,
 }
 
 /// A finished operation.
@@ -425,6 +433,7 @@ enum End {
     Released,
     Expired,
     Failed,
+    Converted,
 }
 
 impl End {
@@ -433,6 +442,7 @@ impl End {
             End::Released => Status::Released,
             End::Expired => Status::Expired,
             End::Failed => Status::Failed,
+            End::Converted => Status::Converted,
         }
     }
 }
@@ -497,6 +507,10 @@ pub struct Reservation {
     op: u32,
     result: Option<OpResult>,
     round: u32,
+    /// The order its holds became (status converted). Absent from the row
+    /// otherwise (rows of reservations that never converted are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    converted_to: Option<String>,
 }
 
 fn validate(req: &CreateRequest) -> Result<(), ReservationError> {
@@ -587,6 +601,7 @@ impl Reservation {
             op,
             result: None,
             round,
+            converted_to: None,
         };
         r.ask(now, Ask::Hold, |_, _| true);
         Ok(r)
@@ -718,6 +733,16 @@ impl Reservation {
                 to: Status::Released,
             }),
             Phase::Ended {
+                status: End::Converted,
+                ..
+            }
+            | Phase::Releasing {
+                to: End::Converted, ..
+            } => Err(ReservationError::InvalidTransition {
+                from: Status::Converted,
+                to: Status::Released,
+            }),
+            Phase::Ended {
                 status: End::Failed,
                 ..
             }
@@ -740,6 +765,51 @@ impl Reservation {
                 self.release_all(now, End::Released, Some(OpResult::Released));
                 Ok(Handled::Started(Ticket(self.op)))
             }
+        }
+    }
+
+    /// `POST /v1/orders` with this reservation: its holds become order
+    /// `order`'s (the order keeps them; nothing is sent from here). Only an
+    /// active reservation converts; the same order again is answered again;
+    /// a converted reservation is never released nor extended, and its row
+    /// is reclaimed after the retention like an ended one.
+    pub fn handle_convert(
+        &mut self,
+        now: Timestamp,
+        order: &str,
+    ) -> Result<Done, ReservationError> {
+        self.advance(now);
+        let done = |r: &Reservation| Done {
+            created: false,
+            view: r.view(now),
+        };
+        match &self.phase {
+            Phase::Active if self.status(now) == Status::Active => {
+                self.begin_op();
+                self.converted_to = Some(order.into());
+                self.phase = Phase::Ended {
+                    status: End::Converted,
+                    at: now,
+                };
+                Ok(done(self))
+            }
+            Phase::Ended {
+                status: End::Converted,
+                ..
+            } if self.converted_to.as_deref() == Some(order) => Ok(done(self)),
+            Phase::Holding
+            | Phase::Releasing {
+                to: End::Failed, ..
+            }
+            | Phase::Ended {
+                status: End::Failed,
+                ..
+            } => Err(ReservationError::NotFound),
+            Phase::Extending { .. } => Err(ReservationError::Busy),
+            _ => Err(ReservationError::InvalidTransition {
+                from: self.status(now),
+                to: Status::Converted,
+            }),
         }
     }
 
@@ -935,6 +1005,10 @@ impl Reservation {
             Phase::Releasing {
                 to: End::Expired, ..
             } => Status::Expired,
+            // Never entered: a conversion ends at once.
+            Phase::Releasing {
+                to: End::Converted, ..
+            } => Status::Converted,
             Phase::Active
             | Phase::Extending { .. }
             | Phase::Releasing {
@@ -954,6 +1028,7 @@ impl Reservation {
             expires_at: self.expires_at,
             lines: self.lines().cloned().collect(),
             created_at: self.created_at,
+            converted_to: self.converted_to.clone(),
         }
     }
 

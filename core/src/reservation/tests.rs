@@ -927,3 +927,54 @@ fn a_single_hold_reservation_takes_its_status_from_the_hold() {
         Status::Expired
     );
 }
+
+#[test]
+fn a_converted_reservation_is_never_released_nor_extended_and_converts_once() {
+    let (mut w, mut r, _) = active();
+    let done = r.handle_convert(w.now, "o-1").unwrap();
+    assert_eq!(done.view.status, Status::Converted);
+    assert_eq!(done.view.converted_to.as_deref(), Some("o-1"));
+    // The same order again: the same answer; another order: refused.
+    assert_eq!(
+        r.handle_convert(w.now, "o-1").unwrap().view.status,
+        Status::Converted
+    );
+    assert!(matches!(
+        r.handle_convert(w.now, "o-2"),
+        Err(ReservationError::InvalidTransition {
+            from: Status::Converted,
+            ..
+        })
+    ));
+    assert!(matches!(
+        r.handle_release(w.now),
+        Err(ReservationError::InvalidTransition {
+            from: Status::Converted,
+            to: Status::Released
+        })
+    ));
+    assert!(matches!(
+        r.handle_extend(w.now, TTL),
+        Err(ReservationError::InvalidTransition {
+            from: Status::Converted,
+            ..
+        })
+    ));
+    // Past its deadline nothing is sent: the order keeps (or lets lapse) the holds.
+    w.tick(TTL + 1);
+    r.handle_timeout(w.now);
+    assert_eq!(r.poll_transmit(w.now), None);
+    assert_eq!(r.status(w.now), Status::Converted);
+    let r = roundtrip(&r);
+    // An expired reservation does not convert.
+    let (mut w2, mut r2, _) = active();
+    w2.tick(TTL);
+    assert!(matches!(
+        r2.handle_convert(w2.now, "o-3"),
+        Err(ReservationError::InvalidTransition {
+            from: Status::Expired,
+            ..
+        })
+    ));
+    let _ = r;
+}

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 use worker::Env;
 
-use super::reservations::choose_locations;
+use super::reservations::{choose_locations, reservation_op};
 use super::{facts, stock_changed};
 use crate::auth::Role;
 use crate::extract::{check_lines, check_qty, fingerprint, Ctx};
@@ -30,8 +30,11 @@ use crate::wire::order::{
     self as wire_order, channel_str, CreateOrder, OrderAnswer, OrderLineView, OrderRequest,
     OrderView, PricedOrder, Scope, TotalsOut,
 };
+use crate::wire::reservation::{ReservationLine, ReservationRequest};
 use crate::wire::sku_stock::Meta;
+use crate::wire::sku_stock::ReservationOp;
 use crate::wire::{self, Idem, Namespace};
+use omnistock_core::HoldId;
 
 /// One line of an order to place.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +51,9 @@ pub struct OrderDraft {
     pub id: String,
     pub channel: Channel,
     pub customer_id: Option<String>,
+    /// Its holds become the order's (no second hold); its lines must be
+    /// the order's lines (bundles expanded), its locations are the order's.
+    pub reservation_id: Option<String>,
     pub lines: Vec<DraftLine>,
     pub fulfillment: Placement,
     /// May set `unit_price` (a POS or admin key).
@@ -108,6 +114,8 @@ struct CreateBody {
     channel: Option<String>,
     #[serde(default)]
     customer_id: Option<String>,
+    #[serde(default)]
+    reservation_id: Option<String>,
     lines: Vec<LineBody>,
     #[serde(default)]
     fulfillment: Option<FulfillmentBody>,
@@ -187,6 +195,7 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         id: b.id,
         channel,
         customer_id: b.customer_id,
+        reservation_id: b.reservation_id,
         lines,
         fulfillment: Placement {
             kind: match kind {
@@ -331,7 +340,16 @@ async fn place(env: &Env, now: i64, d: OrderDraft) -> Result<OrderAnswer, Proble
     let bundles = facts.bundles()?;
     let merged = expand_lines(&asked, &bundles)?;
     let hold_channel = channel_for(d.channel == Channel::Pos);
-    let placed = choose_locations(env, &facts, &d.fulfillment, &merged, hold_channel).await?;
+    let (placed, holds) = match &d.reservation_id {
+        Some(r) => {
+            let (lines, holds) = convert_reservation(env, r, &d.id, &merged).await?;
+            (lines, Some(holds))
+        }
+        None => (
+            choose_locations(env, &facts, &d.fulfillment, &merged, hold_channel).await?,
+            None,
+        ),
+    };
     let mut parts: Vec<LocationId> = Vec::new();
     for l in &placed {
         if !parts.contains(&l.location) {
@@ -391,6 +409,7 @@ async fn place(env: &Env, now: i64, d: OrderDraft) -> Result<OrderAnswer, Proble
         &lines,
         &stock,
         &parts,
+        (&d.reservation_id, &holds),
     ))?;
     let fp = fingerprint(&[&canonical]);
     let idem = d.idem.clone().unwrap_or_else(|| Idem {
@@ -401,12 +420,13 @@ async fn place(env: &Env, now: i64, d: OrderDraft) -> Result<OrderAnswer, Proble
         id: d.id.clone(),
         channel: d.channel,
         customer_id: d.customer_id.clone(),
-        reservation_id: None,
+        reservation_id: d.reservation_id.clone(),
         lines,
         stock,
         parts,
         totals,
         fp,
+        holds,
     };
     let meta = Meta {
         actor: d.actor.clone(),
@@ -426,6 +446,53 @@ async fn place(env: &Env, now: i64, d: OrderDraft) -> Result<OrderAnswer, Proble
     .await;
     stock_changed(merged.iter().map(|(s, _)| s));
     r
+}
+
+/// Turns reservation `id` into order `order`'s: its lines must be the
+/// order's (after bundles are expanded, one per SKU). Answers its lines
+/// (with their locations) and the hold of each. Idempotent: a reservation
+/// already converted to this order answers the same.
+async fn convert_reservation(
+    env: &Env,
+    id: &str,
+    order: &str,
+    merged: &[(Sku, Qty)],
+) -> Result<(Vec<ReservationLine>, Vec<HoldId>), Problem> {
+    check_id(id, "reservation_id")?;
+    let (found, _) = reservation_op(
+        env,
+        id,
+        ReservationOp::Get { id: id.into() },
+        ReservationRequest::Get,
+    )
+    .await?;
+    let v = &found.view;
+    let mut want: Vec<(Sku, Qty)> = merged.to_vec();
+    let mut have: Vec<(Sku, Qty)> = v.lines.iter().map(|l| (l.sku.clone(), l.qty)).collect();
+    want.sort();
+    have.sort();
+    if want != have {
+        return Err(Problem::invalid(format!(
+            "the order's lines must be reservation {id}'s lines"
+        ))
+        .with("reservation_lines", &v.lines));
+    }
+    let (converted, hold) = reservation_op(
+        env,
+        id,
+        ReservationOp::Convert {
+            id: id.into(),
+            order_id: order.into(),
+        },
+        ReservationRequest::Convert {
+            order_id: order.into(),
+        },
+    )
+    .await?;
+    let hold = hold.ok_or_else(|| Problem::overloaded("the reservation did not convert; retry"))?;
+    let lines = converted.view.lines.clone();
+    let holds = vec![hold; lines.len()];
+    Ok((lines, holds))
 }
 
 fn scope(ctx: &Ctx) -> Scope {

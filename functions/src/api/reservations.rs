@@ -233,7 +233,7 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
                 }
                 return Err(p);
             }
-            (Ok(HomedAnswer::NotHere), _) => {
+            (Ok(HomedAnswer::NotHere | HomedAnswer::Converted { .. }), _) => {
                 return Err(Problem::overloaded(
                     "the reservation was not recorded; retry",
                 ))
@@ -373,26 +373,41 @@ async fn homed_or_coordinated(
     op: ReservationOp,
     coordinated: ReservationRequest,
 ) -> Result<ReservationAnswer, Problem> {
+    Ok(reservation_op(&ctx.env, id, op, coordinated).await?.0)
+}
+
+/// [`homed_or_coordinated`] with the hold id of a conversion.
+pub(crate) async fn reservation_op(
+    env: &worker::Env,
+    id: &str,
+    op: ReservationOp,
+    coordinated: ReservationRequest,
+) -> Result<(ReservationAnswer, Option<omnistock_core::HoldId>), Problem> {
     if let Some(sku) = routed_sku(id).or_else(|| cache::home(id)) {
-        match sku_call::<HomedAnswer>(&ctx.env, &sku, &SkuRequest::Reservation(op.clone())).await? {
-            HomedAnswer::Here(a) => return Ok(a),
+        match sku_call::<HomedAnswer>(env, &sku, &SkuRequest::Reservation(op.clone())).await? {
+            HomedAnswer::Here(a) => return Ok((a, None)),
+            HomedAnswer::Converted { answer, hold } => return Ok((answer, Some(hold))),
             HomedAnswer::NotHere => cache::forget_home(id),
         }
     }
-    let a: CoordinatorAnswer =
-        wire::call(&ctx.env, Namespace::Reservation, id, &coordinated).await?;
+    let a: CoordinatorAnswer = wire::call(env, Namespace::Reservation, id, &coordinated).await?;
     match a {
         CoordinatorAnswer::Here(a) => {
             stock_changed(a.view.lines.iter().map(|l| &l.sku));
-            Ok(a)
+            Ok((a, None))
         }
+        CoordinatorAnswer::Converted { answer, hold } => Ok((answer, Some(hold))),
         CoordinatorAnswer::Sku { sku } => {
-            let r = sku_call::<HomedAnswer>(&ctx.env, &sku, &SkuRequest::Reservation(op)).await;
+            let r = sku_call::<HomedAnswer>(env, &sku, &SkuRequest::Reservation(op)).await;
             stock_changed([&sku]);
             match r? {
                 HomedAnswer::Here(a) => {
                     cache::set_home(id, sku);
-                    Ok(a)
+                    Ok((a, None))
+                }
+                HomedAnswer::Converted { answer, hold } => {
+                    cache::set_home(id, sku);
+                    Ok((answer, Some(hold)))
                 }
                 HomedAnswer::NotHere => Err(Problem::not_found("no such reservation")),
             }

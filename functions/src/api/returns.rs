@@ -327,6 +327,7 @@ pub async fn exchange(ctx: &Ctx) -> HttpResult {
         id: order_id.clone(),
         channel: ctx.principal.channel(),
         customer_id,
+        reservation_id: None,
         lines: b
             .lines
             .iter()

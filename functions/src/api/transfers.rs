@@ -66,6 +66,17 @@ fn path_id(ctx: &Ctx) -> Result<TransferId, Problem> {
     TransferId::parse(&raw).map_err(|e| Problem::invalid(format!("transfer id: {e}")))
 }
 
+/// A ship or receipt moved stock: this isolate's cached positions of the
+/// transfer's SKUs are dropped, so its next read here sees the move.
+fn moved(a: &TransferAnswer) {
+    let lines = a.body["lines"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    for l in lines {
+        if let Some(sku) = l["sku"].as_str().and_then(|s| Sku::parse(s).ok()) {
+            crate::cache::stock_changed(&sku);
+        }
+    }
+}
+
 fn reply(a: TransferAnswer) -> HttpResult {
     let r = Reply::json(a.status, &a.body);
     Ok(if a.replayed {
@@ -120,7 +131,9 @@ pub async fn ship(ctx: &Ctx) -> HttpResult {
         meta: meta(ctx),
         idem: ctx.idem()?,
     };
-    reply(call(&ctx.env, &id, &req).await?)
+    let a = call(&ctx.env, &id, &req).await?;
+    moved(&a);
+    reply(a)
 }
 
 /// `POST /v1/transfers/{id}/receive`
@@ -137,7 +150,9 @@ pub async fn receive(ctx: &Ctx) -> HttpResult {
         meta: meta(ctx),
         idem: ctx.idem()?,
     };
-    reply(call(&ctx.env, &id, &req).await?)
+    let a = call(&ctx.env, &id, &req).await?;
+    moved(&a);
+    reply(a)
 }
 
 /// `POST /v1/transfers/{id}/cancel`

@@ -365,15 +365,23 @@ impl Order {
         let now = Timestamp::from_ms(storage::now_ms());
         let o = &c.draft;
         let id = OrderId::parse(&o.id).map_err(|e| Problem::invalid(format!("id: {e}")))?;
-        let lines = omnistock_core::order::CreateOrder::lines_for(&id, &o.parts, &o.stock)
+        let mut lines = omnistock_core::order::CreateOrder::lines_for(&id, &o.parts, &o.stock)
             .map_err(|e| problem(&e, &o.id))?;
+        if let Some(holds) = &o.holds {
+            if holds.len() != lines.len() {
+                return Err(Problem::invalid("one hold per stock line"));
+            }
+            for (l, h) in lines.iter_mut().zip(holds) {
+                l.hold = h.clone();
+            }
+        }
         let req = CoreCreate {
             id,
             channel: o.channel,
             fp: fp_u64(&o.fp),
             lines,
             parts: o.parts.clone(),
-            from_reservation: o.reservation_id.is_some(),
+            from_reservation: o.holds.is_some(),
             actor: c.meta.actor.clone(),
         };
         let (mut st, handled) = match stored {

@@ -228,7 +228,7 @@ impl Reservation {
                     }) if *old_fp != fp => {
                         let op = SkuRequest::Reservation(ReservationOp::Get { id: id.clone() });
                         match sku_stock::call::<HomedAnswer>(&self.env, old, &op).await {
-                            Ok(HomedAnswer::Here(_)) => {
+                            Ok(HomedAnswer::Here(_) | HomedAnswer::Converted { .. }) => {
                                 return Err(problem(&ReservationError::Conflict, &id))
                             }
                             Ok(HomedAnswer::NotHere) | Err(Problem { status: 404, .. }) => {}
@@ -248,7 +248,9 @@ impl Reservation {
                 let id = c.id.clone();
                 let op = SkuRequest::Reservation(ReservationOp::Get { id: id.clone() });
                 match sku_stock::call::<HomedAnswer>(&self.env, &sku, &op).await {
-                    Ok(HomedAnswer::Here(_)) => Err(problem(&ReservationError::Conflict, &id)),
+                    Ok(HomedAnswer::Here(_) | HomedAnswer::Converted { .. }) => {
+                        Err(problem(&ReservationError::Conflict, &id))
+                    }
                     Ok(HomedAnswer::NotHere) | Err(Problem { status: 404, .. }) => {
                         self.create(c, None).await
                     }
@@ -393,6 +395,27 @@ impl Reservation {
                         ..m
                     },
                 )
+            }
+            ReservationRequest::Convert { order_id } => {
+                let done = machine
+                    .handle_convert(now, &order_id)
+                    .map_err(|e| problem(&e, &id))?;
+                let hold = machine.hold_id().clone();
+                self.store(Stored::Coordinator {
+                    machine: Box::new(machine),
+                    meta,
+                    created,
+                    last,
+                })
+                .await?;
+                return Ok(CoordinatorAnswer::Converted {
+                    answer: ReservationAnswer {
+                        created: false,
+                        replayed: false,
+                        view: ReservationView::from_core(&done.view),
+                    },
+                    hold,
+                });
             }
             ReservationRequest::Create(_) | ReservationRequest::Register { .. } => {
                 return Err(Problem::invalid("not a change of a reservation"))

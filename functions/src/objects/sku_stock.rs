@@ -174,6 +174,9 @@ struct Homed {
     /// Set once released or expired, for when core no longer remembers the hold.
     #[serde(default)]
     ended: Option<ReservationStatus>,
+    /// The order its hold became (`ended` is then `Converted`).
+    #[serde(default)]
+    converted_to: Option<String>,
 }
 
 impl Homed {
@@ -661,6 +664,7 @@ impl SkuStock {
                 last: None,
                 expires_at: None,
                 ended: None,
+                converted_to: None,
             };
             match st.decide(now, &cmd) {
                 Ok(events) => {
@@ -756,7 +760,8 @@ impl SkuStock {
             ReservationOp::Get { id }
             | ReservationOp::Release { id, .. }
             | ReservationOp::Extend { id, .. }
-            | ReservationOp::Abandon { id, .. } => id.clone(),
+            | ReservationOp::Abandon { id, .. }
+            | ReservationOp::Convert { id, .. } => id.clone(),
         };
         let Some(mut h) = self.homed(&id)? else {
             return Ok(Ok(HomedAnswer::NotHere));
@@ -805,6 +810,41 @@ impl SkuStock {
                 }
                 (ReservationOp::Release { .. }, ReservationStatus::Expired) => {
                     Err(Problem::invalid_transition("expired", "released", &[]))
+                }
+                (ReservationOp::Release { .. }, ReservationStatus::Converted) => {
+                    Err(Problem::invalid_transition("converted", "released", &[]))
+                }
+                (ReservationOp::Convert { order_id, .. }, ReservationStatus::Active) => {
+                    h.ended = Some(ReservationStatus::Converted);
+                    h.converted_to = Some(order_id.clone());
+                    batch.stmts.push(homed_row(&h)?);
+                    return Ok(Ok(HomedAnswer::Converted {
+                        answer: ReservationAnswer {
+                            created: false,
+                            replayed: false,
+                            view: view_of(st, now, &h)?,
+                        },
+                        hold,
+                    }));
+                }
+                (ReservationOp::Convert { order_id, .. }, ReservationStatus::Converted)
+                    if h.converted_to.as_deref() == Some(order_id.as_str()) =>
+                {
+                    return Ok(Ok(HomedAnswer::Converted {
+                        answer: ReservationAnswer {
+                            created: false,
+                            replayed: false,
+                            view: view_of(st, now, &h)?,
+                        },
+                        hold,
+                    }));
+                }
+                (ReservationOp::Convert { .. }, s) => {
+                    return Ok(Err(Problem::invalid_transition(
+                        s.as_str(),
+                        "converted",
+                        &[],
+                    )))
                 }
                 (ReservationOp::Release { meta, .. }, _) => {
                     let meta = &with_channel(meta, h.channel);
@@ -965,6 +1005,7 @@ fn view_of(st: &SkuState, now: Timestamp, h: &Homed) -> Result<ReservationView, 
         expires_at: deadline(st, &hold).or(h.expires_at).map(rfc3339),
         lines: vec![h.line.clone()],
         created_at: rfc3339(h.created_at),
+        order_id: h.converted_to.clone(),
     })
 }
 

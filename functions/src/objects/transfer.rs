@@ -338,11 +338,11 @@ impl Transfer {
             if out.is_empty() {
                 break;
             }
-            // Durable before any message: a crash from here on is resumed
-            // from this row (by a retry or the alarm).
-            self.save(s, None)?;
-            // And the alarm set, so a crash mid-call is resumed without a retry.
+            // The alarm first (a wake-up with nothing due does nothing), then
+            // the row: durable before any message, so a crash from here on is
+            // resumed from this row by the alarm, or by a retry.
             self.alarm_at(s.machine.poll_timeout()).await?;
+            self.save(s, None)?;
             let meta = &s.meta;
             let replies = join_all(out.iter().map(|t| {
                 let req = SkuRequest::Transfer {

@@ -94,6 +94,10 @@ pub struct PricedOrder {
     /// Fingerprint of the content (everything above): the same id with
     /// other content is 409 `idempotency_key_reused`.
     pub fp: String,
+    /// The hold of each `stock` line when they are a converted
+    /// reservation's (kept, not held again); `None`: `ord.<id>.<line>`.
+    #[serde(default)]
+    pub holds: Option<Vec<HoldId>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! the SKU object that holds a one-SKU reservation) and the reservation's
 //! public shape.
 pub use omnistock_core::reservation::{ReservationLine, Status as ReservationStatus};
-use omnistock_core::{Channel, Sku};
+use omnistock_core::{Channel, HoldId, Sku};
 use serde::{Deserialize, Serialize};
 
 use super::sku_stock::Meta;
@@ -20,6 +20,9 @@ pub struct ReservationView {
     pub expires_at: Option<String>,
     pub lines: Vec<ReservationLine>,
     pub created_at: String,
+    /// The order its holds became (status `converted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
 }
 
 impl ReservationView {
@@ -30,6 +33,7 @@ impl ReservationView {
             expires_at: v.expires_at.map(|t| rfc3339(t.as_ms())),
             lines: v.lines.clone(),
             created_at: rfc3339(v.created_at.as_ms()),
+            order_id: v.converted_to.clone(),
         }
     }
 }
@@ -80,6 +84,10 @@ pub enum ReservationRequest {
         meta: Meta,
         idem: Idem,
     },
+    /// Its holds become order `order_id`'s (idempotent for the same order).
+    Convert {
+        order_id: String,
+    },
 }
 
 /// The answer of a `Reservation` object: the reservation, or the SKU object
@@ -88,8 +96,15 @@ pub enum ReservationRequest {
 #[serde(tag = "home", rename_all = "snake_case")]
 pub enum CoordinatorAnswer {
     Here(ReservationAnswer),
-    Sku { sku: Sku },
+    Sku {
+        sku: Sku,
+    },
     Registered,
+    /// Converted: the reservation and the hold id its SKU objects know.
+    Converted {
+        answer: ReservationAnswer,
+        hold: HoldId,
+    },
 }
 
 /// 409 `insufficient_stock` with its lines.

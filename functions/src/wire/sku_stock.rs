@@ -340,6 +340,11 @@ pub enum ReservationOp {
         fp: String,
         problem: Problem,
     },
+    /// Its hold becomes order `order_id`'s (idempotent for the same order).
+    Convert {
+        id: String,
+        order_id: String,
+    },
 }
 
 /// The answer of `Reserve` and `Reservation`: the reservation, or that it
@@ -349,6 +354,11 @@ pub enum ReservationOp {
 pub enum HomedAnswer {
     Here(ReservationAnswer),
     NotHere,
+    /// Converted: the reservation and its hold id.
+    Converted {
+        answer: ReservationAnswer,
+        hold: HoldId,
+    },
 }
 
 /// The reservation a hold belongs to, if it is one (`res.<attempt>.<id>`),

@@ -152,3 +152,86 @@ pub fn view(t: &Transfer, note: Option<&str>) -> Value {
         "created_at": rfc3339(t.created_at().as_ms()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnistock_core::transfer::{CreateRequest, Status};
+    use omnistock_core::{Sku, Timestamp};
+
+    fn machine() -> Result<Transfer, TransferError> {
+        let id = |s: &str| TransferId::parse(s).map_err(|_| TransferError::NoLines);
+        let loc = |s: &str| LocationId::parse(s).map_err(|_| TransferError::NoLines);
+        let sku = Sku::parse("A").map_err(|_| TransferError::NoLines)?;
+        Transfer::new(
+            Timestamp::from_ms(1_000),
+            "admin",
+            CreateRequest {
+                id: id("T1")?,
+                from: loc("w")?,
+                to: loc("s")?,
+                lines: vec![TransferLine { sku, qty: 2 }],
+                fp: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn refusals_are_the_api_problems() {
+        let t = machine().ok();
+        let p = problem(
+            &TransferError::InvalidTransition {
+                from: Status::InTransit,
+                to: Status::Cancelled,
+                allowed: vec![Status::PartiallyReceived, Status::Received],
+            },
+            t.as_ref(),
+        );
+        let b = p.body();
+        assert_eq!(
+            (p.status, b["code"].as_str()),
+            (409, Some("invalid_transition"))
+        );
+        assert_eq!(
+            (b["from"].as_str(), b["to"].as_str()),
+            (Some("in_transit"), Some("cancelled"))
+        );
+        assert_eq!(b["allowed"], json!(["partially_received", "received"]));
+        let sku = Sku::parse("A").ok();
+        let short = sku.map(|s| vec![(s, 2, -1)]).unwrap_or_default();
+        let p = problem(&TransferError::Insufficient(short), t.as_ref());
+        let b = p.body();
+        assert_eq!(
+            (p.status, b["code"].as_str()),
+            (409, Some("insufficient_stock"))
+        );
+        assert_eq!(
+            b["lines"],
+            json!([{"sku": "A", "location": "w", "requested": 2, "available": 0}])
+        );
+        assert_eq!(problem(&TransferError::SameLocation, None).status, 400);
+        assert_eq!(
+            problem(&TransferError::Conflict, None).code,
+            "idempotency_key_reused"
+        );
+        assert_eq!(problem(&TransferError::Busy, None).status, 503);
+    }
+
+    #[test]
+    fn the_view_shows_lines_and_history() {
+        let Ok(t) = machine() else {
+            panic!("a valid transfer");
+        };
+        let v = view(&t, Some("restock"));
+        assert_eq!(v["status"], "requested");
+        assert_eq!(v["note"], "restock");
+        assert_eq!(
+            v["lines"][0],
+            json!({"sku": "A", "requested": 2, "shipped": 0, "received": 0, "shortfall": 0,
+                   "in_transit": 0, "closed": false})
+        );
+        assert_eq!(v["history"][0]["to"], "requested");
+        assert_eq!(v["history"][0]["from"], Value::Null);
+        assert_eq!(v["history"][0]["actor"], "admin");
+    }
+}

@@ -602,3 +602,97 @@ fn a_pos_sale_that_takes_committed_units_marks_the_order_at_risk() {
         0
     );
 }
+
+#[test]
+fn an_order_from_a_reservation_takes_its_holds_without_a_second_hold() {
+    let api = shared().api();
+    let a = api.new_sku("store-1", 5);
+    let b = api.new_sku("store-1", 5);
+    for (lines, name) in [
+        (vec![(a.as_str(), 2)], "one SKU"),
+        (vec![(a.as_str(), 1), (b.as_str(), 1)], "two SKUs"),
+    ] {
+        let res = unique("res");
+        let r = api.reserve(&res, &lines, "store-1", 30);
+        assert_eq!(r.status, 201, "{name}: {}", r.body);
+        let before: Vec<_> = [&a, &b]
+            .iter()
+            .map(|s| buckets(&api, s, "store-1"))
+            .collect();
+        let id = unique("ord");
+        let l: Vec<String> = lines
+            .iter()
+            .map(|(s, q)| format!(r#"{{"sku":"{s}","qty":{q}}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"id":"{id}","reservation_id":"{res}","lines":[{}]}}"#,
+            l.join(",")
+        );
+        let key = unique("k");
+        let r = api.write("POST", "/v1/orders", STOREFRONT, &key, &body);
+        assert_eq!(r.status, 201, "{name}: {}", r.body);
+        assert_eq!(r.json()["reservation_id"], res.as_str());
+        // No second hold: the buckets did not move.
+        let after: Vec<_> = [&a, &b]
+            .iter()
+            .map(|s| buckets(&api, s, "store-1"))
+            .collect();
+        assert_eq!(before, after, "{name}");
+        // The same ids again (another key): the same order, nothing more held.
+        let again = api.write("POST", "/v1/orders", STOREFRONT, &unique("k"), &body);
+        assert_eq!(again.status, 201, "{name}: {}", again.body);
+        let v = api
+            .get(&format!("/v1/reservations/{res}"), STOREFRONT)
+            .json();
+        assert_eq!(v["status"], "converted", "{name}: {v}");
+        assert_eq!(v["order_id"], id.as_str());
+        // The reservation can no longer be released or extended.
+        api.write(
+            "DELETE",
+            &format!("/v1/reservations/{res}"),
+            STOREFRONT,
+            &unique("k"),
+            "",
+        )
+        .assert_problem(409, "invalid_transition");
+        api.send(
+            "POST",
+            &format!("/v1/reservations/{res}/extend"),
+            STOREFRONT,
+            r#"{"ttl_seconds":60}"#,
+        )
+        .assert_problem(409, "invalid_transition");
+        // Another order from it: refused.
+        let other = format!(
+            r#"{{"id":"{}","reservation_id":"{res}","lines":[{}]}}"#,
+            unique("ord"),
+            l.join(",")
+        );
+        api.send("POST", "/v1/orders", STOREFRONT, &other)
+            .assert_problem(409, "invalid_transition");
+        // The holds outlive the reservation's TTL: the order kept them; then paid commits them.
+        assert_eq!(move_to(&api, STOREFRONT, &id, "paid").status, 200, "{name}");
+    }
+    // Lines that differ from the reservation's: 400, nothing changes.
+    let res = unique("res");
+    assert_eq!(api.reserve(&res, &[(&a, 1)], "store-1", 30).status, 201);
+    api.send(
+        "POST",
+        "/v1/orders",
+        STOREFRONT,
+        &format!(
+            r#"{{"id":"{}","reservation_id":"{res}","lines":[{{"sku":"{a}","qty":2}}]}}"#,
+            unique("ord")
+        ),
+    )
+    .assert_problem(400, "invalid_request");
+    assert_eq!(
+        api.get(&format!("/v1/reservations/{res}"), STOREFRONT)
+            .json()["status"],
+        "active"
+    );
+    thread::sleep(Duration::from_millis(31_000));
+    // The order holds survived the reservation TTL (kept); the plain reservation expired.
+    assert_eq!(buckets(&api, &a, "store-1"), (5, 0, 3));
+    assert_eq!(buckets(&api, &b, "store-1"), (5, 0, 1));
+}
