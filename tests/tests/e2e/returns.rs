@@ -715,3 +715,68 @@ fn an_exchange_holds_the_replacement_books_the_receipt_and_prices_the_difference
     assert_eq!(strong(&api, &b, "store-1")["reserved"], 1);
     assert_eq!(strong(&api, &a, "store-1")["on_hand"], 10);
 }
+
+#[test]
+fn an_exchange_of_units_received_before_and_a_refused_receipt_holds_nothing() {
+    let api = shared().api();
+    let a = api.new_sku("store-1", 10);
+    let b = api.new_sku("store-1", 10);
+    let sale = sell(&api, "rty", &[(&a, 2, "8.00")]);
+    let id = unique("ret");
+    let r = api.send(
+        "POST",
+        "/v1/returns",
+        POS1,
+        &return_body(&id, &sale, &[(&a, 2)]),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let path = format!("/v1/returns/{id}/exchange");
+    // Nothing received and nothing to receive: refused before any hold.
+    api.send(
+        "POST",
+        &path,
+        POS1,
+        &format!(r#"{{"location":"store-1","lines":[{{"sku":"{b}","qty":1}}]}}"#),
+    )
+    .assert_problem(400, "invalid_request");
+    let r = api.send(
+        "POST",
+        &format!("/v1/returns/{id}/receive"),
+        POS1,
+        &receive_body("store-1", &[(&a, 1, "damaged")]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // More than the return initiated: refused before any hold.
+    api.send(
+        "POST",
+        &path,
+        POS1,
+        &format!(
+            r#"{{"location":"store-1","lines":[{{"sku":"{b}","qty":1}}],"receive":[{{"sku":"{a}","qty":2,"condition":"restock"}}]}}"#
+        ),
+    )
+    .assert_problem(400, "invalid_request");
+    assert_eq!(strong(&api, &b, "store-1")["reserved"], 0);
+    api.get(&format!("/v1/orders/x.{id}"), ADMIN)
+        .assert_problem(404, "not_found");
+    // The unit received before is the credit.
+    let r = api.send(
+        "POST",
+        &path,
+        POS1,
+        &format!(r#"{{"location":"store-1","lines":[{{"sku":"{b}","qty":2}}]}}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let x = r.json()["exchange"].clone();
+    assert_eq!(x["credit"]["amount"], "8.00", "{x}");
+    assert_eq!(x["order_id"], format!("x.{id}").as_str());
+    assert_eq!(strong(&api, &b, "store-1")["reserved"], 2);
+    let row = strong(&api, &a, "store-1");
+    assert_eq!(
+        (
+            row["on_hand"].as_i64(),
+            row["unavailable"]["damaged"].as_i64()
+        ),
+        (Some(9), Some(1))
+    );
+}
