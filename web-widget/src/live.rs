@@ -221,6 +221,10 @@ pub fn resync_message(sku: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, in Node, under wasm-bindgen-test
+    // (`make widget-unit`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn row(sku: &str, loc: &str, available: i64, seq: u64) -> LiveRow {
         LiveRow {
