@@ -12,7 +12,8 @@
 #    each DOM change is joined to the sale that caused it. Median, p90, p99, max.
 # 3. The push's cost on the sale path: wrk (scripts/bench/http.lua, mode sale,
 #    -t2 -c10, BENCH_SECONDS each) on one SKU with 0 live subscribers, then with
-#    100 (scripts/bench/live-subscribers.mjs, node + ws), which must each get
+#    100 (scripts/bench/live-subscribers.mjs, node + ws, one SKU each: the SKU
+#    object's own sockets, no relay), which must each get
 #    one frame per sale.
 # Everything started here is stopped on exit (trap).
 set -euo pipefail
@@ -75,7 +76,7 @@ def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 print(f"POS sale posted -> widget DOM updated, {len(lat)} sales one every 250 ms "
-      f"(headless Chromium, one widget, its socket through the Worker's relay):")
+      f"(headless Chromium, one widget of one SKU: its socket is the SKU object's own):")
 print()
 print("| | median | p90 | p99 | max |")
 print("|---|---|---|---|---|")

@@ -738,6 +738,40 @@ paths.update({
         {"200": ok("Return")}, body="ReturnExchangeRequest", params=[path_param("id")], write=True)},
 })
 # ------------------------------------------------------------ end of returns
+# ---------------------------------------------------------------- live availability (issue 9)
+# GET /v1/availability/live is a WebSocket (functions/src/api/live.rs,
+# functions/src/objects/live.rs). OpenAPI cannot describe the frames; the
+# description does, and the HTTP answers before the upgrade are documented.
+LIVE_FRAMES = (
+    "Upgrades to a WebSocket (send Upgrade: websocket). Browsers cannot set headers on a WebSocket: "
+    "a publishable key may come as key= (a secret key in the URL is refused, 403; others use Authorization). "
+    "A request with an Origin header must come from LIVE_ORIGINS (403). Frames (text, JSON): first one "
+    "{type: snapshot, sku, channel, as_of, items: [row]} per SKU, then one {type: change, ..row} per change of a "
+    "watched position, pushed after the change is durably written; row = {sku, location, available, seq, on_hand, "
+    "reserved, committed, safety_stock, incoming, channel}, seq = the position's version (+1 per change): a gap "
+    "means a missed change. Client frames: {type: resync, sku?} answers a new snapshot, ping answers pong. "
+    "Closes: 1008 over 20 SKUs or 20 locations per socket, or a frame that is not the protocol; 1013 when a SKU "
+    "has LIVE_MAX_SUBSCRIBERS subscribers (try again later)."
+)
+live_get = op(
+    "Live availability over a WebSocket (any role; several SKUs on one socket)",
+    {"101": {"description": "Switching Protocols: the WebSocket. " + LIVE_FRAMES},
+     "426": problem("Not a WebSocket upgrade (code upgrade_required)")},
+    params=[query("sku", {"type": "string"}, "comma-separated SKUs (1 to 20; bundles are refused, 400)"),
+            query("location", {"type": "string"}, "comma-separated locations (at most 20); none: every location"),
+            query("channel", {"enum": ["online", "pos"]}, "default: pos for a POS key, else online"),
+            query("key", {"type": "string"}, "a publishable key, for browsers (instead of Authorization)")],
+)
+live_get["description"] = LIVE_FRAMES
+schemas["Problem"]["properties"]["code"]["enum"].append("upgrade_required")
+# Availability rows name what kind of place a location is, for shopper wording.
+schemas["AvailabilityRow"]["properties"].update({
+    "location_kind": {"enum": ["store", "warehouse"]},
+    "pickup": {"type": "boolean", "description": "a store that offers pickup"},
+    "ships_online": {"type": "boolean", "description": "fills online orders"},
+})
+paths["/v1/availability/live"] = {"get": live_get}
+# ---------------------------------------------------------------- end of live availability
 
 doc = {
     "openapi": "3.1.0",

@@ -6,7 +6,7 @@
 #   make widget-size    the wasm and JS a page downloads, gzipped, against the budget
 #   make bench-live     live push latency (POS sale -> widget DOM) and the push's cost
 #                       on the sale path (docs/benchmarks.md); starts its own wrangler dev
-#   make widget-unit    the pure logic's native tests
+#   make widget-unit    the pure logic's tests, natively and as wasm-bindgen tests in Node
 #   make widget-clippy  clippy on the wasm32 build too (the DOM code is wasm32-only,
 #                       so a native `cargo clippy --workspace` never sees it)
 #   make widget-test    needs OMNISTOCK_API (a running Worker with the dev keys of
@@ -72,8 +72,11 @@ widget-build: widget-tools
 widget-size:
 	web-widget/size.sh $(WIDGET_OUT)
 
-widget-unit:
+# Natively, then the same pure tests (text for numbers, gap detection, backoff
+# schedule) as wasm-bindgen tests in Node.
+widget-unit: widget-tools
 	cargo test -p omnistock-widget
+	$(WIDGET_ENV) cargo test -p omnistock-widget --target $(WIDGET_TARGET) --lib
 
 widget-clippy:
 	cargo clippy -p omnistock-widget --target $(WIDGET_TARGET) --all-targets -- -D warnings

@@ -27,12 +27,23 @@ pub struct Row {
     /// The location's display name, when the server sends one.
     #[serde(default)]
     pub location_name: Option<String>,
+    /// `store` or `warehouse`, when the server says (older servers: unknown, read as a store).
+    #[serde(default)]
+    pub location_kind: Option<String>,
+    /// A store that offers pickup.
+    #[serde(default)]
+    pub pickup: Option<bool>,
     pub available: i64,
 }
 
 impl Row {
     pub fn is_total(&self) -> bool {
         self.location.as_deref().is_none_or(|l| l == TOTAL_LOCATION)
+    }
+
+    /// A warehouse: it sells online, it is not a store a shopper can visit.
+    pub fn is_warehouse(&self) -> bool {
+        self.location_kind.as_deref() == Some("warehouse")
     }
 
     /// How to name this row's location in text: its display name, else its id.
@@ -112,6 +123,8 @@ impl Availability {
                 sku: sku.into(),
                 location: Some(location.into()),
                 location_name: None,
+                location_kind: None,
+                pickup: None,
                 available,
             }),
         }
@@ -126,6 +139,10 @@ impl Availability {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, in Node, under wasm-bindgen-test
+    // (`make widget-unit`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const ANSWER: &str = r#"{
       "as_of": "2026-11-26T14:00:00Z",

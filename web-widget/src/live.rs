@@ -72,7 +72,10 @@ fn encode(s: &str) -> String {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
     }
     out
@@ -221,6 +224,10 @@ pub fn resync_message(sku: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, in Node, under wasm-bindgen-test
+    // (`make widget-unit`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn row(sku: &str, loc: &str, available: i64, seq: u64) -> LiveRow {
         LiveRow {
@@ -319,5 +326,109 @@ mod tests {
         );
         assert_eq!(live_url("ftp://x", "k", &skus, "online"), None);
         assert_eq!(resync_message("A"), r#"{"type":"resync","sku":"A"}"#);
+    }
+
+    /// A seeded simulation of one SKU at two locations over a lossy network:
+    /// frames dropped, duplicated and reordered; a gap asks for a snapshot that
+    /// arrives later. The widget's figure never goes back to an older seq,
+    /// every figure it shows was true at its seq, and after the last snapshot
+    /// it shows the truth.
+    #[test]
+    fn lossy_network_simulation_converges_to_the_truth() {
+        for seed in 1..=200u64 {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = move |n: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % n
+            };
+            let locs = ["s1", "s2"];
+            // Truth: per location (available, seq) and the history of values by seq.
+            let mut truth = [(10i64, 1u64), (4, 1)];
+            let mut history: Vec<(usize, u64, i64)> = vec![(0, 1, 10), (1, 1, 4)];
+            let mut wire: Vec<String> = Vec::new();
+            let mut seqs = Seqs::default();
+            let mut shown = [(10i64, 1u64), (4, 1)];
+            seqs.snapshot("A", &[row("A", "s1", 10, 1), row("A", "s2", 4, 1)]);
+            let mut resyncs = 0;
+            for _ in 0..300 {
+                // The server changes a position and pushes it.
+                let i = next(2) as usize;
+                truth[i].0 += next(5) as i64 - 2;
+                truth[i].1 += 1;
+                history.push((i, truth[i].1, truth[i].0));
+                let f = format!(
+                    r#"{{"type":"change","sku":"A","location":"{}","available":{},"seq":{}}}"#,
+                    locs[i], truth[i].0, truth[i].1
+                );
+                match next(10) {
+                    0 | 1 => {}                                 // dropped
+                    2 => wire.extend([f.clone(), f]),           // duplicated
+                    3 if !wire.is_empty() => wire.insert(0, f), // overtakes
+                    _ => wire.push(f),
+                }
+                // The network delivers some frames.
+                for _ in 0..next(3) {
+                    if wire.is_empty() {
+                        break;
+                    }
+                    let frame = wire.remove(0);
+                    let mut deliver = |r: &LiveRow, seqs_said_apply: bool| {
+                        let j = locs.iter().position(|l| *l == r.location).unwrap();
+                        if seqs_said_apply {
+                            assert!(r.seq >= shown[j].1, "seed {seed}: went back");
+                            assert!(history.contains(&(j, r.seq, r.available)), "seed {seed}");
+                            shown[j] = (r.available, r.seq);
+                        }
+                    };
+                    match Frame::parse(&frame).unwrap() {
+                        Frame::Change(r) => match seqs.change(&r) {
+                            Verdict::Apply => deliver(&r, true),
+                            Verdict::Gap => {
+                                resyncs += 1;
+                                // The snapshot is the truth when the server gets the ask.
+                                let items: Vec<String> = (0..2)
+                                    .map(|j| {
+                                        format!(
+                                            r#"{{"sku":"A","location":"{}","available":{},"seq":{}}}"#,
+                                            locs[j], truth[j].0, truth[j].1
+                                        )
+                                    })
+                                    .collect();
+                                wire.push(format!(
+                                    r#"{{"type":"snapshot","sku":"A","items":[{}]}}"#,
+                                    items.join(",")
+                                ));
+                            }
+                            Verdict::Stale | Verdict::Resyncing => {}
+                        },
+                        Frame::Snapshot { sku, items } => {
+                            seqs.snapshot(&sku, &items);
+                            for r in &items {
+                                deliver(r, true);
+                            }
+                        }
+                        Frame::Pong => {}
+                    }
+                }
+            }
+            // A reconnect: the snapshot shows the truth.
+            seqs.reset();
+            let items = [
+                row("A", "s1", truth[0].0, truth[0].1),
+                row("A", "s2", truth[1].0, truth[1].1),
+            ];
+            seqs.snapshot("A", &items);
+            for (j, r) in items.iter().enumerate() {
+                assert!(r.seq >= shown[j].1, "seed {seed}: shown ahead of the truth");
+                shown[j] = (r.available, r.seq);
+            }
+            // After it, the next change applies (no gap left behind).
+            truth[0].1 += 1;
+            let r = row("A", "s1", truth[0].0, truth[0].1);
+            assert_eq!(seqs.change(&r), Verdict::Apply, "seed {seed}");
+            assert!(resyncs <= 300, "seed {seed}: {resyncs} resyncs");
+        }
     }
 }

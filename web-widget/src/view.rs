@@ -131,6 +131,50 @@ pub struct View {
 pub const LOADING_TEXT: &str = "Checking availability\u{2026}";
 pub const ERROR_TEXT: &str = "Availability unavailable";
 
+/// Where else a SKU is in stock, in a shopper's words: stores by count (or
+/// the one store's name), warehouses as "online" (a warehouse is not a store).
+struct Places<'a> {
+    stores: usize,
+    only_store: Option<&'a str>,
+    online: bool,
+}
+
+impl<'a> Places<'a> {
+    fn of(rows: impl Iterator<Item = &'a Row>) -> Places<'a> {
+        let mut p = Places {
+            stores: 0,
+            only_store: None,
+            online: false,
+        };
+        for r in rows.filter(|r| r.available > 0) {
+            if r.is_warehouse() {
+                p.online = true;
+            } else {
+                p.stores += 1;
+                p.only_store = r.place();
+            }
+        }
+        p
+    }
+
+    /// "at 2 other stores and online", "at Downtown", "online"; `None`: nowhere.
+    fn phrase(&self, other: bool) -> Option<String> {
+        let other = if other { "other " } else { "" };
+        let stores = match (self.stores, self.only_store) {
+            (0, _) => None,
+            (1, Some(name)) if other.is_empty() => Some(format!("at {name}")),
+            (1, _) => Some(format!("at 1 {other}store")),
+            (n, _) => Some(format!("at {n} {other}stores")),
+        };
+        match (stores, self.online) {
+            (None, false) => None,
+            (None, true) => Some("online".into()),
+            (Some(s), false) => Some(s),
+            (Some(s), true) => Some(format!("{s} and online")),
+        }
+    }
+}
+
 pub fn view(state: &WidgetState) -> View {
     let config = match &state.config {
         Ok(config) => config,
@@ -159,32 +203,37 @@ pub fn view(state: &WidgetState) -> View {
                 .or_else(|| data.row(sku, location).and_then(|r| r.place()))
                 .unwrap_or(location);
             let here = data.at(sku, location);
-            if here > threshold {
-                (Tone::InStock, format!("{here} in stock at {name}"))
-            } else if here > 0 {
-                (Tone::LowStock, format!("Low stock: {here} left at {name}"))
+            // Pickup is said where the store offers it.
+            let pickup = if data.row(sku, location).and_then(|r| r.pickup) == Some(true) {
+                ", pickup available"
             } else {
-                let others = data
-                    .locations(sku)
-                    .filter(|r| r.location.as_deref() != Some(location) && r.available > 0)
-                    .count();
-                let text = match others {
-                    0 => format!("Out of stock at {name}"),
-                    1 => "Out of stock here, available at 1 other store".into(),
-                    n => format!("Out of stock here, available at {n} other stores"),
+                ""
+            };
+            if here > threshold {
+                (Tone::InStock, format!("{here} in stock at {name}{pickup}"))
+            } else if here > 0 {
+                (
+                    Tone::LowStock,
+                    format!("Low stock: {here} left at {name}{pickup}"),
+                )
+            } else {
+                let elsewhere = Places::of(
+                    data.locations(sku)
+                        .filter(|r| r.location.as_deref() != Some(location)),
+                );
+                let text = match elsewhere.phrase(true) {
+                    None => format!("Out of stock at {name}"),
+                    Some(p) => format!("Out of stock here, available {p}"),
                 };
                 (Tone::OutOfStock, text)
             }
         }
         None => {
             let total = data.total(sku);
-            let mut stocked = data.locations(sku).filter(|r| r.available > 0);
-            let (first, more) = (stocked.next(), stocked.count());
-            let place = match (first.and_then(Row::place), more) {
-                (Some(only), 0) => format!(" at {only}"),
-                (Some(_), more) => format!(" at {} stores", more + 1),
-                (None, _) => String::new(),
-            };
+            let place = Places::of(data.locations(sku))
+                .phrase(false)
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default();
             if total > threshold {
                 (Tone::InStock, format!("{total} in stock{place}"))
             } else if total > 0 {
@@ -212,6 +261,10 @@ fn error_view(reason: &'static str) -> View {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, in Node, under wasm-bindgen-test
+    // (`make widget-unit`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn config(location: Option<&str>, name: Option<&str>) -> Config {
         Config {
@@ -284,6 +337,59 @@ mod tests {
             "out-of-stock: Out of stock at store-1"
         );
         assert_eq!(at_store_1(&[]), "out-of-stock: Out of stock at store-1");
+    }
+
+    /// Rows with the server's kinds: `s1` (store, pickup), `s2` (store), `w` (warehouse).
+    fn shop(s1: i64, s2: i64, w: i64) -> Availability {
+        Availability::parse(&format!(
+            r#"{{"items":[
+              {{"sku":"TEE","location":"s1","location_name":"Downtown","location_kind":"store","pickup":true,"available":{s1}}},
+              {{"sku":"TEE","location":"s2","location_name":"Riverside","location_kind":"store","pickup":false,"available":{s2}}},
+              {{"sku":"TEE","location":"w","location_name":"Central","location_kind":"warehouse","pickup":false,"available":{w}}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn shopper_wording_stores_online_and_pickup() {
+        let at = |l: &str, a: Availability| show(config(Some(l), None), Phase::Loaded(a));
+        let all = |a: Availability| show(config(None, None), Phase::Loaded(a));
+        assert_eq!(
+            at("s1", shop(9, 0, 0)),
+            "in-stock: 9 in stock at Downtown, pickup available"
+        );
+        assert_eq!(
+            at("s1", shop(2, 0, 0)),
+            "low-stock: Low stock: 2 left at Downtown, pickup available"
+        );
+        assert_eq!(at("s2", shop(0, 9, 0)), "in-stock: 9 in stock at Riverside");
+        assert_eq!(
+            at("s1", shop(0, 4, 6)),
+            "out-of-stock: Out of stock here, available at 1 other store and online"
+        );
+        assert_eq!(
+            at("s1", shop(0, 0, 6)),
+            "out-of-stock: Out of stock here, available online"
+        );
+        assert_eq!(
+            at("s1", shop(0, 0, 0)),
+            "out-of-stock: Out of stock at Downtown"
+        );
+        assert_eq!(
+            at("w", shop(1, 3, 0)),
+            "out-of-stock: Out of stock here, available at 2 other stores"
+        );
+        assert_eq!(
+            all(shop(4, 8, 6)),
+            "in-stock: 18 in stock at 2 stores and online"
+        );
+        assert_eq!(
+            all(shop(4, 0, 6)),
+            "in-stock: 10 in stock at Downtown and online"
+        );
+        assert_eq!(all(shop(0, 0, 6)), "in-stock: 6 in stock online");
+        assert_eq!(all(shop(0, 5, 0)), "in-stock: 5 in stock at Riverside");
+        assert_eq!(all(shop(0, 0, 0)), "out-of-stock: Out of stock");
     }
 
     #[test]

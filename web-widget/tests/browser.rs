@@ -140,15 +140,19 @@ async fn shows_per_store_availability_from_the_worker() {
     let warehouse = at(WAREHOUSE);
     let everywhere = mount(&base);
 
-    // The server's location names ("Downtown"), the low-stock threshold (3), and
-    // the other stores that still have it.
+    // The server's location names ("Downtown"), the low-stock threshold (3),
+    // pickup where the store offers it, the other stores that still have it, and
+    // a warehouse's stock said as "online" (a warehouse is not a store).
     assert_eq!(
         rendered(&downtown).await,
-        pair("in-stock", "7 in stock at Downtown")
+        pair("in-stock", "7 in stock at Downtown, pickup available")
     );
     assert_eq!(
         rendered(&riverside).await,
-        pair("low-stock", "Low stock: 2 left at Riverside")
+        pair(
+            "low-stock",
+            "Low stock: 2 left at Riverside, pickup available"
+        )
     );
     assert_eq!(
         rendered(&warehouse).await,
@@ -179,8 +183,11 @@ async fn shows_per_store_availability_from_the_worker() {
         .unwrap();
     downtown.set_attribute("threshold", "10").unwrap();
     assert_eq!(
-        wait_for_change(&downtown, Some("7 in stock at Downtown")).await,
-        pair("low-stock", "Low stock: 7 left at Main Street")
+        wait_for_change(&downtown, Some("7 in stock at Downtown, pickup available")).await,
+        pair(
+            "low-stock",
+            "Low stock: 7 left at Main Street, pickup available"
+        )
     );
     warehouse.set_attribute("sku", sku_b()).unwrap();
     assert_eq!(
@@ -197,7 +204,10 @@ async fn shows_per_store_availability_from_the_worker() {
     document().body().unwrap().append_child(&riverside).unwrap();
     assert_eq!(
         rendered(&riverside).await,
-        pair("low-stock", "Low stock: 2 left at Riverside")
+        pair(
+            "low-stock",
+            "Low stock: 2 left at Riverside, pickup available"
+        )
     );
     let b_at_downtown = mount(&[
         ("sku", sku_b()),
@@ -207,10 +217,7 @@ async fn shows_per_store_availability_from_the_worker() {
     ]);
     assert_eq!(
         rendered(&b_at_downtown).await,
-        pair(
-            "out-of-stock",
-            "Out of stock here, available at 1 other store"
-        )
+        pair("out-of-stock", "Out of stock here, available online")
     );
 
     for element in [downtown, riverside, warehouse, everywhere, b_at_downtown] {
@@ -318,7 +325,7 @@ async fn a_pos_sale_changes_the_widget_live_and_a_dropped_socket_recovers() {
     // Announced politely to assistive technology, and readable without colour.
     let status = status_of(&w);
     assert_eq!(status.get_attribute("aria-live").as_deref(), Some("polite"));
-    assert!(after_sale.ends_with("in stock at Downtown"), "{after_sale}");
+    assert!(after_sale.contains("in stock at Downtown"), "{after_sale}");
 
     // The network drops the socket: the widget reconnects (backoff) and keeps up.
     omnistock_widget::testing::drop_connections();

@@ -47,6 +47,11 @@ pub fn row(
     if let Some(l) = location {
         v["location"] = json!(l.id);
         v["location_name"] = json!(l.name);
+        // For shopper wording (the widget): a warehouse is not a store, and
+        // pickup only where a store offers it.
+        v["location_kind"] = json!(l.kind);
+        v["pickup"] = json!(l.pickup);
+        v["ships_online"] = json!(l.ships_online);
     }
     v
 }

@@ -3,7 +3,8 @@
 //!
 //! Design (measured in docs/benchmarks.md, "Live availability"): the SKU
 //! objects hold the subscriptions with the hibernation API
-//! (`objects/live.rs`: snapshot, push after each committed write). A
+//! (`objects/live.rs`: snapshot, push after each committed write). For one
+//! SKU the Worker hands the client the SKU object's own socket (no relay). A
 //! Durable Object socket belongs to one object, so a page that watches
 //! several SKUs gets ONE socket to the Worker, and the Worker relays: it
 //! opens one WebSocket per SKU object and forwards every frame both ways
@@ -202,8 +203,8 @@ fn refuse_after_upgrade(code: u16, reason: &str) -> Result<Response, Problem> {
     Ok(Response::from_websocket(pair.client)?)
 }
 
-/// One WebSocket to the SKU object of `sku`.
-async fn connect(env: &Env, sku: &Sku, plan: &Plan) -> Result<WebSocket, Problem> {
+/// The SKU object's answer to an upgrade for `sku` (a 101 with its socket).
+async fn upgrade(env: &Env, sku: &Sku, plan: &Plan) -> Result<Response, Problem> {
     let stub = env
         .durable_object(Namespace::SkuStock.binding())?
         .id_from_name(sku.as_str())?
@@ -214,8 +215,13 @@ async fn connect(env: &Env, sku: &Sku, plan: &Plan) -> Result<WebSocket, Problem
     init.with_method(Method::Get).with_headers(headers);
     let url = sub::upgrade_url(sku.as_str(), plan.channel, &plan.locations, plan.max);
     let req = Request::new_with_init(&url, &init)?;
-    let resp = stub.fetch_with_request(req).await?;
-    let ws = resp
+    Ok(stub.fetch_with_request(req).await?)
+}
+
+/// One WebSocket to the SKU object of `sku`, for the relay.
+async fn connect(env: &Env, sku: &Sku, plan: &Plan) -> Result<WebSocket, Problem> {
+    let ws = upgrade(env, sku, plan)
+        .await?
         .websocket()
         .ok_or_else(|| Problem::overloaded("a SKU object did not accept the subscription"))?;
     ws.accept()?;
@@ -223,6 +229,15 @@ async fn connect(env: &Env, sku: &Sku, plan: &Plan) -> Result<WebSocket, Problem
 }
 
 async fn open(env: &Env, plan: Plan) -> Result<Response, Problem> {
+    if let [sku] = plan.skus.as_slice() {
+        // One SKU: the client's socket IS the SKU object's (no relay, and
+        // hibernatable end to end).
+        let ws = upgrade(env, sku, &plan)
+            .await?
+            .websocket()
+            .ok_or_else(|| Problem::overloaded("a SKU object did not accept the subscription"))?;
+        return Ok(Response::from_websocket(ws)?);
+    }
     let ups = join_all(plan.skus.iter().map(|s| connect(env, s, &plan))).await;
     let mut upstreams = Vec::new();
     for u in ups {

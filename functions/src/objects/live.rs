@@ -255,17 +255,32 @@ pub fn push(state: &State, st_at: impl Fn(&LocationId) -> Position, touched: &[L
     if sockets.is_empty() {
         return;
     }
-    // One position read per touched location, whoever subscribes.
+    // One position read per touched location, and one frame per location and
+    // channel, whoever subscribes (a SKU object has one SKU: its subscribers' `sku`).
     let positions: Vec<(&LocationId, Position)> = touched.iter().map(|l| (l, st_at(l))).collect();
+    let mut frames: Vec<(usize, Channel, String)> = Vec::new();
     for ws in sockets {
         let Ok(Some(sub)) = ws.deserialize_attachment::<Sub>() else {
             continue;
         };
-        for (l, p) in &positions {
-            if sub.wants(l) {
-                let mut m = row(&sub.sku, l, p, sub.channel);
-                m["type"] = json!("change");
-                let _ = ws.send_with_str(m.to_string());
+        for (i, (l, p)) in positions.iter().enumerate() {
+            if !sub.wants(l) {
+                continue;
+            }
+            let known = frames
+                .iter()
+                .position(|(j, c, _)| *j == i && *c == sub.channel);
+            let at = match known {
+                Some(at) => at,
+                None => {
+                    let mut m = row(&sub.sku, l, p, sub.channel);
+                    m["type"] = json!("change");
+                    frames.push((i, sub.channel, m.to_string()));
+                    frames.len() - 1
+                }
+            };
+            if let Some((_, _, text)) = frames.get(at) {
+                let _ = ws.send_with_str(text);
             }
         }
     }

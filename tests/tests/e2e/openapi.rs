@@ -378,6 +378,13 @@ fn every_answer_matches_the_openapi_document() {
         Some(ADMIN),
         None,
     );
+    // Live availability: a plain GET (no upgrade) is a 426 problem.
+    c.call(
+        "GET",
+        &format!("/v1/availability/live?sku={sku}&key={PUBLISHABLE}"),
+        None,
+        None,
+    );
 
     // ------------------------------------------------ transfers and unavailable (issue 8)
     let tsku = api.new_sku("store-1", 10);
