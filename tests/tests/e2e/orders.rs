@@ -696,3 +696,85 @@ fn an_order_from_a_reservation_takes_its_holds_without_a_second_hold() {
     assert_eq!(buckets(&api, &a, "store-1"), (5, 0, 3));
     assert_eq!(buckets(&api, &b, "store-1"), (5, 0, 1));
 }
+
+#[test]
+fn concurrent_bundle_and_component_orders_and_sales_keep_bundle_and_component_stock_consistent() {
+    let api = shared().api();
+    let x = api.new_sku("store-1", 12);
+    let y = api.new_sku("store-1", 12);
+    let bundle = unique("OBUNDLE");
+    let r = api.send(
+        "PUT",
+        &format!("/v1/bundles/{bundle}"),
+        ADMIN,
+        &format!(r#"{{"title":"Set","price":{{"amount":"15.00","currency":"EUR"}},"components":[{{"sku":"{x}","qty":1}},{{"sku":"{y}","qty":2}}]}}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Bundle orders, component orders and component sales race.
+    let workers: Vec<_> = (0..6)
+        .map(|t| {
+            let (api, x, y, bundle) = (api.clone(), x.clone(), y.clone(), bundle.clone());
+            thread::spawn(move || {
+                let mut done = (0i64, 0i64, 0i64); // bundle orders, x orders, y sales
+                for i in 0..4 {
+                    let id = format!("{}-{t}-{i}", unique("cc"));
+                    match t % 3 {
+                        0 => {
+                            let r = create(&api, STOREFRONT, &id, &[(&bundle, 1)], AT_STORE1);
+                            match r.status {
+                                201 => done.0 += 1,
+                                409 => assert_eq!(r.json()["code"], "insufficient_stock"),
+                                s => panic!("bundle order: {s} {}", r.body),
+                            }
+                        }
+                        1 => {
+                            let r = create(&api, STOREFRONT, &id, &[(&x, 1)], AT_STORE1);
+                            match r.status {
+                                201 => done.1 += 1,
+                                409 => assert_eq!(r.json()["code"], "insufficient_stock"),
+                                s => panic!("x order: {s} {}", r.body),
+                            }
+                        }
+                        _ => {
+                            let sale = format!(
+                                r#"{{"sale_id":"{id}","terminal_id":"t-cc-{t}","device_seq":{},"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{y}","qty":1,"unit_price":{{"amount":"5.00","currency":"EUR"}}}}],"payments":[{{"method":"cash","amount":{{"amount":"5.00","currency":"EUR"}}}}]}}"#,
+                                i + 1,
+                                rfc3339_ago(1000)
+                            );
+                            let r = api.send("POST", "/v1/pos/sales", POS1, &sale);
+                            assert_eq!(r.status, 201, "{}", r.body);
+                            done.2 += 1;
+                        }
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let (mut b, mut xo, mut ys) = (0, 0, 0);
+    for w in workers {
+        let (a, c, d) = w.join().unwrap();
+        b += a;
+        xo += c;
+        ys += d;
+    }
+    // Each bundle order held 1 x and 2 y; each x order 1 x; each sale took 1 y.
+    let (xon, xres, _) = buckets(&api, &x, "store-1");
+    let (yon, yres, _) = buckets(&api, &y, "store-1");
+    assert_eq!((xon, xres), (12, b + xo));
+    assert_eq!((yon, yres), (12 - ys, 2 * b));
+    // The bundle's availability is its scarcest component's.
+    let avail = |s: &str| {
+        api.get(
+            &format!("/v1/availability?sku={s}&location=store-1&channel=pos&consistency=strong"),
+            ADMIN,
+        )
+        .json()["items"][0]["available"]
+            .as_i64()
+            .unwrap()
+    };
+    let (ax, ay) = (avail(&x), avail(&y));
+    assert_eq!(ax, 12 - b - xo);
+    assert_eq!(ay, 12 - ys - 2 * b);
+    assert_eq!(avail(&bundle), ax.min(ay / 2).max(0));
+}
