@@ -142,6 +142,7 @@ SIM_SEEDS ?= 10000
 sim:
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test sim many_seeds
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test transfer_sim many_seeds
+	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test order_sim more_seeds
 
 test-functions:
 	cargo test -p omnistock-functions --lib
