@@ -778,3 +778,50 @@ fn concurrent_bundle_and_component_orders_and_sales_keep_bundle_and_component_st
     assert_eq!(ay, 12 - ys - 2 * b);
     assert_eq!(avail(&bundle), ax.min(ay / 2).max(0));
 }
+
+#[test]
+fn single_location_and_pickup_rules_place_orders_as_configured() {
+    let server = Server::start_with_vars(&[
+        ("FULFILLMENT_RULE", "single_location"),
+        ("FULFILLMENT_LOCATION", "warehouse-1"),
+    ]);
+    let api = server.api();
+    seed_locations(&api);
+    let a = api.new_sku("warehouse-1", 4);
+    api.receive(&a, "store-1", 4);
+    let ship = r#"{"type":"ship","destination":{"lat":52.52,"lon":13.40}}"#;
+    // Near store-1, but the rule ships everything from warehouse-1.
+    let r = create(&api, STOREFRONT, "s-1", &[(&a, 3)], ship);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["parts"][0]["location"], "warehouse-1");
+    create(&api, STOREFRONT, "s-2", &[(&a, 2)], ship).assert_problem(409, "insufficient_stock");
+    assert_eq!(buckets(&api, &a, "warehouse-1"), (4, 3, 0));
+    assert_eq!(buckets(&api, &a, "store-1"), (4, 0, 0));
+    drop(server);
+
+    let server = Server::start_with_vars(&[("FULFILLMENT_RULE", "pickup")]);
+    let api = server.api();
+    seed_locations(&api);
+    let b = api.new_sku("store-2", 2);
+    // Click and collect only: a shipment is refused, a pickup at a store that holds every line is placed.
+    create(&api, STOREFRONT, "p-1", &[(&b, 1)], r#"{"type":"ship"}"#)
+        .assert_problem(400, "invalid_request");
+    let r = create(
+        &api,
+        STOREFRONT,
+        "p-2",
+        &[(&b, 2)],
+        r#"{"type":"pickup","location":"store-2"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["parts"][0]["location"], "store-2");
+    create(
+        &api,
+        STOREFRONT,
+        "p-3",
+        &[(&b, 1)],
+        r#"{"type":"pickup","location":"store-1"}"#,
+    )
+    .assert_problem(409, "insufficient_stock");
+    assert_eq!(buckets(&api, &b, "store-2"), (2, 2, 0));
+}
