@@ -601,6 +601,26 @@ fn a_pos_sale_that_takes_committed_units_marks_the_order_at_risk() {
             .len(),
         0
     );
+    // An order made from a reservation: its holds are the reservation's;
+    // the sale names the reservation's hold and the order still learns it.
+    let c = api.new_sku("store-1", 2);
+    let res = unique("res");
+    assert_eq!(api.reserve(&res, &[(&c, 2)], "store-1", 600).status, 201);
+    let body =
+        format!(r#"{{"id":"risk-2","reservation_id":"{res}","lines":[{{"sku":"{c}","qty":2}}]}}"#);
+    let r = api.send("POST", "/v1/orders", STOREFRONT, &body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(move_to(&api, ADMIN, "risk-2", "paid").status, 200);
+    let sale = format!(
+        r#"{{"sale_id":"{}","terminal_id":"t-risk","device_seq":2,"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{c}","qty":1,"unit_price":{{"amount":"9.99","currency":"EUR"}}}}],"payments":[{{"method":"cash","amount":{{"amount":"9.99","currency":"EUR"}}}}]}}"#,
+        unique("sale"),
+        rfc3339_ago(1000)
+    );
+    let r = api.send("POST", "/v1/pos/sales", POS1, &sale);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["at_risk"][0]["reservation"], res.as_str());
+    let o = api.get("/v1/orders/risk-2", ADMIN).json();
+    assert_eq!(o["parts"][0]["at_risk"], true, "{o}");
 }
 
 #[test]
