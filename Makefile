@@ -28,13 +28,14 @@ WORKER_SRC := $(shell find functions/src core/src -name '*.rs' 2>/dev/null) \
 
 .PHONY: help dev test build tools rust-tools node-tools browser-tools \
 	check-fmt clippy check-bundle test-core test-core-wasm test-functions test-widget test-e2e widget bench sim \
-	bench-tools bench-http
+	bench-tools bench-http bench-live
 
 help:
 	@echo "make dev    run omnistock locally (wrangler dev on 127.0.0.1:\$$PORT, default 8787)"
 	@echo "make test   fmt, clippy, core tests (native and wasm), widget browser test, end-to-end tests"
 	@echo "make bench  decide+apply throughput, natively and in wasm (docs/benchmarks.md)"
 	@echo "make sim    many more simulation seeds (SIM_SEEDS=10000)"
+	@echo "make bench-live  live availability: POS sale -> widget DOM latency, sale req/s with 0 and 100 subscribers"
 	@echo "make bench-http  HTTP req/s, p50, p99 per route in wrangler dev, against PostgreSQL (BENCH_SECONDS=10)"
 
 # ---------------------------------------------------------------- tools
@@ -143,6 +144,7 @@ sim:
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test sim many_seeds
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test transfer_sim many_seeds
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test order_sim more_seeds
+	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test return_sim many_seeds
 
 test-functions:
 	cargo test -p omnistock-functions --lib
@@ -160,3 +162,8 @@ test-widget: browser-tools
 
 test-e2e: browser-tools $(WORKER_OUT) public
 	RUST_TEST_THREADS=$(E2E_THREADS) cargo test -p omnistock-tests
+
+# Live availability (docs/benchmarks.md): push latency to a widget in headless
+# Chromium, and sale throughput with 0 and 100 live subscribers.
+bench-live: build widget-build widget-browser-tools
+	scripts/bench-live.sh

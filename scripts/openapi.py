@@ -652,6 +652,17 @@ schemas.update({
              "condition": {"enum": ["restock", "damaged", "return_to_vendor"]}})},
     }),
     "ReturnRefundRequest": obj({"amount": ref("Money")}),
+    "ReturnExchangeRequest": obj(
+        {
+            "location": ID,
+            "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
+                {"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000}})},
+            "receive": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
+                {"sku": ID, "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                 "condition": {"enum": ["restock", "damaged", "return_to_vendor"]}})},
+        },
+        required=["location", "lines"],
+    ),
     "Return": obj(
         {
             "id": ID,
@@ -686,7 +697,7 @@ schemas.update({
             "created_at": TIME,
             "history": {"type": "array", "items": obj(
                 {"at": TIME, "event": {"enum": ["initiated", "receipt", "refund", "exchange"]},
-                 "actor": {"type": "string"}, "receipt": {"type": "integer"}, "amount": ref("Money")},
+                 "actor": {"type": "string"}, "receipt": {"type": "integer"}, "amount": SIGNED_MONEY},
                 required=["at", "event", "actor"])},
         },
         required=["id", "status", "currency", "lines", "receipts", "refunds", "refunded", "refundable",
@@ -719,6 +730,12 @@ paths.update({
         "Record a refund (admin, POS): at most what was paid (tax included) for the units received, minus earlier "
         "refunds (400 with refundable); 409 invalid_transition before any unit is received",
         {"200": ok("Return")}, body="ReturnRefundRequest", params=[path_param("id")], write=True)},
+    "/v1/returns/{id}/exchange": {"post": op(
+        "Exchange (admin, POS at location), all or nothing: hold the replacement lines like a new order (order id "
+        "x.<return id>, pickup at location; 409 insufficient_stock books nothing), then book the receipt (receive, "
+        "else the units received before); exchange.difference = replacement total - credit (paid for the units "
+        "received, minus refunds): positive, the customer pays",
+        {"200": ok("Return")}, body="ReturnExchangeRequest", params=[path_param("id")], write=True)},
 })
 # ------------------------------------------------------------ end of returns
 

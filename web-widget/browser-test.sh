@@ -33,7 +33,13 @@ grep -qi '^content-type: application/wasm' <<<"$headers" \
 eval "$(web-widget/seed.sh)"
 echo "widget: seeded $OMNISTOCK_WIDGET_SKU and $OMNISTOCK_WIDGET_SKU_B at $OMNISTOCK_API"
 
+# The live tests watch a SKU that this driver sells one unit per second meanwhile.
+LIVE_DRIVER_COUNT=240 web-widget/live-driver.sh &
+driver=$!
+trap 'kill "$driver" 2>/dev/null || true' EXIT
+
 # webdriver.json (Chromium binary and offline flags) is read from the current directory.
 (cd web-widget && cargo test -p omnistock-widget --target wasm32-unknown-unknown --test browser)
+kill "$driver" 2>/dev/null || true
 
 web-widget/screenshot.sh "${WIDGET_SCREENSHOT:-target/widget-screenshot.png}"

@@ -11,6 +11,7 @@
 # on what an earlier run left in the state:
 #   OMNISTOCK_WIDGET_SKU    7 at Downtown, 2 at Riverside, none at the warehouse
 #   OMNISTOCK_WIDGET_SKU_B  5 at the warehouse only
+#   OMNISTOCK_WIDGET_SKU_LIVE  100000 at Downtown, sold by web-widget/live-driver.sh
 # The browser test (web-widget/tests/browser.rs) asserts exactly these figures.
 set -euo pipefail
 
@@ -53,7 +54,13 @@ receive() { # LOCATION SKU QTY
 receive widget-downtown "$sku" 7
 receive widget-riverside "$sku" 2
 receive widget-warehouse "$sku_b" 5
+# The live tests' SKU: web-widget/live-driver.sh sells it one by one at Downtown.
+sku_live="$product-LIVE"
+call PUT "/v1/products/$product-live" \
+  "{\"title\":\"Widget live tee\",\"variants\":[{\"sku\":\"$sku_live\",\"options\":{},\"price\":$price}]}"
+receive widget-downtown "$sku_live" 100000
 
 echo "export OMNISTOCK_WIDGET_SKU=$sku"
 echo "export OMNISTOCK_WIDGET_SKU_B=$sku_b"
+echo "export OMNISTOCK_WIDGET_SKU_LIVE=$sku_live"
 echo "export OMNISTOCK_WIDGET_LOCATIONS=widget-downtown,widget-riverside,widget-warehouse"

@@ -3,6 +3,9 @@
 # relative to the repository root, where make runs.
 #
 #   make widget-build   release wasm -> public/widget/ (served by the Worker at /widget/)
+#   make widget-size    the wasm and JS a page downloads, gzipped, against the budget
+#   make bench-live     live push latency (POS sale -> widget DOM) and the push's cost
+#                       on the sale path (docs/benchmarks.md); starts its own wrangler dev
 #   make widget-unit    the pure logic's native tests
 #   make widget-clippy  clippy on the wasm32 build too (the DOM code is wasm32-only,
 #                       so a native `cargo clippy --workspace` never sees it)
@@ -32,7 +35,7 @@ WIDGET_WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue
 
 .PHONY: widget-tools widget-browser-tools widget-build widget-unit widget-test widget-e2e \
-  widget-screenshot widget-need-api widget-clippy widget-clean
+  widget-screenshot widget-need-api widget-clippy widget-clean widget-size
 
 # wasm-bindgen and wasm-bindgen-test-runner, equal to the wasm-bindgen crate
 # (no --locked: TOOLCHAIN.md).
@@ -64,7 +67,10 @@ widget-build: widget-tools
 	    -o $(WIDGET_OUT)/omnistock-widget-bindings_bg.wasm; \
 	else echo "widget: $(WIDGET_WASM_OPT) not found (npm ci), wasm left unoptimised"; fi
 	cp web-widget/js/omnistock-widget.js $(WIDGET_OUT)/omnistock-widget.js
-	@ls -l $(WIDGET_OUT)/omnistock-widget.js $(WIDGET_OUT)/omnistock-widget-bindings_bg.wasm
+	@web-widget/size.sh $(WIDGET_OUT)
+
+widget-size:
+	web-widget/size.sh $(WIDGET_OUT)
 
 widget-unit:
 	cargo test -p omnistock-widget

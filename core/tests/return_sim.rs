@@ -780,3 +780,24 @@ fn the_same_seed_gives_the_same_run() {
     let b = run_seed(5).unwrap_or_else(|e| panic!("{e}")).0;
     assert_eq!(a, b);
 }
+
+/// 24 more seeds from 100 (`SIM_SEEDS=n SIM_START=s` for others; `make sim`).
+#[test]
+fn many_seeds() {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let start = env("SIM_START").unwrap_or(100);
+    let (mut settled, mut refunds, mut crashes) = (0, 0, 0);
+    for seed in start..start + env("SIM_SEEDS").unwrap_or(24) {
+        let (_, st) = run_seed(seed).unwrap_or_else(|e| {
+            panic!("{e}\nreplay: SIM_SEED={seed} cargo test -p omnistock-core --test return_sim")
+        });
+        settled += st.settled;
+        refunds += st.refunds;
+        crashes += st.crashes;
+    }
+    // The runs did real work.
+    assert!(
+        settled > 50 && refunds > 20 && crashes > 5,
+        "{settled} {refunds} {crashes}"
+    );
+}

@@ -13,6 +13,7 @@
 //! http.rs     problem+json, replies, JSON and query helpers, RFC 3339
 //! auth.rs     API keys and roles
 //! api/        HTTP handlers, one module per resource          (api -> wire)
+//!             (api/live.rs: the WebSocket relay of /v1/availability/live)
 //! wire/       typed messages to each object, and `call`        (nothing -> api)
 //! objects/    one module per Durable Object class              (objects -> wire, never api)
 //! ```
@@ -38,5 +39,9 @@ use worker::{event, Context, Env, Request, Response};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    // The one WebSocket endpoint: its answer is an upgrade, not a Reply.
+    if req.path() == api::live::PATH {
+        return Ok(api::live::get(req, env).await);
+    }
     Ok(routes::handle(req, env).await.into_response())
 }

@@ -105,6 +105,7 @@ pub fn table() -> &'static [Route] {
             route!(Get "v1/returns/:id", READERS, false, returns::get),
             route!(Post "v1/returns/:id/receive", TILL, false, returns::receive),
             route!(Post "v1/returns/:id/refund", TILL, false, returns::refund),
+            route!(Post "v1/returns/:id/exchange", TILL, false, returns::exchange),
         ]
     })
 }

@@ -16,6 +16,8 @@ use web_sys::{
 
 use crate::availability::Availability;
 use crate::config::{Config, OBSERVED_ATTRIBUTES};
+use crate::hub::{self, Hub};
+use crate::live::{LiveRow, FALLBACK_POLL_SECONDS};
 use crate::view::{
     keeps_refreshing, retry_delay_ms, view, Failure, Phase, View, WidgetState, MAX_ATTEMPTS,
     REQUEST_TIMEOUT_MS,
@@ -252,8 +254,17 @@ impl Widget {
                 }
             };
             let go_on = keeps_refreshing(&phase);
+            let loaded = matches!(phase, Phase::Loaded(_));
             self.set_phase(phase);
-            let Some(seconds) = config.refresh_seconds.filter(|_| go_on) else {
+            if loaded && hub::usable(&config) {
+                // Live from now on: the shared connection's snapshot and changes
+                // update this widget (element::apply_live); no polling.
+                hub::join(&config);
+                return;
+            }
+            // No live updates (no WebSocket, or the connection gave up): poll.
+            let period = config.refresh_seconds.unwrap_or(FALLBACK_POLL_SECONDS);
+            let Some(seconds) = Some(period).filter(|_| go_on) else {
                 return;
             };
             sleep_ms(seconds.saturating_mul(1_000)).await;
@@ -362,4 +373,62 @@ async fn sleep_ms(ms: u32) {
         );
     });
     let _ = JsFuture::from(promise).await;
+}
+
+/// The widgets a live connection feeds.
+fn fed_by(hub: &Hub) -> Vec<Rc<Widget>> {
+    WIDGETS.with(|ws| {
+        ws.borrow()
+            .iter()
+            .filter(|w| {
+                w.state.borrow().config.as_ref().is_ok_and(|c| {
+                    c.api == hub.api && c.key == hub.key && c.channel.as_str() == hub.channel
+                })
+            })
+            .cloned()
+            .collect()
+    })
+}
+
+/// Live rows of `sku`: every widget of that SKU on this connection shows them.
+pub(crate) fn apply_live(hub: &Hub, sku: &str, rows: &[LiveRow]) {
+    for w in fed_by(hub) {
+        let changed = {
+            let mut state = w.state.borrow_mut();
+            let of_sku = state.config.as_ref().is_ok_and(|c| c.sku == sku);
+            match &mut state.phase {
+                Phase::Loaded(data) if of_sku => {
+                    for r in rows {
+                        data.set_available(&r.sku, &r.location, r.available);
+                    }
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            w.render();
+        }
+    }
+}
+
+/// `data-live` on the host: connecting, open, reconnecting or polling (for the page and tests).
+pub(crate) fn mark_live(hub: &Hub, state: &str) {
+    for w in fed_by(hub) {
+        let _ = w.host.set_attribute("data-live", state);
+    }
+}
+
+/// `data-resyncs` on the host: how many gaps this connection has resynced.
+pub(crate) fn mark_resyncs(hub: &Hub, n: u32) {
+    for w in fed_by(hub) {
+        let _ = w.host.set_attribute("data-resyncs", &n.to_string());
+    }
+}
+
+/// The connection gave up: its widgets restart, see it unusable, and poll.
+pub(crate) fn restart_live(hub: &Hub) {
+    for w in fed_by(hub) {
+        w.queue_restart();
+    }
 }

@@ -11,17 +11,29 @@
 //!   [`availability`] (the API's JSON -> rows) and [`view`] (a [`view::WidgetState`] ->
 //!   the text and tone to show, the retry policy);
 //! - the browser shell, `element` (wasm32 only): registers the element, fetches,
-//!   retries, refreshes, and renders a [`view::View`] into a shadow root.
+//!   retries, refreshes, and renders a [`view::View`] into a shadow root;
+//!   `hub` (wasm32 only) keeps one live WebSocket per (api, key, channel) shared
+//!   by every widget on the page, driven by the pure [`live`] module (gap
+//!   detection, reconnect backoff with jitter); polling when live is unavailable.
 //!
 //! Every change (a fetch, a refresh, later a live update) goes through one path:
 //! update the `WidgetState`, then render it.
 
 pub mod availability;
 pub mod config;
+pub mod live;
 pub mod view;
 
 #[cfg(target_arch = "wasm32")]
 mod element;
+#[cfg(target_arch = "wasm32")]
+mod hub;
+
+/// Hooks for the browser tests (a dropped socket, a missed change, a fresh page).
+#[cfg(target_arch = "wasm32")]
+pub mod testing {
+    pub use crate::hub::{drop_connections, inject, open_connections, reset};
+}
 
 #[cfg(target_arch = "wasm32")]
 pub use element::define;

@@ -260,3 +260,146 @@ async fn shows_the_error_state_when_availability_cannot_be_read() {
         element.remove();
     }
 }
+
+// ------------------------------------------------------------------ live
+// web-widget/live-driver.sh sells OMNISTOCK_WIDGET_SKU_LIVE at Downtown, one
+// unit a second, while these run: any change a widget shows without a
+// `refresh` came through the live socket.
+
+fn sku_live() -> &'static str {
+    seeded!("OMNISTOCK_WIDGET_SKU_LIVE")
+}
+
+fn live_at_downtown(extra: &[(&'static str, &'static str)]) -> HtmlElement {
+    let mut attributes = vec![
+        ("sku", sku_live()),
+        ("api", api()),
+        ("key", PUBLISHABLE_KEY),
+        ("location", DOWNTOWN),
+    ];
+    attributes.extend_from_slice(extra);
+    mount(&attributes)
+}
+
+/// The number at the start of "N in stock at Downtown".
+fn units(text: &str) -> i64 {
+    text.split_whitespace()
+        .find_map(|w| w.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("no number in {text:?}"))
+}
+
+async fn wait_for_attribute(element: &HtmlElement, name: &str, value: &str) {
+    let deadline = Date::now() + RENDER_TIMEOUT.as_millis() as f64;
+    while element.get_attribute(name).as_deref() != Some(value) {
+        assert!(
+            Date::now() < deadline,
+            "{name} is {:?}, not {value:?}",
+            element.get_attribute(name)
+        );
+        sleep(20).await;
+    }
+}
+
+/// Waits for the next sale to show: a lower number than `before`.
+async fn next_sale_shown(element: &HtmlElement, before: &str) -> String {
+    let (state, text) = wait_for_change(element, Some(before)).await;
+    assert_eq!(state, "in-stock");
+    assert!(units(&text) < units(before), "{before:?} -> {text:?}");
+    text
+}
+
+#[wasm_bindgen_test]
+async fn a_pos_sale_changes_the_widget_live_and_a_dropped_socket_recovers() {
+    omnistock_widget::testing::reset();
+    let w = live_at_downtown(&[]);
+    let (_, first) = rendered(&w).await;
+    wait_for_attribute(&w, "data-live", "open").await;
+    let after_sale = next_sale_shown(&w, &first).await;
+    // Announced politely to assistive technology, and readable without colour.
+    let status = status_of(&w);
+    assert_eq!(status.get_attribute("aria-live").as_deref(), Some("polite"));
+    assert!(after_sale.ends_with("in stock at Downtown"), "{after_sale}");
+
+    // The network drops the socket: the widget reconnects (backoff) and keeps up.
+    omnistock_widget::testing::drop_connections();
+    wait_for_attribute(&w, "data-live", "reconnecting").await;
+    wait_for_attribute(&w, "data-live", "open").await;
+    let (_, now) = shown(&w);
+    next_sale_shown(&w, &now).await;
+    w.remove();
+}
+
+#[wasm_bindgen_test]
+async fn a_version_gap_triggers_a_resync() {
+    omnistock_widget::testing::reset();
+    let w = live_at_downtown(&[]);
+    rendered(&w).await;
+    wait_for_attribute(&w, "data-live", "open").await;
+    // A change far ahead of the last seq seen: changes were missed. The widget
+    // must not show it; it asks for a snapshot and shows the server's figure.
+    omnistock_widget::testing::inject(&format!(
+        r#"{{"type":"change","sku":"{}","location":"{DOWNTOWN}","available":424242,"seq":1000000000}}"#,
+        sku_live()
+    ));
+    wait_for_attribute(&w, "data-resyncs", "1").await;
+    let (_, text) = shown(&w);
+    assert!(!text.contains("424242"), "{text}");
+    // After the snapshot, changes apply again.
+    let (_, now) = shown(&w);
+    let next = next_sale_shown(&w, &now).await;
+    assert!(!next.contains("424242"), "{next}");
+    w.remove();
+}
+
+#[wasm_bindgen_test]
+async fn several_widgets_share_one_connection() {
+    omnistock_widget::testing::reset();
+    let live = live_at_downtown(&[]);
+    let a = mount(&[("sku", sku()), ("api", api()), ("key", PUBLISHABLE_KEY)]);
+    let b = mount(&[
+        ("sku", sku_b()),
+        ("api", api()),
+        ("key", PUBLISHABLE_KEY),
+        ("location", WAREHOUSE),
+    ]);
+    for w in [&live, &a, &b] {
+        rendered(w).await;
+        wait_for_attribute(w, "data-live", "open").await;
+    }
+    assert_eq!(omnistock_widget::testing::open_connections(), 1);
+    assert_eq!(
+        shown(&b),
+        pair("in-stock", "5 in stock at Central warehouse")
+    );
+    let (_, now) = shown(&live);
+    next_sale_shown(&live, &now).await;
+    for w in [live, a, b] {
+        w.remove();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn polls_when_websockets_are_unavailable() {
+    omnistock_widget::testing::reset();
+    let window = web_sys::window().unwrap();
+    let key = wasm_bindgen::JsValue::from_str("WebSocket");
+    let original = js_sys::Reflect::get(&window, &key).unwrap();
+    js_sys::Reflect::set(&window, &key, &wasm_bindgen::JsValue::UNDEFINED).unwrap();
+    let w = live_at_downtown(&[("refresh", "10")]);
+    let (_, first) = rendered(&w).await;
+    assert_eq!(w.get_attribute("data-live"), None);
+    assert_eq!(omnistock_widget::testing::open_connections(), 0);
+    // The next poll (10 s) shows the sales made meanwhile.
+    let deadline = Date::now() + 25_000.0;
+    loop {
+        let (_, text) = shown(&w);
+        if text != first {
+            assert!(units(&text) < units(&first));
+            break;
+        }
+        assert!(Date::now() < deadline, "no poll showed a change");
+        sleep(200).await;
+    }
+    js_sys::Reflect::set(&window, &key, &original).unwrap();
+    w.remove();
+}

@@ -959,8 +959,10 @@ impl OrderMachine {
         }
     }
 
+    /// All or none: the failure is the answer only once every line is
+    /// given back (`settle` in `Releasing`), so a caller told "nothing was
+    /// held" never sees a held unit afterwards.
     fn fail(&mut self, now: Timestamp, why: OrderFailure) {
-        self.result = Some(Err(why.clone()));
         self.phase = Phase::Releasing { why };
         // All or none: give back every line (a refused one too: a resent
         // hold may have been held after its refusal was sent).

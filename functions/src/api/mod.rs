@@ -5,6 +5,7 @@
 pub mod availability;
 pub mod catalog;
 pub mod inventory;
+pub mod live;
 pub mod orders;
 pub mod pos;
 pub mod reservations;

@@ -22,9 +22,14 @@ use crate::auth::Role;
 use crate::extract::{check_lines, check_qty, fingerprint, Ctx};
 use crate::http::{check_id, parse_json, HttpResult, Problem, Reply};
 use crate::wire::catalog::{Money, SkuFact};
-use crate::wire::returns::{Initiate, ReturnAnswer, ReturnRequest};
+use crate::wire::order::{self as order_wire, OrderAnswer, OrderRequest, Scope};
+use crate::wire::returns::{ExchangeCheck, Initiate, ReturnAnswer, ReturnRequest};
 use crate::wire::sku_stock::Meta;
-use crate::wire::{self, Namespace};
+use crate::wire::{self, Idem, Namespace};
+use omnistock_core::order::OrderStatus;
+use omnistock_core::reservation::{FulfillmentKind, Placement};
+
+use super::orders::{place_order, DraftLine, OrderDraft};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +65,25 @@ struct ReceiveLineBody {
 struct ReceiveBody {
     location: LocationId,
     lines: Vec<ReceiveLineBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExchangeLineBody {
+    sku: Sku,
+    qty: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExchangeBody {
+    /// The replacement: held like a new order, picked up at `location`.
+    lines: Vec<ExchangeLineBody>,
+    location: LocationId,
+    /// Units of the return to receive at `location` in the same operation
+    /// (else the units it received before are exchanged).
+    #[serde(default)]
+    receive: Option<Vec<ReceiveLineBody>>,
 }
 
 #[derive(Deserialize)]
@@ -225,4 +249,158 @@ pub async fn refund(ctx: &Ctx) -> HttpResult {
         idem,
     };
     Ok(reply(call(ctx, &id, &req).await?))
+}
+
+/// `POST /v1/returns/{id}/exchange`: one operation that holds the
+/// replacement like a new order (`place_order`, order id `x.<return id>`,
+/// or `x<n>.<return id>` after n refused attempts; pickup at `location`) and books the return's receipt, all or nothing:
+/// the hold comes first (refused: nothing is booked), then the receipt (refused:
+/// the replacement order is cancelled, its holds released). The answer's
+/// `exchange.difference` is the replacement's total minus what the customer
+/// paid for the units received (minus refunds): positive, the customer pays.
+pub async fn exchange(ctx: &Ctx) -> HttpResult {
+    let id = ctx.path_id("return")?;
+    let b: ExchangeBody = parse_json(&ctx.body)?;
+    let idem = ctx.idem()?;
+    ctx.principal
+        .require_at(&[Role::Admin, Role::Pos], &b.location)?;
+    check_lines(b.lines.len())?;
+    let mut skus: Vec<Sku> = Vec::new();
+    for (i, l) in b.lines.iter().enumerate() {
+        check_qty(l.qty, 1, &format!("lines[{i}].qty"))?;
+        if !skus.contains(&l.sku) {
+            skus.push(l.sku.clone());
+        }
+    }
+    let receive = match &b.receive {
+        Some(ls) => {
+            check_lines(ls.len())?;
+            let mut lines = Vec::new();
+            for (i, l) in ls.iter().enumerate() {
+                check_qty(l.qty, 1, &format!("receive[{i}].qty"))?;
+                if !skus.contains(&l.sku) {
+                    skus.push(l.sku.clone());
+                }
+                lines.push(ReceiveLine {
+                    sku: l.sku.clone(),
+                    qty: l.qty,
+                    condition: l.condition,
+                });
+            }
+            Some((b.location.clone(), lines))
+        }
+        None => None,
+    };
+    {
+        // Replacement SKUs may be bundles (held as components); returned ones not.
+        let f = facts(
+            &ctx.env,
+            ctx.now,
+            &skus,
+            &[],
+            std::slice::from_ref(&b.location),
+        )
+        .await?;
+        f.require_locations(std::slice::from_ref(&b.location))?;
+        f.require_skus(&skus, true)?;
+    }
+    let check: ExchangeCheck = wire::call(
+        &ctx.env,
+        Namespace::ReturnCase,
+        &id,
+        &ReturnRequest::ExchangeCheck {
+            idem: idem.clone(),
+            receive: receive.clone(),
+        },
+    )
+    .await?;
+    let (customer_id, currency, order_id) = match check {
+        ExchangeCheck::Replay(a) => return Ok(reply(*a)),
+        ExchangeCheck::Go {
+            customer_id,
+            currency,
+            order_id,
+        } => (customer_id, currency, order_id),
+    };
+    // 1. Hold the replacement (all lines or none). Refused: nothing booked.
+    let draft = OrderDraft {
+        id: order_id.clone(),
+        channel: ctx.principal.channel(),
+        customer_id,
+        reservation_id: None,
+        lines: b
+            .lines
+            .iter()
+            .map(|l| DraftLine {
+                sku: l.sku.clone(),
+                qty: l.qty,
+                unit_price: None,
+            })
+            .collect(),
+        fulfillment: Placement {
+            kind: FulfillmentKind::Pickup,
+            location: Some(b.location.clone()),
+            destination: None,
+        },
+        may_price: false,
+        actor: ctx.actor(),
+        idem: Some(idem.clone()),
+    };
+    let (_, order) = place_order(&ctx.env, draft).await?;
+    stock_changed(&skus);
+    let total = CoreMoney::parse(&order.totals.gross, &order.totals.currency)
+        .map_err(|e| Problem::overloaded(format!("the replacement's total: {e}")));
+    let total = match total {
+        Ok(t) if t.currency.as_str() == currency => t,
+        Ok(_) => {
+            cancel(ctx, &order_id).await;
+            return Err(Problem::invalid(format!(
+                "the replacement is priced in {}, the return in {currency}",
+                order.totals.currency
+            )));
+        }
+        Err(p) => {
+            cancel(ctx, &order_id).await;
+            return Err(p);
+        }
+    };
+    // 2. Book the receipt and record the exchange. Refused: release the hold.
+    let r = call(
+        ctx,
+        &id,
+        &ReturnRequest::Exchange {
+            order_id: order_id.clone(),
+            replacement_total: total,
+            receive,
+            meta: meta(ctx),
+            idem,
+        },
+    )
+    .await;
+    match r {
+        Ok(a) => Ok(reply(a)),
+        // Retryable with the same key: the order is found, the receipt resumed.
+        Err(p) if p.status == 503 => Err(p),
+        Err(p) => {
+            cancel(ctx, &order_id).await;
+            Err(p)
+        }
+    }
+}
+
+/// Cancels an exchange's replacement order (its holds are released).
+async fn cancel(ctx: &Ctx, order_id: &str) {
+    let req = OrderRequest::Transition {
+        to: OrderStatus::Cancelled,
+        part: None,
+        scope: Scope::Any,
+        meta: meta(ctx),
+        idem: Idem {
+            key: fingerprint(&[b"exchange-cancel", order_id.as_bytes()]),
+            fp: fingerprint(&[b"cancel"]),
+        },
+    };
+    if let Err(p) = order_wire::call::<OrderAnswer>(&ctx.env, order_id, &req).await {
+        worker::console_error!("exchange order {order_id} not cancelled: {}", p.detail);
+    }
 }

@@ -4,6 +4,8 @@
 //!
 //! - `SkuStock` (sku_stock.rs): one per SKU, the only writer of its stock;
 //!   also the home of one-SKU reservations.
+//! - `live.rs` (not a class): the live-availability subscribers of a
+//!   `SkuStock` (hibernatable WebSockets), its snapshot and push.
 //! - `Reservation` (reservation.rs): one per reservation id: the two-phase
 //!   coordinator of a reservation across SKU objects, or the pointer to the
 //!   SKU object that holds a one-SKU reservation.
@@ -19,6 +21,7 @@
 //!   coordinator (receipts into the SKU objects, refunds); claims from
 //!   the sale's `Terminal` or the `Order`.
 pub mod catalog;
+pub mod live;
 pub mod order;
 pub mod reservation;
 pub mod returns;

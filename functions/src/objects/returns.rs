@@ -17,8 +17,8 @@ use std::cell::Cell;
 use futures_util::future::join_all;
 use omnistock_core::money::{Currency, Money as CoreMoney, MoneyError};
 use omnistock_core::returns::{
-    CaseError, CaseStatus, Claim, ClaimedLine, InitiateRequest, ReceiptReply, ReceiveRequest,
-    ReturnCase as Machine, ReturnSource, Ticket,
+    CaseError, CaseStatus, Claim, ClaimedLine, InitiateRequest, ReceiptReply, ReceiveLine,
+    ReceiveRequest, ReturnCase as Machine, ReturnSource, Ticket,
 };
 use omnistock_core::{Channel, Command, LocationId, OrderId, ReturnId, Sku, TerminalId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -31,7 +31,9 @@ use crate::http::{rfc3339, Problem};
 use crate::wire::order::{
     self as order_wire, ClaimLine as OrderClaimLine, OrderAnswer, OrderRequest, ReturnClaim, Scope,
 };
-use crate::wire::returns::{HistoryEntry, Initiate, ReturnAnswer, ReturnRequest, ReturnView};
+use crate::wire::returns::{
+    ExchangeCheck, HistoryEntry, Initiate, ReturnAnswer, ReturnRequest, ReturnView,
+};
 use crate::wire::sku_stock::{self, Meta, Outcome, SkuRequest};
 use crate::wire::terminal::{ClaimLine, SaleClaim, TerminalRequest};
 use crate::wire::{self, Idem, Namespace};
@@ -72,6 +74,10 @@ struct Stored {
     /// (`OrderRequest::Returned`, idempotent; retried by the alarm).
     #[serde(default)]
     order_told: bool,
+    /// Each exchange attempt's key and replacement order id (a refused
+    /// attempt's order id is not reused: the order keeps its refusal).
+    #[serde(default)]
+    exchange_orders: Vec<(String, String)>,
 }
 
 impl Stored {
@@ -143,6 +149,9 @@ impl DurableObject for ReturnCase {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let r = match wire::read::<ReturnRequest>(&mut req).await {
+            Ok(ReturnRequest::ExchangeCheck { idem, receive }) => {
+                return wire::answer(self.exchange_check(idem, receive).await)
+            }
             Ok(x) => self.handle(x).await,
             Err(p) => Err(p),
         };
@@ -276,6 +285,22 @@ impl ReturnCase {
                 },
                 Some(s),
             ) => self.receive(s, location, lines, meta, idem).await,
+            (ReturnRequest::ExchangeCheck { .. }, Some(_)) => {
+                Err(Problem::invalid("an exchange check is answered on its own"))
+            }
+            (
+                ReturnRequest::Exchange {
+                    order_id,
+                    replacement_total,
+                    receive,
+                    meta,
+                    idem,
+                },
+                Some(s),
+            ) => {
+                self.exchange(s, order_id, replacement_total, receive, meta, idem)
+                    .await
+            }
             (ReturnRequest::Refund { amount, meta, idem }, Some(mut s)) => {
                 if let Some(r) = s.replay(&idem) {
                     return r;
@@ -372,6 +397,7 @@ impl ReturnCase {
             kept: Vec::new(),
             receipt_meta: Vec::new(),
             order_told: false,
+            exchange_orders: Vec::new(),
         };
         let view = s.view();
         s.keep(&i.idem, Ok((201, view.clone())));
@@ -417,6 +443,164 @@ impl ReturnCase {
                 claim_from_order(&self.env, order, &i.id, lines, i.online_only).await
             }
         }
+    }
+
+    /// Before an exchange holds its replacement: the same key's first
+    /// answer, or whether the return may be exchanged now (and the receipt,
+    /// when given, would be accepted). Changes nothing.
+    async fn exchange_check(
+        &self,
+        idem: Idem,
+        receive: Option<(LocationId, Vec<ReceiveLine>)>,
+    ) -> Result<ExchangeCheck, Problem> {
+        let _turn = self.serial.turn().await?;
+        let Some(mut s) = self.load()? else {
+            return Err(Problem::not_found("no such return"));
+        };
+        if let Some(r) = s.replay(&idem) {
+            return r.map(|a| ExchangeCheck::Replay(Box::new(a)));
+        }
+        let order_id = |s: &Stored| -> String {
+            if let Some((_, o)) = s.exchange_orders.iter().find(|(k, _)| *k == idem.key) {
+                return o.clone();
+            }
+            let id = s.machine.id().as_str();
+            let n = s.exchange_orders.len();
+            let o = if n == 0 {
+                format!("x.{id}")
+            } else {
+                format!("x{n}.{id}")
+            };
+            if o.len() <= omnistock_core::ids::MAX_ID_LEN {
+                o
+            } else {
+                format!(
+                    "x{n}.{}",
+                    &crate::extract::fingerprint(&[id.as_bytes()])[..24]
+                )
+            }
+        };
+        // A retry of an exchange whose receipt was started: go on.
+        let resumed = s
+            .machine
+            .receipts()
+            .iter()
+            .any(|r| r.request == fp_u64(&idem.key));
+        if !(s.machine.exchange().is_none() && resumed) {
+            s.machine.check_exchange().map_err(|e| problem(&e))?;
+            let mut trial = s.machine.clone();
+            let now = Timestamp::from_ms(storage::now_ms());
+            match receive {
+                Some((location, lines)) => {
+                    let req = ReceiveRequest {
+                        request: fp_u64(&idem.key),
+                        fp: fp_u64(&idem.fp),
+                        location,
+                        lines,
+                    };
+                    trial.handle_receive(now, req).map_err(|e| problem(&e))?;
+                }
+                None if trial.lines().iter().all(|l| l.received() == 0) => {
+                    return Err(Problem::invalid(
+                        "nothing of this return was received: give the units to receive (receive)",
+                    ));
+                }
+                None => {}
+            }
+        }
+        let order = order_id(&s);
+        if !s.exchange_orders.iter().any(|(k, _)| *k == idem.key) {
+            if s.exchange_orders.len() >= MAX_KEPT {
+                return Err(Problem::overloaded("too many exchange attempts"));
+            }
+            s.exchange_orders.push((idem.key.clone(), order.clone()));
+            self.save(&s)?;
+        }
+        Ok(ExchangeCheck::Go {
+            customer_id: s.customer_id.clone(),
+            currency: s.machine.currency().to_string(),
+            order_id: order,
+        })
+    }
+
+    /// The replacement order is held: books the receipt (when given) like
+    /// `receive`, then records the exchange and its price difference. A
+    /// refused receipt records nothing (the caller releases the order).
+    async fn exchange(
+        &self,
+        mut s: Stored,
+        order_id: String,
+        replacement_total: CoreMoney,
+        receive: Option<(LocationId, Vec<ReceiveLine>)>,
+        meta: Meta,
+        idem: Idem,
+    ) -> Result<ReturnAnswer, Problem> {
+        if let Some(r) = s.replay(&idem) {
+            return r;
+        }
+        let now = Timestamp::from_ms(storage::now_ms());
+        if let Some((location, lines)) = receive {
+            let ticket = s
+                .machine
+                .handle_receive(
+                    now,
+                    ReceiveRequest {
+                        request: fp_u64(&idem.key),
+                        fp: fp_u64(&idem.fp),
+                        location,
+                        lines,
+                    },
+                )
+                .map_err(|e| problem(&e))?;
+            if !s.receipt_meta.iter().any(|(n, _)| *n == ticket.0) {
+                s.receipt_meta.push((ticket.0, meta.clone()));
+                s.history.push(HistoryEntry {
+                    at: rfc3339(now.as_ms()),
+                    event: "receipt".into(),
+                    actor: meta.actor.clone(),
+                    receipt: Some(ticket.0),
+                    amount: None,
+                });
+            }
+            let outcome = self.drive(&mut s, Some(ticket)).await?;
+            self.tell_order(&mut s).await;
+            match outcome {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    let p = problem(&e);
+                    if p.status != 503 {
+                        s.keep(&idem, Err(p.clone()));
+                    }
+                    self.store(&s).await?;
+                    return Err(p);
+                }
+                None => {
+                    self.store(&s).await?;
+                    return Err(problem(&CaseError::Unconfirmed));
+                }
+            }
+        }
+        let answer = match s.machine.record_exchange(now, order_id, replacement_total) {
+            Ok(x) => {
+                let amount = x.difference;
+                s.history.push(HistoryEntry {
+                    at: rfc3339(now.as_ms()),
+                    event: "exchange".into(),
+                    actor: meta.actor,
+                    receipt: None,
+                    amount: Some(amount),
+                });
+                Ok((200, s.view()))
+            }
+            Err(e) => Err(problem(&e)),
+        };
+        s.keep(&idem, answer.clone());
+        self.store(&s).await?;
+        answer.map(|(status, view)| ReturnAnswer {
+            status,
+            replayed: false,
+            view,
+        })
     }
 
     /// Tells the order of a return whose units came back that it is

@@ -24,13 +24,16 @@ use omnistock_core::reservation::{single_hold_status, HoldReply};
 use omnistock_core::sku::HoldState;
 use omnistock_core::transfer::TransferReply;
 use omnistock_core::{
-    Channel, Command, Event, HoldId, Rejection, SaleId, SkuState, TerminalId, Timestamp,
+    Channel, Command, Event, HoldId, LocationId, Rejection, SaleId, SkuState, TerminalId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, ScheduledTime, SqlStorage, State,
+    WebSocket, WebSocketIncomingMessage,
 };
+
+use super::live;
 
 use super::storage::{self, int, opt_text, text, Stmt};
 use crate::http::{rfc3339, Problem};
@@ -199,11 +202,18 @@ pub fn hold_id(attempt: u32, id: &str) -> Result<HoldId, Problem> {
 struct Batch {
     stmts: Vec<Stmt>,
     events: u64,
+    /// Locations whose position the events changed (pushed to live subscribers).
+    touched: Vec<LocationId>,
 }
 
 impl Batch {
     fn events(&mut self, events: &[Event], meta: &Meta) -> Result<(), Problem> {
         for e in events {
+            if let Some(l) = event_location(e) {
+                if !self.touched.contains(l) {
+                    self.touched.push(l.clone());
+                }
+            }
             // An event that does not encode is an error: never an empty row in the log.
             let json = serde_json::to_string(e)?;
             self.stmts.push((
@@ -249,6 +259,11 @@ impl DurableObject for SkuStock {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if live::is_upgrade(&req) {
+            let r = live::accept(&self.state, &req, &|l| self.positions(l));
+            self.sync_alarm().await;
+            return r;
+        }
         let r = match wire::read::<SkuRequest>(&mut req).await {
             Ok(SkuRequest::Exec(x)) => self.guarded(|| self.exec(x, false)).and_then(to_value),
             Ok(SkuRequest::ExecAll(x)) => self.guarded(|| self.exec(x, true)).and_then(to_value),
@@ -274,6 +289,32 @@ impl DurableObject for SkuStock {
         };
         self.sync_alarm().await;
         wire::answer(r)
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        let r = live::on_message(&ws, message, &|l| self.positions(l));
+        self.sync_alarm().await;
+        r
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> worker::Result<()> {
+        live::on_close(&ws, code);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        live::on_close(&ws, 1011);
+        Ok(())
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -415,6 +456,8 @@ impl SkuStock {
         }
         storage::atomically(&self.state.storage(), batch.stmts)?;
         self.since_snapshot.set(since);
+        // Durable now: tell the live subscribers (before the HTTP answer).
+        live::push(&self.state, |l| st.position_at(now, l), &batch.touched);
         Ok(out)
     }
 
@@ -541,6 +584,12 @@ impl SkuStock {
             }
             Err(r) => Ok(describe(st, now, cmd, Err(rejection_problem(&r)))),
         }
+    }
+
+    /// Positions for a live snapshot (the same read as `Read`).
+    fn positions(&self, locations: Option<Vec<LocationId>>) -> Result<live::Positions, Problem> {
+        let a = self.guarded(|| self.read(ReadRequest { locations }))?;
+        Ok((a.now, a.positions))
     }
 
     fn read(&self, req: ReadRequest) -> Result<ReadAnswer, Problem> {

@@ -648,3 +648,64 @@ fn sold_per_sku(sale: &Sale) -> Result<(Currency, SoldPerSku), Problem> {
     let currency = currency.ok_or_else(|| Problem::invalid("the sale has no lines"))?;
     Ok((currency, out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::catalog::{BundleComponent, Money as WireMoney};
+    use crate::wire::terminal::SaleLine;
+    use omnistock_core::{LocationId, TerminalId};
+
+    fn line(sku: &str, qty: i64, price: &str, components: Vec<BundleComponent>) -> SaleLine {
+        SaleLine {
+            sku: Sku::parse(sku).unwrap(),
+            components,
+            barcode: None,
+            qty,
+            unit_price: WireMoney {
+                amount: price.into(),
+                currency: "EUR".into(),
+            },
+        }
+    }
+
+    fn eur(a: &str) -> Money {
+        Money::parse(a, "EUR").unwrap()
+    }
+
+    #[test]
+    fn a_sale_is_paid_per_sku_with_bundle_prices_split_over_components() {
+        let comp = |s: &str, q: i64| BundleComponent {
+            sku: Sku::parse(s).unwrap(),
+            qty: q,
+        };
+        let sale = Sale {
+            sale_id: SaleId::parse("s1").unwrap(),
+            terminal_id: TerminalId::parse("t1").unwrap(),
+            device_seq: 1,
+            location: LocationId::parse("store-1").unwrap(),
+            occurred_at: 0,
+            customer_id: None,
+            lines: vec![
+                line("A", 2, "5.00", vec![]),
+                // Two bundles of 1 A + 2 B at 10.00: 6.66 to A, 13.34 to B.
+                line("KIT", 2, "10.00", vec![comp("A", 1), comp("B", 2)]),
+                line("A", 1, "4.00", vec![]),
+            ],
+            payments: vec![],
+            fp: String::new(),
+            actor: "pos".into(),
+        };
+        let (currency, sold) = sold_per_sku(&sale).unwrap();
+        assert_eq!(currency.as_str(), "EUR");
+        let a = &sold[&Sku::parse("A").unwrap()];
+        let b = &sold[&Sku::parse("B").unwrap()];
+        assert_eq!((a.0, a.1), (5, eur("20.66")));
+        assert_eq!((b.0, b.1), (4, eur("13.34")));
+        assert!(!sold.contains_key(&Sku::parse("KIT").unwrap()));
+        // Mixed currencies are refused.
+        let mut mixed = sale.clone();
+        mixed.lines[0].unit_price.currency = "USD".into();
+        assert!(sold_per_sku(&mixed).is_err());
+    }
+}

@@ -29,6 +29,40 @@ pub enum ReturnRequest {
         idem: Idem,
     },
     Get,
+    /// May an exchange start (state, and the same key's first answer)?
+    /// Answered before the replacement is held.
+    ExchangeCheck {
+        idem: Idem,
+        #[serde(default)]
+        receive: Option<(LocationId, Vec<ReceiveLine>)>,
+    },
+    /// The replacement order `order_id` is held: book the receipt (when
+    /// given), then record the exchange with its price difference.
+    Exchange {
+        order_id: String,
+        replacement_total: CoreMoney,
+        #[serde(default)]
+        receive: Option<(LocationId, Vec<ReceiveLine>)>,
+        meta: Meta,
+        idem: Idem,
+    },
+}
+
+/// The answer of `ExchangeCheck`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "snake_case")]
+pub enum ExchangeCheck {
+    /// Go on: hold the replacement for this customer.
+    Go {
+        customer_id: Option<String>,
+        currency: String,
+        /// The replacement order's id: `x.<return id>` for the first
+        /// attempt, `x<n>.<return id>` after `n` refused ones (the same key
+        /// again gets the same id).
+        order_id: String,
+    },
+    /// This key's first answer: give it again.
+    Replay(Box<ReturnAnswer>),
 }
 
 /// `POST /v1/returns`, validated.

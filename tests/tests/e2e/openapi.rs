@@ -523,6 +523,14 @@ fn every_answer_matches_the_openapi_document() {
         Some(r#"{"amount":{"amount":"10.00","currency":"EUR"}}"#),
     );
     c.call("GET", &format!("/v1/returns/{ret}"), Some(ADMIN), None);
+    c.call(
+        "POST",
+        &format!("/v1/returns/{ret}/exchange"),
+        Some(POS1),
+        Some(&format!(
+            r#"{{"location":"store-1","lines":[{{"sku":"{sku}","qty":1}}]}}"#
+        )),
+    );
     c.call("GET", "/v1/returns/no-such-return", Some(ADMIN), None);
 
     let documented: BTreeSet<(String, String)> = c.doc["paths"]

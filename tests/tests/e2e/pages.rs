@@ -1,8 +1,9 @@
 //! The demo pages (`/`, `/pos`, `/admin`) driven in headless Chromium as a
 //! person would, through WebDriver (chromedriver, the `fantoccini` client):
 //! sell at the till, hold a cart and check out online, pay, and work the
-//! order through the back office's queue to collected; the stock the API
-//! shows follows each step. Screenshots of the three pages are written to
+//! order through the back office's queue to shipped; the stock the API
+//! shows follows each step, and a storefront page left open shows a receipt
+//! booked in the back office without a reload (the live push). Screenshots of the three pages are written to
 //! `target/pages/` (committed copies live in `docs/`).
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -209,6 +210,23 @@ fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
         c.find(Locator::Css("#ledger-form input")).await.unwrap().send_keys("TEE-BLK-L").await.unwrap();
         click(&c, "#ledger-form button").await;
         until(&c, "the ledger", "document.querySelector('#ledger tbody').textContent.includes('fulfilled')").await;
+
+        // Live: the storefront open in another window (never reloaded) shows
+        // a receipt booked in the back office, pushed over its WebSocket.
+        let office = c.window().await.expect("this window");
+        let shop = c.new_window(false).await.expect("a second window").handle;
+        c.switch_to_window(shop.clone()).await.expect("to the shop");
+        c.goto(&format!("{base}/")).await.expect("open /");
+        let shown = until(&c, "the widget's number", &format!("{WIDGET_TEXT}.match(/\\d+/)?.[0]")).await;
+        let shown: i64 = shown.as_str().and_then(|n| n.parse().ok()).expect("a number in the widget");
+        c.switch_to_window(office).await.expect("back to the office");
+        c.find(Locator::Css("#receive input[name=sku]")).await.unwrap().send_keys("TEE-BLK-L").await.unwrap();
+        c.find(Locator::Css("#receive input[name=qty]")).await.unwrap().clear().await.unwrap();
+        c.find(Locator::Css("#receive input[name=qty]")).await.unwrap().send_keys("10").await.unwrap();
+        click(&c, "#receive button").await;
+        until(&c, "the receipt", "document.getElementById('status').textContent.includes('Received 10')").await;
+        c.switch_to_window(shop).await.expect("to the shop");
+        until(&c, "the widget updated without a reload", &format!("{WIDGET_TEXT}.includes('{}')", shown + 10)).await;
 
         c.close().await.expect("close the browser");
     });

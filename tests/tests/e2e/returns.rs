@@ -653,3 +653,130 @@ fn an_online_order_returned_moves_stock_marks_the_order_and_bounds_refunds() {
         200
     );
 }
+
+fn money(v: &Value) -> f64 {
+    v["amount"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn an_exchange_holds_the_replacement_books_the_receipt_and_prices_the_difference() {
+    let api = shared().api();
+    let a = api.new_sku("store-1", 10);
+    let b = api.new_sku("store-1", 10);
+    let empty = api.new_sku("store-1", 0);
+    let sale = sell(&api, "rtx", &[(&a, 1, "9.99")]);
+    let id = unique("ret");
+    let r = api.send(
+        "POST",
+        "/v1/returns",
+        POS1,
+        &return_body(&id, &sale, &[(&a, 1)]),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let path = format!("/v1/returns/{id}/exchange");
+    let body = |sku: &str| {
+        format!(
+            r#"{{"location":"store-1","lines":[{{"sku":"{sku}","qty":1}}],"receive":[{{"sku":"{a}","qty":1,"condition":"restock"}}]}}"#
+        )
+    };
+    // The replacement cannot be held: nothing is booked.
+    api.send("POST", &path, POS1, &body(&empty))
+        .assert_problem(409, "insufficient_stock");
+    assert_eq!(strong(&api, &a, "store-1")["on_hand"], 9);
+    let g = api.get(&format!("/v1/returns/{id}"), ADMIN).json();
+    assert_eq!(g["status"], "initiated", "{g}");
+    assert!(g["receipts"].as_array().unwrap().is_empty());
+    // Now with stock: held, received, priced.
+    let key = unique("exch");
+    let r = api.write("POST", &path, POS1, &key, &body(&b));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["status"], "exchanged", "{v}");
+    let x = &v["exchange"];
+    // The refused attempt's order keeps its refusal: this is the next id.
+    assert_eq!(x["order_id"], format!("x1.{id}").as_str());
+    assert_eq!(x["credit"]["amount"], "9.99");
+    let diff = money(&x["replacement_total"]) - money(&x["credit"]);
+    assert!((money(&x["difference"]) - diff).abs() < 1e-9, "{x}");
+    assert_eq!(line(&v, &a)["received"]["restock"], 1);
+    assert_eq!(strong(&api, &a, "store-1")["on_hand"], 10);
+    let rb = strong(&api, &b, "store-1");
+    assert_eq!(rb["reserved"], 1, "{rb}");
+    let o = api.get(&format!("/v1/orders/x1.{id}"), ADMIN);
+    assert_eq!(o.status, 200, "{}", o.body);
+    assert_eq!(o.json()["status"], "new");
+    // Replayed with the same key; a second exchange is refused.
+    let again = api.write("POST", &path, POS1, &key, &body(&b));
+    assert_eq!(again.status, 200);
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+    assert_eq!(again.json(), v);
+    api.send("POST", &path, POS1, &body(&b))
+        .assert_problem(409, "invalid_transition");
+    assert_eq!(strong(&api, &b, "store-1")["reserved"], 1);
+    assert_eq!(strong(&api, &a, "store-1")["on_hand"], 10);
+}
+
+#[test]
+fn an_exchange_of_units_received_before_and_a_refused_receipt_holds_nothing() {
+    let api = shared().api();
+    let a = api.new_sku("store-1", 10);
+    let b = api.new_sku("store-1", 10);
+    let sale = sell(&api, "rty", &[(&a, 2, "8.00")]);
+    let id = unique("ret");
+    let r = api.send(
+        "POST",
+        "/v1/returns",
+        POS1,
+        &return_body(&id, &sale, &[(&a, 2)]),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let path = format!("/v1/returns/{id}/exchange");
+    // Nothing received and nothing to receive: refused before any hold.
+    api.send(
+        "POST",
+        &path,
+        POS1,
+        &format!(r#"{{"location":"store-1","lines":[{{"sku":"{b}","qty":1}}]}}"#),
+    )
+    .assert_problem(400, "invalid_request");
+    let r = api.send(
+        "POST",
+        &format!("/v1/returns/{id}/receive"),
+        POS1,
+        &receive_body("store-1", &[(&a, 1, "damaged")]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // More than the return initiated: refused before any hold.
+    api.send(
+        "POST",
+        &path,
+        POS1,
+        &format!(
+            r#"{{"location":"store-1","lines":[{{"sku":"{b}","qty":1}}],"receive":[{{"sku":"{a}","qty":2,"condition":"restock"}}]}}"#
+        ),
+    )
+    .assert_problem(400, "invalid_request");
+    assert_eq!(strong(&api, &b, "store-1")["reserved"], 0);
+    api.get(&format!("/v1/orders/x.{id}"), ADMIN)
+        .assert_problem(404, "not_found");
+    // The unit received before is the credit.
+    let r = api.send(
+        "POST",
+        &path,
+        POS1,
+        &format!(r#"{{"location":"store-1","lines":[{{"sku":"{b}","qty":2}}]}}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let x = r.json()["exchange"].clone();
+    assert_eq!(x["credit"]["amount"], "8.00", "{x}");
+    assert_eq!(x["order_id"], format!("x.{id}").as_str());
+    assert_eq!(strong(&api, &b, "store-1")["reserved"], 2);
+    let row = strong(&api, &a, "store-1");
+    assert_eq!(
+        (
+            row["on_hand"].as_i64(),
+            row["unavailable"]["damaged"].as_i64()
+        ),
+        (Some(9), Some(1))
+    );
+}

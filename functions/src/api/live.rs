@@ -1,0 +1,386 @@
+//! `GET /v1/availability/live?sku=A,B&location=L1,L2&channel=online|pos&key=pk_..`:
+//! live availability over one WebSocket, for several SKUs.
+//!
+//! Design (measured in docs/benchmarks.md, "Live availability"): the SKU
+//! objects hold the subscriptions with the hibernation API
+//! (`objects/live.rs`: snapshot, push after each committed write). A
+//! Durable Object socket belongs to one object, so a page that watches
+//! several SKUs gets ONE socket to the Worker, and the Worker relays: it
+//! opens one WebSocket per SKU object and forwards every frame both ways
+//! (each frame names its `sku`). Upstream closes (1013 over a SKU's bound)
+//! close the client's socket with the same code, and a client's close
+//! closes every upstream. The relay lives as long as the client's socket
+//! (a Worker request in production is bounded by its runtime's limits: a
+//! client reconnects, the widget does so with backoff, and resyncs).
+//!
+//! Authentication: `Authorization: Bearer <key>` (any role that reads
+//! availability) or, since browsers cannot set headers on a WebSocket,
+//! `key=<publishable key>` in the query (a secret key in a URL is refused).
+//! Origins: a request with an `Origin` header must be in `LIVE_ORIGINS`
+//! (comma-separated; `*` any, the wrangler.toml default for dev).
+//! Bounds: [`MAX_LIVE_SKUS`] SKUs and [`MAX_LIVE_LOCATIONS`] locations per
+//! socket (over: accepted then closed 1008), `LIVE_MAX_SUBSCRIBERS` per SKU
+//! object (over: closed 1013). Bad input before the upgrade is a
+//! problem+json 4xx; a request without `Upgrade: websocket` is 426.
+use futures_util::future::join_all;
+use futures_util::StreamExt;
+use omnistock_core::{Channel, LocationId, Sku};
+use wasm_bindgen_futures::spawn_local;
+use worker::{
+    Env, Headers, Method, Request, RequestInit, Response, WebSocket, WebSocketPair, WebsocketEvent,
+};
+
+use super::facts;
+use crate::auth::{self, Principal, Role};
+use crate::cache;
+use crate::http::{query_list, query_pairs, Problem, Reply};
+use crate::objects::live::{self as sub, CLOSE_POLICY, DEFAULT_MAX_SUBSCRIBERS, MAX_SUBSCRIBERS};
+use crate::objects::storage::now_ms;
+use crate::wire::Namespace;
+
+/// The path of the live endpoint.
+pub const PATH: &str = "/v1/availability/live";
+/// SKUs one socket may watch.
+pub const MAX_LIVE_SKUS: usize = 20;
+/// Locations one socket may name (none: every location).
+pub const MAX_LIVE_LOCATIONS: usize = 20;
+
+/// The endpoint: checks, then the upgrade and the relay. Never fails.
+pub async fn get(req: Request, env: Env) -> Response {
+    match prepare(&req, &env).await {
+        Ok(Ok(plan)) => match open(&env, plan).await {
+            Ok(r) => r,
+            Err(p) => Reply::problem(&p).into_response(),
+        },
+        Ok(Err((code, reason))) => refuse_after_upgrade(code, &reason)
+            .unwrap_or_else(|p| Reply::problem(&p).into_response()),
+        Err(p) => Reply::problem(&p).into_response(),
+    }
+}
+
+struct Plan {
+    skus: Vec<Sku>,
+    locations: Vec<LocationId>,
+    channel: Channel,
+    max: usize,
+}
+
+/// `Err`: a problem before the upgrade; `Ok(Err)`: a close code after it.
+async fn prepare(req: &Request, env: &Env) -> Result<Result<Plan, (u16, String)>, Problem> {
+    if req.method() != Method::Get {
+        return Err(Problem::new(405, "invalid_request", "use GET").with("allow", "GET"));
+    }
+    let url = req.url().map_err(|_| Problem::invalid("bad URL"))?;
+    let query = query_pairs(&url);
+    let principal = principal(req, env, &query)?;
+    check_origin(req, env)?;
+    if !sub::is_upgrade(req) {
+        return Err(Problem::new(
+            426,
+            "upgrade_required",
+            "this endpoint is a WebSocket: send Upgrade: websocket",
+        ));
+    }
+    let raw_skus = query_list(&query, "sku");
+    if raw_skus.is_empty() {
+        return Err(Problem::invalid("sku is required (comma-separated)"));
+    }
+    let raw_locs = query_list(&query, "location");
+    if raw_skus.len() > MAX_LIVE_SKUS {
+        return Ok(Err((
+            CLOSE_POLICY,
+            format!("at most {MAX_LIVE_SKUS} SKUs per socket"),
+        )));
+    }
+    if raw_locs.len() > MAX_LIVE_LOCATIONS {
+        return Ok(Err((
+            CLOSE_POLICY,
+            format!("at most {MAX_LIVE_LOCATIONS} locations per socket"),
+        )));
+    }
+    let mut skus: Vec<Sku> = Vec::new();
+    for s in &raw_skus {
+        let sku = Sku::parse(s).map_err(|e| Problem::invalid(format!("sku {s:?}: {e}")))?;
+        if !skus.contains(&sku) {
+            skus.push(sku);
+        }
+    }
+    let mut locations: Vec<LocationId> = Vec::new();
+    for l in &raw_locs {
+        let loc =
+            LocationId::parse(l).map_err(|e| Problem::invalid(format!("location {l:?}: {e}")))?;
+        if !locations.contains(&loc) {
+            locations.push(loc);
+        }
+    }
+    let channel = match query_list(&query, "channel").as_slice() {
+        [] => principal.channel(),
+        [c] if c == "online" => Channel::Online,
+        [c] if c == "pos" => Channel::Pos,
+        _ => return Err(Problem::invalid("channel must be online or pos")),
+    };
+    let facts = facts(env, now_ms(), &skus, &[], &locations).await?;
+    facts.require_skus(&skus, false)?;
+    facts.require_locations(&locations)?;
+    let max = env
+        .var("LIVE_MAX_SUBSCRIBERS")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_MAX_SUBSCRIBERS)
+        .clamp(1, MAX_SUBSCRIBERS);
+    Ok(Ok(Plan {
+        skus,
+        locations,
+        channel,
+        max,
+    }))
+}
+
+/// The header's key (any reader of availability), else `key=` (publishable only).
+fn principal(req: &Request, env: &Env, query: &[(String, String)]) -> Result<Principal, Problem> {
+    let header = req.headers().get("Authorization").ok().flatten();
+    let from_query = query_list(query, "key");
+    let p = match (header, from_query.as_slice()) {
+        (Some(_), _) | (None, []) => crate::extract::principal(req, env)?,
+        (None, [k]) => {
+            let keys = cache::keys(|| {
+                env.secret("API_KEYS")
+                    .map(|s| s.to_string())
+                    .or_else(|_| env.var("API_KEYS").map(|v| v.to_string()))
+                    .unwrap_or_default()
+            });
+            let p = auth::authenticate(Some(&format!("Bearer {k}")), &keys)?;
+            if p.role != Role::Publishable {
+                return Err(Problem::forbidden(
+                    "only a publishable key may be sent as key=; send others in Authorization",
+                ));
+            }
+            p
+        }
+        (None, _) => return Err(Problem::invalid("one key= at most")),
+    };
+    if !matches!(
+        p.role,
+        Role::Admin | Role::Storefront | Role::Pos | Role::Publishable
+    ) {
+        return Err(Problem::forbidden("this key may not read availability"));
+    }
+    Ok(p)
+}
+
+/// Whether `origin` is allowed by `LIVE_ORIGINS` (comma-separated, `*` any).
+pub fn origin_allowed(allowed: &str, origin: &str) -> bool {
+    allowed
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+}
+
+fn check_origin(req: &Request, env: &Env) -> Result<(), Problem> {
+    let Some(origin) = req.headers().get("Origin").ok().flatten() else {
+        return Ok(()); // not a browser: the key decides
+    };
+    let allowed = env
+        .var("LIVE_ORIGINS")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    if origin_allowed(&allowed, &origin) {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(format!(
+            "origin {origin} may not open live availability (LIVE_ORIGINS)"
+        )))
+    }
+}
+
+/// Accepts the client's socket and closes it at once with `code`.
+fn refuse_after_upgrade(code: u16, reason: &str) -> Result<Response, Problem> {
+    let pair = WebSocketPair::new()?;
+    pair.server.accept()?;
+    pair.server.close(Some(code), Some(reason))?;
+    Ok(Response::from_websocket(pair.client)?)
+}
+
+/// One WebSocket to the SKU object of `sku`.
+async fn connect(env: &Env, sku: &Sku, plan: &Plan) -> Result<WebSocket, Problem> {
+    let stub = env
+        .durable_object(Namespace::SkuStock.binding())?
+        .id_from_name(sku.as_str())?
+        .get_stub()?;
+    let headers = Headers::new();
+    headers.set("Upgrade", "websocket")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let url = sub::upgrade_url(sku.as_str(), plan.channel, &plan.locations, plan.max);
+    let req = Request::new_with_init(&url, &init)?;
+    let resp = stub.fetch_with_request(req).await?;
+    let ws = resp
+        .websocket()
+        .ok_or_else(|| Problem::overloaded("a SKU object did not accept the subscription"))?;
+    ws.accept()?;
+    Ok(ws)
+}
+
+async fn open(env: &Env, plan: Plan) -> Result<Response, Problem> {
+    let ups = join_all(plan.skus.iter().map(|s| connect(env, s, &plan))).await;
+    let mut upstreams = Vec::new();
+    for u in ups {
+        match u {
+            Ok(ws) => upstreams.push(ws),
+            Err(p) => {
+                for ws in &upstreams {
+                    let _ = ws.close(Some(1000u16), Some("closed"));
+                }
+                return Err(p);
+            }
+        }
+    }
+    let pair = WebSocketPair::new()?;
+    let client = pair.server;
+    client.accept()?;
+    for up in &upstreams {
+        spawn_local(downstream(up.clone(), client.clone(), upstreams.clone()));
+    }
+    let skus = plan.skus.iter().map(|s| s.to_string()).collect();
+    spawn_local(upstream(client, upstreams, skus));
+    Ok(Response::from_websocket(pair.client)?)
+}
+
+fn close_all(sockets: &[WebSocket], code: u16, reason: &str) {
+    for ws in sockets {
+        let _ = ws.close(Some(code), Some(reason));
+    }
+}
+
+/// A close code the client may see again: the application's, else 1000.
+fn relayable(code: u16) -> u16 {
+    match code {
+        1000 | 1001 | 1008 | 1011 | 1013 | 3000..=4999 => code,
+        _ => 1000,
+    }
+}
+
+/// SKU object -> client. Its close closes the client and the other upstreams.
+async fn downstream(up: WebSocket, client: WebSocket, all: Vec<WebSocket>) {
+    let Ok(mut events) = up.events() else {
+        close_all(&all, 1011, "relay failed");
+        let _ = client.close(Some(1011u16), Some("relay failed"));
+        return;
+    };
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(WebsocketEvent::Message(m)) => {
+                if let Some(t) = m.text() {
+                    if client.send_with_str(t).is_err() {
+                        break;
+                    }
+                }
+            }
+            Ok(WebsocketEvent::Close(c)) => {
+                let reason = c.reason();
+                let _ = client.close(Some(relayable(c.code())), Some(reason.clone()));
+                close_all(&all, 1000, "closed");
+                return;
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = client.close(Some(1011u16), Some("upstream lost"));
+    close_all(&all, 1000, "closed");
+}
+
+/// Client -> SKU objects: a `resync` goes to the object of its `sku` (or to
+/// all when it names none); `ping` is answered here. The client's close
+/// closes every upstream.
+async fn upstream(client: WebSocket, all: Vec<WebSocket>, skus: Vec<String>) {
+    let Ok(mut events) = client.events() else {
+        close_all(&all, 1011, "relay failed");
+        return;
+    };
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(WebsocketEvent::Message(m)) => {
+                let Some(t) = m.text() else {
+                    let _ = client.close(Some(CLOSE_POLICY), Some("text frames only"));
+                    break;
+                };
+                if t == "ping" {
+                    let _ = client.send_with_str("pong");
+                    continue;
+                }
+                match route(&t, &skus) {
+                    Some(Some(i)) => {
+                        if let Some(ws) = all.get(i) {
+                            let _ = ws.send_with_str(&t);
+                        }
+                    }
+                    Some(None) => {
+                        for ws in &all {
+                            let _ = ws.send_with_str(&t);
+                        }
+                    }
+                    None => {
+                        let _ = client.close(Some(CLOSE_POLICY), Some("not the protocol"));
+                        break;
+                    }
+                }
+            }
+            Ok(WebsocketEvent::Close(_)) | Err(_) => break,
+        }
+    }
+    close_all(&all, 1000, "closed");
+}
+
+/// Which upstream a client message goes to: `None` not the protocol,
+/// `Some(None)` every one, `Some(Some(i))` the one of `skus[i]`.
+pub fn route(t: &str, skus: &[String]) -> Option<Option<usize>> {
+    #[derive(serde::Deserialize)]
+    struct ClientMessage {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        sku: Option<String>,
+    }
+    if t.len() > sub::MAX_CLIENT_MESSAGE {
+        return None;
+    }
+    let m: ClientMessage = serde_json::from_str(t).ok()?;
+    if m.kind != "resync" {
+        return None;
+    }
+    match m.sku {
+        None => Some(None),
+        Some(s) => skus.iter().position(|x| *x == s).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        assert!(origin_allowed("*", "https://shop.example"));
+        assert!(origin_allowed(
+            "https://a.example, https://shop.example",
+            "https://shop.example"
+        ));
+        assert!(!origin_allowed("https://a.example", "https://shop.example"));
+        assert!(!origin_allowed("", "https://shop.example"));
+    }
+
+    #[test]
+    fn client_messages_route() {
+        let skus = vec!["A".to_string(), "B".to_string()];
+        assert_eq!(
+            route(r#"{"type":"resync","sku":"B"}"#, &skus),
+            Some(Some(1))
+        );
+        assert_eq!(route(r#"{"type":"resync"}"#, &skus), Some(None));
+        assert_eq!(route(r#"{"type":"resync","sku":"C"}"#, &skus), None);
+        assert_eq!(route(r#"{"type":"subscribe"}"#, &skus), None);
+        assert_eq!(route("hello", &skus), None);
+        assert_eq!(route(&"x".repeat(1000), &skus), None);
+    }
+}
