@@ -143,6 +143,7 @@ SIM_SEEDS ?= 10000
 sim:
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test sim many_seeds
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test transfer_sim many_seeds
+	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test order_sim more_seeds
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test return_sim many_seeds
 
 test-functions:

@@ -800,6 +800,30 @@ impl OrderMachine {
     pub fn from_reservation(&self) -> bool {
         self.from_reservation
     }
+    /// Parts ready for pickup for `after_ms` or longer at `now` (to flag as
+    /// overdue; never released).
+    pub fn overdue_parts(&self, now: Timestamp, after_ms: i64) -> Vec<u32> {
+        self.parts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.status == OrderStatus::ReadyForPickup)
+            .filter(|(_, p)| p.ready_at.is_some_and(|t| t.plus_ms(after_ms) <= now))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
+    /// When the next part ready for pickup (and not in `flagged`) becomes overdue.
+    pub fn next_overdue(&self, after_ms: i64, flagged: &[u32]) -> Option<Timestamp> {
+        self.parts
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| {
+                p.status == OrderStatus::ReadyForPickup && !flagged.contains(&(*i as u32))
+            })
+            .filter_map(|(_, p)| p.ready_at.map(|t| t.plus_ms(after_ms)))
+            .min()
+    }
+
     /// The transition in progress, if any: the same again resumes it.
     pub fn moving(&self) -> Option<(Target, OrderStatus)> {
         self.moving.as_ref().map(|t| (t.target, t.to))

@@ -23,8 +23,8 @@ use crate::cache;
 use crate::extract::{check_lines, check_qty, fingerprint, Ctx};
 use crate::http::{check_id, parse_json, HttpResult, Problem, Reply};
 use crate::wire::reservation::{
-    shortage_problem, CoordinatorAnswer, CreateRequest, ReservationAnswer, ReservationLine,
-    ReservationRequest,
+    routed_sku, shortage_problem, CoordinatorAnswer, CreateRequest, ReservationAnswer,
+    ReservationLine, ReservationRequest,
 };
 use crate::wire::sku_stock::{HomedAnswer, Meta, ReservationOp, SkuRequest};
 use crate::wire::{self, Namespace};
@@ -349,19 +349,6 @@ pub(crate) fn placement_problem(e: PlacementError) -> Problem {
 fn routed_id(key_hash: &str, sku: &Sku) -> Option<String> {
     let id = format!("r{}.{}", key_hash.get(..16)?, sku);
     check_id(&id, "id").ok().map(|_| id)
-}
-
-/// The SKU object a server-issued reservation id names.
-fn routed_sku(id: &str) -> Option<Sku> {
-    let rest = id.strip_prefix('r')?;
-    let (hex, sku) = (rest.get(..16)?, rest.get(16..)?.strip_prefix('.')?);
-    if !hex
-        .bytes()
-        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
-        return None;
-    }
-    Sku::parse(sku).ok()
 }
 
 /// Runs `op` on reservation `id` wherever it lives: its SKU object (when

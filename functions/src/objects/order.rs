@@ -321,11 +321,8 @@ impl Order {
         let overdue_ms = self.overdue_ms();
         let next_overdue = st
             .machine
-            .parts()
-            .into_iter()
-            .filter(|p| p.status == OrderStatus::ReadyForPickup && !st.overdue.contains(&p.part))
-            .filter_map(|p| p.ready_at.map(|t| t.as_ms() + overdue_ms))
-            .min();
+            .next_overdue(overdue_ms, &st.overdue)
+            .map(|t| t.as_ms());
         let retry =
             (st.queued < st.version && st.machine.is_placed()).then_some(now + QUEUE_RETRY_MS);
         let at = [
@@ -754,11 +751,9 @@ impl Order {
         let overdue_ms = self.overdue_ms();
         let late: Vec<u32> = st
             .machine
-            .parts()
+            .overdue_parts(Timestamp::from_ms(now), overdue_ms)
             .into_iter()
-            .filter(|p| p.status == OrderStatus::ReadyForPickup && !st.overdue.contains(&p.part))
-            .filter(|p| p.ready_at.is_some_and(|t| t.as_ms() + overdue_ms <= now))
-            .map(|p| p.part)
+            .filter(|p| !st.overdue.contains(p))
             .collect();
         if !late.is_empty() {
             st.overdue.extend(late);

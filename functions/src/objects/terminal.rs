@@ -29,7 +29,8 @@ use crate::extract::fingerprint;
 use crate::http::{rfc3339, Problem};
 use crate::wire::catalog::core_bundle;
 use crate::wire::order::{self as order_wire, OrderAnswer, OrderRequest};
-use crate::wire::sku_stock::{self, hold_owner, Meta};
+use crate::wire::reservation::{routed_sku, CoordinatorAnswer, ReservationRequest};
+use crate::wire::sku_stock::{self, hold_owner, HomedAnswer, Meta, ReservationOp, SkuRequest};
 use crate::wire::terminal::{ClaimLine, Sale, SaleClaim, SaleResult, SellAnswer, TerminalRequest};
 use crate::wire::{self, Idem};
 
@@ -47,6 +48,17 @@ const SCHEMA: &[&str] = &[
      fp TEXT NOT NULL, lines TEXT NOT NULL, answer TEXT NOT NULL, at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS return_claims_by_sale ON return_claims(sale_id)",
 ];
+
+/// The outbox's order column for a reservation's hold (resolved on delivery).
+const RES_PREFIX: &str = "res:";
+
+/// The reservation a hold id `res.<attempt>.<id>` belongs to.
+fn reservation_of(h: &HoldId) -> Option<&str> {
+    let rest = h.as_str().strip_prefix("res.")?;
+    let (attempt, id) = rest.split_once('.')?;
+    attempt.parse::<u32>().ok()?;
+    Some(id)
+}
 
 /// A failed delivery of at-risk holds is retried by the alarm after this long.
 const RISK_RETRY_MS: i64 = 5_000;
@@ -177,6 +189,39 @@ impl Terminal {
         Ok(SellAnswer { results, replayed })
     }
 
+    /// The order reservation `id` was converted into, if it was.
+    async fn converted_to(&self, id: &str) -> Result<Option<String>, Problem> {
+        let homed = |sku: Sku| {
+            let env = &self.env;
+            let op = SkuRequest::Reservation(ReservationOp::Get { id: id.into() });
+            async move {
+                match sku_stock::call::<HomedAnswer>(env, &sku, &op).await {
+                    Ok(HomedAnswer::Here(a)) => Ok(a.view.order_id),
+                    Ok(HomedAnswer::Converted { answer, .. }) => Ok(answer.view.order_id),
+                    Ok(HomedAnswer::NotHere) | Err(Problem { status: 404, .. }) => Ok(None),
+                    Err(p) => Err(p),
+                }
+            }
+        };
+        if let Some(sku) = routed_sku(id) {
+            return homed(sku).await;
+        }
+        let a: Result<CoordinatorAnswer, Problem> = wire::call(
+            &self.env,
+            wire::Namespace::Reservation,
+            id,
+            &ReservationRequest::Get,
+        )
+        .await;
+        match a {
+            Ok(CoordinatorAnswer::Here(a)) => Ok(a.view.order_id),
+            Ok(CoordinatorAnswer::Converted { answer, .. }) => Ok(answer.view.order_id),
+            Ok(CoordinatorAnswer::Sku { sku }) => homed(sku).await,
+            Ok(CoordinatorAnswer::Registered) | Err(Problem { status: 404, .. }) => Ok(None),
+            Err(p) => Err(p),
+        }
+    }
+
     /// Sends the outbox of at-risk order holds to their Order objects; what
     /// fails stays, with the alarm set to retry.
     async fn deliver_risk(&self) -> Result<(), Problem> {
@@ -192,6 +237,7 @@ impl Terminal {
         }
         let mut by_order: BTreeMap<String, Vec<HoldId>> = BTreeMap::new();
         let now = storage::now_ms();
+        let mut left = false;
         for r in &rows {
             if r.at + RISK_GIVE_UP_MS < now {
                 storage::exec(
@@ -199,6 +245,33 @@ impl Terminal {
                     "DELETE FROM order_risk WHERE hold = ?",
                     vec![text(&r.hold)],
                 )?;
+                continue;
+            }
+            if let Some(res) = r.order_id.strip_prefix(RES_PREFIX) {
+                match self.converted_to(res).await {
+                    // Not (or not yet) an order's: nothing to tell.
+                    Ok(None) => {
+                        storage::exec(
+                            &sql,
+                            "DELETE FROM order_risk WHERE hold = ?",
+                            vec![text(&r.hold)],
+                        )?;
+                    }
+                    Ok(Some(order)) => {
+                        storage::exec(
+                            &sql,
+                            "UPDATE order_risk SET order_id = ? WHERE hold = ?",
+                            vec![text(&order), text(&r.hold)],
+                        )?;
+                        if let Ok(h) = HoldId::parse(&r.hold) {
+                            by_order.entry(order).or_default().push(h);
+                        }
+                    }
+                    Err(p) => {
+                        worker::console_warn!("reservation {res}: not resolved: {}", p.detail);
+                        left = true;
+                    }
+                }
                 continue;
             }
             if let Ok(h) = HoldId::parse(&r.hold) {
@@ -216,7 +289,6 @@ impl Terminal {
             }
         }))
         .await;
-        let mut left = false;
         for ((order, holds), r) in by_order.iter().zip(calls) {
             match r {
                 // Delivered, or the order does not exist (never placed).
@@ -327,6 +399,10 @@ impl Terminal {
             for h in &risk {
                 if let Some((order, _)) = parse_order_hold(h) {
                     outbox.push((h.clone(), order.to_string()));
+                } else if let Some(res) = reservation_of(h) {
+                    // A reservation's hold: an order's once it converted
+                    // (resolved when delivered).
+                    outbox.push((h.clone(), format!("{RES_PREFIX}{res}")));
                 }
                 let mut x = hold_owner(h);
                 x["sku"] = json!(sku);

@@ -120,3 +120,16 @@ pub fn shortage_problem(short: &[Shortage], detail: &str) -> Problem {
             .collect::<Vec<_>>(),
     )
 }
+
+/// The SKU object a server-issued reservation id names.
+pub fn routed_sku(id: &str) -> Option<Sku> {
+    let rest = id.strip_prefix('r')?;
+    let (hex, sku) = (rest.get(..16)?, rest.get(16..)?.strip_prefix('.')?);
+    if !hex
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    Sku::parse(sku).ok()
+}

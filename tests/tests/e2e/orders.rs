@@ -601,6 +601,26 @@ fn a_pos_sale_that_takes_committed_units_marks_the_order_at_risk() {
             .len(),
         0
     );
+    // An order made from a reservation: its holds are the reservation's;
+    // the sale names the reservation's hold and the order still learns it.
+    let c = api.new_sku("store-1", 2);
+    let res = unique("res");
+    assert_eq!(api.reserve(&res, &[(&c, 2)], "store-1", 600).status, 201);
+    let body =
+        format!(r#"{{"id":"risk-2","reservation_id":"{res}","lines":[{{"sku":"{c}","qty":2}}]}}"#);
+    let r = api.send("POST", "/v1/orders", STOREFRONT, &body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(move_to(&api, ADMIN, "risk-2", "paid").status, 200);
+    let sale = format!(
+        r#"{{"sale_id":"{}","terminal_id":"t-risk","device_seq":2,"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{c}","qty":1,"unit_price":{{"amount":"9.99","currency":"EUR"}}}}],"payments":[{{"method":"cash","amount":{{"amount":"9.99","currency":"EUR"}}}}]}}"#,
+        unique("sale"),
+        rfc3339_ago(1000)
+    );
+    let r = api.send("POST", "/v1/pos/sales", POS1, &sale);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["at_risk"][0]["reservation"], res.as_str());
+    let o = api.get("/v1/orders/risk-2", ADMIN).json();
+    assert_eq!(o["parts"][0]["at_risk"], true, "{o}");
 }
 
 #[test]
@@ -695,4 +715,133 @@ fn an_order_from_a_reservation_takes_its_holds_without_a_second_hold() {
     // The order holds survived the reservation TTL (kept); the plain reservation expired.
     assert_eq!(buckets(&api, &a, "store-1"), (5, 0, 3));
     assert_eq!(buckets(&api, &b, "store-1"), (5, 0, 1));
+}
+
+#[test]
+fn concurrent_bundle_and_component_orders_and_sales_keep_bundle_and_component_stock_consistent() {
+    let api = shared().api();
+    let x = api.new_sku("store-1", 12);
+    let y = api.new_sku("store-1", 12);
+    let bundle = unique("OBUNDLE");
+    let r = api.send(
+        "PUT",
+        &format!("/v1/bundles/{bundle}"),
+        ADMIN,
+        &format!(r#"{{"title":"Set","price":{{"amount":"15.00","currency":"EUR"}},"components":[{{"sku":"{x}","qty":1}},{{"sku":"{y}","qty":2}}]}}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Bundle orders, component orders and component sales race.
+    let workers: Vec<_> = (0..6)
+        .map(|t| {
+            let (api, x, y, bundle) = (api.clone(), x.clone(), y.clone(), bundle.clone());
+            thread::spawn(move || {
+                let mut done = (0i64, 0i64, 0i64); // bundle orders, x orders, y sales
+                for i in 0..4 {
+                    let id = format!("{}-{t}-{i}", unique("cc"));
+                    match t % 3 {
+                        0 => {
+                            let r = create(&api, STOREFRONT, &id, &[(&bundle, 1)], AT_STORE1);
+                            match r.status {
+                                201 => done.0 += 1,
+                                409 => assert_eq!(r.json()["code"], "insufficient_stock"),
+                                s => panic!("bundle order: {s} {}", r.body),
+                            }
+                        }
+                        1 => {
+                            let r = create(&api, STOREFRONT, &id, &[(&x, 1)], AT_STORE1);
+                            match r.status {
+                                201 => done.1 += 1,
+                                409 => assert_eq!(r.json()["code"], "insufficient_stock"),
+                                s => panic!("x order: {s} {}", r.body),
+                            }
+                        }
+                        _ => {
+                            let sale = format!(
+                                r#"{{"sale_id":"{id}","terminal_id":"t-cc-{t}","device_seq":{},"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{y}","qty":1,"unit_price":{{"amount":"5.00","currency":"EUR"}}}}],"payments":[{{"method":"cash","amount":{{"amount":"5.00","currency":"EUR"}}}}]}}"#,
+                                i + 1,
+                                rfc3339_ago(1000)
+                            );
+                            let r = api.send("POST", "/v1/pos/sales", POS1, &sale);
+                            assert_eq!(r.status, 201, "{}", r.body);
+                            done.2 += 1;
+                        }
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let (mut b, mut xo, mut ys) = (0, 0, 0);
+    for w in workers {
+        let (a, c, d) = w.join().unwrap();
+        b += a;
+        xo += c;
+        ys += d;
+    }
+    // Each bundle order held 1 x and 2 y; each x order 1 x; each sale took 1 y.
+    let (xon, xres, _) = buckets(&api, &x, "store-1");
+    let (yon, yres, _) = buckets(&api, &y, "store-1");
+    assert_eq!((xon, xres), (12, b + xo));
+    assert_eq!((yon, yres), (12 - ys, 2 * b));
+    // The bundle's availability is its scarcest component's.
+    let avail = |s: &str| {
+        api.get(
+            &format!("/v1/availability?sku={s}&location=store-1&channel=pos&consistency=strong"),
+            ADMIN,
+        )
+        .json()["items"][0]["available"]
+            .as_i64()
+            .unwrap()
+    };
+    let (ax, ay) = (avail(&x), avail(&y));
+    assert_eq!(ax, 12 - b - xo);
+    assert_eq!(ay, 12 - ys - 2 * b);
+    assert_eq!(avail(&bundle), ax.min(ay / 2).max(0));
+}
+
+#[test]
+fn single_location_and_pickup_rules_place_orders_as_configured() {
+    let server = Server::start_with_vars(&[
+        ("FULFILLMENT_RULE", "single_location"),
+        ("FULFILLMENT_LOCATION", "warehouse-1"),
+    ]);
+    let api = server.api();
+    seed_locations(&api);
+    let a = api.new_sku("warehouse-1", 4);
+    api.receive(&a, "store-1", 4);
+    let ship = r#"{"type":"ship","destination":{"lat":52.52,"lon":13.40}}"#;
+    // Near store-1, but the rule ships everything from warehouse-1.
+    let r = create(&api, STOREFRONT, "s-1", &[(&a, 3)], ship);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["parts"][0]["location"], "warehouse-1");
+    create(&api, STOREFRONT, "s-2", &[(&a, 2)], ship).assert_problem(409, "insufficient_stock");
+    assert_eq!(buckets(&api, &a, "warehouse-1"), (4, 3, 0));
+    assert_eq!(buckets(&api, &a, "store-1"), (4, 0, 0));
+    drop(server);
+
+    let server = Server::start_with_vars(&[("FULFILLMENT_RULE", "pickup")]);
+    let api = server.api();
+    seed_locations(&api);
+    let b = api.new_sku("store-2", 2);
+    // Click and collect only: a shipment is refused, a pickup at a store that holds every line is placed.
+    create(&api, STOREFRONT, "p-1", &[(&b, 1)], r#"{"type":"ship"}"#)
+        .assert_problem(400, "invalid_request");
+    let r = create(
+        &api,
+        STOREFRONT,
+        "p-2",
+        &[(&b, 2)],
+        r#"{"type":"pickup","location":"store-2"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["parts"][0]["location"], "store-2");
+    create(
+        &api,
+        STOREFRONT,
+        "p-3",
+        &[(&b, 1)],
+        r#"{"type":"pickup","location":"store-1"}"#,
+    )
+    .assert_problem(409, "insufficient_stock");
+    assert_eq!(buckets(&api, &b, "store-2"), (2, 2, 0));
 }

@@ -286,3 +286,39 @@ fn keep_makes_a_held_hold_permanent_and_is_idempotent() {
     assert_eq!(w.skus[&sku("A")].next_deadline(), None);
     let _ = vec![0];
 }
+
+#[test]
+fn a_part_ready_for_pickup_too_long_is_overdue_never_released() {
+    let mut w = World::new(&[("A", "s1", 5), ("B", "s2", 5)]);
+    let (mut m, _) = OrderMachine::new(
+        w.now,
+        order("o6", &[("A", 1, 0), ("B", 1, 1)], &["s1", "s2"]),
+    )
+    .unwrap();
+    w.drive(&mut m);
+    for to in [
+        OrderStatus::Paid,
+        OrderStatus::ReadyToPick,
+        OrderStatus::Packed,
+    ] {
+        m.handle_transition(w.now, Target::All, to, "x").unwrap();
+        w.drive(&mut m);
+    }
+    let ready = w.now;
+    m.handle_transition(w.now, Target::Part(1), OrderStatus::ReadyForPickup, "x")
+        .unwrap();
+    let h = 3_600_000;
+    assert_eq!(m.next_overdue(h, &[]), Some(ready.plus_ms(h)));
+    assert_eq!(m.overdue_parts(ready.plus_ms(h - 1), h), Vec::<u32>::new());
+    assert_eq!(m.overdue_parts(ready.plus_ms(h), h), vec![1]);
+    assert_eq!(m.next_overdue(h, &[1]), None);
+    // Nothing was released: the units stay committed.
+    w.now = ready.plus_ms(2 * h);
+    assert_eq!(w.pos("B", "s2"), (5, 0, 1));
+    // Collected: no longer overdue.
+    m.handle_transition(w.now, Target::Part(1), OrderStatus::Collected, "x")
+        .unwrap();
+    w.drive(&mut m);
+    assert_eq!(m.overdue_parts(w.now, h), Vec::<u32>::new());
+    assert_eq!(w.pos("B", "s2"), (4, 0, 0));
+}
