@@ -18,8 +18,8 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 use super::storage::{self, int, opt_text, text, Stmt};
 use crate::http::Problem;
 use crate::wire::catalog::{
-    Bundle, CatalogRequest, FactsAnswer, FactsRequest, Location, PriceFact, Product, ProductPage,
-    PutAnswer, SkuFact, SkuInfo,
+    Bundle, CatalogRequest, FactsAnswer, FactsRequest, ImportCheckAnswer, Location, PriceFact,
+    Product, ProductPage, PutAnswer, SkuFact, SkuInfo,
 };
 use crate::wire::{self, Idem};
 
@@ -371,6 +371,54 @@ impl Catalog {
                 stmts.extend(keep(&idem, &answer, now)?);
                 storage::atomically(&storage, stmts)?;
                 serde_json::to_value(answer)?
+            }
+            CatalogRequest::ImportCheck {
+                idem,
+                id,
+                skus,
+                barcodes,
+            } => {
+                let mut existing = omnistock_core::catalog_import::Existing::default();
+                let cap = omnistock_core::catalog_import::MAX_ROWS;
+                for s in skus.iter().take(cap) {
+                    let rows: Vec<SkuRow> = storage::query(
+                        &sql,
+                        "SELECT sku, product_id FROM skus WHERE sku = ?",
+                        vec![text(s)],
+                    )?;
+                    if let Some(r) = rows.first() {
+                        existing.skus.insert(r.sku.clone(), r.product_id.clone());
+                    }
+                }
+                for b in barcodes.iter().take(cap) {
+                    let rows: Vec<IdRow> = storage::query(
+                        &sql,
+                        "SELECT sku AS id FROM barcodes WHERE barcode = ?",
+                        vec![text(b)],
+                    )?;
+                    if let Some(r) = rows.first() {
+                        existing.barcodes.insert(b.clone(), r.id.clone());
+                    }
+                }
+                let (id, replayed) = match replay(&sql, &idem, now)? {
+                    Some(v) => (
+                        v.get("id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .ok_or_else(|| Problem::overloaded("a kept import id is unreadable"))?,
+                        true,
+                    ),
+                    None => {
+                        let stmts = keep(&idem, &serde_json::json!({ "id": id }), now)?;
+                        storage::atomically(&storage, stmts)?;
+                        (id, false)
+                    }
+                };
+                serde_json::to_value(ImportCheckAnswer {
+                    id,
+                    replayed,
+                    existing,
+                })?
             }
             CatalogRequest::GetBundle { sku } => {
                 let rows: Vec<JsonRow> = storage::query(
