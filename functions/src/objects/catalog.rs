@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::storage::{self, int, opt_text, text, Stmt};
+use super::storage::{self, int, text, Stmt};
 use crate::http::Problem;
 use crate::wire::catalog::{
     Bundle, CatalogRequest, FactsAnswer, FactsRequest, ImportCheckAnswer, Location, PriceFact,
@@ -35,7 +35,59 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS bundles (sku TEXT PRIMARY KEY, json TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS idem (key TEXT PRIMARY KEY, fp TEXT NOT NULL, answer TEXT NOT NULL, at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS idem_by_age ON idem(at)",
+    // Staff search (issue 11): normalised terms (SKU, barcode, title and its
+    // words, option values), prefix-matched through the index.
+    "CREATE TABLE IF NOT EXISTS search (term TEXT NOT NULL, product_id TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS search_by_term ON search(term, product_id)",
+    "CREATE INDEX IF NOT EXISTS search_by_product ON search(product_id)",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
 ];
+
+/// Most terms one product adds to the search index.
+const MAX_TERMS: usize = 2_000;
+
+/// The search terms of a product: its title (whole and each word), and
+/// each variant's SKU, barcode and option values, normalised (lower case,
+/// spaces collapsed), without repeats.
+fn search_terms(p: &Product) -> Vec<String> {
+    use omnistock_core::catalog_import::normalize;
+    let mut terms: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let title = normalize(&p.title);
+    for w in title.split(' ') {
+        terms.insert(w.to_string());
+    }
+    terms.insert(title);
+    for v in &p.variants {
+        terms.insert(normalize(v.sku.as_str()));
+        if let Some(b) = &v.barcode {
+            terms.insert(normalize(b));
+        }
+        for val in v.options.values() {
+            let val = normalize(val);
+            for w in val.split(' ') {
+                terms.insert(w.to_string());
+            }
+            terms.insert(val);
+        }
+    }
+    terms
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .take(MAX_TERMS)
+        .collect()
+}
+
+/// The statements that replace a product's search terms.
+fn index_stmts(p: &Product) -> Vec<Stmt> {
+    let mut stmts: Vec<Stmt> = vec![("DELETE FROM search WHERE product_id = ?", vec![text(&p.id)])];
+    for t in search_terms(p) {
+        stmts.push((
+            "INSERT INTO search (term, product_id) VALUES (?, ?)",
+            vec![text(&t), text(&p.id)],
+        ));
+    }
+    stmts
+}
 
 #[derive(Deserialize)]
 struct IdemRow {
@@ -125,6 +177,7 @@ impl Catalog {
             for q in SCHEMA {
                 storage::exec(&sql, q, vec![])?;
             }
+            self.index_existing(&storage)?;
             self.schema_ok.set(true);
         }
         let now = storage::now_ms();
@@ -221,6 +274,7 @@ impl Catalog {
                         text(&serde_json::to_string(&p)?),
                     ],
                 ));
+                stmts.extend(index_stmts(&p));
                 for v in &p.variants {
                     stmts.push((
                         "INSERT OR REPLACE INTO skus (sku, product_id, json) VALUES (?, ?, ?)",
@@ -260,21 +314,32 @@ impl Catalog {
             CatalogRequest::ListProducts(l) => {
                 let limit = l.limit.clamp(1, 100);
                 let after = l.cursor.unwrap_or_default();
-                let pattern = l
+                let q = l
                     .query
-                    .map(|q| format!("%{}%", q.to_lowercase().replace(['%', '_'], "")));
-                let rows: Vec<JsonRow> = storage::query(
-                    &sql,
-                    "SELECT json FROM products WHERE id > ? AND (? IS NULL OR title_lc LIKE ? OR id LIKE ?)
-                     ORDER BY id LIMIT ?",
-                    vec![
-                        text(&after),
-                        opt_text(pattern.as_deref()),
-                        opt_text(pattern.as_deref()),
-                        opt_text(pattern.as_deref()),
-                        int(limit + 1),
-                    ],
-                )?;
+                    .map(|q| omnistock_core::catalog_import::normalize(&q))
+                    .filter(|q| !q.is_empty());
+                let rows: Vec<JsonRow> = match q {
+                    // Prefix, case-insensitive: a range of the term index.
+                    Some(q) => storage::query(
+                        &sql,
+                        "SELECT p.json AS json FROM products p WHERE p.id IN (
+                           SELECT DISTINCT product_id FROM search
+                           WHERE term >= ? AND term < ? AND product_id > ?
+                           ORDER BY product_id LIMIT ?)
+                         ORDER BY p.id",
+                        vec![
+                            text(&q),
+                            text(&format!("{q}\u{10FFFF}")),
+                            text(&after),
+                            int(limit + 1),
+                        ],
+                    )?,
+                    None => storage::query(
+                        &sql,
+                        "SELECT json FROM products WHERE id > ? ORDER BY id LIMIT ?",
+                        vec![text(&after), int(limit + 1)],
+                    )?,
+                };
                 let mut items: Vec<Product> = Vec::new();
                 for r in &rows {
                     items.push(serde_json::from_str(&r.json)?);
@@ -433,6 +498,31 @@ impl Catalog {
             }
         };
         Ok(v)
+    }
+
+    /// Indexes the products stored before the search index existed (once).
+    fn index_existing(&self, storage: &worker::Storage) -> Result<(), Problem> {
+        let sql = storage.sql();
+        let done = !storage::query::<IdRow>(
+            &sql,
+            "SELECT k AS id FROM meta WHERE k = 'search_v1'",
+            vec![],
+        )?
+        .is_empty();
+        if done {
+            return Ok(());
+        }
+        let rows: Vec<JsonRow> = storage::query(&sql, "SELECT json FROM products", vec![])?;
+        let mut stmts: Vec<Stmt> = Vec::new();
+        for r in &rows {
+            let p: Product = serde_json::from_str(&r.json)?;
+            stmts.extend(index_stmts(&p));
+        }
+        stmts.push((
+            "INSERT OR REPLACE INTO meta (k, v) VALUES ('search_v1', 'done')",
+            vec![],
+        ));
+        storage::atomically(storage, stmts)
     }
 
     fn locations(&self, sql: &worker::SqlStorage) -> Result<Vec<Location>, Problem> {

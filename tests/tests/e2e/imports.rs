@@ -238,8 +238,9 @@ fn shopify_export_dry_run_report_then_fixed_file_applied_once() {
     // Availability and a POS sale by barcode of an imported variant.
     assert_eq!(api.available("IMP-TEE-BLK-S", "store-1"), 10);
     let sale = format!(
-        r#"{{"sale_id":"{}","terminal_id":"t-imp","device_seq":1,"location":"store-1","occurred_at":"2026-11-29T10:00:00Z","lines":[{{"barcode":"5012345678900","qty":1,"unit_price":{{"amount":"19.90","currency":"EUR"}}}}]}}"#,
-        unique("sale")
+        r#"{{"sale_id":"{}","terminal_id":"t-imp","device_seq":1,"location":"store-1","occurred_at":"{}","lines":[{{"barcode":"5012345678900","qty":1,"unit_price":{{"amount":"19.90","currency":"EUR"}}}}]}}"#,
+        unique("sale"),
+        rfc3339_ago(1000)
     );
     let r = api.send("POST", "/v1/pos/sales", POS1, &sale);
     assert_eq!(r.status, 201, "{}", r.body);
