@@ -176,8 +176,8 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         ctx,
         &check.id,
         &ImportRequest::Create {
-            view,
-            parsed,
+            view: Box::new(view),
+            parsed: Box::new(parsed),
             settings,
         },
     )
@@ -380,7 +380,7 @@ pub async fn apply(ctx: &Ctx) -> HttpResult {
         ctx,
         &id,
         &ImportRequest::Applied {
-            outcome,
+            outcome: Box::new(outcome),
             idem: ctx.idem()?,
         },
     )

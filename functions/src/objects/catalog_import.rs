@@ -92,8 +92,8 @@ impl CatalogImport {
                     ));
                 }
                 let mut slim = Meta {
-                    view: view.clone(),
-                    parsed,
+                    view: (*view).clone(),
+                    parsed: *parsed,
                     settings,
                     apply_key: None,
                 };
@@ -123,6 +123,7 @@ impl CatalogImport {
                         replayed: true,
                     })?);
                 }
+                let outcome = *outcome;
                 m.view.apply = Some(outcome.clone());
                 m.view.status = crate::wire::catalog_import::ImportStatus::Applied;
                 m.apply_key = Some(idem);

@@ -71,15 +71,15 @@ pub enum ImportRequest {
     /// Stores a new import (a second `Create` of the same id answers the
     /// stored view: the POST's retry after a crash).
     Create {
-        view: ImportView,
-        parsed: Parsed,
+        view: Box<ImportView>,
+        parsed: Box<Parsed>,
         settings: Settings,
     },
     Get,
     Load,
     /// Records the apply's outcome once; later calls get the first one.
     Applied {
-        outcome: ApplyOutcome,
+        outcome: Box<ApplyOutcome>,
         idem: Idem,
     },
 }
