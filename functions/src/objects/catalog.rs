@@ -18,8 +18,8 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 use super::storage::{self, int, text, Stmt};
 use crate::http::Problem;
 use crate::wire::catalog::{
-    Bundle, CatalogRequest, FactsAnswer, FactsRequest, ImportCheckAnswer, Location, PriceFact,
-    Product, ProductPage, PutAnswer, SkuFact, SkuInfo,
+    Bundle, CatalogRequest, FactsAnswer, FactsRequest, ImportCheckAnswer, ListProducts, Location,
+    PriceFact, Product, PutAnswer, SkuFact, SkuInfo,
 };
 use crate::wire::{self, Idem};
 
@@ -101,6 +101,12 @@ struct JsonRow {
 }
 
 #[derive(Deserialize)]
+struct IdJsonRow {
+    id: String,
+    json: String,
+}
+
+#[derive(Deserialize)]
 struct IdRow {
     id: String,
 }
@@ -127,6 +133,14 @@ impl DurableObject for Catalog {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let r = wire::read(&mut req).await;
+        if let Ok(CatalogRequest::ListProducts(l)) = &r {
+            // The page is the stored products' JSON as it is: no parsing
+            // and re-encoding of up to 100 products of 100 variants.
+            return match self.list_products(l) {
+                Ok(page) => Response::ok(format!("{{\"ok\":{page}}}")),
+                Err(p) => wire::answer::<()>(Err(p)),
+            };
+        }
         wire::answer(r.and_then(|x| self.handle(x)))
     }
 }
@@ -311,46 +325,9 @@ impl Catalog {
                     None => return Err(Problem::not_found(format!("no product {id}"))),
                 }
             }
-            CatalogRequest::ListProducts(l) => {
-                let limit = l.limit.clamp(1, 100);
-                let after = l.cursor.unwrap_or_default();
-                let q = l
-                    .query
-                    .map(|q| omnistock_core::catalog_import::normalize(&q))
-                    .filter(|q| !q.is_empty());
-                let rows: Vec<JsonRow> = match q {
-                    // Prefix, case-insensitive: a range of the term index.
-                    Some(q) => storage::query(
-                        &sql,
-                        "SELECT p.json AS json FROM products p WHERE p.id IN (
-                           SELECT DISTINCT product_id FROM search
-                           WHERE term >= ? AND term < ? AND product_id > ?
-                           ORDER BY product_id LIMIT ?)
-                         ORDER BY p.id",
-                        vec![
-                            text(&q),
-                            text(&format!("{q}\u{10FFFF}")),
-                            text(&after),
-                            int(limit + 1),
-                        ],
-                    )?,
-                    None => storage::query(
-                        &sql,
-                        "SELECT json FROM products WHERE id > ? ORDER BY id LIMIT ?",
-                        vec![text(&after), int(limit + 1)],
-                    )?,
-                };
-                let mut items: Vec<Product> = Vec::new();
-                for r in &rows {
-                    items.push(serde_json::from_str(&r.json)?);
-                }
-                let next_cursor = if items.len() as i64 > limit {
-                    items.truncate(limit as usize);
-                    items.last().map(|p| p.id.clone())
-                } else {
-                    None
-                };
-                serde_json::to_value(ProductPage { items, next_cursor })?
+            CatalogRequest::ListProducts(_) => {
+                // Answered by `list_products` (raw JSON), never here.
+                return Err(Problem::invalid("ListProducts is answered as raw JSON"));
             }
             CatalogRequest::GetSku { sku } => match self.sku_info(&sql, &sku)? {
                 Some(i) => serde_json::to_value(i)?,
@@ -498,6 +475,65 @@ impl Catalog {
             }
         };
         Ok(v)
+    }
+
+    /// A page of products as JSON text: `{items, next_cursor}`; with a query,
+    /// those with a search term that starts with it (normalised).
+    fn list_products(&self, l: &ListProducts) -> Result<String, Problem> {
+        let storage = self.state.storage();
+        let sql = storage.sql();
+        if !self.schema_ok.get() {
+            for q in SCHEMA {
+                storage::exec(&sql, q, vec![])?;
+            }
+            self.index_existing(&storage)?;
+            self.schema_ok.set(true);
+        }
+        let limit = l.limit.clamp(1, 100);
+        let after = l.cursor.clone().unwrap_or_default();
+        let q: Option<String> = l
+            .query
+            .as_deref()
+            .map(omnistock_core::catalog_import::normalize)
+            .filter(|q| !q.is_empty());
+        let rows: Vec<IdJsonRow> = match q {
+            // Prefix, case-insensitive: a range of the term index.
+            Some(q) => storage::query(
+                &sql,
+                "SELECT p.id AS id, p.json AS json FROM products p WHERE p.id IN (
+                   SELECT DISTINCT product_id FROM search
+                   WHERE term >= ? AND term < ? AND product_id > ?
+                   ORDER BY product_id LIMIT ?)
+                 ORDER BY p.id",
+                vec![
+                    text(&q),
+                    text(&format!("{q}\u{10FFFF}")),
+                    text(&after),
+                    int(limit + 1),
+                ],
+            )?,
+            None => storage::query(
+                &sql,
+                "SELECT id, json FROM products WHERE id > ? ORDER BY id LIMIT ?",
+                vec![text(&after), int(limit + 1)],
+            )?,
+        };
+        let more = rows.len() as i64 > limit;
+        let shown = &rows[..rows.len().min(limit as usize)];
+        let mut out = String::from("{\"items\":[");
+        for (i, r) in shown.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&r.json);
+        }
+        out.push_str("],\"next_cursor\":");
+        match shown.last().filter(|_| more) {
+            Some(r) => out.push_str(&serde_json::to_string(&r.id)?),
+            None => out.push_str("null"),
+        }
+        out.push('}');
+        Ok(out)
     }
 
     /// Indexes the products stored before the search index existed (once).

@@ -235,6 +235,40 @@ fn shopify_export_dry_run_report_then_fixed_file_applied_once() {
     assert_eq!(p["variants"][1]["price"]["amount"], "19.90");
     let tote = api.get("/v1/skus/IMP-TOTE-NAT", ADMIN).json();
     assert_eq!(tote["variant"]["tax_code"], "exempt");
+    // Staff search: prefix, any case, over SKU, barcode, title words and
+    // option values.
+    let search = |q: &str| -> Vec<String> {
+        let r = api.get(&format!("/v1/products?query={q}"), POS1);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(search("imp-tote"), ["canvas-tote"]);
+    assert_eq!(search("COTTON"), ["organic-tee"]);
+    assert_eq!(search("Organic%20cot"), ["organic-tee"]);
+    assert_eq!(search("nav"), ["wool-beanie"]);
+    assert_eq!(search("5012345678962"), ["wool-beanie"]);
+    assert_eq!(
+        search("50123456789"),
+        ["canvas-tote", "legacy-tote", "organic-tee", "wool-beanie"]
+    );
+    assert!(search("otton").is_empty(), "prefix, not substring");
+    let page = api
+        .get("/v1/products?query=50123456789&limit=3", POS1)
+        .json();
+    assert_eq!(page["next_cursor"], "organic-tee");
+    let rest = api
+        .get(
+            "/v1/products?query=50123456789&limit=3&cursor=organic-tee",
+            POS1,
+        )
+        .json();
+    assert_eq!(rest["items"][0]["id"], "wool-beanie");
+    assert!(rest["next_cursor"].is_null());
     // Availability and a POS sale by barcode of an imported variant.
     assert_eq!(api.available("IMP-TEE-BLK-S", "store-1"), 10);
     let sale = format!(
