@@ -189,9 +189,14 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
     })
 }
 
+/// The import id in the path; one that is no UUID names no import (404,
+/// without waking an object for it).
 fn import_id(ctx: &Ctx) -> Result<String, Problem> {
     let id = ctx.segment(3).to_string();
     check_id(&id, "import id")?;
+    if uuid::Uuid::try_parse(&id).is_err() {
+        return Err(Problem::not_found(format!("no import {id}")));
+    }
     Ok(id)
 }
 
