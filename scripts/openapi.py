@@ -389,7 +389,7 @@ paths = {
                   body="LocationRequest", params=[path_param("id")], write=True),
         "get": op("A location", {"200": ok("Location")}, params=[path_param("id")]),
     },
-    "/v1/products": {"get": op("Products, by id, optionally matching a query", {"200": ok("Products")},
+    "/v1/products": {"get": op("Products, by id; with query: those whose SKU, barcode, title (or a title word) or option value starts with it, case-insensitive (staff search)", {"200": ok("Products")},
                                params=[query("query", {"type": "string"}), query("cursor", ID),
                                        query("limit", {"type": "integer", "minimum": 1, "maximum": 100})])},
     "/v1/products/{id}": {
@@ -772,6 +772,88 @@ schemas["AvailabilityRow"]["properties"].update({
 })
 paths["/v1/availability/live"] = {"get": live_get}
 # ---------------------------------------------------------------- end of live availability
+# ---------------------------------------------------------------------------
+# Catalog import (issue 11, catalog part): POST /v1/catalog/imports (a CSV
+# body, a dry run), GET /v1/catalog/imports/{id} (JSON or text/csv),
+# POST /v1/catalog/imports/{id}/apply. Staff search is GET /v1/products?query=.
+# ---------------------------------------------------------------------------
+FINDING_CODES = ["invalid_product_id", "missing_title", "invalid_title", "title_convention", "missing_sku",
+                 "invalid_sku", "duplicate_sku", "sku_in_catalog", "invalid_barcode", "duplicate_barcode",
+                 "barcode_in_catalog", "missing_price", "invalid_price", "negative_price", "option_value_variant",
+                 "invalid_quantity", "no_location", "stock_receipt", "too_many_variants", "ignored_columns",
+                 "skipped_row"]
+COUNT = {"type": "integer", "minimum": 0}
+APPLY_OUTCOME = obj({
+    "applied_at": TIME,
+    "skip_rows_with_errors": {"type": "boolean"},
+    "products_applied": COUNT, "products_skipped": COUNT, "products_failed": COUNT,
+    "variants_applied": COUNT, "units_received": COUNT,
+    "products": {"type": "array", "items": obj(
+        {"id": {"type": "string"}, "outcome": {"enum": ["applied", "skipped", "failed"]},
+         "detail": {"type": "string"}, "received": COUNT},
+        required=["id", "outcome", "received"])},
+})
+schemas.update({
+    "ImportReport": obj({
+        "summary": obj({
+            "data_rows": COUNT, "products": COUNT, "variants": COUNT, "errors": COUNT, "warnings": COUNT,
+            "infos": COUNT, "products_with_errors": COUNT, "receipt_units": COUNT,
+            "truncated": {"type": "boolean", "description": "more than 10,000 findings: the list is cut, the counts are not"},
+        }),
+        "rows": {"type": "array", "items": obj({
+            "line": {"type": "integer", "minimum": 1, "description": "the file's line (1 is the header)"},
+            "severity": {"enum": ["error", "warning", "info"]},
+            "code": {"enum": FINDING_CODES},
+            "field": {"type": "string", "description": "the column (or header)"},
+            "message": {"type": "string"},
+        })},
+    }),
+    "Import": obj(
+        {
+            "id": {"type": "string", "format": "uuid", "description": "a UUIDv7"},
+            "status": {"enum": ["ready", "applied"]},
+            "format": {"enum": ["shopify", "omnistock"]},
+            "created_at": TIME,
+            "location": {"type": ["string", "null"], "description": "where stock quantities are received"},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "report": ref("ImportReport"),
+            "apply": APPLY_OUTCOME,
+        },
+        required=["id", "status", "format", "created_at", "location", "currency", "report"],
+    ),
+    "ImportApplyRequest": obj({"skip_rows_with_errors": {"type": "boolean"}}, required=[]),
+    "ImportApplied": obj({"id": {"type": "string"}, "status": {"enum": ["applied"]}, "apply": APPLY_OUTCOME}),
+})
+schemas["Problem"]["properties"]["errors"] = {"type": "integer", "description": "an import's error count (409 on apply)"}
+paths.update({
+    "/v1/catalog/imports": {"post": {
+        **op("A catalog import's dry run (admin): the body is a CSV (Content-Type: text/csv, at most 4 MiB, "
+             "20,000 rows) in Shopify's product export columns or omnistock's (product_id, title, sku, barcode, "
+             "optionN_name, optionN_value, price, compare_at_price, taxable, qty). Answers the import's id and its "
+             "cleaning report and changes nothing. 400 for a file that is not a table of either kind; 415 for "
+             "another content type. The same Idempotency-Key and file: the same import",
+             {"201": ok("Import", "Parsed and reported"),
+              "413": problem("Body over 4 MiB"),
+              "415": problem("The body is not text/csv")},
+             params=[query("location", ID, "where the file's stock quantities would be received"),
+                     query("currency", {"type": "string", "pattern": "^[A-Z]{3}$"},
+                           "the prices' currency (default: the IMPORT_CURRENCY var)")],
+             write=True),
+        "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
+    }},
+    "/v1/catalog/imports/{id}": {"get": op(
+        "An import and its report (admin); with Accept: text/csv the findings as CSV "
+        "(line,severity,code,field,message)",
+        {"200": {"description": "OK", "content": {"application/json": {"schema": ref("Import")},
+                                                  "text/csv; charset=utf-8": {"schema": {"type": "string"}}}}},
+        params=[path_param("id")])},
+    "/v1/catalog/imports/{id}/apply": {"post": op(
+        "Apply an import once (admin): each product with all its rows or none, its stock received at the "
+        "import's location. 409 while the report has errors, unless skip_rows_with_errors (those products are "
+        "left out). Applying again (any key) answers the first outcome",
+        {"200": ok("ImportApplied")}, body="ImportApplyRequest", params=[path_param("id")], write=True)},
+})
+# ------------------------------------------------------------ end of catalog import
 
 doc = {
     "openapi": "3.1.0",

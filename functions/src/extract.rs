@@ -8,7 +8,7 @@ use worker::{Env, Method, Request};
 
 use crate::auth::{self, Principal};
 use crate::cache;
-use crate::http::{self, check_id, query_list, Problem, MAX_BODY_BYTES, MAX_LINES};
+use crate::http::{self, check_id, query_list, Problem, MAX_LINES};
 use crate::wire::Idem;
 
 /// Longest accepted `Idempotency-Key`.
@@ -25,6 +25,9 @@ pub struct Ctx {
     pub idem: Option<Idem>,
     /// When the Worker took the request (epoch ms).
     pub now: i64,
+    /// The request's `Content-Type` and `Accept` headers, if given.
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
 }
 
 impl Ctx {
@@ -85,11 +88,12 @@ pub fn principal(req: &Request, env: &Env) -> Result<Principal, Problem> {
     auth::authenticate(header.as_deref(), &keys)
 }
 
-/// The body of a write: at most 64 KiB, by header and by the bytes read.
-pub async fn body(req: &mut Request) -> Result<Vec<u8>, Problem> {
+/// The body of a write: at most `max` bytes (64 KiB, [`http::MAX_BODY_BYTES`],
+/// for JSON), by header and by the bytes read.
+pub async fn body(req: &mut Request, max: usize) -> Result<Vec<u8>, Problem> {
     if let Some(len) = req.headers().get("Content-Length").ok().flatten() {
         match len.trim().parse::<u64>() {
-            Ok(n) if n > MAX_BODY_BYTES as u64 => return Err(Problem::too_large()),
+            Ok(n) if n > max as u64 => return Err(Problem::too_large_than(max)),
             Ok(_) => {}
             Err(_) => return Err(Problem::invalid("Content-Length is not a number")),
         }
@@ -98,8 +102,8 @@ pub async fn body(req: &mut Request) -> Result<Vec<u8>, Problem> {
         .bytes()
         .await
         .map_err(|_| Problem::invalid("the body could not be read"))?;
-    if b.len() > MAX_BODY_BYTES {
-        return Err(Problem::too_large());
+    if b.len() > max {
+        return Err(Problem::too_large_than(max));
     }
     Ok(b)
 }

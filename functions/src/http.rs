@@ -55,10 +55,13 @@ impl Problem {
         Self::new(404, "not_found", detail)
     }
     pub fn too_large() -> Self {
+        Self::too_large_than(MAX_BODY_BYTES)
+    }
+    pub fn too_large_than(max: usize) -> Self {
         Self::new(
             413,
             "payload_too_large",
-            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            format!("the body is larger than {max} bytes"),
         )
     }
     pub fn overloaded(detail: impl Into<String>) -> Self {

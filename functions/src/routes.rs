@@ -58,7 +58,7 @@ macro_rules! route {
 
 pub fn table() -> &'static [Route] {
     use api::{
-        availability, catalog, inventory, orders, pos, reservations, returns, transfers,
+        availability, catalog, imports, inventory, orders, pos, reservations, returns, transfers,
         unavailable,
     };
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
@@ -83,6 +83,10 @@ pub fn table() -> &'static [Route] {
             route!(Put "v1/locations/:id", ADMIN, false, catalog::put_location),
             route!(Get "v1/locations/:id", READERS, false, catalog::get_location),
             route!(Get "v1/products", READERS, false, catalog::list_products),
+            // Catalog import (issue 11): see api/imports.rs.
+            route!(Post "v1/catalog/imports", ADMIN, false, imports::create),
+            route!(Get "v1/catalog/imports/:id", ADMIN, false, imports::get),
+            route!(Post "v1/catalog/imports/:id/apply", ADMIN, false, imports::apply),
             route!(Put "v1/products/:id", ADMIN, false, catalog::put_product),
             route!(Get "v1/products/:id", READERS, false, catalog::get_product),
             route!(Get "v1/skus/:sku", READERS, false, catalog::get_sku),
@@ -214,7 +218,12 @@ async fn prepare(
     };
     let write = is_write(&route.method);
     let body = if write {
-        extract::body(req).await?
+        let max = if route.path == "v1/catalog/imports" {
+            crate::api::imports::MAX_CSV_BYTES
+        } else {
+            crate::http::MAX_BODY_BYTES
+        };
+        extract::body(req, max).await?
     } else {
         Vec::new()
     };
@@ -239,6 +248,8 @@ async fn prepare(
         path: segs.iter().map(|s| s.to_string()).collect(),
         idem,
         now: now_ms(),
+        content_type: req.headers().get("Content-Type").ok().flatten(),
+        accept: req.headers().get("Accept").ok().flatten(),
     })
 }
 

@@ -192,7 +192,8 @@ pub async fn list_products(ctx: &Ctx) -> HttpResult {
             .filter(|n| (1..=100).contains(n))
             .ok_or_else(|| Problem::invalid("limit must be 1..=100"))?,
     };
-    let page: Value = call(
+    // The catalog's page as it sent it (stored JSON, not re-encoded).
+    let page: Box<serde_json::value::RawValue> = call(
         ctx,
         &CatalogRequest::ListProducts(ListProducts {
             query,
@@ -201,7 +202,7 @@ pub async fn list_products(ctx: &Ctx) -> HttpResult {
         }),
     )
     .await?;
-    Ok(Reply::json(200, &page))
+    Ok(Reply::raw(200, "application/json", page.get().to_string()))
 }
 
 /// `GET /v1/skus/{sku}`

@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use super::storage::{self, int, opt_text, text, Stmt};
+use super::storage::{self, int, text, Stmt};
 use crate::http::Problem;
 use crate::wire::catalog::{
-    Bundle, CatalogRequest, FactsAnswer, FactsRequest, Location, PriceFact, Product, ProductPage,
-    PutAnswer, SkuFact, SkuInfo,
+    Bundle, CatalogRequest, FactsAnswer, FactsRequest, ImportCheckAnswer, ListProducts, Location,
+    PriceFact, Product, PutAnswer, SkuFact, SkuInfo,
 };
 use crate::wire::{self, Idem};
 
@@ -35,7 +35,59 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS bundles (sku TEXT PRIMARY KEY, json TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS idem (key TEXT PRIMARY KEY, fp TEXT NOT NULL, answer TEXT NOT NULL, at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS idem_by_age ON idem(at)",
+    // Staff search (issue 11): normalised terms (SKU, barcode, title and its
+    // words, option values), prefix-matched through the index.
+    "CREATE TABLE IF NOT EXISTS search (term TEXT NOT NULL, product_id TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS search_by_term ON search(term, product_id)",
+    "CREATE INDEX IF NOT EXISTS search_by_product ON search(product_id)",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
 ];
+
+/// Most terms one product adds to the search index.
+const MAX_TERMS: usize = 2_000;
+
+/// The search terms of a product: its title (whole and each word), and
+/// each variant's SKU, barcode and option values, normalised (lower case,
+/// spaces collapsed), without repeats.
+fn search_terms(p: &Product) -> Vec<String> {
+    use omnistock_core::catalog_import::normalize;
+    let mut terms: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let title = normalize(&p.title);
+    for w in title.split(' ') {
+        terms.insert(w.to_string());
+    }
+    terms.insert(title);
+    for v in &p.variants {
+        terms.insert(normalize(v.sku.as_str()));
+        if let Some(b) = &v.barcode {
+            terms.insert(normalize(b));
+        }
+        for val in v.options.values() {
+            let val = normalize(val);
+            for w in val.split(' ') {
+                terms.insert(w.to_string());
+            }
+            terms.insert(val);
+        }
+    }
+    terms
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .take(MAX_TERMS)
+        .collect()
+}
+
+/// The statements that replace a product's search terms.
+fn index_stmts(p: &Product) -> Vec<Stmt> {
+    let mut stmts: Vec<Stmt> = vec![("DELETE FROM search WHERE product_id = ?", vec![text(&p.id)])];
+    for t in search_terms(p) {
+        stmts.push((
+            "INSERT INTO search (term, product_id) VALUES (?, ?)",
+            vec![text(&t), text(&p.id)],
+        ));
+    }
+    stmts
+}
 
 #[derive(Deserialize)]
 struct IdemRow {
@@ -45,6 +97,12 @@ struct IdemRow {
 
 #[derive(Deserialize)]
 struct JsonRow {
+    json: String,
+}
+
+#[derive(Deserialize)]
+struct IdJsonRow {
+    id: String,
     json: String,
 }
 
@@ -75,6 +133,14 @@ impl DurableObject for Catalog {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let r = wire::read(&mut req).await;
+        if let Ok(CatalogRequest::ListProducts(l)) = &r {
+            // The page is the stored products' JSON as it is: no parsing
+            // and re-encoding of up to 100 products of 100 variants.
+            return match self.list_products(l) {
+                Ok(page) => Response::ok(format!("{{\"ok\":{page}}}")),
+                Err(p) => wire::answer::<()>(Err(p)),
+            };
+        }
         wire::answer(r.and_then(|x| self.handle(x)))
     }
 }
@@ -125,6 +191,7 @@ impl Catalog {
             for q in SCHEMA {
                 storage::exec(&sql, q, vec![])?;
             }
+            self.index_existing(&storage)?;
             self.schema_ok.set(true);
         }
         let now = storage::now_ms();
@@ -221,6 +288,7 @@ impl Catalog {
                         text(&serde_json::to_string(&p)?),
                     ],
                 ));
+                stmts.extend(index_stmts(&p));
                 for v in &p.variants {
                     stmts.push((
                         "INSERT OR REPLACE INTO skus (sku, product_id, json) VALUES (?, ?, ?)",
@@ -257,35 +325,9 @@ impl Catalog {
                     None => return Err(Problem::not_found(format!("no product {id}"))),
                 }
             }
-            CatalogRequest::ListProducts(l) => {
-                let limit = l.limit.clamp(1, 100);
-                let after = l.cursor.unwrap_or_default();
-                let pattern = l
-                    .query
-                    .map(|q| format!("%{}%", q.to_lowercase().replace(['%', '_'], "")));
-                let rows: Vec<JsonRow> = storage::query(
-                    &sql,
-                    "SELECT json FROM products WHERE id > ? AND (? IS NULL OR title_lc LIKE ? OR id LIKE ?)
-                     ORDER BY id LIMIT ?",
-                    vec![
-                        text(&after),
-                        opt_text(pattern.as_deref()),
-                        opt_text(pattern.as_deref()),
-                        opt_text(pattern.as_deref()),
-                        int(limit + 1),
-                    ],
-                )?;
-                let mut items: Vec<Product> = Vec::new();
-                for r in &rows {
-                    items.push(serde_json::from_str(&r.json)?);
-                }
-                let next_cursor = if items.len() as i64 > limit {
-                    items.truncate(limit as usize);
-                    items.last().map(|p| p.id.clone())
-                } else {
-                    None
-                };
-                serde_json::to_value(ProductPage { items, next_cursor })?
+            CatalogRequest::ListProducts(_) => {
+                // Answered by `list_products` (raw JSON), never here.
+                return Err(Problem::invalid("ListProducts is answered as raw JSON"));
             }
             CatalogRequest::GetSku { sku } => match self.sku_info(&sql, &sku)? {
                 Some(i) => serde_json::to_value(i)?,
@@ -372,6 +414,54 @@ impl Catalog {
                 storage::atomically(&storage, stmts)?;
                 serde_json::to_value(answer)?
             }
+            CatalogRequest::ImportCheck {
+                idem,
+                id,
+                skus,
+                barcodes,
+            } => {
+                let mut existing = omnistock_core::catalog_import::Existing::default();
+                let cap = omnistock_core::catalog_import::MAX_ROWS;
+                for s in skus.iter().take(cap) {
+                    let rows: Vec<SkuRow> = storage::query(
+                        &sql,
+                        "SELECT sku, product_id FROM skus WHERE sku = ?",
+                        vec![text(s)],
+                    )?;
+                    if let Some(r) = rows.first() {
+                        existing.skus.insert(r.sku.clone(), r.product_id.clone());
+                    }
+                }
+                for b in barcodes.iter().take(cap) {
+                    let rows: Vec<IdRow> = storage::query(
+                        &sql,
+                        "SELECT sku AS id FROM barcodes WHERE barcode = ?",
+                        vec![text(b)],
+                    )?;
+                    if let Some(r) = rows.first() {
+                        existing.barcodes.insert(b.clone(), r.id.clone());
+                    }
+                }
+                let (id, replayed) = match replay(&sql, &idem, now)? {
+                    Some(v) => (
+                        v.get("id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .ok_or_else(|| Problem::overloaded("a kept import id is unreadable"))?,
+                        true,
+                    ),
+                    None => {
+                        let stmts = keep(&idem, &serde_json::json!({ "id": id }), now)?;
+                        storage::atomically(&storage, stmts)?;
+                        (id, false)
+                    }
+                };
+                serde_json::to_value(ImportCheckAnswer {
+                    id,
+                    replayed,
+                    existing,
+                })?
+            }
             CatalogRequest::GetBundle { sku } => {
                 let rows: Vec<JsonRow> = storage::query(
                     &sql,
@@ -385,6 +475,90 @@ impl Catalog {
             }
         };
         Ok(v)
+    }
+
+    /// A page of products as JSON text: `{items, next_cursor}`; with a query,
+    /// those with a search term that starts with it (normalised).
+    fn list_products(&self, l: &ListProducts) -> Result<String, Problem> {
+        let storage = self.state.storage();
+        let sql = storage.sql();
+        if !self.schema_ok.get() {
+            for q in SCHEMA {
+                storage::exec(&sql, q, vec![])?;
+            }
+            self.index_existing(&storage)?;
+            self.schema_ok.set(true);
+        }
+        let limit = l.limit.clamp(1, 100);
+        let after = l.cursor.clone().unwrap_or_default();
+        let q: Option<String> = l
+            .query
+            .as_deref()
+            .map(omnistock_core::catalog_import::normalize)
+            .filter(|q| !q.is_empty());
+        let rows: Vec<IdJsonRow> = match q {
+            // Prefix, case-insensitive: a range of the term index.
+            Some(q) => storage::query(
+                &sql,
+                "SELECT p.id AS id, p.json AS json FROM products p WHERE p.id IN (
+                   SELECT DISTINCT product_id FROM search
+                   WHERE term >= ? AND term < ? AND product_id > ?
+                   ORDER BY product_id LIMIT ?)
+                 ORDER BY p.id",
+                vec![
+                    text(&q),
+                    text(&format!("{q}\u{10FFFF}")),
+                    text(&after),
+                    int(limit + 1),
+                ],
+            )?,
+            None => storage::query(
+                &sql,
+                "SELECT id, json FROM products WHERE id > ? ORDER BY id LIMIT ?",
+                vec![text(&after), int(limit + 1)],
+            )?,
+        };
+        let more = rows.len() as i64 > limit;
+        let shown = &rows[..rows.len().min(limit as usize)];
+        let mut out = String::from("{\"items\":[");
+        for (i, r) in shown.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&r.json);
+        }
+        out.push_str("],\"next_cursor\":");
+        match shown.last().filter(|_| more) {
+            Some(r) => out.push_str(&serde_json::to_string(&r.id)?),
+            None => out.push_str("null"),
+        }
+        out.push('}');
+        Ok(out)
+    }
+
+    /// Indexes the products stored before the search index existed (once).
+    fn index_existing(&self, storage: &worker::Storage) -> Result<(), Problem> {
+        let sql = storage.sql();
+        let done = !storage::query::<IdRow>(
+            &sql,
+            "SELECT k AS id FROM meta WHERE k = 'search_v1'",
+            vec![],
+        )?
+        .is_empty();
+        if done {
+            return Ok(());
+        }
+        let rows: Vec<JsonRow> = storage::query(&sql, "SELECT json FROM products", vec![])?;
+        let mut stmts: Vec<Stmt> = Vec::new();
+        for r in &rows {
+            let p: Product = serde_json::from_str(&r.json)?;
+            stmts.extend(index_stmts(&p));
+        }
+        stmts.push((
+            "INSERT OR REPLACE INTO meta (k, v) VALUES ('search_v1', 'done')",
+            vec![],
+        ));
+        storage::atomically(storage, stmts)
     }
 
     fn locations(&self, sql: &worker::SqlStorage) -> Result<Vec<Location>, Problem> {

@@ -11,6 +11,8 @@
 //!   SKU object that holds a one-SKU reservation.
 //! - `Catalog` (catalog.rs): the one catalog (locations, products, SKUs,
 //!   barcodes, bundles); read by stock requests through the isolate cache.
+//! - `CatalogImport` (catalog_import.rs): one per catalog import id: the
+//!   parsed file, its cleaning report and the apply's outcome.
 //! - `Terminal` (terminal.rs): one per POS terminal, applies its sales in
 //!   device order and keeps every sale's answer forever.
 //! - `Order` (order.rs): one per order id: core's order coordinator, the
@@ -21,6 +23,7 @@
 //!   coordinator (receipts into the SKU objects, refunds); claims from
 //!   the sale's `Terminal` or the `Order`.
 pub mod catalog;
+pub mod catalog_import;
 pub mod live;
 pub mod order;
 pub mod reservation;

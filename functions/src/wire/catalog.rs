@@ -227,6 +227,23 @@ pub enum CatalogRequest {
     Prices {
         skus: Vec<Sku>,
     },
+    /// A catalog import's dry run: who owns these SKUs and barcodes now,
+    /// and the import id kept under the POST's Idempotency-Key (`id` is
+    /// kept when the key is new; a replay answers the first id).
+    ImportCheck {
+        idem: Idem,
+        id: String,
+        skus: Vec<String>,
+        barcodes: Vec<String>,
+    },
+}
+
+/// The answer to [`CatalogRequest::ImportCheck`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportCheckAnswer {
+    pub id: String,
+    pub replayed: bool,
+    pub existing: omnistock_core::catalog_import::Existing,
 }
 
 /// A SKU's price as the catalog states it.

@@ -11,6 +11,7 @@
 //! Arrows point one way: `api` -> `wire` <- `objects`. Nothing here knows
 //! the HTTP routes, and objects never import `api`.
 pub mod catalog;
+pub mod catalog_import;
 pub mod order;
 pub mod reservation;
 pub mod returns;
@@ -35,6 +36,7 @@ pub enum Namespace {
     Order,
     Transfer,
     ReturnCase,
+    CatalogImport,
 }
 
 impl Namespace {
@@ -47,6 +49,7 @@ impl Namespace {
             Namespace::Order => "ORDER",
             Namespace::Transfer => "TRANSFER",
             Namespace::ReturnCase => "RETURN",
+            Namespace::CatalogImport => "CATALOG_IMPORT",
         }
     }
 }

@@ -8,6 +8,7 @@ mod exactly_once;
 mod faults;
 mod harness;
 mod hot_path;
+mod imports;
 mod live;
 mod openapi;
 mod orders;

@@ -164,6 +164,10 @@ fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
         until(&c, "the sale recorded", "document.getElementById('status').textContent.includes('recorded')").await;
         assert_eq!(strong("TEE-BLK-L", "store-1")["on_hand"].as_i64().unwrap(), before - 1);
         until(&c, "the sale under recent sales", "document.getElementById('recent').children.length === 1").await;
+        // Type-ahead (issue 11): a name prefix, not a barcode, suggests variants.
+        c.find(Locator::Css("#code")).await.unwrap().send_keys("tee-b").await.unwrap();
+        until(&c, "the type-ahead suggestions", "[...document.getElementById('suggest').children].some(o => o.value === 'TEE-BLK-L')").await;
+        c.find(Locator::Css("#code")).await.unwrap().clear().await.unwrap();
         shoot(&c, "pos").await;
 
         // The shop: the widget shows the stock; add to cart holds it with a
