@@ -1,7 +1,7 @@
 //! The demo pages (`/`, `/pos`, `/admin`) driven in headless Chromium as a
 //! person would, through WebDriver (chromedriver, the `fantoccini` client):
 //! sell at the till, hold a cart and check out online, pay, and work the
-//! order through the back office's queue to shipped; the stock the API
+//! order through the back office's queue to collected; the stock the API
 //! shows follows each step, and a storefront page left open shows a receipt
 //! booked in the back office without a reload (the live push). Screenshots of the three pages are written to
 //! `target/pages/` (committed copies live in `docs/`).
@@ -71,7 +71,11 @@ async fn browser(driver: &Driver) -> Client {
 
 /// Waits until `script` (a JS expression) is truthy; returns its value.
 async fn until(c: &Client, what: &str, script: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    until_within(c, what, script, 30).await
+}
+
+async fn until_within(c: &Client, what: &str, script: &str, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let v = c
             .execute(&format!("return ({script});"), vec![])
@@ -164,6 +168,20 @@ fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
         until(&c, "the sale recorded", "document.getElementById('status').textContent.includes('recorded')").await;
         assert_eq!(strong("TEE-BLK-L", "store-1")["on_hand"].as_i64().unwrap(), before - 1);
         until(&c, "the sale under recent sales", "document.getElementById('recent').children.length === 1").await;
+
+        // Offline: a sale made without a connection waits in the visible
+        // queue, changes nothing, and is uploaded in a batch once back.
+        click(&c, "#force-offline").await;
+        c.find(Locator::Css("#code")).await.unwrap().send_keys("TEE-BLK-L").await.unwrap();
+        click(&c, "#scan button").await;
+        until(&c, "the scanned line", "document.getElementById('basket').textContent.includes('TEE-BLK-L')").await;
+        click(&c, "#sell").await;
+        until(&c, "the sale queued", "document.getElementById('queue-count').textContent === '1'").await;
+        assert_eq!(strong("TEE-BLK-L", "store-1")["on_hand"].as_i64().unwrap(), before - 1);
+        click(&c, "#force-offline").await;
+        until(&c, "the queue uploaded", "document.getElementById('queue-count').textContent === '0' && document.getElementById('status').textContent.includes('Uploaded 1')").await;
+        assert_eq!(strong("TEE-BLK-L", "store-1")["on_hand"].as_i64().unwrap(), before - 2);
+        until(&c, "both sales under recent sales", "document.getElementById('recent').children.length === 2").await;
         // Type-ahead (issue 11): a name prefix, not a barcode, suggests variants.
         c.find(Locator::Css("#code")).await.unwrap().send_keys("tee-b").await.unwrap();
         until(&c, "the type-ahead suggestions", "[...document.getElementById('suggest').children].some(o => o.value === 'TEE-BLK-L')").await;
@@ -174,6 +192,8 @@ fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
         // countdown; checkout makes an order; pay commits it.
         c.goto(&format!("{base}/")).await.expect("open /");
         until(&c, "the widget's text", &format!("{WIDGET_TEXT}.includes('in stock')")).await;
+        // Picked up at Downtown (store-1).
+        click(&c, "input[name=fulfillment][value='store-1']").await;
         click(&c, "button[data-sku='TEE-BLK-L']").await;
         until(&c, "the countdown", "document.getElementById('countdown').textContent.includes('s left')").await;
         let held = strong("TEE-BLK-L", "store-1");
@@ -187,14 +207,14 @@ fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
         let paid = strong("TEE-BLK-L", "store-1");
         assert_eq!((paid["reserved"].as_i64(), paid["committed"].as_i64()), (Some(0), Some(1)), "{paid}");
 
-        // The back office: the order is in the queue; move it to collected
-        // through its states (a ship order goes packed -> shipped; here
-        // packed -> shipped), each click one transition.
+        // The back office: the order is in the queue; move it through its
+        // states to collected (a pickup: packed -> ready_for_pickup), each
+        // click one transition.
         c.goto(&format!("{base}/admin")).await.expect("open /admin");
         let row = format!("[...document.querySelectorAll('#orders tbody tr')].find(r => r.textContent.includes('{order_id}'))");
         until(&c, "the order in the queue", &row).await;
         shoot(&c, "admin").await;
-        for to in ["ready_to_pick", "packed", "shipped"] {
+        for to in ["ready_to_pick", "packed", "ready_for_pickup", "collected"] {
             let clicked = c
                 .execute(
                     &format!("const r = {row}; const b = r && [...r.querySelectorAll('button')].find(b => b.textContent === '{to}'); if (b) {{ b.click(); return true; }} return false;"),
@@ -206,9 +226,9 @@ fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
             until(&c, &format!("{to} shown"), &format!("document.getElementById('status').textContent.includes('is {to}')")).await;
             until(&c, "the queue reloaded", &format!("{row} && {row}.textContent.includes(': {to}')")).await;
         }
-        let shipped = strong("TEE-BLK-L", "store-1");
-        assert_eq!(shipped["committed"], 0, "{shipped}");
-        assert_eq!(shipped["on_hand"].as_i64().unwrap(), before - 2, "{shipped}");
+        let collected = strong("TEE-BLK-L", "store-1");
+        assert_eq!(collected["committed"], 0, "{collected}");
+        assert_eq!(collected["on_hand"].as_i64().unwrap(), before - 3, "{collected}");
 
         // The ledger of the SKU in the back office shows the sale and the shipment.
         c.find(Locator::Css("#ledger-form input")).await.unwrap().send_keys("TEE-BLK-L").await.unwrap();
@@ -231,6 +251,16 @@ fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
         until(&c, "the receipt", "document.getElementById('status').textContent.includes('Received 10')").await;
         c.switch_to_window(shop).await.expect("to the shop");
         until(&c, "the widget updated without a reload", &format!("{WIDGET_TEXT}.includes('{}')", shown + 10)).await;
+
+        // A cart's hold runs out: the countdown shows it and says the items
+        // went back on sale; the units are available again.
+        c.goto(&format!("{base}/?hold_seconds=30")).await.expect("open / with 30 s holds");
+        until(&c, "the widget's text", &format!("{WIDGET_TEXT}.includes('in stock')")).await;
+        click(&c, "button[data-sku='MUG-RED']").await;
+        until(&c, "the countdown", "document.getElementById('countdown').textContent.includes('s left')").await;
+        assert_eq!(strong("MUG-RED", "store-1")["reserved"], 1);
+        until_within(&c, "the expiry", "document.getElementById('hold').textContent.includes('expired')", 45).await;
+        assert_eq!(strong("MUG-RED", "store-1")["reserved"], 0);
 
         c.close().await.expect("close the browser");
     });
