@@ -19,11 +19,10 @@ use omnistock_core::order::{
 };
 use omnistock_core::{OrderId, Sku, Timestamp};
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::JsValue;
-use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::serial::Serial;
-use super::storage::{self, text};
+use super::storage;
 use crate::http::{rfc3339, Problem};
 use crate::queue::{self, OrderRow, PartRow};
 use crate::wire::order::{
@@ -72,11 +71,6 @@ struct Stored {
     /// Parts flagged overdue for pickup.
     overdue: Vec<u32>,
     claims: Vec<Claim>,
-}
-
-#[derive(Deserialize)]
-struct JsonRow {
-    json: String,
 }
 
 #[durable_object]
@@ -142,10 +136,6 @@ pub fn problem(e: &OrderFailure, id: &str) -> Problem {
             Problem::new(status, e.code(), e.to_string())
         }
     }
-}
-
-fn fp_u64(fp: &str) -> u64 {
-    u64::from_str_radix(fp.get(..16).unwrap_or("0"), 16).unwrap_or(0)
 }
 
 fn in_scope(scope: &Scope, m: &OrderMachine) -> bool {
@@ -269,23 +259,11 @@ impl Order {
 
     fn load(&self) -> Result<Option<Stored>, Problem> {
         self.ensure_schema()?;
-        let rows: Vec<JsonRow> = storage::query(
-            &self.state.storage().sql(),
-            "SELECT json FROM ord WHERE k = 'o'",
-            vec![],
-        )?;
-        match rows.first() {
-            Some(r) => Ok(Some(serde_json::from_str(&r.json)?)),
-            None => Ok(None),
-        }
+        storage::load_json(&self.state.storage().sql(), "ord", "o")
     }
 
     fn save(&self, s: &Stored) -> Result<(), Problem> {
-        storage::exec(
-            &self.state.storage().sql(),
-            "INSERT OR REPLACE INTO ord (k, json) VALUES ('o', ?)",
-            vec![text(&serde_json::to_string(s)?)],
-        )
+        storage::save_json(&self.state.storage().sql(), "ord", "o", s)
     }
 
     fn overdue_ms(&self) -> i64 {
@@ -333,15 +311,7 @@ impl Order {
         .into_iter()
         .flatten()
         .min();
-        let storage = self.state.storage();
-        match at {
-            Some(at) => {
-                let date = js_sys::Date::new(&JsValue::from_f64(at.max(now + 1) as f64));
-                storage.set_alarm(ScheduledTime::new(date)).await?
-            }
-            None => storage.delete_alarm().await?,
-        }
-        Ok(())
+        storage::alarm_at(&self.state.storage(), at.map(|at| at.max(now + 1))).await
     }
 
     async fn handle(&self, req: OrderRequest) -> Result<OrderAnswer, Problem> {
@@ -375,7 +345,7 @@ impl Order {
         let req = CoreCreate {
             id,
             channel: o.channel,
-            fp: fp_u64(&o.fp),
+            fp: storage::fp_u64(&o.fp),
             lines,
             parts: o.parts.clone(),
             from_reservation: o.holds.is_some(),

@@ -21,11 +21,10 @@ use omnistock_core::reservation::{
 };
 use omnistock_core::{Sku, Timestamp, RESERVATION_RETENTION_MS};
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::JsValue;
-use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::serial::Serial;
-use super::storage::{self, text};
+use super::storage;
 use crate::http::Problem;
 use crate::wire::reservation::{
     CoordinatorAnswer, CreateRequest, ReservationAnswer, ReservationRequest, ReservationView,
@@ -68,11 +67,6 @@ enum Stored {
         /// this pointer knows (extensions are checked with the SKU object).
         until: i64,
     },
-}
-
-#[derive(Deserialize)]
-struct JsonRow {
-    json: String,
 }
 
 #[durable_object]
@@ -138,10 +132,6 @@ pub fn problem(e: &ReservationError, id: &str) -> Problem {
     }
 }
 
-fn fp_u64(fp: &str) -> u64 {
-    u64::from_str_radix(fp.get(..16).unwrap_or("0"), 16).unwrap_or(0)
-}
-
 impl Reservation {
     fn ensure_schema(&self) -> Result<(), Problem> {
         if !self.schema_ok.get() {
@@ -153,36 +143,16 @@ impl Reservation {
 
     fn load(&self) -> Result<Option<Stored>, Problem> {
         self.ensure_schema()?;
-        let rows: Vec<JsonRow> = storage::query(
-            &self.state.storage().sql(),
-            "SELECT json FROM reservation WHERE k = 'r'",
-            vec![],
-        )?;
-        match rows.first() {
-            Some(r) => Ok(Some(serde_json::from_str(&r.json)?)),
-            None => Ok(None),
-        }
+        storage::load_json(&self.state.storage().sql(), "reservation", "r")
     }
 
     fn save(&self, s: &Stored) -> Result<(), Problem> {
-        storage::exec(
-            &self.state.storage().sql(),
-            "INSERT OR REPLACE INTO reservation (k, json) VALUES ('r', ?)",
-            vec![text(&serde_json::to_string(s)?)],
-        )
+        storage::save_json(&self.state.storage().sql(), "reservation", "r", s)
     }
 
     /// Points the alarm at `at` (absolute), or clears it.
     async fn alarm_at(&self, at: Option<i64>) -> Result<(), Problem> {
-        let storage = self.state.storage();
-        match at {
-            Some(at) => {
-                let date = js_sys::Date::new(&JsValue::from_f64(at as f64));
-                storage.set_alarm(ScheduledTime::new(date)).await?
-            }
-            None => storage.delete_alarm().await?,
-        }
-        Ok(())
+        storage::alarm_at(&self.state.storage(), at).await
     }
 
     /// Deletes everything this object stored (its tables too).
@@ -284,7 +254,7 @@ impl Reservation {
             lines: c.lines.clone(),
             ttl_ms: c.ttl_ms,
             channel: c.channel,
-            fp: fp_u64(&c.fp),
+            fp: storage::fp_u64(&c.fp),
         };
         let (mut machine, created, last, handled) = match stored {
             Some(Stored::Coordinator {

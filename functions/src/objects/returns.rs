@@ -22,11 +22,10 @@ use omnistock_core::returns::{
 };
 use omnistock_core::{Channel, Command, LocationId, OrderId, ReturnId, Sku, TerminalId, Timestamp};
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::JsValue;
-use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::serial::Serial;
-use super::storage::{self, text};
+use super::storage;
 use crate::http::{rfc3339, Problem};
 use crate::wire::order::{
     self as order_wire, ClaimLine as OrderClaimLine, OrderAnswer, OrderRequest, ReturnClaim, Scope,
@@ -124,11 +123,6 @@ impl Stored {
     }
 }
 
-#[derive(Deserialize)]
-struct JsonRow {
-    json: String,
-}
-
 #[durable_object]
 pub struct ReturnCase {
     state: State,
@@ -213,11 +207,6 @@ pub fn problem(e: &CaseError) -> Problem {
     }
 }
 
-/// The first 16 hex digits of a fingerprint as a number (core's request ids).
-fn fp_u64(fp: &str) -> u64 {
-    u64::from_str_radix(fp.get(..16).unwrap_or("0"), 16).unwrap_or(0)
-}
-
 impl ReturnCase {
     fn ensure_schema(&self) -> Result<(), Problem> {
         if !self.schema_ok.get() {
@@ -229,40 +218,21 @@ impl ReturnCase {
 
     fn load(&self) -> Result<Option<Stored>, Problem> {
         self.ensure_schema()?;
-        let rows: Vec<JsonRow> = storage::query(
-            &self.state.storage().sql(),
-            "SELECT json FROM return_case WHERE k = 'r'",
-            vec![],
-        )?;
-        match rows.first() {
-            Some(r) => Ok(Some(serde_json::from_str(&r.json)?)),
-            None => Ok(None),
-        }
+        storage::load_json(&self.state.storage().sql(), "return_case", "r")
     }
 
     fn save(&self, s: &Stored) -> Result<(), Problem> {
-        storage::exec(
-            &self.state.storage().sql(),
-            "INSERT OR REPLACE INTO return_case (k, json) VALUES ('r', ?)",
-            vec![text(&serde_json::to_string(s)?)],
-        )
+        storage::save_json(&self.state.storage().sql(), "return_case", "r", s)
     }
 
     /// Stores the row and points the alarm at the machine's next timer.
     async fn store(&self, s: &Stored) -> Result<(), Problem> {
         self.save(s)?;
-        let storage = self.state.storage();
         let tell = s
             .order_to_tell()
             .map(|_| Timestamp::from_ms(storage::now_ms() + TELL_RETRY_MS));
-        match s.machine.poll_timeout().into_iter().chain(tell).min() {
-            Some(at) => {
-                let date = js_sys::Date::new(&JsValue::from_f64(at.as_ms() as f64));
-                storage.set_alarm(ScheduledTime::new(date)).await?
-            }
-            None => storage.delete_alarm().await?,
-        }
-        Ok(())
+        let at = s.machine.poll_timeout().into_iter().chain(tell).min();
+        storage::alarm_at(&self.state.storage(), at.map(|t| t.as_ms())).await
     }
 
     async fn handle(&self, req: ReturnRequest) -> Result<ReturnAnswer, Problem> {
@@ -306,7 +276,10 @@ impl ReturnCase {
                     return r;
                 }
                 let now = Timestamp::from_ms(storage::now_ms());
-                match s.machine.handle_refund(now, fp_u64(&idem.key), amount) {
+                match s
+                    .machine
+                    .handle_refund(now, storage::fp_u64(&idem.key), amount)
+                {
                     Ok(()) => {
                         s.history.push(HistoryEntry {
                             at: rfc3339(now.as_ms()),
@@ -377,7 +350,7 @@ impl ReturnCase {
                 id,
                 source: i.source.clone(),
                 lines: merged,
-                fp: fp_u64(&i.fp),
+                fp: storage::fp_u64(&i.fp),
             },
             &claim.claim,
         )
@@ -485,7 +458,7 @@ impl ReturnCase {
             .machine
             .receipts()
             .iter()
-            .any(|r| r.request == fp_u64(&idem.key));
+            .any(|r| r.request == storage::fp_u64(&idem.key));
         if !(s.machine.exchange().is_none() && resumed) {
             s.machine.check_exchange().map_err(|e| problem(&e))?;
             let mut trial = s.machine.clone();
@@ -493,8 +466,8 @@ impl ReturnCase {
             match receive {
                 Some((location, lines)) => {
                     let req = ReceiveRequest {
-                        request: fp_u64(&idem.key),
-                        fp: fp_u64(&idem.fp),
+                        request: storage::fp_u64(&idem.key),
+                        fp: storage::fp_u64(&idem.fp),
                         location,
                         lines,
                     };
@@ -545,8 +518,8 @@ impl ReturnCase {
                 .handle_receive(
                     now,
                     ReceiveRequest {
-                        request: fp_u64(&idem.key),
-                        fp: fp_u64(&idem.fp),
+                        request: storage::fp_u64(&idem.key),
+                        fp: storage::fp_u64(&idem.fp),
                         location,
                         lines,
                     },
@@ -658,8 +631,8 @@ impl ReturnCase {
             .handle_receive(
                 now,
                 ReceiveRequest {
-                    request: fp_u64(&idem.key),
-                    fp: fp_u64(&idem.fp),
+                    request: storage::fp_u64(&idem.key),
+                    fp: storage::fp_u64(&idem.fp),
                     location,
                     lines,
                 },

@@ -1,9 +1,10 @@
 //! Small helpers over Durable Object SQLite storage that never panic and map
 //! every error to a [`Problem`].
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{SqlStorage, SqlStorageValue, Storage};
+use worker::{ScheduledTime, SqlStorage, SqlStorageValue, Storage};
 
 use crate::http::Problem;
 
@@ -76,4 +77,60 @@ pub fn int(i: i64) -> SqlStorageValue {
 /// The current time, epoch milliseconds (real time, also inside objects).
 pub fn now_ms() -> i64 {
     js_sys::Date::now() as i64
+}
+
+#[derive(Deserialize)]
+struct JsonCell {
+    json: String,
+}
+
+/// A coordinator object's state, kept as one JSON row: the `json` column of
+/// row `key` in `table` (`k TEXT PRIMARY KEY, json TEXT NOT NULL`).
+pub fn load_json<T: DeserializeOwned>(
+    sql: &SqlStorage,
+    table: &str,
+    key: &str,
+) -> Result<Option<T>, Problem> {
+    let rows: Vec<JsonCell> = query(
+        sql,
+        &format!("SELECT json FROM {table} WHERE k = ?"),
+        vec![text(key)],
+    )?;
+    match rows.first() {
+        Some(r) => Ok(Some(serde_json::from_str(&r.json)?)),
+        None => Ok(None),
+    }
+}
+
+/// Stores `value` as row `key` of `table` (see [`load_json`]).
+pub fn save_json<T: Serialize>(
+    sql: &SqlStorage,
+    table: &str,
+    key: &str,
+    value: &T,
+) -> Result<(), Problem> {
+    exec(
+        sql,
+        &format!("INSERT OR REPLACE INTO {table} (k, json) VALUES (?, ?)"),
+        vec![text(key), text(&serde_json::to_string(value)?)],
+    )
+}
+
+/// Points the object's alarm at `at_ms` (absolute epoch milliseconds), or
+/// clears it (`set_alarm(i64)` would be an offset: TOOLCHAIN.md).
+pub async fn alarm_at(storage: &Storage, at_ms: Option<i64>) -> Result<(), Problem> {
+    match at_ms {
+        Some(at) => {
+            let date = js_sys::Date::new(&JsValue::from_f64(at as f64));
+            storage.set_alarm(ScheduledTime::new(date)).await?
+        }
+        None => storage.delete_alarm().await?,
+    }
+    Ok(())
+}
+
+/// The first 16 hex digits of a fingerprint (`extract::fingerprint`) as the
+/// number core's coordinators use as a request id or content fingerprint.
+pub fn fp_u64(fp: &str) -> u64 {
+    u64::from_str_radix(fp.get(..16).unwrap_or("0"), 16).unwrap_or(0)
 }

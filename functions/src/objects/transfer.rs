@@ -14,8 +14,7 @@ use omnistock_core::transfer::{
 };
 use omnistock_core::Timestamp;
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::JsValue;
-use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::serial::Serial;
 use super::storage::{self, int, text};
@@ -43,11 +42,6 @@ struct Stored {
     note: Option<String>,
     /// Who drives the SKU commands (the ledger's actor), and the reference.
     meta: Meta,
-}
-
-#[derive(Deserialize)]
-struct JsonRow {
-    json: String,
 }
 
 #[derive(Deserialize)]
@@ -102,10 +96,6 @@ fn ok(status: u16, s: &Stored) -> Answer {
     })
 }
 
-fn fp_u64(fp: &str) -> u64 {
-    u64::from_str_radix(fp.get(..16).unwrap_or("0"), 16).unwrap_or(0)
-}
-
 impl Transfer {
     fn ensure_schema(&self) -> Result<(), Problem> {
         if !self.schema_ok.get() {
@@ -119,15 +109,7 @@ impl Transfer {
 
     fn load(&self) -> Result<Option<Stored>, Problem> {
         self.ensure_schema()?;
-        let rows: Vec<JsonRow> = storage::query(
-            &self.state.storage().sql(),
-            "SELECT json FROM transfer WHERE k = 't'",
-            vec![],
-        )?;
-        match rows.first() {
-            Some(r) => Ok(Some(serde_json::from_str(&r.json)?)),
-            None => Ok(None),
-        }
+        storage::load_json(&self.state.storage().sql(), "transfer", "t")
     }
 
     /// Stores the row and, when given, the answer under its key, in one transaction.
@@ -183,15 +165,7 @@ impl Transfer {
     }
 
     async fn alarm_at(&self, at: Option<Timestamp>) -> Result<(), Problem> {
-        let storage = self.state.storage();
-        match at {
-            Some(at) => {
-                let date = js_sys::Date::new(&JsValue::from_f64(at.as_ms() as f64));
-                storage.set_alarm(ScheduledTime::new(date)).await?
-            }
-            None => storage.delete_alarm().await?,
-        }
-        Ok(())
+        storage::alarm_at(&self.state.storage(), at.map(|t| t.as_ms())).await
     }
 
     async fn handle(&self, req: TransferRequest) -> Answer {
@@ -232,7 +206,7 @@ impl Transfer {
                     from,
                     to,
                     lines,
-                    fp: fp_u64(&fp),
+                    fp: storage::fp_u64(&fp),
                 };
                 match stored {
                     Some(s) => {
