@@ -38,23 +38,7 @@ pub async fn exec(
     meta: &Meta,
     idem: Option<Idem>,
 ) -> Result<Vec<Outcome>, Problem> {
-    let n = cmds.len();
-    let out: Vec<Outcome> = call(
-        env,
-        sku,
-        &SkuRequest::Exec(ExecRequest {
-            cmds,
-            meta: meta.clone(),
-            idem,
-        }),
-    )
-    .await?;
-    if out.len() != n {
-        return Err(Problem::overloaded(
-            "a SKU object answered the wrong number of results",
-        ));
-    }
-    Ok(out)
+    exec_as(env, sku, SkuRequest::Exec, cmds, meta, idem).await
 }
 
 /// Runs commands on one SKU object, all or none (see [`SkuRequest::ExecAll`]).
@@ -65,17 +49,24 @@ pub async fn exec_all(
     meta: &Meta,
     idem: Option<Idem>,
 ) -> Result<Vec<Outcome>, Problem> {
+    exec_as(env, sku, SkuRequest::ExecAll, cmds, meta, idem).await
+}
+
+async fn exec_as(
+    env: &Env,
+    sku: &Sku,
+    kind: fn(ExecRequest) -> SkuRequest,
+    cmds: Vec<Command>,
+    meta: &Meta,
+    idem: Option<Idem>,
+) -> Result<Vec<Outcome>, Problem> {
     let n = cmds.len();
-    let out: Vec<Outcome> = call(
-        env,
-        sku,
-        &SkuRequest::ExecAll(ExecRequest {
-            cmds,
-            meta: meta.clone(),
-            idem,
-        }),
-    )
-    .await?;
+    let req = kind(ExecRequest {
+        cmds,
+        meta: meta.clone(),
+        idem,
+    });
+    let out: Vec<Outcome> = call(env, sku, &req).await?;
     if out.len() != n {
         return Err(Problem::overloaded(
             "a SKU object answered the wrong number of results",
