@@ -739,6 +739,21 @@ paths.update({
 })
 # ------------------------------------------------------------ end of returns
 
+# ------------------------------------------------------------ schemathesis (issue 12)
+# Limits the Worker enforces that the document did not state, found by
+# `make schemathesis` (scripts/schemathesis.sh). Kept in this one block.
+NO_CONTROL = "^[^\\x00-\\x1f\\x7f]*$"  # the Worker refuses control characters in free text
+IDEM["schema"]["pattern"] = "^[!-~]{1,255}$"  # 1 to 255 visible ASCII characters
+schemas["AdjustmentRequest"]["properties"]["note"]["pattern"] = NO_CONTROL
+schemas["ProductRequest"]["properties"]["title"]["pattern"] = NO_CONTROL
+for _p in paths["/v1/barcodes/{barcode}"]["get"]["parameters"]:
+    if _p["name"] == "barcode":
+        _p["schema"] = {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"}
+for _p in paths["/v1/products"]["get"]["parameters"]:
+    if _p["name"] == "query":
+        _p["schema"] = {"type": "string", "maxLength": 100, "pattern": NO_CONTROL}
+# ------------------------------------------------------------ end of schemathesis
+
 doc = {
     "openapi": "3.1.0",
     "info": {
