@@ -9,6 +9,7 @@ mod faults;
 mod harness;
 mod hot_path;
 mod live;
+mod methods;
 mod openapi;
 mod orders;
 mod pages;
