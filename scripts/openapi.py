@@ -752,6 +752,10 @@ for _p in paths["/v1/barcodes/{barcode}"]["get"]["parameters"]:
 for _p in paths["/v1/products"]["get"]["parameters"]:
     if _p["name"] == "query":
         _p["schema"] = {"type": "string", "maxLength": 100, "pattern": NO_CONTROL}
+# A sale line's sku and barcode are optional (exactly one is given); null reads as absent.
+_line = schemas["SaleRequest"]["properties"]["lines"]["items"]["properties"]
+_line["sku"] = {"type": ["string", "null"], "pattern": ID["pattern"]}
+_line["barcode"] = {"type": ["string", "null"]}
 # ------------------------------------------------------------ end of schemathesis
 
 doc = {
