@@ -28,12 +28,13 @@ WORKER_SRC := $(shell find functions/src core/src -name '*.rs' 2>/dev/null) \
 
 .PHONY: help dev test build tools rust-tools node-tools browser-tools \
 	check-fmt clippy check-bundle test-core test-core-wasm test-functions test-widget test-e2e widget bench sim \
-	bench-tools bench-http bench-live
+	bench-tools bench-http bench-live schemathesis schemathesis-tools
 
 help:
 	@echo "make dev    run omnistock locally (wrangler dev on 127.0.0.1:\$$PORT, default 8787)"
 	@echo "make test   fmt, clippy, core tests (native and wasm), widget browser test, end-to-end tests"
 	@echo "make bench  decide+apply throughput, natively and in wasm (docs/benchmarks.md)"
+	@echo "make schemathesis  fuzz every operation against functions/openapi.json (SCHEMATHESIS_MAX_EXAMPLES=15)"
 	@echo "make sim    many more simulation seeds (SIM_SEEDS=10000)"
 	@echo "make bench-live  live availability: POS sale -> widget DOM latency, sale req/s with 0 and 100 subscribers"
 	@echo "make bench-http  HTTP req/s, p50, p99 per route in wrangler dev, against PostgreSQL (BENCH_SECONDS=10)"
@@ -101,6 +102,7 @@ test: tools
 	$(MAKE) check-bundle
 	$(MAKE) test-widget
 	$(MAKE) test-e2e
+	$(MAKE) schemathesis
 
 check-fmt:
 	cargo fmt --all -- --check
@@ -167,3 +169,29 @@ test-e2e: browser-tools $(WORKER_OUT) public
 # Chromium, and sale throughput with 0 and 100 live subscribers.
 bench-live: build widget-build widget-browser-tools
 	scripts/bench-live.sh
+
+# ---------------------------------------------------------------- schemathesis
+# The OpenAPI document is the contract, checked by a tool nobody here wrote
+# (issue 12): schemathesis, pinned, in a virtualenv under target/, runs every
+# operation with `--checks all` against a fresh seeded wrangler dev
+# (scripts/schemathesis.sh). Bounded for `make test`: SCHEMATHESIS_MAX_EXAMPLES
+# cases per operation, SCHEMATHESIS_MAX_TIME seconds in all. A longer run:
+#   make schemathesis SCHEMATHESIS_MAX_EXAMPLES=500 SCHEMATHESIS_MAX_TIME=1800
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS_VENV := target/venv
+SCHEMATHESIS_MAX_EXAMPLES ?= 15
+SCHEMATHESIS_MAX_TIME ?= 150
+SCHEMATHESIS_SEED ?= 12
+
+schemathesis-tools: $(SCHEMATHESIS_VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
+
+$(SCHEMATHESIS_VENV)/.schemathesis-$(SCHEMATHESIS_VERSION):
+	@command -v python3 >/dev/null || { echo "python3 (3.9+) with venv is required"; exit 1; }
+	python3 -m venv $(SCHEMATHESIS_VENV)
+	$(SCHEMATHESIS_VENV)/bin/pip install --quiet --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
+	@touch $@
+
+schemathesis: node-tools schemathesis-tools $(WORKER_OUT) public
+	SCHEMATHESIS_BIN=$(SCHEMATHESIS_VENV)/bin/schemathesis \
+	SCHEMATHESIS_MAX_EXAMPLES=$(SCHEMATHESIS_MAX_EXAMPLES) SCHEMATHESIS_MAX_TIME=$(SCHEMATHESIS_MAX_TIME) \
+	SCHEMATHESIS_SEED=$(SCHEMATHESIS_SEED) scripts/schemathesis.sh

@@ -855,6 +855,25 @@ paths.update({
 })
 # ------------------------------------------------------------ end of catalog import
 
+# ------------------------------------------------------------ schemathesis (issue 12)
+# Limits the Worker enforces that the document did not state, found by
+# `make schemathesis` (scripts/schemathesis.sh). Kept in this one block.
+NO_CONTROL = "^[^\\x00-\\x1f\\x7f]*$"  # the Worker refuses control characters in free text
+IDEM["schema"]["pattern"] = "^[!-~]{1,255}$"  # 1 to 255 visible ASCII characters
+schemas["AdjustmentRequest"]["properties"]["note"]["pattern"] = NO_CONTROL
+schemas["ProductRequest"]["properties"]["title"]["pattern"] = NO_CONTROL
+for _p in paths["/v1/barcodes/{barcode}"]["get"]["parameters"]:
+    if _p["name"] == "barcode":
+        _p["schema"] = {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"}
+for _p in paths["/v1/products"]["get"]["parameters"]:
+    if _p["name"] == "query":
+        _p["schema"] = {"type": "string", "maxLength": 100, "pattern": NO_CONTROL}
+# A sale line's sku and barcode are optional (exactly one is given); null reads as absent.
+_line = schemas["SaleRequest"]["properties"]["lines"]["items"]["properties"]
+_line["sku"] = {"type": ["string", "null"], "pattern": ID["pattern"]}
+_line["barcode"] = {"type": ["string", "null"]}
+# ------------------------------------------------------------ end of schemathesis
+
 doc = {
     "openapi": "3.1.0",
     "info": {

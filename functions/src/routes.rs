@@ -151,6 +151,11 @@ pub async fn handle(mut req: Request, env: Env) -> Reply {
         .split('/')
         .collect();
     let method = req.method();
+    // schemathesis (issue 12): the worker crate reads any method it does not
+    // know (QUERY, PROPFIND, ...) as GET; those must be a 405 like any other.
+    let known = Method::all()
+        .iter()
+        .any(|m| m.as_ref() == req.inner().method().to_ascii_uppercase());
     let on_path: Vec<&Route> = table().iter().filter(|r| matches(r.path, &segs)).collect();
     if on_path.is_empty() {
         return Reply::problem(&Problem::not_found("no such endpoint"));
@@ -173,7 +178,7 @@ pub async fn handle(mut req: Request, env: Env) -> Reply {
             "cross-origin requests are allowed only for reading availability",
         ));
     }
-    let Some(route) = on_path.iter().find(|r| r.method == method) else {
+    let Some(route) = on_path.iter().find(|r| known && r.method == method) else {
         let allow = on_path
             .iter()
             .map(|r| r.method.as_ref())
@@ -182,7 +187,8 @@ pub async fn handle(mut req: Request, env: Env) -> Reply {
         return with_cors(
             Reply::problem(
                 &Problem::new(405, "invalid_request", format!("use {allow}")).with("allow", &allow),
-            ),
+            )
+            .header("Allow", &allow),
             cors,
         );
     };
