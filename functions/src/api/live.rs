@@ -68,37 +68,19 @@ struct Plan {
 
 /// `Err`: a problem before the upgrade; `Ok(Err)`: a close code after it.
 async fn prepare(req: &Request, env: &Env) -> Result<Result<Plan, (u16, String)>, Problem> {
-    if req.method() != Method::Get {
+    // The worker crate reads a method it does not know (QUERY...) as GET.
+    if req.method() != Method::Get || !req.inner().method().eq_ignore_ascii_case("GET") {
         return Err(Problem::new(405, "invalid_request", "use GET").with("allow", "GET"));
     }
     let url = req.url().map_err(|_| Problem::invalid("bad URL"))?;
     let query = query_pairs(&url);
     let principal = principal(req, env, &query)?;
     check_origin(req, env)?;
-    if !sub::is_upgrade(req) {
-        return Err(Problem::new(
-            426,
-            "upgrade_required",
-            "this endpoint is a WebSocket: send Upgrade: websocket",
-        ));
-    }
     let raw_skus = query_list(&query, "sku");
     if raw_skus.is_empty() {
         return Err(Problem::invalid("sku is required (comma-separated)"));
     }
     let raw_locs = query_list(&query, "location");
-    if raw_skus.len() > MAX_LIVE_SKUS {
-        return Ok(Err((
-            CLOSE_POLICY,
-            format!("at most {MAX_LIVE_SKUS} SKUs per socket"),
-        )));
-    }
-    if raw_locs.len() > MAX_LIVE_LOCATIONS {
-        return Ok(Err((
-            CLOSE_POLICY,
-            format!("at most {MAX_LIVE_LOCATIONS} locations per socket"),
-        )));
-    }
     let mut skus: Vec<Sku> = Vec::new();
     for s in &raw_skus {
         let sku = Sku::parse(s).map_err(|e| Problem::invalid(format!("sku {s:?}: {e}")))?;
@@ -120,6 +102,27 @@ async fn prepare(req: &Request, env: &Env) -> Result<Result<Plan, (u16, String)>
         [c] if c == "pos" => Channel::Pos,
         _ => return Err(Problem::invalid("channel must be online or pos")),
     };
+    // The request is well formed: only now does its transport matter (a
+    // bad parameter is a 400 whether or not it asked to upgrade).
+    if !sub::is_upgrade(req) {
+        return Err(Problem::new(
+            426,
+            "upgrade_required",
+            "this endpoint is a WebSocket: send Upgrade: websocket",
+        ));
+    }
+    if raw_skus.len() > MAX_LIVE_SKUS {
+        return Ok(Err((
+            CLOSE_POLICY,
+            format!("at most {MAX_LIVE_SKUS} SKUs per socket"),
+        )));
+    }
+    if raw_locs.len() > MAX_LIVE_LOCATIONS {
+        return Ok(Err((
+            CLOSE_POLICY,
+            format!("at most {MAX_LIVE_LOCATIONS} locations per socket"),
+        )));
+    }
     let facts = facts(env, now_ms(), &skus, &[], &locations).await?;
     facts.require_skus(&skus, false)?;
     facts.require_locations(&locations)?;
