@@ -80,6 +80,41 @@ struct Stored {
 }
 
 impl Stored {
+    /// Starts (or, for the same request, resumes) a receipt in core's
+    /// machine, and records who asked the first time.
+    fn start_receipt(
+        &mut self,
+        now: Timestamp,
+        idem: &Idem,
+        meta: &Meta,
+        location: LocationId,
+        lines: Vec<ReceiveLine>,
+    ) -> Result<Ticket, Problem> {
+        let ticket = self
+            .machine
+            .handle_receive(
+                now,
+                ReceiveRequest {
+                    request: storage::fp_u64(&idem.key),
+                    fp: storage::fp_u64(&idem.fp),
+                    location,
+                    lines,
+                },
+            )
+            .map_err(|e| problem(&e))?;
+        if !self.receipt_meta.iter().any(|(n, _)| *n == ticket.0) {
+            self.receipt_meta.push((ticket.0, meta.clone()));
+            self.history.push(HistoryEntry {
+                at: rfc3339(now.as_ms()),
+                event: "receipt".into(),
+                actor: meta.actor.clone(),
+                receipt: Some(ticket.0),
+                amount: None,
+            });
+        }
+        Ok(ticket)
+    }
+
     fn view(&self) -> ReturnView {
         ReturnView::from_core(&self.machine, self.terminal.as_ref(), &self.history)
     }
@@ -513,28 +548,7 @@ impl ReturnCase {
         }
         let now = Timestamp::from_ms(storage::now_ms());
         if let Some((location, lines)) = receive {
-            let ticket = s
-                .machine
-                .handle_receive(
-                    now,
-                    ReceiveRequest {
-                        request: storage::fp_u64(&idem.key),
-                        fp: storage::fp_u64(&idem.fp),
-                        location,
-                        lines,
-                    },
-                )
-                .map_err(|e| problem(&e))?;
-            if !s.receipt_meta.iter().any(|(n, _)| *n == ticket.0) {
-                s.receipt_meta.push((ticket.0, meta.clone()));
-                s.history.push(HistoryEntry {
-                    at: rfc3339(now.as_ms()),
-                    event: "receipt".into(),
-                    actor: meta.actor.clone(),
-                    receipt: Some(ticket.0),
-                    amount: None,
-                });
-            }
+            let ticket = s.start_receipt(now, &idem, &meta, location, lines)?;
             let outcome = self.drive(&mut s, Some(ticket)).await?;
             self.tell_order(&mut s).await;
             match outcome {
@@ -617,8 +631,8 @@ impl ReturnCase {
     async fn receive(
         &self,
         mut s: Stored,
-        location: omnistock_core::LocationId,
-        lines: Vec<omnistock_core::returns::ReceiveLine>,
+        location: LocationId,
+        lines: Vec<ReceiveLine>,
         meta: Meta,
         idem: Idem,
     ) -> Result<ReturnAnswer, Problem> {
@@ -626,28 +640,7 @@ impl ReturnCase {
             return r;
         }
         let now = Timestamp::from_ms(storage::now_ms());
-        let ticket = s
-            .machine
-            .handle_receive(
-                now,
-                ReceiveRequest {
-                    request: storage::fp_u64(&idem.key),
-                    fp: storage::fp_u64(&idem.fp),
-                    location,
-                    lines,
-                },
-            )
-            .map_err(|e| problem(&e))?;
-        if !s.receipt_meta.iter().any(|(n, _)| *n == ticket.0) {
-            s.receipt_meta.push((ticket.0, meta.clone()));
-            s.history.push(HistoryEntry {
-                at: rfc3339(now.as_ms()),
-                event: "receipt".into(),
-                actor: meta.actor.clone(),
-                receipt: Some(ticket.0),
-                amount: None,
-            });
-        }
+        let ticket = s.start_receipt(now, &idem, &meta, location, lines)?;
         let outcome = self.drive(&mut s, Some(ticket)).await?;
         self.tell_order(&mut s).await;
         let answer = match outcome {
