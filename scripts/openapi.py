@@ -218,6 +218,22 @@ schemas = {
             "options": {"type": "object", "additionalProperties": {"type": "string"}},
             "price": ref("Money"),
             "tax_code": {"type": "string", "maxLength": 32},
+            # Prices per channel, compare-at and scheduled changes (issue 11;
+            # core/src/pricing.rs): every amount in `price`'s currency.
+            "channel_prices": {**obj({"online": ref("Money"), "pos": ref("Money")}, required=[]),
+                               "description": "a channel's own price, where it differs from price"},
+            "compare_at_price": {**ref("Money"),
+                                 "description": "the 'was' price; shown only when above the price in force"},
+            "scheduled_prices": {
+                "type": "array", "maxItems": 20,
+                "description": "changes still to come, applied in time order at their time "
+                               "(the catalog's alarm folds each into the fields above). "
+                               "Without channel: the price of every channel (channel prices dropped). "
+                               "Each states the compare-at price from then on (absent: none).",
+                "items": obj({"at": TIME, "channel": {"enum": ["online", "pos"]},
+                              "price": ref("Money"), "compare_at_price": ref("Money")},
+                             required=["at", "price"]),
+            },
         },
         required=["sku", "price"],
     ),
@@ -258,8 +274,9 @@ schemas = {
             "lines": {"type": "array", "minItems": 1, "maxItems": 100, "items": obj(
                 {"sku": ID, "barcode": {"type": "string"},
                  "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
-                 "unit_price": ref("Money")},
-                required=["qty", "unit_price"],
+                 "unit_price": {**ref("Money"), "description": "what the till charged; absent: the "
+                                "catalog's POS price in force when the sale occurred"}},
+                required=["qty"],
             )},
             "payments": {"type": "array", "items": obj({"method": {"type": "string"}, "amount": ref("Money")})},
         },
@@ -278,9 +295,13 @@ schemas = {
             "sku": ID, "qty": {"type": "integer"}, "oversold": {"type": "integer"},
             "available_after": {"type": ["integer", "null"]}, "late": {"type": "boolean"},
         })},
+        "items": {"type": "array", "description": "the sale's lines as recorded, with the price charged "
+                  "(absent from sales recorded before it existed)",
+                  "items": obj({"sku": ID, "qty": {"type": "integer"}, "unit_price": ref("Money")})},
         "at_risk": {"type": "array", "items": ref("AtRisk")},
         "payments": {"type": "array", "items": obj({"method": {"type": "string"}, "amount": ref("Money")})},
-    }),
+    }, required=["sale_id", "terminal_id", "device_seq", "location", "occurred_at", "customer_id", "status",
+                 "oversold", "lines", "at_risk", "payments"]),
     "SaleBatchRequest": obj({"sales": {"type": "array", "minItems": 1, "maxItems": 100,
                                        "items": ref("SaleRequest")}}),
     "SaleBatch": obj({"results": {"type": "array", "items": obj({

@@ -141,6 +141,7 @@ pub async fn put_product(ctx: &Ctx) -> HttpResult {
             seen_codes.push(code);
         }
         v.price.validate(&format!("variants[{i}].price"))?;
+        v.prices().book(&format!("variants[{i}]"))?;
         check_text(&v.tax_code, 32, "tax_code")?;
         if v.options.len() > 10 {
             return Err(Problem::invalid(format!(

@@ -244,6 +244,16 @@ fn product_of(p: &ProductOut, currency: &str) -> Product {
                         currency: currency.to_string(),
                     },
                     tax_code: (!v.taxable).then(|| "exempt".to_string()),
+                    channel_prices: None,
+                    compare_at_price: v.compare_at_price.map(|c| {
+                        let mut c = c;
+                        c.set_sign_positive(true);
+                        Money {
+                            amount: c.to_string(),
+                            currency: currency.to_string(),
+                        }
+                    }),
+                    scheduled_prices: Vec::new(),
                 }
             })
             .collect(),

@@ -233,7 +233,7 @@ thread_local! {
 
 /// The catalog price of each SKU (from the isolate's cache when fresh; one
 /// Catalog call for the rest). `None`: not in the catalog.
-async fn prices(
+pub(crate) async fn prices(
     env: &Env,
     now: i64,
     skus: &[Sku],
@@ -305,8 +305,14 @@ async fn place(env: &Env, now: i64, d: OrderDraft) -> Result<OrderAnswer, Proble
     for (i, l) in d.lines.iter().enumerate() {
         let fact = price_of(&l.sku)
             .ok_or_else(|| Problem::not_found(format!("unknown SKU: {}", l.sku)))?;
-        let catalog = Money::parse(&fact.price.amount, &fact.price.currency)
-            .map_err(|e| Problem::invalid(format!("{}: catalog price: {e}", l.sku)))?;
+        // The price in force for the order's channel now (scheduled
+        // changes count from their time, whether or not the catalog's alarm
+        // has folded them in yet).
+        let catalog = fact
+            .prices
+            .in_force(d.channel, now, l.sku.as_str())
+            .map_err(|e| Problem::invalid(format!("{}: catalog price: {}", l.sku, e.detail)))?
+            .price;
         let price = match &l.unit_price {
             Some(p) if d.may_price => *p,
             Some(p) if *p == catalog => *p,

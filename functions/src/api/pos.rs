@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
-use omnistock_core::{LocationId, SaleId, Sku, TerminalId};
+use omnistock_core::{Channel, LocationId, SaleId, Sku, TerminalId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -31,7 +31,10 @@ struct LineBody {
     #[serde(default)]
     barcode: Option<String>,
     qty: i64,
-    unit_price: Money,
+    /// What the till charged; absent: the catalog's POS price in force
+    /// when the sale occurred (no later than now).
+    #[serde(default)]
+    unit_price: Option<Money>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -76,7 +79,9 @@ fn validate(b: &SaleBody) -> Result<i64, Problem> {
             }
         }
         check_qty(l.qty, 1, &format!("lines[{i}].qty"))?;
-        l.unit_price.validate(&format!("lines[{i}].unit_price"))?;
+        if let Some(p) = &l.unit_price {
+            p.validate(&format!("lines[{i}].unit_price"))?;
+        }
     }
     for (i, p) in b.payments.iter().enumerate() {
         if p.method.is_empty()
@@ -125,6 +130,27 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
         }
     }
     let check = facts(&ctx.env, ctx.now, &skus, &codes, &locations).await?;
+    // Catalog prices only for lines that name none (resolved SKUs).
+    let mut unpriced: Vec<Sku> = Vec::new();
+    for b in &bodies {
+        for l in b.lines.iter().filter(|l| l.unit_price.is_none()) {
+            let sku = match (&l.sku, &l.barcode) {
+                (Some(s), _) => Some(s.clone()),
+                (None, Some(c)) => check.barcodes.get(c).cloned().flatten(),
+                _ => None,
+            };
+            if let Some(s) = sku {
+                if !unpriced.contains(&s) {
+                    unpriced.push(s);
+                }
+            }
+        }
+    }
+    let priced = if unpriced.is_empty() {
+        Vec::new()
+    } else {
+        super::orders::prices(&ctx.env, ctx.now, &unpriced).await?
+    };
     let mut out = Vec::new();
     for (b, occurred_at) in bodies.into_iter().zip(occurred) {
         if check.location(&b.location).is_none() {
@@ -135,6 +161,7 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
             continue;
         }
         let mut lines = Vec::new();
+        let mut canonical_lines: Vec<Value> = Vec::new();
         let mut problem = None;
         for l in &b.lines {
             let sku = match (&l.sku, &l.barcode) {
@@ -155,7 +182,33 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
                     break;
                 }
             };
-            lines.push(SaleLine {
+            let unit_price = match &l.unit_price {
+                Some(p) => p.clone(),
+                None => {
+                    let fact = priced
+                        .iter()
+                        .find(|(s, _)| *s == sku)
+                        .and_then(|(_, f)| f.as_ref());
+                    let Some(fact) = fact else {
+                        problem = Some(Problem::not_found(format!("unknown SKU: {sku}")));
+                        break;
+                    };
+                    match fact
+                        .prices
+                        .in_force(Channel::Pos, occurred_at.min(ctx.now), sku.as_str())
+                    {
+                        Ok(f) => Money {
+                            amount: f.price.amount.to_string(),
+                            currency: f.price.currency.as_str().to_string(),
+                        },
+                        Err(p) => {
+                            problem = Some(p);
+                            break;
+                        }
+                    }
+                }
+            };
+            let line = SaleLine {
                 components: match check.skus.get(&sku) {
                     Some(SkuFact::Bundle { components }) => components.clone(),
                     _ => Vec::new(),
@@ -163,8 +216,17 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
                 sku,
                 barcode: l.barcode.clone(),
                 qty: l.qty,
-                unit_price: l.unit_price.clone(),
-            });
+                unit_price,
+            };
+            // The sale's fingerprint is of what the till sent: a line it
+            // left unpriced stays unpriced there, so a retry after a price
+            // change is the same sale, not a conflicting one.
+            let mut c = serde_json::to_value(&line)?;
+            if l.unit_price.is_none() {
+                c["unit_price"] = Value::Null;
+            }
+            canonical_lines.push(c);
+            lines.push(line);
         }
         if let Some(p) = problem {
             out.push(Err(p));
@@ -172,7 +234,7 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
         }
         let canonical = serde_json::to_vec(&json!({
             "terminal": b.terminal_id, "device_seq": b.device_seq, "location": b.location,
-            "occurred_at": occurred_at, "customer_id": b.customer_id, "lines": lines,
+            "occurred_at": occurred_at, "customer_id": b.customer_id, "lines": canonical_lines,
             "payments": b.payments,
         }))?;
         out.push(Ok(Sale {

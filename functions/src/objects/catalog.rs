@@ -19,7 +19,7 @@ use super::storage::{self, int, text, Stmt};
 use crate::http::Problem;
 use crate::wire::catalog::{
     Bundle, CatalogRequest, FactsAnswer, FactsRequest, ImportCheckAnswer, ListProducts, Location,
-    PriceFact, Product, PutAnswer, SkuFact, SkuInfo,
+    PriceFact, PriceFields, Product, PutAnswer, SkuFact, SkuInfo,
 };
 use crate::wire::{self, Idem};
 
@@ -41,7 +41,15 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS search_by_term ON search(term, product_id)",
     "CREATE INDEX IF NOT EXISTS search_by_product ON search(product_id)",
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+    // Scheduled price changes (issue 11): each product's next one; the
+    // object's alarm is the earliest and folds due changes into the product.
+    "CREATE TABLE IF NOT EXISTS price_schedule (product_id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS price_schedule_by_at ON price_schedule(at)",
 ];
+
+/// Products whose due price changes one alarm run folds in (the next run
+/// follows at once when more are due).
+const PRICE_CHANGES_PER_ALARM: i64 = 200;
 
 /// Most terms one product adds to the search index.
 const MAX_TERMS: usize = 2_000;
@@ -112,6 +120,11 @@ struct IdRow {
 }
 
 #[derive(Deserialize)]
+struct AtRow {
+    at: i64,
+}
+
+#[derive(Deserialize)]
 struct SkuRow {
     sku: String,
     product_id: String,
@@ -121,6 +134,8 @@ struct SkuRow {
 pub struct Catalog {
     state: State,
     schema_ok: Cell<bool>,
+    /// A write left a scheduled price change: set the alarm after it.
+    arm_prices: Cell<bool>,
 }
 
 impl DurableObject for Catalog {
@@ -128,6 +143,7 @@ impl DurableObject for Catalog {
         Catalog {
             state,
             schema_ok: Cell::new(false),
+            arm_prices: Cell::new(false),
         }
     }
 
@@ -141,7 +157,50 @@ impl DurableObject for Catalog {
                 Err(p) => wire::answer::<()>(Err(p)),
             };
         }
-        wire::answer(r.and_then(|x| self.handle(x)))
+        let answer = r.and_then(|x| self.handle(x));
+        if self.arm_prices.replace(false) {
+            if let Err(p) = self.arm_price_alarm().await {
+                worker::console_error!("catalog: price alarm not set: {}", p.detail);
+            }
+        }
+        wire::answer(answer)
+    }
+
+    /// Folds the scheduled price changes now due into their products.
+    async fn alarm(&self) -> worker::Result<Response> {
+        match self.settle_due_prices() {
+            Ok(()) => {}
+            Err(p) => worker::console_error!("catalog: scheduled prices: {}", p.detail),
+        }
+        if let Err(p) = self.arm_price_alarm().await {
+            worker::console_error!("catalog: price alarm not set: {}", p.detail);
+        }
+        Response::ok("")
+    }
+}
+
+/// Settles every variant's prices at `now`; the product's next change.
+fn settle_prices(p: &mut Product, now: i64) -> Result<Option<i64>, Problem> {
+    let mut next: Option<i64> = None;
+    for v in &mut p.variants {
+        if let Some(t) = v.settle(now)? {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+    }
+    Ok(next)
+}
+
+/// The statement that records (or forgets) a product's next price change.
+fn schedule_stmt(product_id: &str, next: Option<i64>) -> Stmt {
+    match next {
+        Some(at) => (
+            "INSERT OR REPLACE INTO price_schedule (product_id, at) VALUES (?, ?)",
+            vec![text(product_id), int(at)],
+        ),
+        None => (
+            "DELETE FROM price_schedule WHERE product_id = ?",
+            vec![text(product_id)],
+        ),
     }
 }
 
@@ -230,9 +289,14 @@ impl Catalog {
                 serde_json::to_value(answer)?
             }
             CatalogRequest::ListLocations => serde_json::to_value(self.locations(&sql)?)?,
-            CatalogRequest::PutProduct { product: p, idem } => {
+            CatalogRequest::PutProduct {
+                product: mut p,
+                idem,
+            } => {
                 // A SKU belongs to one product; a barcode to one SKU.
                 let mut stmts: Vec<Stmt> = Vec::new();
+                // Changes already due are prices now.
+                let next_change = settle_prices(&mut p, now)?;
                 for v in &p.variants {
                     let owner = storage::query::<SkuRow>(
                         &sql,
@@ -289,6 +353,7 @@ impl Catalog {
                     ],
                 ));
                 stmts.extend(index_stmts(&p));
+                stmts.push(schedule_stmt(&p.id, next_change));
                 for v in &p.variants {
                     stmts.push((
                         "INSERT OR REPLACE INTO skus (sku, product_id, json) VALUES (?, ?, ?)",
@@ -312,6 +377,9 @@ impl Catalog {
                 };
                 stmts.extend(keep(&idem, &answer, now)?);
                 storage::atomically(&storage, stmts)?;
+                if next_change.is_some() {
+                    self.arm_prices.set(true);
+                }
                 serde_json::to_value(answer)?
             }
             CatalogRequest::GetProduct { id } => {
@@ -354,7 +422,7 @@ impl Catalog {
                 for s in skus.into_iter().take(crate::http::MAX_LINES * 2) {
                     let fact = match self.sku_info(&sql, &s)? {
                         Some(i) => Some(PriceFact {
-                            price: i.variant.price,
+                            prices: i.variant.prices(),
                             tax_code: i.variant.tax_code,
                         }),
                         None => {
@@ -367,7 +435,12 @@ impl Catalog {
                                 Some(r) => {
                                     let b: Bundle = serde_json::from_str(&r.json)?;
                                     Some(PriceFact {
-                                        price: b.price,
+                                        prices: PriceFields {
+                                            price: b.price,
+                                            channel_prices: None,
+                                            compare_at_price: None,
+                                            scheduled_prices: Vec::new(),
+                                        },
                                         tax_code: None,
                                     })
                                 }
@@ -475,6 +548,67 @@ impl Catalog {
             }
         };
         Ok(v)
+    }
+
+    /// The alarm at the earliest scheduled price change (none left: no alarm
+    /// for prices; the catalog has no other alarm).
+    async fn arm_price_alarm(&self) -> Result<(), Problem> {
+        let storage = self.state.storage();
+        let rows: Vec<AtRow> = storage::query(
+            &storage.sql(),
+            "SELECT at FROM price_schedule ORDER BY at LIMIT 1",
+            vec![],
+        )?;
+        storage::alarm_at(&storage, rows.first().map(|r| r.at)).await
+    }
+
+    /// Rewrites the products whose scheduled price changes are due, each in
+    /// its own transaction (product, SKU rows and schedule together).
+    fn settle_due_prices(&self) -> Result<(), Problem> {
+        let storage = self.state.storage();
+        let sql = storage.sql();
+        if !self.schema_ok.get() {
+            for q in SCHEMA {
+                storage::exec(&sql, q, vec![])?;
+            }
+            self.schema_ok.set(true);
+        }
+        let now = storage::now_ms();
+        let due: Vec<IdRow> = storage::query(
+            &sql,
+            "SELECT product_id AS id FROM price_schedule WHERE at <= ? ORDER BY at LIMIT ?",
+            vec![int(now), int(PRICE_CHANGES_PER_ALARM)],
+        )?;
+        for d in due {
+            let rows: Vec<JsonRow> = storage::query(
+                &sql,
+                "SELECT json FROM products WHERE id = ?",
+                vec![text(&d.id)],
+            )?;
+            let Some(r) = rows.first() else {
+                storage::exec(
+                    &sql,
+                    "DELETE FROM price_schedule WHERE product_id = ?",
+                    vec![text(&d.id)],
+                )?;
+                continue;
+            };
+            let mut p: Product = serde_json::from_str(&r.json)?;
+            let next = settle_prices(&mut p, now)?;
+            let mut stmts: Vec<Stmt> = vec![(
+                "UPDATE products SET json = ? WHERE id = ?",
+                vec![text(&serde_json::to_string(&p)?), text(&p.id)],
+            )];
+            for v in &p.variants {
+                stmts.push((
+                    "UPDATE skus SET json = ? WHERE sku = ?",
+                    vec![text(&serde_json::to_string(v)?), text(v.sku.as_str())],
+                ));
+            }
+            stmts.push(schedule_stmt(&p.id, next));
+            storage::atomically(&storage, stmts)?;
+        }
+        Ok(())
     }
 
     /// A page of products as JSON text: `{items, next_cursor}`; with a query,

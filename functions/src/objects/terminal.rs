@@ -425,6 +425,11 @@ impl Terminal {
             "status": "recorded",
             "oversold": any_oversold,
             "lines": lines,
+            // The sale's lines as recorded, with the price charged (the
+            // catalog's POS price where the till named none).
+            "items": s.lines.iter().map(|l| json!({
+                "sku": l.sku, "qty": l.qty, "unit_price": l.unit_price,
+            })).collect::<Vec<_>>(),
             "at_risk": at_risk,
             "payments": s.payments,
         });

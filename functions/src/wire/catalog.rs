@@ -86,6 +86,161 @@ pub struct Variant {
     pub price: Money,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax_code: Option<String>,
+    /// A price per channel, where it differs from `price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_prices: Option<ChannelPrices>,
+    /// The "was" price a storefront shows struck through (when above the price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare_at_price: Option<Money>,
+    /// Price changes still to come, each taking effect at its time (core's
+    /// `pricing`); the catalog's alarm folds each into the fields above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduled_prices: Vec<ScheduledPrice>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPrices {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<Money>,
+}
+
+/// A price change at a time: `channel` absent changes every channel's price.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledPrice {
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<omnistock_core::stock::Channel>,
+    pub price: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare_at_price: Option<Money>,
+}
+
+/// A variant's (or a bundle's) price fields, as core's price book.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PriceFields {
+    pub price: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_prices: Option<ChannelPrices>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare_at_price: Option<Money>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduled_prices: Vec<ScheduledPrice>,
+}
+
+fn core_money(m: &Money, what: &str) -> Result<omnistock_core::money::Money, Problem> {
+    m.validate(what)?;
+    omnistock_core::money::Money::parse(&m.amount, &m.currency)
+        .map_err(|e| Problem::invalid(format!("{what}: {e}")))
+}
+
+fn wire_money(m: &omnistock_core::money::Money) -> Money {
+    Money {
+        amount: m.amount.to_string(),
+        currency: m.currency.as_str().to_string(),
+    }
+}
+
+impl PriceFields {
+    /// Checked and converted (`what` names the variant in errors).
+    pub fn book(&self, what: &str) -> Result<omnistock_core::pricing::PriceBook, Problem> {
+        use omnistock_core::pricing::{PriceBook, MAX_SCHEDULED};
+        if self.scheduled_prices.len() > MAX_SCHEDULED {
+            return Err(Problem::invalid(format!(
+                "{what}.scheduled_prices: at most {MAX_SCHEDULED} changes"
+            )));
+        }
+        let opt = |m: &Option<Money>, w: &str| m.as_ref().map(|m| core_money(m, w)).transpose();
+        let cp = self.channel_prices.clone().unwrap_or_default();
+        let mut scheduled = Vec::with_capacity(self.scheduled_prices.len());
+        for (i, s) in self.scheduled_prices.iter().enumerate() {
+            let w = format!("{what}.scheduled_prices[{i}]");
+            let at = crate::http::parse_rfc3339(&s.at)
+                .ok_or_else(|| Problem::invalid(format!("{w}.at must be an RFC 3339 time")))?;
+            scheduled.push(omnistock_core::pricing::ScheduledPrice {
+                at: omnistock_core::time::Timestamp(at),
+                channel: s.channel,
+                price: core_money(&s.price, &format!("{w}.price"))?,
+                compare_at: opt(&s.compare_at_price, &format!("{w}.compare_at_price"))?,
+            });
+        }
+        let book = PriceBook {
+            price: core_money(&self.price, &format!("{what}.price"))?,
+            online: opt(&cp.online, &format!("{what}.channel_prices.online"))?,
+            pos: opt(&cp.pos, &format!("{what}.channel_prices.pos"))?,
+            compare_at: opt(&self.compare_at_price, &format!("{what}.compare_at_price"))?,
+            scheduled,
+        };
+        book.validate()
+            .map_err(|e| Problem::invalid(format!("{what}: {e}")))?;
+        Ok(book)
+    }
+
+    /// The fields of a (settled) book.
+    pub fn from_book(b: &omnistock_core::pricing::PriceBook) -> PriceFields {
+        let cp = ChannelPrices {
+            online: b.online.as_ref().map(wire_money),
+            pos: b.pos.as_ref().map(wire_money),
+        };
+        PriceFields {
+            price: wire_money(&b.price),
+            channel_prices: (cp != ChannelPrices::default()).then_some(cp),
+            compare_at_price: b.compare_at.as_ref().map(wire_money),
+            scheduled_prices: b
+                .scheduled
+                .iter()
+                .map(|s| ScheduledPrice {
+                    at: crate::http::rfc3339(s.at.0),
+                    channel: s.channel,
+                    price: wire_money(&s.price),
+                    compare_at_price: s.compare_at.as_ref().map(wire_money),
+                })
+                .collect(),
+        }
+    }
+
+    /// The price `channel` charges at `now`.
+    pub fn in_force(
+        &self,
+        channel: omnistock_core::stock::Channel,
+        now: i64,
+        what: &str,
+    ) -> Result<omnistock_core::pricing::InForce, Problem> {
+        Ok(self
+            .book(what)?
+            .in_force(channel, omnistock_core::time::Timestamp(now)))
+    }
+}
+
+impl Variant {
+    pub fn prices(&self) -> PriceFields {
+        PriceFields {
+            price: self.price.clone(),
+            channel_prices: self.channel_prices.clone(),
+            compare_at_price: self.compare_at_price.clone(),
+            scheduled_prices: self.scheduled_prices.clone(),
+        }
+    }
+
+    pub fn set_prices(&mut self, p: PriceFields) {
+        self.price = p.price;
+        self.channel_prices = p.channel_prices;
+        self.compare_at_price = p.compare_at_price;
+        self.scheduled_prices = p.scheduled_prices;
+    }
+
+    /// Folds the scheduled changes due by `now` into the fields; the time
+    /// of the next change still to come.
+    pub fn settle(&mut self, now: i64) -> Result<Option<i64>, Problem> {
+        let mut book = self.prices().book(self.sku.as_str())?;
+        if book.settle(omnistock_core::time::Timestamp(now)) {
+            self.set_prices(PriceFields::from_book(&book));
+        }
+        Ok(book.next_change().map(|t| t.0))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -249,7 +404,8 @@ pub struct ImportCheckAnswer {
 /// A SKU's price as the catalog states it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PriceFact {
-    pub price: Money,
+    #[serde(flatten)]
+    pub prices: PriceFields,
     #[serde(default)]
     pub tax_code: Option<String>,
 }

@@ -15,6 +15,7 @@ mod openapi;
 mod orders;
 mod pages;
 mod pos;
+mod prices;
 mod returns;
 mod slice;
 mod snapshots;
