@@ -832,18 +832,30 @@ schemas.update({
     "Import": obj(
         {
             "id": {"type": "string", "format": "uuid", "description": "a UUIDv7"},
-            "status": {"enum": ["ready", "applied"]},
+            "status": {"enum": ["ready", "applying", "applied"]},
             "format": {"enum": ["shopify", "omnistock"]},
             "created_at": TIME,
             "location": {"type": ["string", "null"], "description": "where stock quantities are received"},
             "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
             "report": ref("ImportReport"),
+            "progress": ref("ImportProgress"),
             "apply": APPLY_OUTCOME,
         },
         required=["id", "status", "format", "created_at", "location", "currency", "report"],
     ),
     "ImportApplyRequest": obj({"skip_rows_with_errors": {"type": "boolean"}}, required=[]),
     "ImportApplied": obj({"id": {"type": "string"}, "status": {"enum": ["applied"]}, "apply": APPLY_OUTCOME}),
+    "ImportProgress": obj({
+        "skip_rows_with_errors": {"type": "boolean"},
+        "started_at": TIME,
+        "products_total": COUNT,
+        "products_done": COUNT,
+        "retries": {**COUNT, "description": "transient failures in a row (retried with backoff; after 20 the "
+                                            "job waits for another apply request)"},
+        "last_error": {"type": "string"},
+    }, required=["skip_rows_with_errors", "started_at", "products_total", "products_done"]),
+    "ImportApplying": obj({"id": {"type": "string"}, "status": {"enum": ["applying"]},
+                           "progress": ref("ImportProgress")}),
 })
 schemas["Problem"]["properties"]["errors"] = {"type": "integer", "description": "an import's error count (409 on apply)"}
 paths.update({
@@ -871,8 +883,12 @@ paths.update({
     "/v1/catalog/imports/{id}/apply": {"post": op(
         "Apply an import once (admin): each product with all its rows or none, its stock received at the "
         "import's location. 409 while the report has errors, unless skip_rows_with_errors (those products are "
-        "left out). Applying again (any key) answers the first outcome",
-        {"200": ok("ImportApplied")}, body="ImportApplyRequest", params=[path_param("id")], write=True)},
+        "left out). The apply is a job in the import's object, 10 products per step: the answer is 200 with "
+        "the outcome when it finishes within about 8 s, else (or at once with Prefer: respond-async) 202 with its progress (follow it with GET "
+        "/v1/catalog/imports/{id}; another apply request joins the same job). Applying again (any key) "
+        "answers the first outcome",
+        {"200": ok("ImportApplied"), "202": ok("ImportApplying", "Applying: the progress so far")},
+        body="ImportApplyRequest", params=[path_param("id")], write=True)},
 })
 # ------------------------------------------------------------ end of catalog import
 

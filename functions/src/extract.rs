@@ -28,6 +28,8 @@ pub struct Ctx {
     /// The request's `Content-Type` and `Accept` headers, if given.
     pub content_type: Option<String>,
     pub accept: Option<String>,
+    /// `Prefer: respond-async` (RFC 7240): answer a job's 202 at once.
+    pub respond_async: bool,
 }
 
 impl Ctx {

@@ -256,6 +256,10 @@ async fn prepare(
         now: now_ms(),
         content_type: req.headers().get("Content-Type").ok().flatten(),
         accept: req.headers().get("Accept").ok().flatten(),
+        respond_async: req.headers().get("Prefer").ok().flatten().is_some_and(|p| {
+            p.split(',')
+                .any(|x| x.trim().eq_ignore_ascii_case("respond-async"))
+        }),
     })
 }
 

@@ -11,35 +11,26 @@
 //! the location asked for through the SKU objects with op id `imp.<import>`,
 //! so a retried or repeated apply writes nothing twice; the outcome is kept
 //! once in the import's object.
-use futures_util::future::join_all;
-use omnistock_core::catalog_import::{
-    self as ci, ImportError, NamingRule, PlanError, ProductOut, Settings,
-};
+use omnistock_core::catalog_import::{self as ci, ImportError, NamingRule, Settings};
 use omnistock_core::fingerprint::Fnv;
-use omnistock_core::{Command, LocationId, OpId};
+use omnistock_core::LocationId;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{exec_sku, facts};
+use super::facts;
 use crate::cache;
 use crate::extract::Ctx;
 use crate::http::{check_id, parse_json, rfc3339, HttpResult, Problem, Reply};
-use crate::wire::catalog::{
-    CatalogRequest, ImportCheckAnswer, Money, Product, PutAnswer, Variant, CATALOG_NAME,
-};
+use crate::wire::catalog::{CatalogRequest, ImportCheckAnswer, CATALOG_NAME};
 use crate::wire::catalog_import::{
-    AppliedAnswer, AppliedProduct, ApplyOutcome, ImportRequest, ImportStatus, ImportView, Loaded,
+    ApplyOutcome, ImportRequest, ImportStatus, ImportView, StartAnswer,
 };
-use crate::wire::sku_stock::Meta;
 use crate::wire::{self, Idem, Namespace};
 
 /// Largest CSV accepted (checked on Content-Length before reading, and on
 /// the bytes read). JSON bodies keep API.md's 64 KiB.
 pub const MAX_CSV_BYTES: usize = 4 * 1024 * 1024;
-
-/// SKU objects called at once by an apply.
-const PARALLEL_RECEIPTS: usize = 16;
 
 async fn on_import<T: DeserializeOwned>(
     ctx: &Ctx,
@@ -170,6 +161,7 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         location: location.map(|l| l.as_str().to_string()),
         currency,
         report,
+        progress: None,
         apply: None,
     };
     let stored: ImportView = on_import(
@@ -225,113 +217,16 @@ struct ApplyBody {
     skip_rows_with_errors: bool,
 }
 
-fn product_of(p: &ProductOut, currency: &str) -> Product {
-    Product {
-        id: p.id.clone(),
-        title: p.title.clone(),
-        variants: p
-            .variants
-            .iter()
-            .map(|v| {
-                let mut price = v.price;
-                price.set_sign_positive(true); // only a zero can be "-0" here
-                Variant {
-                    sku: v.sku.clone(),
-                    barcode: v.barcode.clone(),
-                    options: v.options.clone(),
-                    price: Money {
-                        amount: price.to_string(),
-                        currency: currency.to_string(),
-                    },
-                    tax_code: (!v.taxable).then(|| "exempt".to_string()),
-                    channel_prices: None,
-                    compare_at_price: v.compare_at_price.map(|c| {
-                        let mut c = c;
-                        c.set_sign_positive(true);
-                        Money {
-                            amount: c.to_string(),
-                            currency: currency.to_string(),
-                        }
-                    }),
-                    scheduled_prices: Vec::new(),
-                }
-            })
-            .collect(),
-    }
-}
+/// How long an apply request waits for the job before answering 202 with
+/// its progress: 80 polls of the import's object, 100 ms apart.
+const APPLY_POLLS: u32 = 80;
+const APPLY_POLL_MS: u64 = 100;
 
-/// Writes one product and receives its stock; `Err` only for a transient
-/// failure (the apply is then not recorded and may be retried).
-async fn apply_product(
-    ctx: &Ctx,
-    id: &str,
-    p: &ProductOut,
-    l: &Loaded,
-) -> Result<AppliedProduct, Problem> {
-    let product = product_of(p, &l.view.currency);
-    let body = serde_json::to_string(&product)?;
-    let idem = Idem {
-        key: hex(Fnv::default().str("import").str(id).str(&p.id).finish()),
-        fp: hex(Fnv::default().str(&body).finish()),
-    };
-    let put: Result<PutAnswer<Product>, Problem> = wire::call(
-        &ctx.env,
-        Namespace::Catalog,
-        CATALOG_NAME,
-        &CatalogRequest::PutProduct { product, idem },
-    )
-    .await;
-    let mut out = AppliedProduct {
-        id: p.id.clone(),
-        outcome: "applied".into(),
-        detail: None,
-        received: 0,
-    };
-    match put {
-        Ok(_) => {}
-        Err(e) if e.status >= 500 => return Err(e),
-        Err(e) => {
-            out.outcome = "failed".into();
-            out.detail = Some(e.detail);
-            return Ok(out);
-        }
-    }
-    let Some(loc) = &l.settings.location else {
-        return Ok(out);
-    };
-    let op = OpId::parse(&format!("imp.{id}")).map_err(|_| Problem::overloaded("bad op id"))?;
-    let meta = Meta {
-        actor: ctx.actor(),
-        channel: None,
-        reference: Some(format!("import {id}")),
-        reason: Some("receipt".into()),
-    };
-    let lines: Vec<_> = p.variants.iter().filter(|v| v.qty > 0).collect();
-    for chunk in lines.chunks(PARALLEL_RECEIPTS) {
-        let results = join_all(chunk.iter().map(|v| {
-            let cmd = Command::Receive {
-                op: op.clone(),
-                location: loc.clone(),
-                qty: v.qty,
-            };
-            exec_sku(&ctx.env, &v.sku, vec![cmd], &meta, None)
-        }))
-        .await;
-        for (v, r) in chunk.iter().zip(results) {
-            let outs = r?;
-            match outs.first().and_then(|o| o.problem()) {
-                Some(pr) if pr.status >= 500 => return Err(pr),
-                Some(pr) => {
-                    out.detail = Some(format!("receipt of {}: {}", v.sku, pr.detail));
-                }
-                None => out.received += v.qty,
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// `POST /v1/catalog/imports/{id}/apply` `{skip_rows_with_errors?}`
+/// `POST /v1/catalog/imports/{id}/apply` `{skip_rows_with_errors?}`: starts
+/// the apply in the import's object (once; a second request joins the
+/// first) and answers 200 with the outcome when it finishes within about
+/// 8 s, else (or at once with `Prefer: respond-async`) 202 with its
+/// progress (`GET /v1/catalog/imports/{id}` follows it).
 pub async fn apply(ctx: &Ctx) -> HttpResult {
     let id = import_id(ctx)?;
     let body: ApplyBody = if ctx.body.iter().all(u8::is_ascii_whitespace) {
@@ -339,73 +234,41 @@ pub async fn apply(ctx: &Ctx) -> HttpResult {
     } else {
         parse_json(&ctx.body)?
     };
-    let loaded: Loaded = on_import(ctx, &id, &ImportRequest::Load).await?;
-    if let Some(first) = &loaded.view.apply {
-        return Ok(reply(&id, first).header("Idempotent-Replayed", "true"));
-    }
-    let plan = match ci::plan(
-        &loaded.parsed,
-        &loaded.view.report,
-        body.skip_rows_with_errors,
-    ) {
-        Ok(p) => p,
-        Err(PlanError::Errors(n)) => {
-            return Err(Problem::new(
-                409,
-                "invalid_request",
-                format!(
-                    "the report has {n} errors: fix the file, or apply with \
-                     {{\"skip_rows_with_errors\": true}} to leave those products out"
-                ),
-            )
-            .with("errors", n))
-        }
-    };
-    let mut products = Vec::new();
-    for p in &plan.products {
-        products.push(apply_product(ctx, &id, p, &loaded).await?);
-    }
-    cache::catalog_changed();
-    for (pid, line) in &plan.skipped {
-        products.push(AppliedProduct {
-            id: pid.clone(),
-            outcome: "skipped".into(),
-            detail: Some(format!("rows with errors (from line {line})")),
-            received: 0,
-        });
-    }
-    let count = |o: &str| products.iter().filter(|p| p.outcome == o).count() as u32;
-    let outcome = ApplyOutcome {
-        applied_at: rfc3339(ctx.now),
-        skip_rows_with_errors: body.skip_rows_with_errors,
-        products_applied: count("applied"),
-        products_skipped: count("skipped"),
-        products_failed: count("failed"),
-        variants_applied: plan
-            .products
-            .iter()
-            .zip(&products)
-            .filter(|(_, a)| a.outcome == "applied")
-            .map(|(p, _)| p.variants.len() as u32)
-            .sum(),
-        units_received: products.iter().map(|p| p.received).sum(),
-        products,
-    };
-    let kept: AppliedAnswer = on_import(
+    ctx.idem()?;
+    let start: StartAnswer = on_import(
         ctx,
         &id,
-        &ImportRequest::Applied {
-            outcome: Box::new(outcome),
-            idem: ctx.idem()?,
+        &ImportRequest::StartApply {
+            skip_rows_with_errors: body.skip_rows_with_errors,
+            actor: ctx.actor(),
         },
     )
     .await?;
-    let r = reply(&id, &kept.outcome);
-    Ok(if kept.replayed {
-        r.header("Idempotent-Replayed", "true")
-    } else {
-        r
-    })
+    let mut view = start.view;
+    let polls = if ctx.respond_async { 0 } else { APPLY_POLLS };
+    for _ in 0..polls {
+        if view.status != ImportStatus::Applying {
+            break;
+        }
+        worker::Delay::from(std::time::Duration::from_millis(APPLY_POLL_MS)).await;
+        view = on_import(ctx, &id, &ImportRequest::Get).await?;
+    }
+    match &view.apply {
+        Some(o) => {
+            cache::catalog_changed();
+            let r = reply(&id, o);
+            Ok(if start.finished_before {
+                r.header("Idempotent-Replayed", "true")
+            } else {
+                r
+            })
+        }
+        None => Ok(Reply::json(
+            202,
+            &json!({"id": id, "status": "applying", "progress": view.progress}),
+        )
+        .header("Location", &format!("/v1/catalog/imports/{id}"))),
+    }
 }
 
 fn reply(id: &str, o: &ApplyOutcome) -> Reply {

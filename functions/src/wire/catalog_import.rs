@@ -5,16 +5,31 @@
 use omnistock_core::catalog_import::{Format, Parsed, Report, Settings};
 use serde::{Deserialize, Serialize};
 
-use super::Idem;
-
 /// Where an import stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportStatus {
     /// Parsed and reported (a dry run): nothing written yet.
     Ready,
+    /// The apply runs in the import's object (its alarm), a chunk of
+    /// products at a time: `progress` says how far.
+    Applying,
     /// Applied once; its outcome is kept.
     Applied,
+}
+
+/// How far a running apply has got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyProgress {
+    pub skip_rows_with_errors: bool,
+    pub started_at: String,
+    pub products_total: u32,
+    pub products_done: u32,
+    /// Transient failures in a row (a busy object): retried with backoff.
+    #[serde(default)]
+    pub retries: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// One product's fate in an apply.
@@ -54,15 +69,9 @@ pub struct ImportView {
     pub currency: String,
     pub report: Report,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ApplyProgress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<ApplyOutcome>,
-}
-
-/// Everything an apply needs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Loaded {
-    pub view: ImportView,
-    pub parsed: Parsed,
-    pub settings: Settings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -76,17 +85,19 @@ pub enum ImportRequest {
         settings: Settings,
     },
     Get,
-    Load,
-    /// Records the apply's outcome once; later calls get the first one.
-    Applied {
-        outcome: Box<ApplyOutcome>,
-        idem: Idem,
+    /// Starts the apply (once: a started or finished apply is answered as
+    /// it stands). Refused (409) while the report has errors, unless
+    /// skipping those products. `actor` is recorded in the ledger.
+    StartApply {
+        skip_rows_with_errors: bool,
+        actor: String,
     },
 }
 
-/// The answer to `Applied`: the kept outcome, and whether it was kept before.
+/// The answer to `StartApply`: the import, and whether its apply had
+/// already finished before this call.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AppliedAnswer {
-    pub outcome: ApplyOutcome,
-    pub replayed: bool,
+pub struct StartAnswer {
+    pub view: ImportView,
+    pub finished_before: bool,
 }

@@ -372,3 +372,75 @@ fn sigkill_during_apply_then_retry_applies_exactly_once() {
     assert_eq!(again.json()["apply"], a);
     assert_eq!(api.stock("KP-5-2", "store-1")["on_hand"], 3);
 }
+
+#[test]
+fn a_large_apply_is_a_job_whose_progress_can_be_followed() {
+    let api = shared().api();
+    let tag = unique("job").replace('-', "");
+    // 60 products of 2 variants: six steps of the job.
+    let mut csv =
+        String::from("product_id,title,sku,barcode,option1_name,option1_value,price,qty\n");
+    for p in 0..60 {
+        for v in 0..2 {
+            csv.push_str(&format!(
+                "{tag}-{p},Job {p},{tag}-{p}-{v},,Size,S{v},2.00,{}\n",
+                v + 1
+            ));
+        }
+    }
+    let r = post_csv(
+        &api,
+        "/v1/catalog/imports?location=store-1",
+        &unique("job-imp"),
+        csv.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/catalog/imports/{id}/apply");
+    let started = api.request(
+        "POST",
+        &path,
+        &[
+            ("Authorization", &format!("Bearer {ADMIN}")),
+            ("Idempotency-Key", &unique("job-apply")),
+            ("Prefer", "respond-async"),
+        ],
+        Some(b"{}"),
+    );
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_eq!(
+        started.header("Location"),
+        Some(format!("/v1/catalog/imports/{id}").as_str())
+    );
+    let v = started.json();
+    assert_eq!(v["status"], "applying");
+    assert_eq!(v["progress"]["products_total"], 60);
+    // Follow it: progress only grows, then the outcome.
+    let mut last = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        let g = api.get(&format!("/v1/catalog/imports/{id}"), ADMIN).json();
+        let done = g["progress"]["products_done"].as_i64().unwrap_or(0);
+        assert!(done >= last, "progress went back: {last} -> {done}");
+        last = done;
+        if g["status"] == "applied" {
+            break g;
+        }
+        assert_eq!(g["status"], "applying", "{g}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never finished: {g}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(view["progress"]["products_done"], 60);
+    assert_eq!(view["apply"]["products_applied"], 60);
+    assert_eq!(view["apply"]["variants_applied"], 120);
+    assert_eq!(view["apply"]["units_received"], 180);
+    assert_eq!(api.stock(&format!("{tag}-59-1"), "store-1")["on_hand"], 2);
+    // Applying again joins nothing new: the first outcome, replayed.
+    let again = api.send("POST", &path, ADMIN, "{}");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+    assert_eq!(again.json()["apply"], view["apply"]);
+}
