@@ -93,7 +93,7 @@ curl -fsS -o /dev/null -X PUT "$OMNISTOCK_API/v1/locations/store-1" -H 'Authoriz
   --data '{"name":"Bench store","kind":"store","lat":52.52,"lon":13.405,"ships_online":true,"pickup":true}'
 curl -fsS -o /dev/null -X PUT "$OMNISTOCK_API/v1/products/bench-live" -H 'Authorization: Bearer sk_dev_admin' \
   -H 'Content-Type: application/json' -H "Idempotency-Key: bl-prod-$$" \
-  --data '{"title":"Bench","variants":[{"sku":"HOT-SALE","options":{},"price":{"amount":"19.90","currency":"EUR"}}]}'
+  --data '{"title":"Bench","variants":[{"sku":"HOT-SALE","options":{},"price":{"amount":"19.90","currency":"EUR"}},{"sku":"HOT-HUB","options":{"v":"hub"},"price":{"amount":"19.90","currency":"EUR"}}]}'
 curl -fsS -o /dev/null -X POST "$OMNISTOCK_API/v1/inventory/receipts" -H 'Authorization: Bearer sk_dev_admin' \
   -H 'Content-Type: application/json' -H "Idempotency-Key: bl-rcv-$$" \
   --data '{"location":"store-1","lines":[{"sku":"HOT-SALE","qty":1000000}]}'
@@ -112,12 +112,25 @@ sleep 1
 kill -TERM "$SUB_PID"; wait "$SUB_PID" 2>/dev/null || true; SUB_PID=
 subs="$(grep '^SUBS ' "$TMP/subs.txt")"
 min="$(sed -n 's/.*min=\([0-9]*\).*/\1/p' <<<"$subs")"
+# The same with sockets that watch two SKUs each: held by the live hubs.
+node scripts/bench/live-subscribers.mjs "ws://127.0.0.1:$PORT" HOT-SALE,HOT-HUB "$SUBS" >"$TMP/hubs.txt" 2>&1 &
+SUB_PID=$!
+for i in $(seq 1 300); do grep -q SUBS_READY "$TMP/hubs.txt" && break; sleep 0.1; done
+grep -q SUBS_READY "$TMP/hubs.txt" || die "the $SUBS hub subscribers did not all connect: $(cat "$TMP/hubs.txt")"
+read -r rps2 p50_2 p99_2 ok2 <<<"$(point hubs-$$)"
+sleep 1
+kill -TERM "$SUB_PID"; wait "$SUB_PID" 2>/dev/null || true; SUB_PID=
+hubs="$(grep '^SUBS ' "$TMP/hubs.txt")"
+min2="$(sed -n 's/.*min=\([0-9]*\).*/\1/p' <<<"$hubs")"
 echo "The push's cost on the sale path: POST /v1/pos/sales on one SKU, wrk -t2 -c10, ${SECS} s per row:"
 echo
 echo "| live subscribers of the SKU | sales/s | p50 | p99 |"
 echo "|---|---|---|---|"
 echo "| 0 | $rps0 | $p50_0 ms | $p99_0 ms |"
 echo "| $SUBS | $rps1 | $p50_1 ms | $p99_1 ms |"
+echo "| $SUBS, each watching 2 SKUs (live hubs) | $rps2 | $p50_2 ms | $p99_2 ms |"
 echo
 echo "With $SUBS subscribers: $ok1 sales answered 2xx; every subscriber got at least $min change frames ($subs)."
 [ "${min:-0}" -ge "$ok1" ] || die "a subscriber got fewer frames ($min) than sales answered ($ok1)"
+echo "Through the hubs: $ok2 sales answered 2xx; every subscriber got at least $min2 change frames ($hubs)."
+[ "${min2:-0}" -ge "$ok2" ] || die "a hub subscriber got fewer frames ($min2) than sales answered ($ok2)"

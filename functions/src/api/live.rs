@@ -6,13 +6,11 @@
 //! (`objects/live.rs`: snapshot, push after each committed write). For one
 //! SKU the Worker hands the client the SKU object's own socket (no relay). A
 //! Durable Object socket belongs to one object, so a page that watches
-//! several SKUs gets ONE socket to the Worker, and the Worker relays: it
-//! opens one WebSocket per SKU object and forwards every frame both ways
-//! (each frame names its `sku`). Upstream closes (1013 over a SKU's bound)
-//! close the client's socket with the same code, and a client's close
-//! closes every upstream. The relay lives as long as the client's socket
-//! (a Worker request in production is bounded by its runtime's limits: a
-//! client reconnects, the widget does so with backoff, and resyncs).
+//! several SKUs gets ONE socket held by a `LiveHub` object (one of
+//! `LIVE_HUBS` shards, picked at random), which the SKU objects push their
+//! changes to (`objects/live_hub.rs`). No socket is relayed by the Worker:
+//! every live socket is a Durable Object's, hibernatable, and an idle one
+//! costs nothing.
 //!
 //! Authentication: `Authorization: Bearer <key>` (any role that reads
 //! availability) or, since browsers cannot set headers on a WebSocket,
@@ -23,13 +21,8 @@
 //! socket (over: accepted then closed 1008), `LIVE_MAX_SUBSCRIBERS` per SKU
 //! object (over: closed 1013). Bad input before the upgrade is a
 //! problem+json 4xx; a request without `Upgrade: websocket` is 426.
-use futures_util::future::join_all;
-use futures_util::StreamExt;
 use omnistock_core::{Channel, LocationId, Sku};
-use wasm_bindgen_futures::spawn_local;
-use worker::{
-    Env, Headers, Method, Request, RequestInit, Response, WebSocket, WebSocketPair, WebsocketEvent,
-};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, WebSocketPair};
 
 use super::facts;
 use crate::auth::{self, Principal, Role};
@@ -221,156 +214,53 @@ async fn upgrade(env: &Env, sku: &Sku, plan: &Plan) -> Result<Response, Problem>
     Ok(stub.fetch_with_request(req).await?)
 }
 
-/// One WebSocket to the SKU object of `sku`, for the relay.
-async fn connect(env: &Env, sku: &Sku, plan: &Plan) -> Result<WebSocket, Problem> {
-    let ws = upgrade(env, sku, plan)
-        .await?
-        .websocket()
-        .ok_or_else(|| Problem::overloaded("a SKU object did not accept the subscription"))?;
-    ws.accept()?;
-    Ok(ws)
+/// Hub shards when `LIVE_HUBS` is not set, and the most it may name.
+pub const DEFAULT_LIVE_HUBS: u32 = 8;
+pub const MAX_LIVE_HUBS: u32 = 64;
+
+/// The hub a new multi-SKU socket goes to: one of `LIVE_HUBS`, at random
+/// (spreads sockets; a SKU object pushes to at most that many hubs).
+fn pick_hub(env: &Env) -> Result<String, Problem> {
+    let shards = env
+        .var("LIVE_HUBS")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_LIVE_HUBS)
+        .clamp(1, MAX_LIVE_HUBS);
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).map_err(|_| Problem::overloaded("no randomness; retry"))?;
+    Ok(format!("hub-{}", u32::from_le_bytes(b) % shards))
 }
 
 async fn open(env: &Env, plan: Plan) -> Result<Response, Problem> {
-    if let [sku] = plan.skus.as_slice() {
-        // One SKU: the client's socket IS the SKU object's (no relay, and
-        // hibernatable end to end).
-        let ws = upgrade(env, sku, &plan)
+    // One SKU: the client's socket IS the SKU object's. Several: a hub's
+    // (objects/live_hub.rs). Either way hibernatable end to end, no relay.
+    let resp = if let [sku] = plan.skus.as_slice() {
+        upgrade(env, sku, &plan).await?
+    } else {
+        let hub = pick_hub(env)?;
+        let stub = env
+            .durable_object(Namespace::LiveHub.binding())?
+            .id_from_name(&hub)?
+            .get_stub()?;
+        let headers = Headers::new();
+        headers.set("Upgrade", "websocket")?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get).with_headers(headers);
+        let url = crate::objects::live_hub::upgrade_url(
+            &hub,
+            &plan.skus,
+            plan.channel,
+            &plan.locations,
+            plan.max,
+        );
+        stub.fetch_with_request(Request::new_with_init(&url, &init)?)
             .await?
-            .websocket()
-            .ok_or_else(|| Problem::overloaded("a SKU object did not accept the subscription"))?;
-        return Ok(Response::from_websocket(ws)?);
-    }
-    let ups = join_all(plan.skus.iter().map(|s| connect(env, s, &plan))).await;
-    let mut upstreams = Vec::new();
-    for u in ups {
-        match u {
-            Ok(ws) => upstreams.push(ws),
-            Err(p) => {
-                for ws in &upstreams {
-                    let _ = ws.close(Some(1000u16), Some("closed"));
-                }
-                return Err(p);
-            }
-        }
-    }
-    let pair = WebSocketPair::new()?;
-    let client = pair.server;
-    client.accept()?;
-    for up in &upstreams {
-        spawn_local(downstream(up.clone(), client.clone(), upstreams.clone()));
-    }
-    let skus = plan.skus.iter().map(|s| s.to_string()).collect();
-    spawn_local(upstream(client, upstreams, skus));
-    Ok(Response::from_websocket(pair.client)?)
-}
-
-fn close_all(sockets: &[WebSocket], code: u16, reason: &str) {
-    for ws in sockets {
-        let _ = ws.close(Some(code), Some(reason));
-    }
-}
-
-/// A close code the client may see again: the application's, else 1000.
-fn relayable(code: u16) -> u16 {
-    match code {
-        1000 | 1001 | 1008 | 1011 | 1013 | 3000..=4999 => code,
-        _ => 1000,
-    }
-}
-
-/// SKU object -> client. Its close closes the client and the other upstreams.
-async fn downstream(up: WebSocket, client: WebSocket, all: Vec<WebSocket>) {
-    let Ok(mut events) = up.events() else {
-        close_all(&all, 1011, "relay failed");
-        let _ = client.close(Some(1011u16), Some("relay failed"));
-        return;
     };
-    while let Some(ev) = events.next().await {
-        match ev {
-            Ok(WebsocketEvent::Message(m)) => {
-                if let Some(t) = m.text() {
-                    if client.send_with_str(t).is_err() {
-                        break;
-                    }
-                }
-            }
-            Ok(WebsocketEvent::Close(c)) => {
-                let reason = c.reason();
-                let _ = client.close(Some(relayable(c.code())), Some(reason.clone()));
-                close_all(&all, 1000, "closed");
-                return;
-            }
-            Err(_) => break,
-        }
-    }
-    let _ = client.close(Some(1011u16), Some("upstream lost"));
-    close_all(&all, 1000, "closed");
-}
-
-/// Client -> SKU objects: a `resync` goes to the object of its `sku` (or to
-/// all when it names none); `ping` is answered here. The client's close
-/// closes every upstream.
-async fn upstream(client: WebSocket, all: Vec<WebSocket>, skus: Vec<String>) {
-    let Ok(mut events) = client.events() else {
-        close_all(&all, 1011, "relay failed");
-        return;
-    };
-    while let Some(ev) = events.next().await {
-        match ev {
-            Ok(WebsocketEvent::Message(m)) => {
-                let Some(t) = m.text() else {
-                    let _ = client.close(Some(CLOSE_POLICY), Some("text frames only"));
-                    break;
-                };
-                if t == "ping" {
-                    let _ = client.send_with_str("pong");
-                    continue;
-                }
-                match route(&t, &skus) {
-                    Some(Some(i)) => {
-                        if let Some(ws) = all.get(i) {
-                            let _ = ws.send_with_str(&t);
-                        }
-                    }
-                    Some(None) => {
-                        for ws in &all {
-                            let _ = ws.send_with_str(&t);
-                        }
-                    }
-                    None => {
-                        let _ = client.close(Some(CLOSE_POLICY), Some("not the protocol"));
-                        break;
-                    }
-                }
-            }
-            Ok(WebsocketEvent::Close(_)) | Err(_) => break,
-        }
-    }
-    close_all(&all, 1000, "closed");
-}
-
-/// Which upstream a client message goes to: `None` not the protocol,
-/// `Some(None)` every one, `Some(Some(i))` the one of `skus[i]`.
-pub fn route(t: &str, skus: &[String]) -> Option<Option<usize>> {
-    #[derive(serde::Deserialize)]
-    struct ClientMessage {
-        #[serde(rename = "type")]
-        kind: String,
-        #[serde(default)]
-        sku: Option<String>,
-    }
-    if t.len() > sub::MAX_CLIENT_MESSAGE {
-        return None;
-    }
-    let m: ClientMessage = serde_json::from_str(t).ok()?;
-    if m.kind != "resync" {
-        return None;
-    }
-    match m.sku {
-        None => Some(None),
-        Some(s) => skus.iter().position(|x| *x == s).map(Some),
-    }
+    let ws = resp
+        .websocket()
+        .ok_or_else(|| Problem::overloaded("the live subscription was not accepted"))?;
+    Ok(Response::from_websocket(ws)?)
 }
 
 #[cfg(test)]
@@ -386,19 +276,5 @@ mod tests {
         ));
         assert!(!origin_allowed("https://a.example", "https://shop.example"));
         assert!(!origin_allowed("", "https://shop.example"));
-    }
-
-    #[test]
-    fn client_messages_route() {
-        let skus = vec!["A".to_string(), "B".to_string()];
-        assert_eq!(
-            route(r#"{"type":"resync","sku":"B"}"#, &skus),
-            Some(Some(1))
-        );
-        assert_eq!(route(r#"{"type":"resync"}"#, &skus), Some(None));
-        assert_eq!(route(r#"{"type":"resync","sku":"C"}"#, &skus), None);
-        assert_eq!(route(r#"{"type":"subscribe"}"#, &skus), None);
-        assert_eq!(route("hello", &skus), None);
-        assert_eq!(route(&"x".repeat(1000), &skus), None);
     }
 }

@@ -150,18 +150,7 @@ fn snapshot(
     read: &dyn Fn(Option<Vec<LocationId>>) -> Result<Positions, Problem>,
 ) -> Result<String, Problem> {
     let (now, positions) = read(sub.locations.clone())?;
-    let items: Vec<Value> = positions
-        .iter()
-        .map(|(l, p)| row(&sub.sku, l, p, sub.channel))
-        .collect();
-    Ok(json!({
-        "type": "snapshot",
-        "sku": sub.sku,
-        "channel": channel_name(sub.channel),
-        "as_of": rfc3339(now),
-        "items": items,
-    })
-    .to_string())
+    Ok(snapshot_frame(&sub.sku, sub.channel, None, now, &positions))
 }
 
 /// Accepts a subscription: the socket is hibernatable, its first message is
@@ -284,4 +273,190 @@ pub fn push(state: &State, st_at: impl Fn(&LocationId) -> Position, touched: &[L
             }
         }
     }
+}
+
+/// The snapshot frame of one SKU for a subscription (`channel`, `locations`:
+/// `None` every location), from positions read at `now`.
+pub fn snapshot_frame(
+    sku: &str,
+    channel: Channel,
+    locations: Option<&[LocationId]>,
+    now: i64,
+    positions: &[(LocationId, Position)],
+) -> String {
+    let items: Vec<Value> = positions
+        .iter()
+        .filter(|(l, _)| locations.is_none_or(|ls| ls.contains(l)))
+        .map(|(l, p)| row(sku, l, p, channel))
+        .collect();
+    json!({
+        "type": "snapshot",
+        "sku": sku,
+        "channel": channel_name(channel),
+        "as_of": rfc3339(now),
+        "items": items,
+    })
+    .to_string()
+}
+
+/// Hubs one SKU object pushes to, at most (a hub is one of `LIVE_HUBS`
+/// shards, so this is never reached with the default configuration).
+pub const MAX_HUBS_PER_SKU: usize = 64;
+
+const HUBS_SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS live_hubs (hub TEXT PRIMARY KEY, sku TEXT NOT NULL)";
+
+#[derive(Deserialize)]
+struct HubRow {
+    hub: String,
+    sku: String,
+}
+
+/// A SKU object's side of the live hubs: which hubs relay its changes to
+/// multi-SKU sockets (SQLite `live_hubs`, read once per instance), and the
+/// positions changed by the request in progress, sent to them before its
+/// answer ([`Hubs::flush`]). No hub registered: nothing is kept or sent.
+#[derive(Default)]
+pub struct Hubs {
+    /// `(hub, sku, generation)`; `None` until read. The generation is bumped
+    /// by each registration, so a `keep: false` answered before a hub's new
+    /// socket registered does not drop that hub.
+    names: std::cell::RefCell<Option<Vec<(String, String, u64)>>>,
+    generation: std::cell::Cell<u64>,
+    /// Positions changed since the last flush (one per location, latest).
+    pending: std::cell::RefCell<Vec<(LocationId, Position)>>,
+    now: std::cell::Cell<i64>,
+}
+
+impl Hubs {
+    fn load(&self, sql: &worker::SqlStorage) -> Result<(), Problem> {
+        if self.names.borrow().is_some() {
+            return Ok(());
+        }
+        crate::objects::storage::exec(sql, HUBS_SCHEMA, vec![])?;
+        let rows: Vec<HubRow> = crate::objects::storage::query(
+            sql,
+            "SELECT hub, sku FROM live_hubs ORDER BY hub",
+            vec![],
+        )?;
+        *self.names.borrow_mut() = Some(rows.into_iter().map(|r| (r.hub, r.sku, 0)).collect());
+        Ok(())
+    }
+
+    /// Registers `hub` (idempotent; refused over [`MAX_HUBS_PER_SKU`]).
+    pub fn register(&self, storage: &worker::Storage, hub: &str, sku: &str) -> Result<(), Problem> {
+        use crate::objects::storage::{exec, text};
+        let sql = storage.sql();
+        self.load(&sql)?;
+        let mut names = self.names.borrow_mut();
+        let names = names.get_or_insert_with(Vec::new);
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        if let Some(known) = names.iter_mut().find(|(h, _, _)| h == hub) {
+            known.2 = generation;
+            return Ok(());
+        }
+        if names.len() >= MAX_HUBS_PER_SKU {
+            return Err(Problem::overloaded("too many live hubs for this SKU"));
+        }
+        exec(
+            &sql,
+            "INSERT OR REPLACE INTO live_hubs (hub, sku) VALUES (?, ?)",
+            vec![text(hub), text(sku)],
+        )?;
+        names.push((hub.to_string(), sku.to_string(), generation));
+        Ok(())
+    }
+
+    /// After a committed write: keeps the touched positions for the hubs.
+    pub fn note(
+        &self,
+        sql: &worker::SqlStorage,
+        now: i64,
+        st_at: impl Fn(&LocationId) -> Position,
+        touched: &[LocationId],
+    ) {
+        if touched.is_empty() || self.load(sql).is_err() {
+            return;
+        }
+        if self.names.borrow().as_ref().is_none_or(Vec::is_empty) {
+            return;
+        }
+        let mut pending = self.pending.borrow_mut();
+        for l in touched {
+            let p = st_at(l);
+            match pending.iter_mut().find(|(x, _)| x == l) {
+                Some(slot) => slot.1 = p,
+                None => pending.push((l.clone(), p)),
+            }
+        }
+        self.now.set(now);
+    }
+
+    /// Sends the kept positions to every hub, in parallel, and forgets the
+    /// hubs that no longer have a subscriber of this SKU. Failures are
+    /// logged: the clients' seq shows them the gap and they resync.
+    pub async fn flush(&self, storage: &worker::Storage, env: &worker::Env) {
+        let positions = std::mem::take(&mut *self.pending.borrow_mut());
+        if positions.is_empty() {
+            return;
+        }
+        let names: Vec<(String, String, u64)> = self.names.borrow().clone().unwrap_or_default();
+        let now = self.now.get();
+        let calls = names.iter().map(|(hub, sku, generation)| {
+            let req = HubRequest::Push {
+                sku: sku.clone(),
+                now,
+                positions: positions.clone(),
+            };
+            async move {
+                let r: Result<PushAnswer, Problem> =
+                    crate::wire::call(env, crate::wire::Namespace::LiveHub, hub, &req).await;
+                (hub.clone(), *generation, r)
+            }
+        });
+        let results = futures_util::future::join_all(calls).await;
+        for (hub, generation, r) in results {
+            match r {
+                Ok(PushAnswer { keep: true }) => {}
+                Ok(PushAnswer { keep: false }) => {
+                    let registered_since =
+                        self.names.borrow().as_ref().is_some_and(|n| {
+                            n.iter().any(|(h, _, g)| *h == hub && *g != generation)
+                        });
+                    if registered_since {
+                        continue;
+                    }
+                    let sql = storage.sql();
+                    let _ = crate::objects::storage::exec(
+                        &sql,
+                        "DELETE FROM live_hubs WHERE hub = ?",
+                        vec![crate::objects::storage::text(&hub)],
+                    );
+                    if let Some(n) = self.names.borrow_mut().as_mut() {
+                        n.retain(|(h, _, _)| *h != hub);
+                    }
+                }
+                Err(p) => worker::console_error!("live hub {hub}: {}", p.detail),
+            }
+        }
+    }
+}
+
+/// A message from a SKU object to a live hub.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum HubRequest {
+    /// These positions of `sku` changed (committed at `now`).
+    Push {
+        sku: String,
+        now: i64,
+        positions: Vec<(LocationId, Position)>,
+    },
+}
+
+/// A hub's answer to a push: `keep: false` when no socket of it watches the SKU.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PushAnswer {
+    pub keep: bool,
 }

@@ -5,7 +5,10 @@
 //! - `SkuStock` (sku_stock.rs): one per SKU, the only writer of its stock;
 //!   also the home of one-SKU reservations.
 //! - `live.rs` (not a class): the live-availability subscribers of a
-//!   `SkuStock` (hibernatable WebSockets), its snapshot and push.
+//!   `SkuStock` (hibernatable WebSockets), its snapshot and push, and the
+//!   hubs it pushes to.
+//! - `LiveHub` (live_hub.rs): one of `LIVE_HUBS` shards: the hibernatable
+//!   sockets that watch several SKUs, fed by the SKU objects' pushes.
 //! - `Reservation` (reservation.rs): one per reservation id: the two-phase
 //!   coordinator of a reservation across SKU objects, or the pointer to the
 //!   SKU object that holds a one-SKU reservation.
@@ -25,6 +28,7 @@
 pub mod catalog;
 pub mod catalog_import;
 pub mod live;
+pub mod live_hub;
 pub mod order;
 pub mod reservation;
 pub mod returns;

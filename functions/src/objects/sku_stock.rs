@@ -245,11 +245,16 @@ pub struct SkuStock {
     /// The alarm last asked for: `None` when unknown (after a start or a failure).
     alarm_at: Cell<Option<Option<i64>>>,
     schema_ok: Cell<bool>,
+    env: Env,
+    /// The live hubs relaying this SKU's changes to multi-SKU sockets.
+    hubs: live::Hubs,
 }
 
 impl DurableObject for SkuStock {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         SkuStock {
+            env,
+            hubs: live::Hubs::default(),
             state,
             mem: RefCell::new(None),
             since_snapshot: Cell::new(0),
@@ -285,9 +290,15 @@ impl DurableObject for SkuStock {
                 self.guarded(|| self.transfer(cmd, meta)).and_then(to_value)
             }
             Ok(SkuRequest::SaleTerminal { sale }) => self.sale_terminal(&sale).and_then(to_value),
+            Ok(SkuRequest::LiveHub { hub, sku }) => self
+                .hubs
+                .register(&self.state.storage(), &hub, sku.as_str())
+                .and_then(|()| self.guarded(|| self.read(ReadRequest { locations: None })))
+                .and_then(to_value),
             Err(p) => Err(p),
         };
         self.sync_alarm().await;
+        self.hubs.flush(&self.state.storage(), &self.env).await;
         wire::answer(r)
     }
 
@@ -331,6 +342,7 @@ impl DurableObject for SkuStock {
             )
         });
         self.sync_alarm().await;
+        self.hubs.flush(&self.state.storage(), &self.env).await;
         match r {
             Ok(_) => Response::ok(""),
             // An error makes the runtime retry the alarm: expiry is idempotent.
@@ -458,6 +470,13 @@ impl SkuStock {
         self.since_snapshot.set(since);
         // Durable now: tell the live subscribers (before the HTTP answer).
         live::push(&self.state, |l| st.position_at(now, l), &batch.touched);
+        let sql = self.state.storage().sql();
+        self.hubs.note(
+            &sql,
+            now.as_ms(),
+            |l| st.position_at(now, l),
+            &batch.touched,
+        );
         Ok(out)
     }
 

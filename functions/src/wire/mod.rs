@@ -37,6 +37,7 @@ pub enum Namespace {
     Transfer,
     ReturnCase,
     CatalogImport,
+    LiveHub,
 }
 
 impl Namespace {
@@ -50,6 +51,7 @@ impl Namespace {
             Namespace::Transfer => "TRANSFER",
             Namespace::ReturnCase => "RETURN",
             Namespace::CatalogImport => "CATALOG_IMPORT",
+            Namespace::LiveHub => "LIVE_HUB",
         }
     }
 }

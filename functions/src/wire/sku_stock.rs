@@ -104,6 +104,10 @@ pub enum SkuRequest {
     /// The terminal that sold `sale` here, from the sale's answer row (kept
     /// forever): how a return that names only a sale finds its terminal.
     SaleTerminal { sale: SaleId },
+    /// A live hub (`objects/live_hub.rs`) relays this SKU's changes to its
+    /// multi-SKU sockets from now on: registered (once), answered with the
+    /// positions now (a `ReadAnswer`, every location) for its snapshots.
+    LiveHub { hub: String, sku: Sku },
 }
 
 /// The key under which a command's first answer is kept (commands with a client id).

@@ -289,3 +289,97 @@ fn sigkill_drops_sockets_and_a_reconnect_sees_every_acknowledged_change() {
         (Some(5), Some(seq0 + 4))
     );
 }
+
+/// Multi-SKU sockets live in a hub (here the only one): bounded like a SKU
+/// object, a SKU whose last watcher left is dropped by the hub and picked
+/// up again by the next socket that watches it.
+#[test]
+fn several_sku_sockets_share_a_bounded_hub_that_follows_who_watches() {
+    let server = Server::start_with_vars(&[("LIVE_HUBS", "1"), ("LIVE_MAX_SUBSCRIBERS", "2")]);
+    let api = server.api();
+    seed_locations(&api);
+    let a = api.new_sku("store-1", 10);
+    let b = api.new_sku("store-1", 10);
+    let c = api.new_sku("store-1", 10);
+    let open = |skus: &str| {
+        let url = ws_url(
+            &server,
+            &format!("sku={skus}&location=store-1&key={PUBLISHABLE}"),
+        );
+        connect(&url, None).expect("upgrade")
+    };
+    let snapshots = |ws: &mut Ws, n: usize| {
+        for _ in 0..n {
+            assert_eq!(next(ws).expect("snapshot")["type"], "snapshot");
+        }
+    };
+    let mut one = open(&format!("{a},{b}"));
+    snapshots(&mut one, 2);
+    let mut two = open(&format!("{b},{c}"));
+    snapshots(&mut two, 2);
+    // The hub's bound: a third socket is closed with 1013.
+    let mut three = open(&format!("{a},{c}"));
+    assert_eq!(next(&mut three).unwrap_err().0, 1013);
+
+    // Both sockets that watch b get its change.
+    sale(&api, &b, 1);
+    assert_eq!(change_of(&mut one, &b)["available"], 9);
+    assert_eq!(change_of(&mut two, &b)["available"], 9);
+
+    // The only watcher of a leaves: a's next change finds no socket here
+    // (the hub tells a's object to stop pushing), b and c still flow.
+    one.close(None).expect("close");
+    let _ = next(&mut one);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut four = loop {
+        let mut ws = open(&format!("{c},{b}"));
+        match next(&mut ws) {
+            Ok(s) => {
+                assert_eq!(s["type"], "snapshot");
+                snapshots(&mut ws, 1);
+                break ws;
+            }
+            Err((1013, _)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    sale(&api, &a, 2);
+    sale(&api, &c, 3);
+    assert_eq!(change_of(&mut two, &c)["available"], 7);
+    assert_eq!(change_of(&mut four, &c)["available"], 7);
+    // A socket that watches a again registers the hub with a's object anew.
+    four.close(None).expect("close");
+    let _ = next(&mut four);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut five = loop {
+        let mut ws = open(&a);
+        match next(&mut ws) {
+            Ok(s) => {
+                assert_eq!(s["items"][0]["available"], 8, "{s}");
+                break ws;
+            }
+            Err((1013, _)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    let mut six = loop {
+        let mut ws = open(&format!("{a},{c}"));
+        match next(&mut ws) {
+            Ok(_) => {
+                snapshots(&mut ws, 1);
+                break ws;
+            }
+            Err((1013, _)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    sale(&api, &a, 1);
+    assert_eq!(change_of(&mut six, &a)["available"], 7);
+    assert_eq!(change_of(&mut five, &a)["available"], 7);
+}
