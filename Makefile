@@ -28,7 +28,7 @@ WORKER_SRC := $(shell find functions/src core/src -name '*.rs' 2>/dev/null) \
 
 .PHONY: help dev test build tools rust-tools node-tools browser-tools \
 	check-fmt clippy check-bundle test-core test-core-wasm test-functions test-widget test-e2e widget bench sim \
-	bench-tools bench-http bench-live schemathesis schemathesis-tools
+	bench-tools bench-http bench-live schemathesis schemathesis-tools faults fuzz
 
 help:
 	@echo "make dev    run omnistock locally (wrangler dev on 127.0.0.1:\$$PORT, default 8787)"
@@ -36,6 +36,8 @@ help:
 	@echo "make bench  decide+apply throughput, natively and in wasm (docs/benchmarks.md)"
 	@echo "make schemathesis  fuzz every operation against functions/openapi.json (SCHEMATHESIS_MAX_EXAMPLES=15)"
 	@echo "make sim    many more simulation seeds (SIM_SEEDS=10000)"
+	@echo "make faults mixed load with SIGKILLs of wrangler dev (FAULTS_SECONDS=600 FAULTS_KILLS=10)"
+	@echo "make fuzz   bolero fuzz targets of core and the Worker's decoding (FUZZ_SECONDS=300)"
 	@echo "make bench-live  live availability: POS sale -> widget DOM latency, sale req/s with 0 and 100 subscribers"
 	@echo "make bench-http  HTTP req/s, p50, p99 per route in wrangler dev, against PostgreSQL (BENCH_SECONDS=10)"
 
@@ -195,3 +197,23 @@ schemathesis: node-tools schemathesis-tools $(WORKER_OUT) public
 	SCHEMATHESIS_BIN=$(SCHEMATHESIS_VENV)/bin/schemathesis \
 	SCHEMATHESIS_MAX_EXAMPLES=$(SCHEMATHESIS_MAX_EXAMPLES) SCHEMATHESIS_MAX_TIME=$(SCHEMATHESIS_MAX_TIME) \
 	SCHEMATHESIS_SEED=$(SCHEMATHESIS_SEED) scripts/schemathesis.sh
+
+# ---------------------------------------------------------------- reliability (issue 12)
+# Faults under load: a mixed load while wrangler dev is SIGKILLed and restarted
+# on the same state (tests/tests/e2e/load_faults.rs; make test runs it with the
+# defaults, 60 s and 3 kills). Figures in docs/reliability.md.
+FAULTS_SECONDS ?= 600
+FAULTS_KILLS ?= 10
+FAULTS_THREADS ?= 4
+faults: node-tools $(WORKER_OUT) public
+	FAULTS_SECONDS=$(FAULTS_SECONDS) FAULTS_KILLS=$(FAULTS_KILLS) FAULTS_THREADS=$(FAULTS_THREADS) \
+	cargo test -p omnistock-tests -- load_faults --nocapture
+
+# Fuzzing with bolero (stable toolchain): every target for FUZZ_SECONDS each,
+# random inputs in release mode (make test runs a bounded number under cargo
+# test). Coverage-guided: `cargo bolero test --engine libfuzzer` (see
+# docs/reliability.md).
+FUZZ_SECONDS ?= 300
+fuzz:
+	BOLERO_RANDOM_ITERATIONS=18446744073709551615 BOLERO_RANDOM_TEST_TIME_MS=$$(( $(FUZZ_SECONDS) * 1000 )) \
+	cargo test --release -p omnistock-core --test fuzz -- --test-threads=1

@@ -10,6 +10,7 @@ mod harness;
 mod hot_path;
 mod imports;
 mod live;
+mod load_faults;
 mod methods;
 mod openapi;
 mod orders;
