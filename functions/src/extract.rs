@@ -28,6 +28,8 @@ pub struct Ctx {
     /// The request's `Content-Type` and `Accept` headers, if given.
     pub content_type: Option<String>,
     pub accept: Option<String>,
+    /// The request's `waitUntil`: work that may finish after the answer.
+    pub background: Option<worker::Context>,
 }
 
 impl Ctx {
