@@ -911,6 +911,19 @@ _line["sku"] = {"type": ["string", "null"], "pattern": ID["pattern"]}
 _line["barcode"] = {"type": ["string", "null"]}
 # ------------------------------------------------------------ end of schemathesis
 
+
+# --- edge cache (issue 13) ---
+# Each availability item says how fresh it is: the owning object's clock when
+# it was read (a cached read: at most 1 s before the answer; a bundle: its
+# oldest component).
+schemas["AvailabilityRow"]["properties"]["as_of"] = TIME
+paths["/v1/availability"]["get"]["description"] = (
+    "Storefront and publishable reads may come from the edge isolate's cache: every item at most 1 s "
+    "stale (its as_of and version say how fresh), refreshed by expiry and ahead of it; writes through "
+    "this isolate drop the SKU at once. consistency=strong, admin and POS reads go to the owning objects. "
+    "The Omnistock-Cache header says how a read was answered (hit=, call=, followed= counts, or strong).")
+# --- end of edge cache (issue 13) ---
+
 doc = {
     "openapi": "3.1.0",
     "info": {

@@ -13,11 +13,9 @@
 //! - the Idempotency-Keys this isolate saw recently with their request
 //!   fingerprints, so a key reused for a request that goes to another object
 //!   is refused here (the owning objects refuse reuse of keys they saw);
-//! - SKU positions for storefront and public availability reads, at most
-//!   [`READ_STALENESS_MS`] old (API.md's bound), dropped when this isolate
-//!   writes that SKU. (Concurrent misses are not coalesced: workerd does not
-//!   let one request await I/O that another request started; measured, it
-//!   cancels the waiting request as hung.)
+//! - SKU positions for storefront and public availability reads: the edge
+//!   cache of `edge_cache.rs` (bounded, at most 1 s stale, refreshed ahead,
+//!   misses coalesced); [`stock_changed`] drops a SKU there.
 //!
 //! Every entry may vanish at any time (isolates are evicted): nothing here is
 //! the truth, only a shortcut to it.
@@ -26,13 +24,10 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::rc::Rc;
 
-use futures_util::future::LocalBoxFuture;
 use omnistock_core::Sku;
 
 use crate::auth::KeyEntry;
-use crate::http::Problem;
 use crate::wire::catalog::{Location, SkuFact};
-use crate::wire::sku_stock::ReadAnswer;
 
 /// How long a catalog fact is trusted: a change made through another
 /// isolate is seen by this one within this time.
@@ -44,10 +39,7 @@ pub const MAX_HOMES: usize = 20_000;
 /// Most recent Idempotency-Keys kept, and for how long.
 pub const MAX_RECENT_KEYS: usize = 20_000;
 pub const RECENT_KEY_TTL_MS: i64 = 24 * 3_600_000;
-/// The oldest cached position a read may show (API.md: at most 1 s stale).
-pub const READ_STALENESS_MS: i64 = 1_000;
-/// Most SKUs whose positions are cached.
-pub const MAX_CACHED_POSITIONS: usize = 10_000;
+pub use crate::edge_cache::READ_STALENESS_MS;
 
 /// A map that forgets its oldest entries past `cap` (insertion order).
 pub struct Bounded<K, V> {
@@ -104,10 +96,6 @@ struct Caches {
     barcodes: Bounded<String, (i64, Sku)>,
     homes: Bounded<String, Sku>,
     recent_keys: Bounded<String, (i64, String)>,
-    positions: Bounded<Sku, ReadAnswer>,
-    /// Bumped by every stock write through this isolate: a read that started
-    /// before a write is not cached after it.
-    epoch: u64,
 }
 
 thread_local! {
@@ -118,8 +106,6 @@ thread_local! {
         barcodes: Bounded::new(MAX_CATALOG_ENTRIES),
         homes: Bounded::new(MAX_HOMES),
         recent_keys: Bounded::new(MAX_RECENT_KEYS),
-        positions: Bounded::new(MAX_CACHED_POSITIONS),
-        epoch: 0,
     });
 }
 
@@ -220,87 +206,15 @@ pub fn remember_key(now: i64, key: &str, fp: &str) {
     })
 }
 
-/// One SKU's positions at every location, no older than
-/// [`READ_STALENESS_MS`] at `now`: from the cache, or from `fetch` (whose
-/// answer is cached unless this isolate wrote the SKU meanwhile).
-pub async fn positions(
-    now: i64,
-    sku: &Sku,
-    fetch: impl FnOnce() -> LocalBoxFuture<'static, Result<ReadAnswer, Problem>>,
-) -> Result<ReadAnswer, Problem> {
-    let hit = with(|c| match c.positions.get(sku) {
-        Some(a) if now - a.now <= READ_STALENESS_MS && a.now <= now + READ_STALENESS_MS => {
-            Some(a.clone())
-        }
-        _ => None,
-    });
-    if let Some(a) = hit {
-        return Ok(a);
-    }
-    let epoch = with(|c| c.epoch);
-    let r = fetch().await;
-    with(|c| {
-        if let (Ok(a), true) = (&r, c.epoch == epoch) {
-            c.positions.insert(sku.clone(), a.clone());
-        }
-    });
-    r
-}
-
 /// This isolate changed `sku`'s stock: its cached positions are gone, and no
-/// read that started before is cached.
+/// read that started before is cached (see `edge_cache`).
 pub fn stock_changed(sku: &Sku) {
-    with(|c| {
-        c.epoch += 1;
-        c.positions.remove(sku);
-    });
+    crate::edge_cache::written(sku);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::FutureExt;
-    use std::cell::Cell;
-
-    fn read(now: i64, sku: &Sku, calls: &Cell<u32>) -> Result<ReadAnswer, Problem> {
-        positions(now, sku, || {
-            calls.set(calls.get() + 1);
-            Box::pin(async move {
-                Ok(ReadAnswer {
-                    now,
-                    positions: Vec::new(),
-                })
-            })
-        })
-        .now_or_never()
-        .expect("ready")
-    }
-
-    #[test]
-    fn cached_positions_are_never_older_than_the_bound() {
-        let sku = Sku::parse("CACHE-1").unwrap();
-        let calls = Cell::new(0);
-        assert_eq!(read(10_000, &sku, &calls).unwrap().now, 10_000);
-        // Within the bound: the cached answer, no call.
-        assert_eq!(
-            read(10_000 + READ_STALENESS_MS, &sku, &calls).unwrap().now,
-            10_000
-        );
-        assert_eq!(calls.get(), 1);
-        // Past it: a new call.
-        assert_eq!(
-            read(10_001 + READ_STALENESS_MS, &sku, &calls).unwrap().now,
-            11_001
-        );
-        assert_eq!(calls.get(), 2);
-        // A write through this isolate drops it at once.
-        stock_changed(&sku);
-        assert_eq!(read(11_002, &sku, &calls).unwrap().now, 11_002);
-        assert_eq!(calls.get(), 3);
-        // An answer from the future (a clock step back) is not trusted.
-        assert_eq!(read(5_000, &sku, &calls).unwrap().now, 5_000);
-        assert_eq!(calls.get(), 4);
-    }
 
     #[test]
     fn bounded_forgets_the_oldest() {

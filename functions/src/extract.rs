@@ -30,6 +30,8 @@ pub struct Ctx {
     pub accept: Option<String>,
     /// `Prefer: respond-async` (RFC 7240): answer a job's 202 at once.
     pub respond_async: bool,
+    /// The request's `waitUntil`: work that may finish after the answer.
+    pub background: Option<worker::Context>,
 }
 
 impl Ctx {

@@ -8,6 +8,7 @@
 //! routes.rs   the one route table (path, method, roles, CORS, handler) and the router
 //! extract.rs  Ctx, authentication, body limit, Idempotency-Key, shared input checks
 //! cache.rs    what an isolate remembers: API keys, catalog facts, reservation homes, recent keys
+//! edge_cache.rs  availability positions: bounded, at most 1 s stale, refreshed ahead, misses coalesced
 //! config.rs   the deployment's vars: fulfillment rule, split, tax table, pickup overdue time
 //! queue.rs    the order queue: a read model in D1, written by the Order objects
 //! http.rs     problem+json, replies, JSON and query helpers, RFC 3339
@@ -27,6 +28,7 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod edge_cache;
 pub mod extract;
 pub mod http;
 pub mod objects;
@@ -38,10 +40,10 @@ pub mod wire;
 use worker::{event, Context, Env, Request, Response};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     // The one WebSocket endpoint: its answer is an upgrade, not a Reply.
     if req.path() == api::live::PATH {
         return Ok(api::live::get(req, env).await);
     }
-    Ok(routes::handle(req, env).await.into_response())
+    Ok(routes::handle(req, env, Some(ctx)).await.into_response())
 }

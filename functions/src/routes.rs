@@ -143,7 +143,8 @@ fn with_cors(mut r: Reply, cors: bool) -> Reply {
 }
 
 /// The whole request, answered. Never fails: every error is a problem+json.
-pub async fn handle(mut req: Request, env: Env) -> Reply {
+/// `background`: the request's `waitUntil` (work after the answer; the edge cache's refresh).
+pub async fn handle(mut req: Request, env: Env, background: Option<worker::Context>) -> Reply {
     let raw_path = req.path();
     let segs: Vec<&str> = raw_path
         .trim_start_matches('/')
@@ -192,7 +193,7 @@ pub async fn handle(mut req: Request, env: Env) -> Reply {
             cors,
         );
     };
-    let reply = match prepare(&mut req, env, route, &segs).await {
+    let reply = match prepare(&mut req, env, route, &segs, background).await {
         Ok(ctx) => run(route, &ctx).await,
         Err(p) => Reply::problem(&p),
     };
@@ -205,6 +206,7 @@ async fn prepare(
     env: Env,
     route: &Route,
     segs: &[&str],
+    background: Option<worker::Context>,
 ) -> Result<Ctx, Problem> {
     let principal = if route.roles.is_empty() {
         crate::auth::Principal {
@@ -260,6 +262,7 @@ async fn prepare(
             p.split(',')
                 .any(|x| x.trim().eq_ignore_ascii_case("respond-async"))
         }),
+        background,
     })
 }
 

@@ -3,7 +3,8 @@
 --
 --   wrk ... -s scripts/bench/http.lua http://127.0.0.1:PORT -- MODE RUN TERMINALS
 --
--- MODE      health | availability | hold | hold_issued | sale | cart | order
+-- MODE      health | availability | avail100 | hold | hold_issued | sale | cart | order
+--           (avail100: one read of the 100 SKUs EDGE-001..EDGE-100 at store-1, pk_dev)
 --           (order: a one-line order created, then, once created, moved to
 --           paid: two requests per order; `units` counts the orders created)
 -- RUN       a token unique to this wrk run (ids and Idempotency-Keys start with it)
@@ -75,6 +76,13 @@ function init(args)
   elseif mode == "availability" then
     static_request = wrk.format("GET", "/v1/availability?sku=" .. HOLD_SKU .. "&location=" .. LOCATION,
       { ["Authorization"] = "Bearer pk_dev" })
+  elseif mode == "avail100" then
+    local skus = {}
+    for i = 1, 100 do
+      skus[i] = string.format("EDGE-%03d", i)
+    end
+    static_request = wrk.format("GET", "/v1/availability?sku=" .. table.concat(skus, ",")
+      .. "&location=" .. LOCATION, { ["Authorization"] = "Bearer pk_dev" })
   elseif mode ~= "hold" and mode ~= "hold_issued" and mode ~= "sale" and mode ~= "cart"
     and mode ~= "order" then
     error("unknown mode " .. mode)

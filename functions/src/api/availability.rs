@@ -1,15 +1,20 @@
 //! `GET /v1/availability`: positions and availability per SKU and location.
-//! One SKU object call per stock-bearing SKU read (a bundle reads its
-//! components); catalog facts come from the isolate's cache.
+//! Storefront and publishable reads come from the edge cache
+//! (`edge_cache.rs`: at most 1 s stale, misses coalesced, refreshed ahead in
+//! `waitUntil`); admin, POS and `consistency=strong` reads call each
+//! stock-bearing SKU's object (a bundle reads its components), a bounded
+//! number in flight. Catalog facts come from the isolate's cache.
 use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 use omnistock_core::{Channel, LocationId, Position, Sku};
 use serde_json::{json, Value};
 
 use super::{facts, read_sku};
 use crate::auth::Role;
-use crate::cache;
+use crate::edge_cache;
 use crate::extract::Ctx;
 use crate::http::{rfc3339, HttpResult, Problem, Reply, MAX_SKUS};
 use crate::wire::catalog::Location;
@@ -154,17 +159,30 @@ pub async fn get(ctx: &Ctx) -> HttpResult {
         }
     }
     let cached = cached_reads(ctx)?;
-    let answers = join_all(reads.iter().map(|s| async {
-        if !cached {
-            return read_sku(&ctx.env, s, &loc_ids).await;
+    let mut counts = None;
+    let answers: Vec<Result<ReadAnswer, Problem>> = if cached {
+        let env = ctx.env.clone();
+        let fetch: edge_cache::Fetch = Rc::new(move |s: Sku| {
+            let env = env.clone();
+            Box::pin(async move { read_sku(&env, &s, &[]).await })
+        });
+        let sleep: edge_cache::Sleep = Rc::new(|ms| {
+            Box::pin(async move { worker::Delay::from(Duration::from_millis(ms)).await })
+        });
+        let r = edge_cache::read(ctx.now, &reads, fetch.clone(), sleep).await;
+        if let (false, Some(bg)) = (r.refresh.is_empty(), &ctx.background) {
+            bg.wait_until(edge_cache::refresh(ctx.now, r.refresh, fetch));
         }
-        let (env, sku) = (ctx.env.clone(), s.clone());
-        cache::positions(ctx.now, s, move || {
-            Box::pin(async move { read_sku(&env, &sku, &[]).await })
-        })
-        .await
-    }))
-    .await;
+        counts = Some((r.hits, r.calls, r.followed));
+        r.answers
+    } else {
+        // The owning objects, in parallel, a bounded number at a time.
+        stream::iter(reads.iter())
+            .map(|s| read_sku(&ctx.env, s, &loc_ids))
+            .buffered(edge_cache::MAX_IN_FLIGHT)
+            .collect()
+            .await
+    };
     let mut read: BTreeMap<Sku, ReadAnswer> = BTreeMap::new();
     for (s, a) in reads.into_iter().zip(answers) {
         read.insert(s, a?);
@@ -176,8 +194,19 @@ pub async fn get(ctx: &Ctx) -> HttpResult {
             .unwrap_or_default()
     };
     let mut items = Vec::new();
-    // The oldest answer says how fresh the whole read is.
+    // The oldest answer says how fresh the whole read is; each item says its own.
     let as_of = read.values().map(|a| a.now).min().unwrap_or(ctx.now);
+    let read_at = |sku: &Sku| rfc3339(read.get(sku).map_or(ctx.now, |a| a.now));
+    // A bundle is as fresh as its oldest component.
+    let bundle_as_of = |b: &omnistock_core::bundle::Bundle| {
+        let at = b
+            .components()
+            .iter()
+            .filter_map(|c| read.get(&c.sku))
+            .map(|a| a.now)
+            .min();
+        rfc3339(at.unwrap_or(ctx.now))
+    };
     for sku in &skus {
         if let Some(b) = bundles.get(sku) {
             // A bundle: core's availability from its components', per location.
@@ -198,6 +227,7 @@ pub async fn get(ctx: &Ctx) -> HttpResult {
                 };
                 let mut r = row(sku, Some(l), &p, channel, avail);
                 r["bundle"] = json!(true);
+                r["as_of"] = json!(bundle_as_of(b));
                 items.push(r);
             }
             if all_locations {
@@ -208,6 +238,7 @@ pub async fn get(ctx: &Ctx) -> HttpResult {
                 let mut t = row(sku, None, &p, channel, total_available);
                 t["total"] = json!(true);
                 t["bundle"] = json!(true);
+                t["as_of"] = json!(bundle_as_of(b));
                 items.push(t);
             }
             continue;
@@ -219,16 +250,27 @@ pub async fn get(ctx: &Ctx) -> HttpResult {
             let avail = p.available(channel);
             total_available += avail;
             sum(&mut total, &p);
-            items.push(row(sku, Some(l), &p, channel, avail));
+            let mut r = row(sku, Some(l), &p, channel, avail);
+            r["as_of"] = json!(read_at(sku));
+            items.push(r);
         }
         if all_locations {
             let mut t = row(sku, None, &total, channel, total_available);
             t["total"] = json!(true);
+            t["as_of"] = json!(read_at(sku));
             items.push(t);
         }
     }
-    Ok(Reply::json(
+    let reply = Reply::json(
         200,
         &json!({"as_of": rfc3339(as_of), "channel": channel_name(channel), "items": items}),
-    ))
+    );
+    Ok(match counts {
+        // How this read was answered (for benchmarks and operators).
+        Some((hit, call, follow)) => reply.header(
+            "Omnistock-Cache",
+            &format!("hit={hit}, call={call}, followed={follow}"),
+        ),
+        None => reply.header("Omnistock-Cache", "strong"),
+    })
 }
