@@ -42,6 +42,7 @@ fn line(sku: &str, title: &str, qty: i64, price: &str, catalog: &str) -> LineInp
         unit_price: eur(price),
         catalog_price: Some(eur(catalog)),
         tax_code: None,
+        tax_location: None,
         direction: Direction::Sold,
     }
 }
@@ -320,6 +321,7 @@ mod width {
                 unit_price: Money::new(Decimal::new(cents[n], 2), i.currency).unwrap(),
                 catalog_price: Some(eur("999999999.99")),
                 tax_code: None,
+                tax_location: None,
                 direction: if n % 2 == 0 { Direction::Sold } else { Direction::Returned },
             }).collect();
             i.payments = vec![Payment { method: method.clone(), amount: eur("99999999999.99") }];

@@ -90,6 +90,9 @@ pub struct LineInput {
     /// The catalog's price; a charged price below it is shown as a discount.
     pub catalog_price: Option<Money>,
     pub tax_code: Option<String>,
+    /// Where the line was sold or fulfilled, when not the receipt's location
+    /// (a split order's part): its tax is that location's.
+    pub tax_location: Option<LocationId>,
     pub direction: Direction,
 }
 
@@ -304,7 +307,8 @@ impl Receipt {
                 }
                 .into());
             }
-            let lt = tax.line(&input.location, l.tax_code.as_deref(), l.unit_price, l.qty)?;
+            let at = l.tax_location.as_ref().unwrap_or(&input.location);
+            let lt = tax.line(at, l.tax_code.as_deref(), l.unit_price, l.qty)?;
             let amount = l.unit_price.checked_mul_qty(l.qty)?;
             let line_discount = match l.catalog_price {
                 Some(c)

@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod catalog_import;
 pub mod order;
+pub mod receipt;
 pub mod reservation;
 pub mod returns;
 pub mod sku_stock;
@@ -37,6 +38,7 @@ pub enum Namespace {
     Transfer,
     ReturnCase,
     CatalogImport,
+    ReceiptBook,
 }
 
 impl Namespace {
@@ -50,6 +52,7 @@ impl Namespace {
             Namespace::Transfer => "TRANSFER",
             Namespace::ReturnCase => "RETURN",
             Namespace::CatalogImport => "CATALOG_IMPORT",
+            Namespace::ReceiptBook => "RECEIPT",
         }
     }
 }
