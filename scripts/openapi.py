@@ -892,6 +892,96 @@ paths.update({
 })
 # ------------------------------------------------------------ end of catalog import
 
+# ------------------------------------------------------------ receipts (issue 14)
+RECEIPT_KINDS = ["sale", "order_paid", "order_fulfilled", "return", "refund", "exchange"]
+_RMONEY = SIGNED_MONEY
+_NAME = {"type": "string", "maxLength": 200}
+schemas.update({
+    "Receipt": obj({
+        "kind": {"enum": RECEIPT_KINDS},
+        "number": ID,
+        "reference": {"type": ["string", "null"], "description": "for a return, refund or exchange: the sale or order id"},
+        "shop": _NAME,
+        "location": ID,
+        "location_name": _NAME,
+        "issued_at": TIME,
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "tax_inclusive": {"type": "boolean"},
+        "lines": {"type": "array", "maxItems": 200, "items": obj({
+            "sku": {"type": "string", "maxLength": 64},
+            "title": _NAME,
+            "options": {"type": "array", "maxItems": 10, "items": {
+                "type": "array", "items": {"type": "string", "maxLength": 64}, "minItems": 2, "maxItems": 2}},
+            "qty": {"type": "integer", "minimum": 1, "maximum": 1000000},
+            "unit_price": _RMONEY,
+            "amount": _RMONEY,
+            "discount": {"oneOf": [{"type": "null"}, _RMONEY]},
+            "catalog_price": {"oneOf": [{"type": "null"}, _RMONEY]},
+            "direction": {"enum": ["sold", "returned"]},
+            "tax": obj({"rate": DECIMAL, "net": _RMONEY, "tax": _RMONEY, "gross": _RMONEY}),
+        })},
+        "taxes": {"type": "array", "items": obj({"rate": DECIMAL, "net": _RMONEY, "tax": _RMONEY, "gross": _RMONEY})},
+        "totals": obj({k: _RMONEY for k in ["subtotal", "discount", "net", "tax", "total", "paid", "refunded",
+                                             "change"]}),
+        "payments": {"type": "array", "maxItems": 100, "items": obj({"method": {"type": "string", "maxLength": 32},
+                                                                     "amount": _RMONEY})},
+        "refunds": {"type": "array", "maxItems": 100, "items": obj({"method": {"type": "string", "maxLength": 32},
+                                                                    "amount": _RMONEY})},
+        "customer": {"oneOf": [{"type": "null"}, obj({
+            "id": ID,
+            "name": {"type": ["string", "null"]},
+            "loyalty": {"oneOf": [{"type": "null"}, obj({"earned": {"type": "integer"},
+                                                         "redeemed": {"type": "integer"},
+                                                         "balance": {"type": "integer"}})]},
+        })]},
+        "return_window_days": {"type": "integer", "minimum": 0, "maximum": 365},
+        "return_by": {"type": ["string", "null"], "format": "date-time"},
+        "barcode": {**ID, "description": "the receipt number, drawn as Code 128 (set B) bars in the HTML form"},
+        "copy": {"type": "boolean", "description": "a reprint (?copy=true), marked COPY - REPRINT in every form"},
+    }),
+    "ReceiptEmailRequest": obj({
+        "to": {"type": "string", "maxLength": 254,
+               "pattern": "^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$",
+               "description": "one email address"},
+        "kind": {"enum": RECEIPT_KINDS, "description": "which receipt of the number; default as GET"},
+    }, required=["to"]),
+    "ReceiptEmail": obj({
+        "id": {"type": "string", "format": "uuid", "description": "the message id (UUIDv7), sent to the provider as its Idempotency-Key"},
+        "receipt": ID,
+        "kind": {"enum": RECEIPT_KINDS},
+        "to": {"type": "string"},
+        "status": {"enum": ["queued", "sent", "failed"],
+                   "description": "as first answered: queued (the first attempt failed; the outbox retries with backoff "
+                                  "1 s doubling to 5 min, at most 8 attempts) or sent"},
+    }),
+})
+paths.update({
+    "/v1/receipts/{id}": {"get": op(
+        "The receipt of a sale, order or return id (admin and POS; a storefront only for online orders), by Accept: "
+        "application/json (also */* and none), text/html (80 mm thermal paper and email: inline styles, no images, "
+        "Code 128 bars as inline SVG; also text/*), text/plain (at most 42 columns per line, for ESC/POS); anything "
+        "else is 406. The first read (or the sale) issues it; afterwards the stored receipt is served unchanged. "
+        "An order has a receipt when paid and one when shipped or collected (default: the latest); a return one "
+        "per stage (units received, refund, exchange; default: the latest). 409 invalid_transition: not yet issuable",
+        {"200": {"description": "The receipt", "content": {
+            "application/json": {"schema": ref("Receipt")},
+            "text/html; charset=utf-8": {"schema": {"type": "string"}},
+            "text/plain; charset=utf-8": {"schema": {"type": "string"}}}},
+         "406": problem("Accept names none of application/json, text/html, text/plain")},
+        params=[path_param("id"),
+                query("kind", {"enum": RECEIPT_KINDS}, "which receipt of this number"),
+                query("copy", {"enum": ["true", "false"]}, "a reprint: marked as a copy"),
+                query("terminal", ID, "the sale's terminal, when the sale was recorded before receipts existed")])},
+    "/v1/receipts/{id}/email": {"post": op(
+        "Queue the receipt for email through the configured provider (Resend's HTTP API; EMAIL_API_URL, "
+        "EMAIL_API_KEY, EMAIL_FROM): once per Idempotency-Key; an attempt that fails (network, 429, 5xx) is retried "
+        "by the receipt's alarm. At most 20 emails per receipt (429). 503 when email is not configured",
+        {"202": ok("ReceiptEmail", "Queued (or sent already)"),
+         "429": problem("This receipt was emailed 20 times")},
+        body="ReceiptEmailRequest", params=[path_param("id")], write=True)},
+})
+# ------------------------------------------------------------ end of receipts
+
 # ------------------------------------------------------------ schemathesis (issue 12)
 # Limits the Worker enforces that the document did not state, found by
 # `make schemathesis` (scripts/schemathesis.sh). Kept in this one block.

@@ -22,6 +22,7 @@
 //! - [`catalog_import`]: CSV catalog import (Shopify or omnistock columns) and its cleaning report.
 //! - [`fulfillment`]: which location serves which line (single, nearest, pickup).
 //! - [`reservation`]: the reservation coordinator, a sans-IO machine over the SKU objects.
+//! - [`receipt`]: one receipt model for sales, orders, returns, refunds and exchanges; JSON, HTML and 42-column text.
 //! - [`tax`]: tax rates per location and code, inclusive or exclusive, the per-line rounding rule.
 //! - [`transfer`]: the transfer coordinator (ship, receive in parts, cancel), sans-IO.
 //! - [`money`]: `rust_decimal` money with checked arithmetic and explicit rounding.
@@ -39,6 +40,7 @@ pub mod ids;
 pub mod money;
 pub mod order;
 pub mod pricing;
+pub mod receipt;
 pub mod reservation;
 pub mod returns;
 pub mod sku;

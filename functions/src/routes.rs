@@ -58,8 +58,8 @@ macro_rules! route {
 
 pub fn table() -> &'static [Route] {
     use api::{
-        availability, catalog, imports, inventory, orders, pos, reservations, returns, transfers,
-        unavailable,
+        availability, catalog, imports, inventory, orders, pos, receipts, reservations, returns,
+        transfers, unavailable,
     };
     static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
@@ -110,6 +110,9 @@ pub fn table() -> &'static [Route] {
             route!(Post "v1/returns/:id/receive", TILL, false, returns::receive),
             route!(Post "v1/returns/:id/refund", TILL, false, returns::refund),
             route!(Post "v1/returns/:id/exchange", TILL, false, returns::exchange),
+            // Receipts (issue 14): see api/receipts.rs.
+            route!(Get "v1/receipts/:id", READERS, false, receipts::get),
+            route!(Post "v1/receipts/:id/email", READERS, false, receipts::email),
         ]
     })
 }

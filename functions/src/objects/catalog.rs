@@ -417,6 +417,7 @@ impl Catalog {
                 }
             }
             CatalogRequest::Facts(f) => serde_json::to_value(self.facts(&sql, f)?)?,
+            CatalogRequest::Describe { skus } => serde_json::to_value(self.describe(&sql, skus)?)?,
             CatalogRequest::Prices { skus } => {
                 let mut out: Vec<(Sku, Option<PriceFact>)> = Vec::new();
                 for s in skus.into_iter().take(crate::http::MAX_LINES * 2) {
@@ -701,6 +702,47 @@ impl Catalog {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(serde_json::from_str(&r.json)?);
+        }
+        Ok(out)
+    }
+
+    /// Receipts (issue 14): what a receipt prints of each SKU.
+    fn describe(
+        &self,
+        sql: &worker::SqlStorage,
+        skus: Vec<Sku>,
+    ) -> Result<Vec<(Sku, Option<crate::wire::catalog::Described>)>, Problem> {
+        use crate::wire::catalog::Described;
+        let mut out = Vec::new();
+        for s in skus.into_iter().take(crate::http::MAX_LINES * 2) {
+            let d = match self.sku_info(sql, &s)? {
+                Some(i) => Some(Described {
+                    title: i.title,
+                    options: i.variant.options,
+                    price: i.variant.price,
+                    tax_code: i.variant.tax_code,
+                }),
+                None => {
+                    let rows: Vec<JsonRow> = storage::query(
+                        sql,
+                        "SELECT json FROM bundles WHERE sku = ?",
+                        vec![text(s.as_str())],
+                    )?;
+                    match rows.first() {
+                        Some(r) => {
+                            let b: Bundle = serde_json::from_str(&r.json)?;
+                            Some(Described {
+                                title: b.title,
+                                options: Default::default(),
+                                price: b.price,
+                                tax_code: None,
+                            })
+                        }
+                        None => None,
+                    }
+                }
+            };
+            out.push((s, d));
         }
         Ok(out)
     }

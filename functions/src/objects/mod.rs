@@ -25,11 +25,14 @@
 //! - `ReturnCase` (returns.rs): one per return id, drives core's return
 //!   coordinator (receipts into the SKU objects, refunds); claims from
 //!   the sale's `Terminal` or the `Order`.
+//! - `ReceiptBook` (receipt.rs): one per receipt number: the issued
+//!   receipts (frozen), a sale id's terminal, the email outbox (issue 14).
 pub mod catalog;
 pub mod catalog_import;
 pub mod live;
 pub mod live_hub;
 pub mod order;
+pub mod receipt;
 pub mod reservation;
 pub mod returns;
 pub mod serial;

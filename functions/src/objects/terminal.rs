@@ -116,6 +116,7 @@ impl DurableObject for Terminal {
                 sale_id,
                 lines,
             }) => wire::answer(self.claim_return(return_id, sale_id, lines).await),
+            Ok(TerminalRequest::GetSale { sale_id }) => wire::answer(self.get_sale(&sale_id)),
             Err(p) => wire::answer::<()>(Err(p)),
         }
     }
@@ -600,6 +601,23 @@ impl Terminal {
             ],
         )?;
         Ok(answer)
+    }
+}
+
+impl Terminal {
+    /// Receipts (issue 14): a recorded sale as applied (its priced lines).
+    fn get_sale(&self, sale_id: &SaleId) -> Result<Option<Sale>, Problem> {
+        self.ensure_schema()?;
+        let sql = self.state.storage().sql();
+        let rows: Vec<SaleRow> = storage::query(
+            &sql,
+            "SELECT sale FROM sales WHERE sale_id = ? AND status = 201",
+            vec![text(sale_id.as_str())],
+        )?;
+        match rows.first() {
+            Some(SaleRow { sale: Some(json) }) => Ok(Some(serde_json::from_str(json)?)),
+            _ => Ok(None),
+        }
     }
 }
 

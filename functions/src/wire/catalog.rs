@@ -382,6 +382,12 @@ pub enum CatalogRequest {
     Prices {
         skus: Vec<Sku>,
     },
+    /// Receipts (issue 14): title, options, price and tax code of each SKU
+    /// (a variant, or a bundle: its title and price); `None` for an unknown
+    /// SKU. At most 2 x MAX_LINES SKUs are answered.
+    Describe {
+        skus: Vec<Sku>,
+    },
     /// A catalog import's dry run: who owns these SKUs and barcodes now,
     /// and the import id kept under the POST's Idempotency-Key (`id` is
     /// kept when the key is new; a replay answers the first id).
@@ -399,6 +405,17 @@ pub struct ImportCheckAnswer {
     pub id: String,
     pub replayed: bool,
     pub existing: omnistock_core::catalog_import::Existing,
+}
+
+/// What a receipt prints of a SKU (the answer to `Describe`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Described {
+    pub title: String,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    pub price: Money,
+    #[serde(default)]
+    pub tax_code: Option<String>,
 }
 
 /// A SKU's price as the catalog states it.

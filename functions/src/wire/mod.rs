@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod catalog_import;
 pub mod order;
+pub mod receipt;
 pub mod reservation;
 pub mod returns;
 pub mod sku_stock;
@@ -38,6 +39,7 @@ pub enum Namespace {
     ReturnCase,
     CatalogImport,
     LiveHub,
+    ReceiptBook,
 }
 
 impl Namespace {
@@ -52,6 +54,7 @@ impl Namespace {
             Namespace::ReturnCase => "RETURN",
             Namespace::CatalogImport => "CATALOG_IMPORT",
             Namespace::LiveHub => "LIVE_HUB",
+            Namespace::ReceiptBook => "RECEIPT",
         }
     }
 }

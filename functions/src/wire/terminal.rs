@@ -67,6 +67,8 @@ pub enum TerminalRequest {
         sale_id: SaleId,
         lines: Vec<ClaimLine>,
     },
+    /// Receipts (issue 14): the sale as applied (`None`: not recorded here).
+    GetSale { sale_id: SaleId },
 }
 
 /// Units of one SKU a return claims.

@@ -18,6 +18,7 @@ mod orders;
 mod pages;
 mod pos;
 mod prices;
+mod receipts;
 mod returns;
 mod slice;
 mod snapshots;

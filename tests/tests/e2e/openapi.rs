@@ -539,6 +539,19 @@ fn every_answer_matches_the_openapi_document() {
         )),
     );
     c.call("GET", "/v1/returns/no-such-return", Some(ADMIN), None);
+    // Receipts (issue 14): a sale's and a return's, an unknown number, and
+    // email (not configured on the shared server: 503; bad input: 400).
+    c.call("GET", &format!("/v1/receipts/{rsale}"), Some(POS1), None);
+    c.call("GET", &format!("/v1/receipts/{ret}"), Some(ADMIN), None);
+    c.call("GET", "/v1/receipts/no-such-receipt", Some(ADMIN), None);
+    let mail = format!("/v1/receipts/{rsale}/email");
+    c.call(
+        "POST",
+        &mail,
+        Some(POS1),
+        Some(r#"{"to":"ada@example.com"}"#),
+    );
+    c.call("POST", &mail, Some(POS1), Some(r#"{"to":"nobody"}"#));
 
     // Catalog import (issue 11): a CSV body is not JSON, so the dry run is
     // made directly and checked here; the checker sees the 415 and the rest.

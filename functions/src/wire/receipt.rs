@@ -1,0 +1,51 @@
+//! Messages to a `ReceiptBook` object (one per receipt number: a sale, order
+//! or return id): the issued receipts (frozen: the first issue of a kind
+//! wins), the terminal a sale id was sold at, and the email outbox.
+use omnistock_core::receipt::{Receipt, ReceiptKind};
+use omnistock_core::TerminalId;
+use serde::{Deserialize, Serialize};
+
+use super::Idem;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ReceiptRequest {
+    /// A POS sale with this id was sent to `terminal` (the first one wins).
+    RegisterSale { terminal: TerminalId },
+    /// What is known under this number.
+    Get,
+    /// Issue `receipt` unless one of its kind was issued: the answer is the
+    /// receipt as issued (the first), never a changed one.
+    Issue { receipt: Box<Receipt> },
+    /// Queue the issued receipt of `kind` for email to `to`, once per key.
+    Email {
+        kind: ReceiptKind,
+        to: String,
+        /// A fresh UUIDv7 for the message (kept only when the key is new).
+        id: String,
+        idem: Idem,
+    },
+}
+
+/// The answer to [`ReceiptRequest::Get`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Known {
+    /// Issued receipts, in the order they were issued.
+    pub receipts: Vec<Receipt>,
+    /// The terminal of the POS sale with this id, if one was registered.
+    pub sale_terminal: Option<TerminalId>,
+}
+
+/// The answer to [`ReceiptRequest::Email`] (the HTTP body of the 202).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmailAnswer {
+    pub id: String,
+    pub receipt: String,
+    pub kind: ReceiptKind,
+    pub to: String,
+    /// `queued` (the outbox sends it, retrying with backoff), `sent`, or
+    /// `failed` (refused by the provider, or out of attempts).
+    pub status: String,
+    #[serde(default)]
+    pub replayed: bool,
+}

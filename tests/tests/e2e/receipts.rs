@@ -1,0 +1,367 @@
+//! Receipts (issue 14): each form served by `Accept` (JSON, HTML for 80 mm
+//! paper, 42-column text; 406 otherwise), a reprint marked as a copy, a
+//! receipt that never changes after a later return (which gets its own), a
+//! return started from a scanned receipt number (pre-filled, over-returns
+//! refused), and email through a stand-in of the provider on loopback that
+//! receives exactly one message for a retried send, across a SIGKILL.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// A POS sale at store-1 (terminal `terminal`) of `(sku, qty, unit price)`
+/// lines, paid in cash with `cash`, for `customer`.
+fn sell(
+    api: &Api,
+    terminal: &str,
+    lines: &[(&str, i64, &str)],
+    cash: &str,
+    customer: Option<&str>,
+) -> String {
+    let sale = unique("rs");
+    let ls: Vec<String> = lines
+        .iter()
+        .map(|(s, q, p)| {
+            format!(r#"{{"sku":"{s}","qty":{q},"unit_price":{{"amount":"{p}","currency":"EUR"}}}}"#)
+        })
+        .collect();
+    let cust = customer.map_or(String::new(), |c| format!(r#""customer_id":"{c}","#));
+    let body = format!(
+        r#"{{"sale_id":"{sale}","terminal_id":"{terminal}","device_seq":1,"location":"store-1",{cust}"occurred_at":"2026-11-29T09:12:00Z","lines":[{}],"payments":[{{"method":"cash","amount":{{"amount":"{cash}","currency":"EUR"}}}}]}}"#,
+        ls.join(",")
+    );
+    let r = api.send("POST", "/v1/pos/sales", POS1, &body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    sale
+}
+
+fn receipt(api: &Api, id: &str, accept: &str, query: &str) -> Resp {
+    api.request(
+        "GET",
+        &format!("/v1/receipts/{id}{query}"),
+        &[
+            ("Authorization", &format!("Bearer {POS1}")),
+            ("Accept", accept),
+        ],
+        None,
+    )
+}
+
+#[test]
+fn each_form_is_served_by_accept_and_a_reprint_is_a_copy() {
+    let api = shared().api();
+    let a = api.new_sku("store-1", 10);
+    let b = api.new_sku("store-1", 10);
+    // The catalog says 9.99; the till sold `a` at 7.50: a discount.
+    let sale = sell(
+        &api,
+        "rct1",
+        &[(&a, 2, "7.50"), (&b, 1, "9.99")],
+        "30.00",
+        Some("cust-7"),
+    );
+
+    let j = receipt(&api, &sale, "application/json", "");
+    assert_eq!(j.status, 200, "{}", j.body);
+    assert!(j
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    let v = j.json();
+    assert_eq!(v["kind"], "sale");
+    assert_eq!(v["number"], sale);
+    assert_eq!(v["barcode"], sale);
+    assert_eq!(v["copy"], false);
+    assert_eq!(v["location"], "store-1");
+    assert_eq!(v["issued_at"], "2026-11-29T09:12:00Z");
+    assert_eq!(v["customer"]["id"], "cust-7");
+    assert_eq!(v["lines"].as_array().unwrap().len(), 2);
+    assert_eq!(v["lines"][0]["sku"], a.as_str());
+    assert_eq!(v["lines"][0]["discount"]["amount"], "4.98");
+    // wrangler.toml's table: 8 % exclusive. 15.00 -> 1.20, 9.99 -> 0.80.
+    assert_eq!(v["tax_inclusive"], false);
+    assert_eq!(v["totals"]["tax"]["amount"], "2.00");
+    assert_eq!(v["totals"]["total"]["amount"], "26.99");
+    assert_eq!(v["totals"]["paid"]["amount"], "30.00");
+    assert_eq!(v["totals"]["change"]["amount"], "3.01");
+    assert_eq!(v["return_window_days"], 30);
+    assert_eq!(v["return_by"], "2026-12-29T09:12:00Z");
+
+    let h = receipt(&api, &sale, "text/html", "");
+    assert_eq!(h.status, 200, "{}", h.body);
+    assert!(h.header("content-type").unwrap().starts_with("text/html"));
+    assert!(h.body.contains("width:72mm"), "sized for 80 mm paper");
+    assert!(
+        h.body.contains("<svg") && h.body.contains("<rect"),
+        "barcode bars"
+    );
+    assert!(!h.body.contains("<img") && !h.body.contains("<script"));
+    assert!(!h.body.contains("<style"), "inline styles only");
+    assert!(h.body.contains("26.99") && h.body.contains(&sale));
+    assert!(!h.body.contains("COPY"));
+
+    let t = receipt(&api, &sale, "text/plain", "");
+    assert_eq!(t.status, 200, "{}", t.body);
+    assert!(t.header("content-type").unwrap().starts_with("text/plain"));
+    for l in t.body.lines() {
+        assert!(l.chars().count() <= 42, "wider than 42 columns: {l:?}");
+    }
+    assert!(t.body.contains("TOTAL EUR"));
+    assert!(t.body.contains("Change"));
+    assert!(!t.body.contains("COPY"));
+
+    // A reprint: the same receipt, marked as a copy, in every form.
+    let tc = receipt(&api, &sale, "text/plain", "?copy=true");
+    assert_eq!(tc.status, 200);
+    assert!(tc.body.lines().next().unwrap().contains("COPY - REPRINT"));
+    assert_eq!(
+        tc.body.matches("26.99").count(),
+        t.body.matches("26.99").count()
+    );
+    let hc = receipt(&api, &sale, "text/html", "?copy=true");
+    assert!(hc.body.contains("COPY - REPRINT"));
+    let jc = receipt(&api, &sale, "application/json", "?copy=true").json();
+    assert_eq!(jc["copy"], true);
+    assert_eq!(jc["totals"], v["totals"]);
+
+    // Accept that names none of the three: 406, problem+json.
+    let n = receipt(&api, &sale, "image/png", "");
+    n.assert_problem(406, "invalid_request");
+    // Bad parameters and unknown numbers.
+    receipt(&api, &sale, "application/json", "?copy=maybe").assert_problem(400, "invalid_request");
+    receipt(&api, &sale, "application/json", "?kind=invoice")
+        .assert_problem(400, "invalid_request");
+    receipt(&api, "no-such-receipt", "application/json", "").assert_problem(404, "not_found");
+    receipt(&api, "bad%20id", "application/json", "").assert_problem(400, "invalid_request");
+    // A publishable key may not read receipts.
+    let p = api.get(&format!("/v1/receipts/{sale}"), PUBLISHABLE);
+    assert_eq!(p.status, 403, "{}", p.body);
+}
+
+#[test]
+fn a_return_from_a_scanned_number_is_prefilled_and_never_changes_the_sale_receipt() {
+    let api = shared().api();
+    let a = api.new_sku("store-1", 10);
+    let b = api.new_sku("store-1", 10);
+    let sale = sell(
+        &api,
+        "rct2",
+        &[(&a, 2, "9.99"), (&b, 1, "4.00")],
+        "30.00",
+        None,
+    );
+    let first = receipt(&api, &sale, "application/json", "");
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first_text = receipt(&api, &sale, "text/plain", "").body;
+
+    // The till scans the number: the receipt's lines pre-fill the return.
+    let lines: Vec<(String, i64)> = first.json()["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["sku"].as_str().unwrap().to_string(),
+                l["qty"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(lines, vec![(a.clone(), 2), (b.clone(), 1)]);
+    let body = |id: &str, qa: i64| {
+        format!(
+            r#"{{"id":"{id}","sale_id":"{sale}","lines":[{{"sku":"{a}","qty":{qa},"reason":"scanned"}}]}}"#
+        )
+    };
+    // More than was sold: refused by the sale's terminal, nothing claimed.
+    let over = api.send("POST", "/v1/returns", POS1, &body(&unique("rr"), 3));
+    let p = over.assert_problem(400, "invalid_request");
+    assert_eq!(p["lines"][0]["returnable"], 2, "{p}");
+    let ret = unique("rr");
+    let r = api.send("POST", "/v1/returns", POS1, &body(&ret, 1));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api.send(
+        "POST",
+        &format!("/v1/returns/{ret}/receive"),
+        POS1,
+        &format!(
+            r#"{{"location":"store-1","lines":[{{"sku":"{a}","qty":1,"condition":"restock"}}]}}"#
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The return's own receipt: units taken back, nothing refunded yet.
+    let rr = receipt(&api, &ret, "application/json", "");
+    assert_eq!(rr.status, 200, "{}", rr.body);
+    assert_eq!(rr.json()["kind"], "return");
+    let r = api.send(
+        "POST",
+        &format!("/v1/returns/{ret}/refund"),
+        POS1,
+        r#"{"amount":{"amount":"9.99","currency":"EUR"}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The refund makes its own receipt; the earlier one stays as issued.
+    let rf = receipt(&api, &ret, "application/json", "").json();
+    assert_eq!(rf["kind"], "refund");
+    assert_eq!(rf["reference"], sale.as_str());
+    assert_eq!(rf["lines"][0]["direction"], "returned");
+    assert_eq!(rf["lines"][0]["unit_price"]["amount"], "9.99");
+    assert_eq!(rf["refunds"][0]["amount"]["amount"], "9.99");
+    assert_eq!(rf["totals"]["total"]["amount"], "-10.79");
+    let again = receipt(&api, &ret, "application/json", "?kind=return").json();
+    assert_eq!(again, rr.json());
+    // The sale's receipt never changed.
+    assert_eq!(
+        receipt(&api, &sale, "application/json", "").json(),
+        first.json()
+    );
+    assert_eq!(receipt(&api, &sale, "text/plain", "").body, first_text);
+    // What remains returnable is counted against the first return.
+    let r = api.send("POST", "/v1/returns", POS1, &body(&unique("rr"), 2));
+    assert_eq!(
+        r.assert_problem(400, "invalid_request")["lines"][0]["returnable"],
+        1
+    );
+}
+
+/// What the provider stand-in received: each request's Idempotency-Key,
+/// Authorization, body, and the status it answered.
+#[derive(Clone, Debug)]
+struct Got {
+    key: String,
+    auth: String,
+    body: Value,
+    status: u16,
+}
+
+/// A stand-in of Resend's `POST /emails` on 127.0.0.1: answers the first
+/// `fail.len()` requests with those statuses, then 200 `{id}`; like Resend, a
+/// key it accepted before is answered again without a second message.
+fn provider(fail: Vec<u16>) -> (u16, Arc<Mutex<Vec<Got>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+    let g = got.clone();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let (mut len, mut key, mut auth) = (0usize, String::new(), String::new());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                let (k, v) = h.split_once(':').unwrap_or((&h, ""));
+                match k.to_ascii_lowercase().as_str() {
+                    "content-length" => len = v.trim().parse().unwrap_or(0),
+                    "idempotency-key" => key = v.trim().into(),
+                    "authorization" => auth = v.trim().into(),
+                    _ => {}
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let mut got = g.lock().unwrap();
+            let n = got.len();
+            let accepted_before = got.iter().any(|x| x.key == key && x.status == 200);
+            let status = if n < fail.len() && !accepted_before {
+                fail[n]
+            } else {
+                200
+            };
+            let answer = if status == 200 {
+                format!(r#"{{"id":"msg-{key}"}}"#)
+            } else {
+                r#"{"message":"try later"}"#.into()
+            };
+            got.push(Got {
+                key,
+                auth,
+                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                status: if accepted_before { 208 } else { status },
+            });
+            drop(got);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn a_retried_email_reaches_the_provider_once_across_a_sigkill() {
+    let (port, got) = provider(vec![500, 429]);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = Server::start_with_vars(&[
+        ("EMAIL_API_URL", &url),
+        ("EMAIL_API_KEY", "re_test_key"),
+        ("EMAIL_FROM", "shop@example.com"),
+    ]);
+    let api = server.api();
+    seed_locations(&api);
+    let a = api.new_sku("store-1", 5);
+    let sale = sell(&api, "rct3", &[(&a, 1, "9.99")], "10.79", None);
+    let key = unique("mail");
+    let path = format!("/v1/receipts/{sale}/email");
+    let body = r#"{"to":"ada@example.com"}"#;
+    let r = api.write("POST", &path, POS1, &key, body);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let first = r.json();
+    assert_eq!(first["status"], "queued", "the first attempt got a 500");
+    assert_eq!(first["receipt"], sale.as_str());
+    // The same key again: the first answer, nothing sent again.
+    let again = api.write("POST", &path, POS1, &key, body);
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json(), first);
+    // The same key with another body: 409.
+    api.write("POST", &path, POS1, &key, r#"{"to":"bob@example.com"}"#)
+        .assert_problem(409, "idempotency_key_reused");
+    // Bad input changes nothing.
+    api.send("POST", &path, POS1, r#"{"to":"a@b.c, d@e.f"}"#)
+        .assert_problem(400, "invalid_request");
+    api.send("POST", &path, POS1, r#"{"to":"ada@example.com","cc":"x"}"#)
+        .assert_problem(400, "invalid_request");
+
+    // The Worker dies with the email still queued; the outbox's alarm
+    // retries after the restart (a 429, then accepted).
+    server.kill9();
+    server.start_again();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline && !got.lock().unwrap().iter().any(|g| g.status == 200) {
+        thread::sleep(Duration::from_millis(250));
+    }
+    // Longer than the next backoff: nothing more arrives.
+    thread::sleep(Duration::from_secs(5));
+    let got = got.lock().unwrap().clone();
+    let accepted: Vec<&Got> = got.iter().filter(|g| g.status == 200).collect();
+    assert_eq!(accepted.len(), 1, "exactly one message: {got:?}");
+    assert_eq!(got.len(), 3, "500, 429, then accepted once: {got:?}");
+    let m = accepted[0];
+    assert!(
+        got.iter().all(|g| g.key == m.key),
+        "one message id: {got:?}"
+    );
+    assert_eq!(m.key, first["id"].as_str().unwrap());
+    assert_eq!(m.auth, "Bearer re_test_key");
+    assert_eq!(m.body["to"][0], "ada@example.com");
+    assert_eq!(m.body["from"], "shop@example.com");
+    assert!(m.body["subject"].as_str().unwrap().contains(&sale));
+    assert!(m.body["html"].as_str().unwrap().contains("<svg"));
+    for l in m.body["text"].as_str().unwrap().lines() {
+        assert!(l.chars().count() <= 42, "{l:?}");
+    }
+    let api = server.api();
+    let replay = api.write("POST", &path, POS1, &key, body);
+    assert_eq!(replay.json(), first, "replayed after the restart too");
+}
