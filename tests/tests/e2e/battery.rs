@@ -140,8 +140,8 @@ fn snapshot(api: &Api, sku: &str, rid: &str, pid: &str) -> Value {
     let locations = api.get("/v1/locations/store-1", ADMIN);
     assert_eq!(locations.status, 200, "{}", locations.body);
     json!({
-        "online": avail.json()["items"],
-        "pos": pos.json()["items"],
+        "online": without_as_of(avail.json()["items"].clone()),
+        "pos": without_as_of(pos.json()["items"].clone()),
         "ledger": ledger.json()["items"],
         "reservation": res.json(),
         "product": product.json(),

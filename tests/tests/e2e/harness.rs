@@ -541,14 +541,15 @@ impl Api {
         self.write(method, path, key, &unique("idem"), body)
     }
 
-    /// Availability row of one SKU at one location.
+    /// Availability row of one SKU at one location, without its `as_of`
+    /// (the time of the read: rows are compared across reads).
     pub fn stock(&self, sku: &str, location: &str) -> Value {
         let r = self.get(
             &format!("/v1/availability?sku={sku}&location={location}"),
             ADMIN,
         );
         assert_eq!(r.status, 200, "{}", r.body);
-        r.json()["items"][0].clone()
+        without_as_of(r.json()["items"][0].clone())
     }
 
     pub fn available(&self, sku: &str, location: &str) -> i64 {
@@ -733,4 +734,21 @@ pub fn object_files(server: &Server, class: &str) -> Vec<PathBuf> {
                     .is_some_and(|n| n.to_string_lossy().ends_with(class))
         })
         .collect()
+}
+
+/// `v` without any `as_of` member (a read's time), at any depth: for
+/// comparing what the API shows across reads.
+pub fn without_as_of(mut v: Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("as_of");
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    v
 }

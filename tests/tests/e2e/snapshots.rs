@@ -34,7 +34,11 @@ fn observe(api: &Api, sku: &str) -> (Vec<Value>, Value, Vec<Value>) {
         .collect();
     let all = api.get(&format!("/v1/availability?sku={sku}"), ADMIN);
     assert_eq!(all.status, 200, "{}", all.body);
-    (rows, all.json()["items"].clone(), ledger(api, sku))
+    (
+        rows,
+        without_as_of(all.json()["items"].clone()),
+        ledger(api, sku),
+    )
 }
 
 /// Writes `rounds` rounds of traffic on `sku`: a receipt, a reservation and
