@@ -860,7 +860,7 @@ RECEIPT_KINDS = ["sale", "order_paid", "order_fulfilled", "return", "refund", "e
 _RMONEY = SIGNED_MONEY
 _NAME = {"type": "string", "maxLength": 200}
 schemas.update({
-    "Receipt": obj({
+    "CustomerReceipt": obj({
         "kind": {"enum": RECEIPT_KINDS},
         "number": ID,
         "reference": {"type": ["string", "null"], "description": "for a return, refund or exchange: the sale or order id"},
@@ -927,7 +927,7 @@ paths.update({
         "An order has a receipt when paid and one when shipped or collected (default: the latest); a return one "
         "per stage (units received, refund, exchange; default: the latest). 409 invalid_transition: not yet issuable",
         {"200": {"description": "The receipt", "content": {
-            "application/json": {"schema": ref("Receipt")},
+            "application/json": {"schema": ref("CustomerReceipt")},
             "text/html; charset=utf-8": {"schema": {"type": "string"}},
             "text/plain; charset=utf-8": {"schema": {"type": "string"}}}},
          "406": problem("Accept names none of application/json, text/html, text/plain")},
