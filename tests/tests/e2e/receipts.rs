@@ -462,3 +462,61 @@ fn the_till_returns_from_a_scanned_number_and_reprints_a_copy() {
     let r = receipt(&api, &sale, "application/json", "").json();
     assert_eq!(r["lines"][0]["qty"], 2);
 }
+
+/// An online order has a receipt when paid and another when shipped; each
+/// stays as issued, and its total is the order's to the cent.
+#[test]
+fn an_order_has_a_receipt_when_paid_and_when_shipped() {
+    let api = shared().api();
+    let a = api.new_sku("store-1", 10);
+    let id = unique("ro");
+    let r = api.send(
+        "POST",
+        "/v1/orders",
+        STOREFRONT,
+        &format!(
+            r#"{{"id":"{id}","customer_id":"cust-9","lines":[{{"sku":"{a}","qty":3}}],"fulfillment":{{"type":"ship","location":"store-1"}}}}"#
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let gross = r.json()["totals"]["gross"].as_str().unwrap().to_string();
+    let get = |q: &str| {
+        api.request(
+            "GET",
+            &format!("/v1/receipts/{id}{q}"),
+            &[("Authorization", &format!("Bearer {STOREFRONT}"))],
+            None,
+        )
+    };
+    // Not paid yet: no receipt to issue.
+    get("").assert_problem(409, "invalid_transition");
+    let step = |to: &str| {
+        let r = api.send(
+            "POST",
+            &format!("/v1/orders/{id}/transitions"),
+            ADMIN,
+            &format!(r#"{{"to":"{to}"}}"#),
+        );
+        assert_eq!(r.status, 200, "{to}: {}", r.body);
+    };
+    step("paid");
+    let paid = get("");
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    let paid = paid.json();
+    assert_eq!(paid["kind"], "order_paid");
+    assert_eq!(paid["totals"]["total"]["amount"], gross.as_str());
+    assert_eq!(paid["customer"]["id"], "cust-9");
+    assert_eq!(paid["lines"][0]["qty"], 3);
+    for to in ["ready_to_pick", "packed", "shipped"] {
+        step(to);
+    }
+    let shipped = get("").json();
+    assert_eq!(shipped["kind"], "order_fulfilled");
+    assert_eq!(shipped["totals"], paid["totals"]);
+    // The payment receipt is still the one issued.
+    assert_eq!(get("?kind=order_paid").json(), paid);
+    // A storefront key reads online orders' receipts, never a till's sale.
+    let sale = sell(&api, "rct5", &[(&a, 1, "9.99")], "10.79", None);
+    let r = api.get(&format!("/v1/receipts/{sale}"), STOREFRONT);
+    r.assert_problem(403, "forbidden");
+}
