@@ -950,9 +950,9 @@ schemas.update({
         "receipt": ID,
         "kind": {"enum": RECEIPT_KINDS},
         "to": {"type": "string"},
-        "status": {"enum": ["queued", "sent", "failed"],
-                   "description": "as first answered: queued (the first attempt failed; the outbox retries with backoff "
-                                  "1 s doubling to 5 min, at most 8 attempts) or sent"},
+        "status": {"enum": ["queued"],
+                   "description": "queued: the outbox delivers it (the first attempt is made before this answer; a "
+                                  "failed one is retried with backoff 1 s doubling to 5 min, at most 8 attempts)"},
     }),
 })
 paths.update({
@@ -975,7 +975,8 @@ paths.update({
     "/v1/receipts/{id}/email": {"post": op(
         "Queue the receipt for email through the configured provider (Resend's HTTP API; EMAIL_API_URL, "
         "EMAIL_API_KEY, EMAIL_FROM): once per Idempotency-Key; an attempt that fails (network, 429, 5xx) is retried "
-        "by the receipt's alarm. At most 20 emails per receipt (429). 503 when email is not configured",
+        "by the receipt's alarm. At most 20 emails per receipt (429). Without the provider's settings the email is "
+        "still queued; its attempts fail until they are set (or it ends failed after 8)",
         {"202": ok("ReceiptEmail", "Queued (or sent already)"),
          "429": problem("This receipt was emailed 20 times")},
         body="ReceiptEmailRequest", params=[path_param("id")], write=True)},

@@ -23,6 +23,7 @@ use crate::time::Timestamp;
 
 pub mod code128;
 pub mod html;
+pub mod outbox;
 pub mod text;
 
 /// Most lines on one receipt (a sale has at most 100; an exchange shows the

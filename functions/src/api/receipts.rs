@@ -334,16 +334,18 @@ async fn order_receipt(
         (Some(ReceiptKind::OrderPaid) | None, Some(p), _) => (ReceiptKind::OrderPaid, p),
         (Some(k @ (ReceiptKind::OrderPaid | ReceiptKind::OrderFulfilled)), _, _) => {
             let allowed: &[&str] = &["paid", "shipped", "collected"];
-            return Err(Problem::invalid_transition(
-                v.status.as_str(),
-                if k == ReceiptKind::OrderPaid {
-                    "paid"
-                } else {
-                    "shipped"
-                },
-                allowed,
-            )
-            .with("detail", format!("order {} has no {k:?} receipt yet", v.id)));
+            let to = if k == ReceiptKind::OrderPaid {
+                "paid"
+            } else {
+                "shipped"
+            };
+            let mut p = Problem::invalid_transition(v.status.as_str(), to, allowed);
+            p.detail = format!(
+                "order {} has no {} receipt yet",
+                v.id,
+                k.title().to_lowercase()
+            );
+            return Err(p);
         }
         _ => {
             return Err(Problem::not_found(format!(
@@ -417,25 +419,20 @@ async fn return_receipt(
         })
         .filter(|(_, n, _, _)| *n > 0)
         .collect();
+    let not_yet = || {
+        let allowed: &[&str] = &["received", "refunded", "exchanged"];
+        let mut p = Problem::invalid_transition("initiated", "received", allowed);
+        p.detail = format!(
+            "return {} has received nothing yet: there is no receipt",
+            v.id
+        );
+        p
+    };
     let Some(last) = v.receipts.last() else {
-        return Err(Problem::new(
-            409,
-            "invalid_transition",
-            format!(
-                "return {} has received nothing yet: there is no receipt",
-                v.id
-            ),
-        ));
+        return Err(not_yet());
     };
     if received.is_empty() {
-        return Err(Problem::new(
-            409,
-            "invalid_transition",
-            format!(
-                "return {} has received nothing yet: there is no receipt",
-                v.id
-            ),
-        ));
+        return Err(not_yet());
     }
     // The source's receipt gives the prices, titles and customer (and is
     // issued by this too: a sale's receipt never changes afterwards).
@@ -715,7 +712,7 @@ fn new_id(now_ms: i64) -> Result<String, Problem> {
 }
 
 /// `POST /v1/receipts/{id}/email` `{to, kind?}`: 202, queued in the
-/// receipt's outbox (sent now when the provider answers, else retried).
+/// receipt's outbox (the first attempt before the answer; retries by alarm).
 pub async fn email(ctx: &Ctx) -> HttpResult {
     let id = ctx.path_id("receipt")?;
     check_id(&id, "receipt id")?;
@@ -723,11 +720,9 @@ pub async fn email(ctx: &Ctx) -> HttpResult {
     check_email(&b.to)?;
     let kind = b.kind.as_deref().map(parse_kind).transpose()?;
     let idem = ctx.idem()?;
-    if var(&ctx.env, "EMAIL_API_URL").is_none() || var(&ctx.env, "EMAIL_FROM").is_none() {
-        return Err(Problem::overloaded(
-            "email is not configured here (EMAIL_API_URL, EMAIL_FROM, EMAIL_API_KEY)",
-        ));
-    }
+    // Without EMAIL_API_URL / EMAIL_FROM / EMAIL_API_KEY the email is still
+    // queued: its attempts fail (retryable) until the deployment has them,
+    // or it ends `failed` after the last attempt. No input is a 5xx.
     let r = resolve(ctx, &id, kind, None).await?;
     let a: EmailAnswer = book(
         &ctx.env,

@@ -6,14 +6,17 @@
 //!
 //! Email goes through Resend's HTTP API (`POST {EMAIL_API_URL}/emails`,
 //! `Authorization: Bearer {EMAIL_API_KEY}`, from `EMAIL_FROM`), once per
-//! Idempotency-Key: the row is written before the first attempt, each attempt
-//! carries the message id as Resend's `Idempotency-Key` (so an attempt whose
-//! answer was lost is not delivered twice), and a failed attempt (network,
-//! 429, 5xx) is retried by the alarm with exponential backoff, at most
-//! `MAX_ATTEMPTS` times. Any other 4xx is final (`failed`).
+//! Idempotency-Key. The outbox is core's sans-IO `receipt::outbox::Outbox`,
+//! kept as one JSON row: this object stores the row before every attempt,
+//! sends what `poll_transmit` gives (the message id as Resend's
+//! `Idempotency-Key`, so an attempt whose answer was lost is not a second
+//! email), feeds each answer to `handle_result` and sets the alarm at
+//! `poll_timeout` (retries with backoff, at most `MAX_ATTEMPTS`).
 use std::cell::Cell;
 
+use omnistock_core::receipt::outbox::{Outbox, OutboxError, SendResult, MAX_MESSAGES};
 use omnistock_core::receipt::{html, text, Receipt, ReceiptKind};
+use omnistock_core::Timestamp;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{
@@ -22,7 +25,7 @@ use worker::{
 };
 
 use super::serial::Serial;
-use super::storage::{self, int, opt_text, text as t};
+use super::storage::{self, int, text as t};
 use crate::http::Problem;
 use crate::wire::receipt::{EmailAnswer, Known, ReceiptRequest};
 use crate::wire::{self, Idem};
@@ -32,29 +35,13 @@ const SCHEMA: &[&str] = &[
      at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sale (k INTEGER PRIMARY KEY, terminal TEXT NOT NULL,
      at INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS emails (id TEXT PRIMARY KEY, req_key TEXT NOT NULL UNIQUE,
-     req_fp TEXT NOT NULL, kind TEXT NOT NULL, to_addr TEXT NOT NULL, status TEXT NOT NULL,
-     attempts INTEGER NOT NULL, next_at INTEGER, last_error TEXT, provider_id TEXT,
-     answer TEXT NOT NULL, created_at INTEGER NOT NULL)",
+    // The email outbox: core's `Outbox` as one JSON row (`k` = 'outbox').
+    "CREATE TABLE IF NOT EXISTS outbox (k TEXT PRIMARY KEY, json TEXT NOT NULL)",
 ];
 
-/// Most emails of one receipt (one more is 429 `rate_limited`).
-pub const MAX_EMAILS_PER_RECEIPT: i64 = 20;
-/// Most attempts to deliver one email.
-pub const MAX_ATTEMPTS: i64 = 8;
-/// The first retry's delay; each next one doubles, up to [`MAX_BACKOFF_MS`].
-pub const FIRST_BACKOFF_MS: i64 = 1_000;
-pub const MAX_BACKOFF_MS: i64 = 300_000;
-/// Most emails one delivery round sends.
-const BATCH: i64 = 5;
-/// Longest provider error kept (characters).
-const MAX_ERROR_CHARS: usize = 300;
-
-/// The delay before attempt `attempts + 1`, after `attempts` failed ones.
-pub fn backoff_ms(attempts: i64) -> i64 {
-    let shift = attempts.clamp(1, 20) - 1;
-    (FIRST_BACKOFF_MS << shift).min(MAX_BACKOFF_MS)
-}
+/// Most emails one delivery round sends (the alarm runs again for the rest).
+const BATCH: usize = 5;
+const OUTBOX: &str = "outbox";
 
 #[derive(Deserialize)]
 struct BodyRow {
@@ -64,30 +51,6 @@ struct BodyRow {
 #[derive(Deserialize)]
 struct SaleRow {
     terminal: String,
-}
-
-#[derive(Deserialize)]
-struct KeyRow {
-    req_fp: String,
-    answer: String,
-}
-
-#[derive(Deserialize)]
-struct CountRow {
-    n: i64,
-}
-
-#[derive(Deserialize)]
-struct OutRow {
-    id: String,
-    kind: String,
-    to_addr: String,
-    attempts: i64,
-}
-
-#[derive(Deserialize)]
-struct NextRow {
-    next_at: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +193,15 @@ impl ReceiptBook {
         }
     }
 
+    fn outbox(&self) -> Result<Outbox, Problem> {
+        let sql = self.state.storage().sql();
+        Ok(storage::load_json(&sql, OUTBOX, OUTBOX)?.unwrap_or_default())
+    }
+
+    fn save(&self, o: &Outbox) -> Result<(), Problem> {
+        storage::save_json(&self.state.storage().sql(), OUTBOX, OUTBOX, o)
+    }
+
     async fn email(
         &self,
         kind: ReceiptKind,
@@ -237,118 +209,68 @@ impl ReceiptBook {
         id: String,
         idem: Idem,
     ) -> Result<EmailAnswer, Problem> {
-        let sql = self.state.storage().sql();
-        let seen: Vec<KeyRow> = storage::query(
-            &sql,
-            "SELECT req_fp, answer FROM emails WHERE req_key = ?",
-            vec![t(&idem.key)],
-        )?;
-        if let Some(k) = seen.first() {
-            if k.req_fp != idem.fp {
-                return Err(Problem::key_reused());
-            }
-            let mut a: EmailAnswer = serde_json::from_str(&k.answer)?;
-            a.replayed = true;
-            return Ok(a);
-        }
-        let kind_s = kind_str(kind)?;
         let receipt = self
-            .issued(&kind_s)?
+            .issued(&kind_str(kind)?)?
             .ok_or_else(|| Problem::not_found("no such receipt"))?;
-        let n: Vec<CountRow> = storage::query(&sql, "SELECT COUNT(*) AS n FROM emails", vec![])?;
-        if n.first().map_or(0, |r| r.n) >= MAX_EMAILS_PER_RECEIPT {
-            return Err(Problem::new(
-                429,
-                "rate_limited",
-                format!("a receipt is emailed at most {MAX_EMAILS_PER_RECEIPT} times"),
-            ));
-        }
-        let answer = EmailAnswer {
-            id: id.clone(),
-            receipt: receipt.number.clone(),
-            kind,
-            to: to.clone(),
-            status: "queued".into(),
-            replayed: false,
+        let mut o = self.outbox()?;
+        let now = Timestamp::from_ms(storage::now_ms());
+        let (m, replayed) = match o.handle_email(now, &idem.key, &idem.fp, &to, kind, &id) {
+            Ok((m, replayed)) => (m.clone(), replayed),
+            Err(OutboxError::KeyReused) => return Err(Problem::key_reused()),
+            Err(OutboxError::Full) => {
+                return Err(Problem::new(
+                    429,
+                    "rate_limited",
+                    format!("a receipt is emailed at most {MAX_MESSAGES} times"),
+                ))
+            }
         };
-        let now = storage::now_ms();
-        storage::exec(
-            &sql,
-            "INSERT INTO emails (id, req_key, req_fp, kind, to_addr, status, attempts, next_at,
-             answer, created_at) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
-            vec![
-                t(&id),
-                t(&idem.key),
-                t(&idem.fp),
-                t(&kind_s),
-                t(&to),
-                int(now),
-                t(&serde_json::to_string(&answer)?),
-                int(now),
-            ],
-        )?;
-        // The first attempt now; what fails is the alarm's.
-        if let Err(p) = self.deliver().await {
-            worker::console_warn!("email {id}: delivery deferred: {}", p.detail);
-            storage::alarm_at(&self.state.storage(), Some(now + FIRST_BACKOFF_MS)).await?;
+        let answer = EmailAnswer {
+            id: m.id.clone(),
+            receipt: receipt.number.clone(),
+            kind: m.kind,
+            to: m.to.clone(),
+            // The answer is the request's, the same on every replay: queued.
+            status: "queued".into(),
+            replayed,
+        };
+        if !replayed {
+            self.save(&o)?;
+            // The first attempt now; what fails is the alarm's.
+            if let Err(p) = self.deliver().await {
+                worker::console_warn!("email {}: delivery deferred: {}", m.id, p.detail);
+                let retry = now.as_ms() + omnistock_core::receipt::outbox::FIRST_BACKOFF_MS;
+                storage::alarm_at(&self.state.storage(), Some(retry)).await?;
+            }
         }
         Ok(answer)
     }
 
-    /// Sends the due emails (at most `BATCH`), records each outcome, and
-    /// points the alarm at the next due one.
+    /// Sends the due attempts (at most `BATCH`), each stored before it is
+    /// sent and its answer fed back, then points the alarm at the next.
     async fn deliver(&self) -> Result<(), Problem> {
         self.ensure_schema()?;
-        let sql = self.state.storage().sql();
-        let now = storage::now_ms();
-        let due: Vec<OutRow> = storage::query(
-            &sql,
-            "SELECT id, kind, to_addr, attempts FROM emails
-             WHERE status = 'queued' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
-            vec![int(now), int(BATCH)],
-        )?;
-        for row in due {
-            let outcome = match self.issued(&row.kind)? {
-                Some(r) => self.send(&row.id, &row.to_addr, &r).await,
-                None => Err((false, "the receipt is gone".to_string())),
+        let mut o = self.outbox()?;
+        for _ in 0..BATCH {
+            let now = Timestamp::from_ms(storage::now_ms());
+            let Some(x) = o.poll_transmit(now) else {
+                break;
             };
-            let attempts = row.attempts + 1;
-            match outcome {
-                Ok(provider_id) => storage::exec(
-                    &sql,
-                    "UPDATE emails SET status = 'sent', attempts = ?, next_at = NULL,
-                     provider_id = ?, last_error = NULL WHERE id = ?",
-                    vec![int(attempts), opt_text(provider_id.as_deref()), t(&row.id)],
-                )?,
-                Err((retry, e)) => {
-                    let e: String = e.chars().take(MAX_ERROR_CHARS).collect();
-                    worker::console_warn!("email {}: attempt {attempts} failed: {e}", row.id);
-                    let (status, next) = if retry && attempts < MAX_ATTEMPTS {
-                        ("queued", Some(storage::now_ms() + backoff_ms(attempts)))
-                    } else {
-                        ("failed", None)
-                    };
-                    storage::exec(
-                        &sql,
-                        "UPDATE emails SET status = ?, attempts = ?, next_at = ?, last_error = ?
-                         WHERE id = ?",
-                        vec![
-                            t(status),
-                            int(attempts),
-                            next.map_or(worker::SqlStorageValue::Null, int),
-                            t(&e),
-                            t(&row.id),
-                        ],
-                    )?;
-                }
+            self.save(&o)?;
+            let result = match self.issued(&kind_str(x.kind)?)? {
+                Some(r) => self.send(&x.id, &x.to, &r).await,
+                None => SendResult::Refused {
+                    error: "the receipt is gone".into(),
+                },
+            };
+            if let SendResult::Retry { error } | SendResult::Refused { error } = &result {
+                worker::console_warn!("email {}: attempt {} failed: {error}", x.id, x.attempt);
             }
+            let now = Timestamp::from_ms(storage::now_ms());
+            o.handle_result(now, &x.id, x.attempt, result);
+            self.save(&o)?;
         }
-        let next: Vec<NextRow> = storage::query(
-            &sql,
-            "SELECT MIN(next_at) AS next_at FROM emails WHERE status = 'queued'",
-            vec![],
-        )?;
-        let at = next.first().and_then(|r| r.next_at);
+        let at = o.poll_timeout().map(|t| t.as_ms());
         storage::alarm_at(&self.state.storage(), at).await
     }
 
@@ -361,23 +283,16 @@ impl ReceiptBook {
             .filter(|s| !s.trim().is_empty())
     }
 
-    /// One attempt. `Err((retry, why))`: `retry` for a network failure, a
-    /// 429 or a 5xx; anything else the provider refused is final.
-    async fn send(
-        &self,
-        id: &str,
-        to: &str,
-        r: &Receipt,
-    ) -> Result<Option<String>, (bool, String)> {
+    /// One attempt: accepted (2xx), retryable (network, 429, 5xx, or no
+    /// configuration yet) or refused for good (any other status).
+    async fn send(&self, id: &str, to: &str, r: &Receipt) -> SendResult {
+        let retry = |error: String| SendResult::Retry { error };
         let (Some(base), Some(key), Some(from)) = (
             self.setting("EMAIL_API_URL"),
             self.setting("EMAIL_API_KEY"),
             self.setting("EMAIL_FROM"),
         ) else {
-            return Err((
-                true,
-                "EMAIL_API_URL, EMAIL_API_KEY or EMAIL_FROM is not set".into(),
-            ));
+            return retry("EMAIL_API_URL, EMAIL_API_KEY or EMAIL_FROM is not set".into());
         };
         let body = serde_json::json!({
             "from": from,
@@ -386,44 +301,41 @@ impl ReceiptBook {
             "html": html::render(r, false),
             "text": text::render(r, false),
         });
-        let fail = |e: worker::Error| (true, e.to_string());
         let headers = Headers::new();
-        headers
-            .set("Authorization", &format!("Bearer {key}"))
-            .map_err(fail)?;
-        headers
-            .set("Content-Type", "application/json")
-            .map_err(fail)?;
-        headers.set("Idempotency-Key", id).map_err(fail)?;
+        for (k, v) in [
+            ("Authorization", format!("Bearer {key}")),
+            ("Content-Type", "application/json".into()),
+            ("Idempotency-Key", id.into()),
+        ] {
+            if let Err(e) = headers.set(k, &v) {
+                return retry(e.to_string());
+            }
+        }
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
             .with_body(Some(JsValue::from_str(&body.to_string())));
         let url = format!("{}/emails", base.trim_end_matches('/'));
-        let req = Request::new_with_init(&url, &init).map_err(|e| (false, e.to_string()))?;
-        let mut resp = Fetch::Request(req).send().await.map_err(fail)?;
+        let req = match Request::new_with_init(&url, &init) {
+            Ok(r) => r,
+            Err(e) => return retry(format!("EMAIL_API_URL: {e}")),
+        };
+        let mut resp = match Fetch::Request(req).send().await {
+            Ok(r) => r,
+            Err(e) => return retry(e.to_string()),
+        };
         let status = resp.status_code();
         let text = resp.text().await.unwrap_or_default();
         match status {
-            200..=299 => Ok(serde_json::from_str::<ProviderAnswer>(&text)
-                .ok()
-                .and_then(|a| a.id)),
-            429 | 500..=599 => Err((true, format!("{status}: {text}"))),
-            _ => Err((false, format!("{status}: {text}"))),
+            200..=299 => SendResult::Accepted {
+                provider_id: serde_json::from_str::<ProviderAnswer>(&text)
+                    .ok()
+                    .and_then(|a| a.id),
+            },
+            429 | 500..=599 => retry(format!("{status}: {text}")),
+            _ => SendResult::Refused {
+                error: format!("{status}: {text}"),
+            },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff_ms(1), 1_000);
-        assert_eq!(backoff_ms(2), 2_000);
-        assert_eq!(backoff_ms(7), 64_000);
-        assert_eq!(backoff_ms(40), MAX_BACKOFF_MS);
-        assert_eq!(backoff_ms(0), 1_000);
     }
 }

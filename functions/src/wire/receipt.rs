@@ -43,8 +43,8 @@ pub struct EmailAnswer {
     pub receipt: String,
     pub kind: ReceiptKind,
     pub to: String,
-    /// `queued` (the outbox sends it, retrying with backoff), `sent`, or
-    /// `failed` (refused by the provider, or out of attempts).
+    /// Always `queued`: the outbox sends it (the first attempt before this
+    /// answer, retries by the alarm with backoff); the same on a replay.
     pub status: String,
     #[serde(default)]
     pub replayed: bool,

@@ -540,7 +540,7 @@ fn every_answer_matches_the_openapi_document() {
     );
     c.call("GET", "/v1/returns/no-such-return", Some(ADMIN), None);
     // Receipts (issue 14): a sale's and a return's, an unknown number, and
-    // email (not configured on the shared server: 503; bad input: 400).
+    // email (queued: the shared server has no provider; bad input: 400).
     c.call("GET", &format!("/v1/receipts/{rsale}"), Some(POS1), None);
     c.call("GET", &format!("/v1/receipts/{ret}"), Some(ADMIN), None);
     c.call("GET", "/v1/receipts/no-such-receipt", Some(ADMIN), None);

@@ -15,13 +15,13 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 /// chromedriver on a free loopback port, killed when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     port: u16,
 }
 
 impl Driver {
-    fn start() -> Driver {
+    pub(crate) fn start() -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -51,7 +51,7 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(driver: &Driver) -> Client {
+pub(crate) async fn browser(driver: &Driver) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -70,7 +70,7 @@ async fn browser(driver: &Driver) -> Client {
 }
 
 /// Waits until `script` (a JS expression) is truthy; returns its value.
-async fn until(c: &Client, what: &str, script: &str) -> Value {
+pub(crate) async fn until(c: &Client, what: &str, script: &str) -> Value {
     until_within(c, what, script, 30).await
 }
 
@@ -100,7 +100,7 @@ async fn until_within(c: &Client, what: &str, script: &str, secs: u64) -> Value 
     }
 }
 
-async fn click(c: &Client, css: &str) {
+pub(crate) async fn click(c: &Client, css: &str) {
     c.wait()
         .at_most(Duration::from_secs(20))
         .for_element(Locator::Css(css))

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::*;
+use crate::pages::{browser, click, until, Driver};
 
 /// A POS sale at store-1 (terminal `terminal`) of `(sku, qty, unit price)`
 /// lines, paid in cash with `cash`, for `customer`.
@@ -38,6 +39,44 @@ fn sell(
     let r = api.send("POST", "/v1/pos/sales", POS1, &body);
     assert_eq!(r.status, 201, "{}", r.body);
     sale
+}
+
+/// The thermal HTML receipt rendered by headless Chromium at 80 mm paper
+/// width: `target/receipts/receipt.png` (a committed copy is
+/// docs/screenshots/receipt.png).
+fn screenshot(html: &str) {
+    let dir = repo_root().join("target/receipts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("receipt.html");
+    let png = dir.join("receipt.png");
+    std::fs::write(&page, html).unwrap();
+    let _ = std::fs::remove_file(&png);
+    let profile = TempDir::new("chromium");
+    let bin = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let status = std::process::Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=320,900",
+            "--virtual-time-budget=3000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.0.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run chromium (apt-get install chromium)");
+    assert!(status.success(), "chromium: {status}");
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 2_000, "a screenshot of the receipt: {size} bytes");
 }
 
 fn receipt(api: &Api, id: &str, accept: &str, query: &str) -> Resp {
@@ -78,7 +117,7 @@ fn each_form_is_served_by_accept_and_a_reprint_is_a_copy() {
     assert_eq!(v["barcode"], sale);
     assert_eq!(v["copy"], false);
     assert_eq!(v["location"], "store-1");
-    assert_eq!(v["issued_at"], "2026-11-29T09:12:00Z");
+    assert_eq!(v["issued_at"], "2026-11-29T09:12:00.000Z");
     assert_eq!(v["customer"]["id"], "cust-7");
     assert_eq!(v["lines"].as_array().unwrap().len(), 2);
     assert_eq!(v["lines"][0]["sku"], a.as_str());
@@ -90,7 +129,7 @@ fn each_form_is_served_by_accept_and_a_reprint_is_a_copy() {
     assert_eq!(v["totals"]["paid"]["amount"], "30.00");
     assert_eq!(v["totals"]["change"]["amount"], "3.01");
     assert_eq!(v["return_window_days"], 30);
-    assert_eq!(v["return_by"], "2026-12-29T09:12:00Z");
+    assert_eq!(v["return_by"], "2026-12-29T09:12:00.000Z");
 
     let h = receipt(&api, &sale, "text/html", "");
     assert_eq!(h.status, 200, "{}", h.body);
@@ -104,6 +143,7 @@ fn each_form_is_served_by_accept_and_a_reprint_is_a_copy() {
     assert!(!h.body.contains("<style"), "inline styles only");
     assert!(h.body.contains("26.99") && h.body.contains(&sale));
     assert!(!h.body.contains("COPY"));
+    screenshot(&h.body);
 
     let t = receipt(&api, &sale, "text/plain", "");
     assert_eq!(t.status, 200, "{}", t.body);
@@ -364,4 +404,119 @@ fn a_retried_email_reaches_the_provider_once_across_a_sigkill() {
     let api = server.api();
     let replay = api.write("POST", &path, POS1, &key, body);
     assert_eq!(replay.json(), first, "replayed after the restart too");
+}
+
+/// The till (`/pos`) in headless Chromium: a scanned receipt number starts a
+/// return pre-filled with the sale's lines; more than was sold is refused
+/// and shown; the rest is received; a reprint opens the print dialog on the
+/// thermal HTML receipt marked as a copy.
+#[test]
+fn the_till_returns_from_a_scanned_number_and_reprints_a_copy() {
+    let server = Server::start_with_vars(&[("DEMO_PAGE_KEYS", DEV_KEYS)]);
+    let api = server.api();
+    seed_locations(&api);
+    let a = api.new_sku("store-1", 5);
+    let sale = sell(&api, "rct4", &[(&a, 2, "9.99")], "25.00", None);
+    let driver = Driver::start();
+    let base = server.url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let c = browser(&driver).await;
+        c.goto(&format!("{base}/pos")).await.expect("open /pos");
+        until(&c, "the till's key", "document.getElementById('key-note').textContent.includes('sk_dev_pos_store-1')").await;
+        let number = c.find(fantoccini::Locator::Css("#receipt-no")).await.unwrap();
+        number.send_keys(&sale).await.unwrap();
+        click(&c, "#start-return").await;
+        until(&c, "the pre-filled lines", &format!("document.querySelector('#return-list input[data-sku=\"{a}\"]')?.value === '2'")).await;
+        // More than was sold: the server refuses, the till shows why.
+        c.execute(&format!("document.querySelector('#return-list input[data-sku=\"{a}\"]').value = '3'; return true;"), vec![])
+            .await
+            .unwrap();
+        click(&c, "#return-go").await;
+        let refused = until(&c, "the refusal", "document.getElementById('receipt-status').textContent.includes('refused') && document.getElementById('receipt-status').textContent").await;
+        assert!(refused.as_str().unwrap().contains("2 of 3"), "{refused}");
+        c.execute(&format!("document.querySelector('#return-list input[data-sku=\"{a}\"]').value = '1'; return true;"), vec![])
+            .await
+            .unwrap();
+        click(&c, "#return-go").await;
+        until(&c, "the return received", &format!("document.getElementById('receipt-status').textContent.includes('received against {sale}')")).await;
+        // A reprint: the print dialog opens on the copy (print() is
+        // recorded instead of shown).
+        c.execute(
+            "document.getElementById('print-frame').addEventListener('load', (e) => { \
+               const w = e.target.contentWindow; w.print = () => { window.__printed = e.target.contentDocument.body.innerText; }; }); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(&c, "#reprint").await;
+        let printed = until(&c, "the print dialog", "window.__printed").await;
+        let printed = printed.as_str().unwrap();
+        assert!(printed.contains("COPY - REPRINT") && printed.contains(&sale), "{printed}");
+        c.close().await.ok();
+    });
+    // The sale's receipt still says what was sold.
+    let r = receipt(&api, &sale, "application/json", "").json();
+    assert_eq!(r["lines"][0]["qty"], 2);
+}
+
+/// An online order has a receipt when paid and another when shipped; each
+/// stays as issued, and its total is the order's to the cent.
+#[test]
+fn an_order_has_a_receipt_when_paid_and_when_shipped() {
+    let api = shared().api();
+    let a = api.new_sku("store-1", 10);
+    let id = unique("ro");
+    let r = api.send(
+        "POST",
+        "/v1/orders",
+        STOREFRONT,
+        &format!(
+            r#"{{"id":"{id}","customer_id":"cust-9","lines":[{{"sku":"{a}","qty":3}}],"fulfillment":{{"type":"ship","location":"store-1"}}}}"#
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let gross = r.json()["totals"]["gross"].as_str().unwrap().to_string();
+    let get = |q: &str| {
+        api.request(
+            "GET",
+            &format!("/v1/receipts/{id}{q}"),
+            &[("Authorization", &format!("Bearer {STOREFRONT}"))],
+            None,
+        )
+    };
+    // Not paid yet: no receipt to issue.
+    get("").assert_problem(409, "invalid_transition");
+    let step = |to: &str| {
+        let r = api.send(
+            "POST",
+            &format!("/v1/orders/{id}/transitions"),
+            ADMIN,
+            &format!(r#"{{"to":"{to}"}}"#),
+        );
+        assert_eq!(r.status, 200, "{to}: {}", r.body);
+    };
+    step("paid");
+    let paid = get("");
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    let paid = paid.json();
+    assert_eq!(paid["kind"], "order_paid");
+    assert_eq!(paid["totals"]["total"]["amount"], gross.as_str());
+    assert_eq!(paid["customer"]["id"], "cust-9");
+    assert_eq!(paid["lines"][0]["qty"], 3);
+    for to in ["ready_to_pick", "packed", "shipped"] {
+        step(to);
+    }
+    let shipped = get("").json();
+    assert_eq!(shipped["kind"], "order_fulfilled");
+    assert_eq!(shipped["totals"], paid["totals"]);
+    // The payment receipt is still the one issued.
+    assert_eq!(get("?kind=order_paid").json(), paid);
+    // A storefront key reads online orders' receipts, never a till's sale.
+    let sale = sell(&api, "rct5", &[(&a, 1, "9.99")], "10.79", None);
+    let r = api.get(&format!("/v1/receipts/{sale}"), STOREFRONT);
+    r.assert_problem(403, "forbidden");
 }
