@@ -8,9 +8,11 @@
 //! (`omnistock_core::receipt`) from what the owner recorded (the Terminal's
 //! sale as applied, the Order, the ReturnCase), the catalog's titles and the
 //! deployment's tax table, and issues it there; from then on that stored
-//! receipt is served, unchanged (a later return makes its own receipt). A POS
-//! sale registers its terminal in the book in parallel with the sale, so a
-//! scanned number finds its sale without knowing the terminal.
+//! receipt is served, unchanged (a later return makes its own receipt). The
+//! Terminal tells a new sale's book its terminal right after answering the
+//! sale (its `receipt_index` outbox, delivered by its alarm), so a scanned
+//! number finds its sale without knowing the terminal; `?terminal=` finds it
+//! before that.
 use omnistock_core::money::{Currency, Money as CoreMoney, RoundingStrategy};
 use omnistock_core::order::OrderStatus;
 use omnistock_core::receipt::{
@@ -131,24 +133,6 @@ async fn book<A: serde::de::DeserializeOwned>(
     req: &ReceiptRequest,
 ) -> Result<A, Problem> {
     wire::call(env, Namespace::ReceiptBook, id, req).await
-}
-
-/// Records that sale `sale_id` was sent to `terminal` (the POS handler calls
-/// it alongside the sale; the first terminal named wins).
-pub async fn register_sale(
-    env: &Env,
-    sale_id: &SaleId,
-    terminal: &TerminalId,
-) -> Result<(), Problem> {
-    book::<serde_json::Value>(
-        env,
-        sale_id.as_str(),
-        &ReceiptRequest::RegisterSale {
-            terminal: terminal.clone(),
-        },
-    )
-    .await
-    .map(|_| ())
 }
 
 async fn describe(env: &Env, skus: Vec<Sku>) -> Result<Vec<(Sku, Option<Described>)>, Problem> {
@@ -545,7 +529,13 @@ async fn resolve(
         }
         if let Some(t) = known.sale_terminal.as_ref().or(terminal) {
             sale_ok()?;
-            return issue(ctx, id, sale_receipt(ctx, id, t).await?).await;
+            match sale_receipt(ctx, id, t).await {
+                Ok(r) => return issue(ctx, id, r).await,
+                // `?terminal=` was a guess (the till's own) and missed: the
+                // number may be an order's, a return's or another till's.
+                Err(p) if p.status == 404 && known.sale_terminal.is_none() => {}
+                Err(p) => return Err(p),
+            }
         }
         if kind.is_some() {
             return Err(Problem::not_found(format!("no sale receipt {id}")));

@@ -47,7 +47,16 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS return_claims (return_id TEXT PRIMARY KEY, sale_id TEXT NOT NULL,
      fp TEXT NOT NULL, lines TEXT NOT NULL, answer TEXT NOT NULL, at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS return_claims_by_sale ON return_claims(sale_id)",
+    // Sales whose receipt book (one per receipt number, receipts.rs) does not
+    // know this terminal yet: an outbox written with the sale and delivered
+    // by the alarm right after the answer, so a scanned receipt number finds
+    // its sale without a third object call on the sale's path.
+    "CREATE TABLE IF NOT EXISTS receipt_index (sale_id TEXT PRIMARY KEY, terminal TEXT NOT NULL,
+     at INTEGER NOT NULL)",
 ];
+
+/// Receipt books told per alarm run (the rest on the next run, at once).
+const RECEIPT_INDEX_BATCH: i64 = 100;
 
 /// The outbox's order column for a reservation's hold (resolved on delivery).
 const RES_PREFIX: &str = "res:";
@@ -127,9 +136,10 @@ impl DurableObject for Terminal {
             .turn()
             .await
             .map_err(|p| worker::Error::RustError(p.detail))?;
-        match self.deliver_risk().await {
-            Ok(()) => Response::ok(""),
-            Err(p) => Err(worker::Error::RustError(p.detail)),
+        let receipts = self.deliver_receipt_index().await;
+        match (self.deliver_risk().await, receipts) {
+            (Ok(()), Ok(())) => Response::ok(""),
+            (Err(p), _) | (_, Err(p)) => Err(worker::Error::RustError(p.detail)),
         }
     }
 }
@@ -187,7 +197,75 @@ impl Terminal {
         if let Err(p) = self.deliver_risk().await {
             worker::console_warn!("at-risk delivery deferred: {}", p.detail);
         }
+        // The receipt books learn the new sales' terminal just after the
+        // answer: the alarm, now (durable, retried if it fails).
+        if results.iter().any(|r| !r.replayed && r.status < 300) {
+            let date = js_sys::Date::new(&JsValue::from_f64(storage::now_ms() as f64));
+            self.state
+                .storage()
+                .set_alarm(ScheduledTime::new(date))
+                .await?;
+        }
         Ok(SellAnswer { results, replayed })
+    }
+
+    /// Tells each new sale's receipt book that the sale is this terminal's
+    /// (at least once; the book keeps the first terminal named). What fails
+    /// stays in the outbox; the alarm runs again at once while rows remain.
+    async fn deliver_receipt_index(&self) -> Result<(), Problem> {
+        self.ensure_schema()?;
+        let sql = self.state.storage().sql();
+        #[derive(Deserialize)]
+        struct IndexRow {
+            sale_id: String,
+            terminal: String,
+        }
+        let rows: Vec<IndexRow> = storage::query(
+            &sql,
+            "SELECT sale_id, terminal FROM receipt_index ORDER BY at LIMIT ?",
+            vec![int(RECEIPT_INDEX_BATCH)],
+        )?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let calls = join_all(rows.iter().map(|r| {
+            let env = &self.env;
+            async move {
+                let terminal = omnistock_core::TerminalId::parse(&r.terminal)
+                    .map_err(|e| Problem::overloaded(format!("terminal id: {e}")))?;
+                let req = crate::wire::receipt::ReceiptRequest::RegisterSale { terminal };
+                let a: Result<serde_json::Value, Problem> =
+                    wire::call(env, wire::Namespace::ReceiptBook, &r.sale_id, &req).await;
+                a
+            }
+        }))
+        .await;
+        let mut failed = None;
+        for (r, a) in rows.iter().zip(calls) {
+            match a {
+                Ok(_) => storage::exec(
+                    &sql,
+                    "DELETE FROM receipt_index WHERE sale_id = ?",
+                    vec![text(&r.sale_id)],
+                )?,
+                Err(p) => failed = Some(p),
+            }
+        }
+        let now = storage::now_ms();
+        let again = match failed {
+            Some(p) => {
+                worker::console_warn!("receipt index not delivered: {}", p.detail);
+                now + RISK_RETRY_MS
+            }
+            None if rows.len() as i64 == RECEIPT_INDEX_BATCH => now,
+            None => return Ok(()),
+        };
+        let date = js_sys::Date::new(&JsValue::from_f64(again as f64));
+        self.state
+            .storage()
+            .set_alarm(ScheduledTime::new(date))
+            .await?;
+        Ok(())
     }
 
     /// The order reservation `id` was converted into, if it was.
@@ -450,6 +528,14 @@ impl Terminal {
                 text(&serde_json::to_string(&s)?),
             ],
         )];
+        stmts.push((
+            "INSERT OR IGNORE INTO receipt_index (sale_id, terminal, at) VALUES (?, ?, ?)",
+            vec![
+                text(s.sale_id.as_str()),
+                text(s.terminal_id.as_str()),
+                int(now),
+            ],
+        ));
         for (h, order) in &outbox {
             stmts.push((
                 "INSERT OR REPLACE INTO order_risk (hold, order_id, at) VALUES (?, ?, ?)",
