@@ -28,6 +28,8 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod extract;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod objects;
 pub mod openapi;

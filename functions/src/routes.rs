@@ -114,7 +114,7 @@ pub fn table() -> &'static [Route] {
     })
 }
 
-fn matches(pattern: &str, segs: &[&str]) -> bool {
+pub(crate) fn matches(pattern: &str, segs: &[&str]) -> bool {
     let mut n = 0;
     for (i, p) in pattern.split('/').enumerate() {
         match segs.get(i) {
