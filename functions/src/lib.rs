@@ -33,6 +33,7 @@ mod fuzz;
 pub mod http;
 pub mod objects;
 pub mod openapi;
+pub mod overload;
 pub mod queue;
 pub mod routes;
 pub mod wire;

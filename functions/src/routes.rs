@@ -192,6 +192,13 @@ pub async fn handle(mut req: Request, env: Env) -> Reply {
             cors,
         );
     };
+    // Overload (issue 12, overload.rs): a bound on requests in flight in
+    // this isolate; one more is a 503 at once, not a queue.
+    let limits = crate::overload::limits(&env);
+    let _slot = match crate::overload::admit(limits) {
+        Ok(s) => s,
+        Err(p) => return with_cors(Reply::problem(&p), route.cors),
+    };
     let reply = match prepare(&mut req, env, route, &segs).await {
         Ok(ctx) => run(route, &ctx).await,
         Err(p) => Reply::problem(&p),
@@ -220,6 +227,8 @@ async fn prepare(
                 format!("a {} key may not do this", p.role.as_str())
             }));
         }
+        // Per key, per isolate (issue 12, overload.rs): 429 beyond the rate.
+        crate::overload::rate(crate::overload::limits(&env), &p.name(), now_ms())?;
         p
     };
     let write = is_write(&route.method);

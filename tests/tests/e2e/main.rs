@@ -14,6 +14,7 @@ mod load_faults;
 mod methods;
 mod openapi;
 mod orders;
+mod overload;
 mod pages;
 mod pos;
 mod returns;
