@@ -891,6 +891,9 @@ for _item in paths.values():
             _r["429"] = dict(problem("Rate limited: more requests per second for this key than configured "
                                      "(per isolate); nothing changed; resend after Retry-After"),
                              headers=_RETRY_AFTER)
+# Every answer has a Request-Id header (a UUIDv7); a problem also carries it.
+schemas["Problem"]["properties"]["request_id"] = {
+    "type": "string", "description": "The request's id (UUIDv7), as in the Request-Id header and the log"}
 # ------------------------------------------------------------ end of overload
 
 doc = {

@@ -1,7 +1,7 @@
 //! Overload is a clean answer (issue 12). Two bounds, both **per isolate**
 //! (Cloudflare may run several isolates of the Worker; each counts alone):
 //!
-//! - `MAX_IN_FLIGHT` (var, default 128; 0 = no bound): requests being served
+//! - `MAX_IN_FLIGHT` (var, default 64; 0 = no bound): requests being served
 //!   at once. One more is answered at once with 503 `overloaded` and
 //!   `Retry-After: 1`, before it reaches any object, instead of queueing
 //!   behind the others for seconds.
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use crate::http::Problem;
 
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 pub const DEFAULT_RATE_PER_KEY: i64 = 500;
 /// Callers remembered per isolate; past it the buckets start over.
 const MAX_BUCKETS: usize = 1024;

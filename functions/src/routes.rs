@@ -143,7 +143,38 @@ fn with_cors(mut r: Reply, cors: bool) -> Reply {
 }
 
 /// The whole request, answered. Never fails: every error is a problem+json.
-pub async fn handle(mut req: Request, env: Env) -> Reply {
+/// Every answer carries a `Request-Id` (a UUIDv7); a problem+json also has it
+/// as `request_id`, and so does the log line of a 5xx (issue 12).
+pub async fn handle(req: Request, env: Env) -> Reply {
+    let id = request_id(now_ms());
+    let mut reply = answer(req, env).await;
+    if reply.content_type == crate::http::PROBLEM_JSON {
+        if let Ok(serde_json::Value::Object(mut m)) =
+            serde_json::from_str::<serde_json::Value>(&reply.body)
+        {
+            m.insert("request_id".into(), serde_json::Value::String(id.clone()));
+            reply.body = serde_json::Value::Object(m).to_string();
+        }
+    }
+    if reply.status >= 500 {
+        worker::console_warn!("request {id}: answered {}", reply.status);
+    }
+    reply.header("Request-Id", &id)
+}
+
+/// A UUIDv7 for a request: the time and 74 random bits (an all-zero random
+/// part if the random source fails: an id must not fail the request).
+fn request_id(now_ms: i64) -> String {
+    let mut rand = [0u8; 10];
+    let _ = getrandom::fill(&mut rand);
+    let ms = u64::try_from(now_ms).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(ms, &rand)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+async fn answer(mut req: Request, env: Env) -> Reply {
     let raw_path = req.path();
     let segs: Vec<&str> = raw_path
         .trim_start_matches('/')

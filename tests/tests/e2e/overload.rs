@@ -1,7 +1,8 @@
 //! Overload is a clean answer (issue 12): with small limits, requests beyond
 //! the per-key rate get 429 `rate_limited` and requests beyond the in-flight
 //! bound 503 `overloaded`, both problem+json with `Retry-After`, quickly;
-//! a refused write changed nothing and completes once when resent.
+//! a refused write changed nothing and completes once when resent. Every
+//! answer has a `Request-Id` (UUIDv7) that a problem+json repeats.
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,7 +27,11 @@ fn beyond_the_rate_per_key_is_429_and_beyond_the_in_flight_bound_503() {
         let r = api.write("POST", "/v1/inventory/receipts", ADMIN, k, &body);
         if r.status == 429 {
             assert!(t.elapsed() < Duration::from_secs(1), "a 429 is quick");
-            r.assert_problem(429, "rate_limited");
+            let p = r.assert_problem(429, "rate_limited");
+            // The request id: a UUIDv7 in the header, the same in the problem.
+            let id = r.header("request-id").expect("a Request-Id header");
+            assert_eq!((id.len(), &id[14..15]), (36, "7"), "{id}");
+            assert_eq!(p["request_id"], id);
             let after: u64 = r
                 .header("retry-after")
                 .and_then(|v| v.parse().ok())
@@ -35,6 +40,7 @@ fn beyond_the_rate_per_key_is_429_and_beyond_the_in_flight_bound_503() {
             limited.push(k.clone());
         } else {
             assert_eq!(r.status, 200, "{}", r.body);
+            assert!(r.header("request-id").is_some());
         }
     }
     assert!(limited.len() >= 5, "{} of 10 limited", limited.len());
