@@ -216,4 +216,6 @@ faults: node-tools $(WORKER_OUT) public
 FUZZ_SECONDS ?= 300
 fuzz:
 	BOLERO_RANDOM_ITERATIONS=18446744073709551615 BOLERO_RANDOM_TEST_TIME_MS=$$(( $(FUZZ_SECONDS) * 1000 )) \
-	cargo test --release -p omnistock-core --test fuzz -- --test-threads=1
+	cargo test --release -p omnistock-core --test fuzz -- --test-threads=1 --nocapture
+	BOLERO_RANDOM_ITERATIONS=18446744073709551615 BOLERO_RANDOM_TEST_TIME_MS=$$(( $(FUZZ_SECONDS) * 1000 )) \
+	cargo test --release -p omnistock-functions --lib fuzz -- --test-threads=1 --nocapture

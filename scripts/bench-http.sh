@@ -32,6 +32,9 @@ source "$(dirname "$0")/wrangler-common.sh"
 BENCH="$ROOT/scripts/bench"
 SECS="${BENCH_SECONDS:-10}"
 CONNS="${BENCH_CONNECTIONS:-1 32}"
+# PostgreSQL serves every pgbench client (128 and 512 connections too).
+PG_MAX_CONN=100
+for c in $CONNS; do [ "$c" -ge "$PG_MAX_CONN" ] && PG_MAX_CONN=$((c + 10)); done
 WARMUP="${BENCH_WARMUP:-2}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 UNITS=10000000 # per SKU, received as 10 receipts of 1,000,000 (the per-line limit)
@@ -115,7 +118,7 @@ say "PostgreSQL: initdb and start on 127.0.0.1:$PGPORT..." >&2
 as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U bench -A trust -E UTF8 --no-sync >"$TMP/initdb.log" 2>&1 ||
   { cat "$TMP/initdb.log" >&2; PG_DATA=; die "initdb failed"; }
 as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$TMP/pg/log/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -k $TMP/pg/sock -c fsync=on -c synchronous_commit=on -c max_connections=100" \
+  -o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -k $TMP/pg/sock -c fsync=on -c synchronous_commit=on -c max_connections=$PG_MAX_CONN" \
   start >/dev/null || { tail -n 20 "$TMP/pg/log/server.log" >&2; die "PostgreSQL did not start"; }
 psql_() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres "$@"; }
 psql_ -f "$BENCH/pg.sql" >/dev/null

@@ -1001,6 +1001,28 @@ _line = schemas["SaleRequest"]["properties"]["lines"]["items"]["properties"]
 _line["sku"] = {"type": ["string", "null"], "pattern": ID["pattern"]}
 _line["barcode"] = {"type": ["string", "null"]}
 # ------------------------------------------------------------ end of schemathesis
+# ------------------------------------------------------------ overload (issue 12)
+# Per isolate (functions/src/overload.rs): more than MAX_IN_FLIGHT requests at
+# once is a 503 overloaded (Retry-After: 1); more than RATE_LIMIT_PER_KEY per
+# second for one key is a 429 rate_limited (Retry-After). Neither changed anything.
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before resending (same Idempotency-Key)",
+                                "schema": {"type": "integer", "minimum": 1}}}
+for _item in paths.values():
+    for _o in _item.values():
+        if not isinstance(_o, dict) or "responses" not in _o:
+            continue
+        _r = _o["responses"]
+        _r["503"] = dict(problem("Overloaded (more requests in flight than this isolate serves at once) or a "
+                                 "transient storage error: nothing changed; resend with the same Idempotency-Key "
+                                 "after Retry-After"), headers=_RETRY_AFTER)
+        if _o.get("security", None) != []:
+            _r["429"] = dict(problem("Rate limited: more requests per second for this key than configured "
+                                     "(per isolate); nothing changed; resend after Retry-After"),
+                             headers=_RETRY_AFTER)
+# Every answer has a Request-Id header (a UUIDv7); a problem also carries it.
+schemas["Problem"]["properties"]["request_id"] = {
+    "type": "string", "description": "The request's id (UUIDv7), as in the Request-Id header and the log"}
+# ------------------------------------------------------------ end of overload
 
 
 # --- edge cache (issue 13) ---

@@ -2,7 +2,7 @@
 //!
 //! `cargo test -p omnistock-core --test fuzz` runs each target on a bounded
 //! number of generated inputs (bolero's test mode: random inputs, plus every
-//! file under `tests/fuzz/<target>/corpus|crashes` as a regression case).
+//! file under `tests/__fuzz__/<target>/corpus|crashes` as a regression case).
 //! `make fuzz` runs the same targets for as long as asked
 //! (`FUZZ_SECONDS`), see docs/reliability.md.
 //!

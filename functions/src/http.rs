@@ -207,6 +207,9 @@ impl Reply {
         if p.status == 503 {
             r.headers.push(("Retry-After".into(), "1".into()));
         }
+        if let (429, Some(Value::Number(n))) = (p.status, p.extra.get("retry_after")) {
+            r.headers.push(("Retry-After".into(), n.to_string()));
+        }
         if p.replayed {
             r.headers
                 .push(("Idempotent-Replayed".into(), "true".into()));

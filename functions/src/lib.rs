@@ -30,9 +30,12 @@ pub mod cache;
 pub mod config;
 pub mod edge_cache;
 pub mod extract;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod objects;
 pub mod openapi;
+pub mod overload;
 pub mod queue;
 pub mod routes;
 pub mod wire;

@@ -117,7 +117,7 @@ pub fn table() -> &'static [Route] {
     })
 }
 
-fn matches(pattern: &str, segs: &[&str]) -> bool {
+pub(crate) fn matches(pattern: &str, segs: &[&str]) -> bool {
     let mut n = 0;
     for (i, p) in pattern.split('/').enumerate() {
         match segs.get(i) {
@@ -147,7 +147,38 @@ fn with_cors(mut r: Reply, cors: bool) -> Reply {
 
 /// The whole request, answered. Never fails: every error is a problem+json.
 /// `background`: the request's `waitUntil` (work after the answer; the edge cache's refresh).
-pub async fn handle(mut req: Request, env: Env, background: Option<worker::Context>) -> Reply {
+/// Every answer carries a `Request-Id` (a UUIDv7); a problem+json also has it
+/// as `request_id`, and so does the log line of a 5xx (issue 12).
+pub async fn handle(req: Request, env: Env, background: Option<worker::Context>) -> Reply {
+    let id = request_id(now_ms());
+    let mut reply = answer(req, env, background).await;
+    if reply.content_type == crate::http::PROBLEM_JSON {
+        if let Ok(serde_json::Value::Object(mut m)) =
+            serde_json::from_str::<serde_json::Value>(&reply.body)
+        {
+            m.insert("request_id".into(), serde_json::Value::String(id.clone()));
+            reply.body = serde_json::Value::Object(m).to_string();
+        }
+    }
+    if reply.status >= 500 {
+        worker::console_warn!("request {id}: answered {}", reply.status);
+    }
+    reply.header("Request-Id", &id)
+}
+
+/// A UUIDv7 for a request: the time and 74 random bits (an all-zero random
+/// part if the random source fails: an id must not fail the request).
+fn request_id(now_ms: i64) -> String {
+    let mut rand = [0u8; 10];
+    let _ = getrandom::fill(&mut rand);
+    let ms = u64::try_from(now_ms).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(ms, &rand)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+async fn answer(mut req: Request, env: Env, background: Option<worker::Context>) -> Reply {
     let raw_path = req.path();
     let segs: Vec<&str> = raw_path
         .trim_start_matches('/')
@@ -196,6 +227,13 @@ pub async fn handle(mut req: Request, env: Env, background: Option<worker::Conte
             cors,
         );
     };
+    // Overload (issue 12, overload.rs): a bound on requests in flight in
+    // this isolate; one more is a 503 at once, not a queue.
+    let limits = crate::overload::limits(&env);
+    let _slot = match crate::overload::admit(limits) {
+        Ok(s) => s,
+        Err(p) => return with_cors(Reply::problem(&p), route.cors),
+    };
     let reply = match prepare(&mut req, env, route, &segs, background).await {
         Ok(ctx) => run(route, &ctx).await,
         Err(p) => Reply::problem(&p),
@@ -225,6 +263,8 @@ async fn prepare(
                 format!("a {} key may not do this", p.role.as_str())
             }));
         }
+        // Per key, per isolate (issue 12, overload.rs): 429 beyond the rate.
+        crate::overload::rate(crate::overload::limits(&env), &p.name(), now_ms())?;
         p
     };
     let write = is_write(&route.method);

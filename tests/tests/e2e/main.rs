@@ -15,6 +15,7 @@ mod load_faults;
 mod methods;
 mod openapi;
 mod orders;
+mod overload;
 mod pages;
 mod pos;
 mod prices;
