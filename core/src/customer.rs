@@ -675,5 +675,36 @@ impl Customer {
     }
 }
 
+/// The customer's report of a return case: what came back and what was
+/// given for it so far. `seq` (units received + refunds + the exchange)
+/// rises with every change, so the newest report wins.
+pub fn return_fact(case: &crate::returns::ReturnCase, at: Timestamp) -> Option<ReturnFact> {
+    let source = match case.source() {
+        crate::returns::ReturnSource::Order(o) => Source::Order(o.clone()),
+        crate::returns::ReturnSource::Sale(s) => Source::Sale(s.clone()),
+    };
+    let received: i64 = case.lines().iter().map(|l| l.received()).sum();
+    let exchanged = u32::from(case.exchange().is_some());
+    let seq = u32::try_from(received)
+        .ok()?
+        .checked_add(u32::try_from(case.refunds().len()).ok()?)?
+        .checked_add(exchanged)?;
+    let zero = Money::zero(case.currency());
+    Some(ReturnFact {
+        return_id: case.id().clone(),
+        source,
+        seq,
+        at,
+        refunded: case.refunded().ok()?,
+        credited: case.exchange().map_or(zero, |x| x.credit),
+        lines: case
+            .lines()
+            .iter()
+            .filter(|l| l.received() > 0)
+            .map(|l| (l.sku.clone(), l.received()))
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests;

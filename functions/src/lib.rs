@@ -27,6 +27,7 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod customer_index;
 pub mod extract;
 pub mod http;
 pub mod objects;

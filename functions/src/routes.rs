@@ -110,6 +110,12 @@ pub fn table() -> &'static [Route] {
             route!(Post "v1/returns/:id/receive", TILL, false, returns::receive),
             route!(Post "v1/returns/:id/refund", TILL, false, returns::refund),
             route!(Post "v1/returns/:id/exchange", TILL, false, returns::exchange),
+            // Customers and loyalty (issue 10): see api/customers.rs.
+            route!(Get "v1/customers", READERS, false, api::customers::lookup),
+            route!(Put "v1/customers/:id", READERS, false, api::customers::put),
+            route!(Get "v1/customers/:id", READERS, false, api::customers::get),
+            route!(Post "v1/customers/:id/loyalty/redeem", READERS, false, api::customers::redeem),
+            route!(Post "v1/customers/:id/erase", ADMIN, false, api::customers::erase),
         ]
     })
 }

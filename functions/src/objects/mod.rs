@@ -22,8 +22,12 @@
 //! - `ReturnCase` (returns.rs): one per return id, drives core's return
 //!   coordinator (receipts into the SKU objects, refunds); claims from
 //!   the sale's `Terminal` or the `Order`.
+//! - `Customer` (customer.rs): one per customer id: core's customer state
+//!   (profile, purchases and returns from every channel, loyalty points).
 pub mod catalog;
 pub mod catalog_import;
+pub mod customer;
+pub mod customer_feed;
 pub mod live;
 pub mod order;
 pub mod reservation;

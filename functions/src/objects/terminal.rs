@@ -23,6 +23,7 @@ use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
 
+use super::customer_feed;
 use super::serial::Serial;
 use super::storage::{self, int, text};
 use crate::extract::fingerprint;
@@ -126,6 +127,7 @@ impl DurableObject for Terminal {
             .turn()
             .await
             .map_err(|p| worker::Error::RustError(p.detail))?;
+        self.feed_customers().await;
         match self.deliver_risk().await {
             Ok(()) => Response::ok(""),
             Err(p) => Err(worker::Error::RustError(p.detail)),
@@ -186,7 +188,16 @@ impl Terminal {
         if let Err(p) = self.deliver_risk().await {
             worker::console_warn!("at-risk delivery deferred: {}", p.detail);
         }
+        self.feed_customers().await;
         Ok(SellAnswer { results, replayed })
+    }
+
+    /// Customers and loyalty (issue 10): sends the customer feed (what
+    /// fails stays in it, with the alarm set to retry).
+    async fn feed_customers(&self) {
+        if let Err(p) = customer_feed::flush(&self.env, &self.state.storage()).await {
+            worker::console_warn!("customer feed deferred: {}", p.detail);
+        }
     }
 
     /// The order reservation `id` was converted into, if it was.
@@ -449,6 +460,11 @@ impl Terminal {
                 "INSERT OR REPLACE INTO order_risk (hold, order_id, at) VALUES (?, ?, ?)",
                 vec![text(h.as_str()), text(order), int(now)],
             ));
+        }
+        // Customers and loyalty (issue 10): the sale of a customer is offered to them.
+        if let Some(o) = customer_feed::sale_offer(&s) {
+            storage::exec(&sql, customer_feed::SCHEMA, vec![])?;
+            stmts.push(customer_feed::offer_stmt(&o)?);
         }
         // The sale's answer and its outbox together.
         storage::atomically(&self.state.storage(), stmts)?;

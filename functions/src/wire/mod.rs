@@ -12,6 +12,7 @@
 //! the HTTP routes, and objects never import `api`.
 pub mod catalog;
 pub mod catalog_import;
+pub mod customer;
 pub mod order;
 pub mod reservation;
 pub mod returns;
@@ -37,6 +38,7 @@ pub enum Namespace {
     Transfer,
     ReturnCase,
     CatalogImport,
+    Customer,
 }
 
 impl Namespace {
@@ -50,6 +52,7 @@ impl Namespace {
             Namespace::Transfer => "TRANSFER",
             Namespace::ReturnCase => "RETURN",
             Namespace::CatalogImport => "CATALOG_IMPORT",
+            Namespace::Customer => "CUSTOMER",
         }
     }
 }
