@@ -88,6 +88,11 @@ pub async fn lookup(ctx: &Ctx) -> HttpResult {
             ("email", normalize_email(&e).map_err(|e| problem(&e))?)
         }
         (None, Some(p)) if p.len() <= MAX_CONTACT_LEN => {
+            // An unencoded `+` in a query reads as a space: `?phone=+33...`.
+            let p = match p.strip_prefix(' ') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => format!("+{rest}"),
+                _ => p,
+            };
             let cfg = customer::config(&ctx.env)?;
             let n = normalize_phone(&p, &cfg.phone_country_code).map_err(|e| problem(&e))?;
             ("phone", n)

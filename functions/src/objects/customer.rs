@@ -257,6 +257,21 @@ impl Customer {
         storage::atomically(&self.state.storage(), stmts)
     }
 
+    /// Keeps a refusal under its key without touching the customer's row.
+    fn keep_only(&self, idem: &Idem, p: &Problem) -> Result<(), Problem> {
+        storage::exec(
+            &self.state.storage().sql(),
+            "INSERT OR REPLACE INTO keys (k, fp, status, body, at) VALUES (?, ?, ?, ?, ?)",
+            vec![
+                text(&idem.key),
+                text(&idem.fp),
+                int(i64::from(p.status)),
+                text(&p.body().to_string()),
+                int(storage::now_ms()),
+            ],
+        )
+    }
+
     /// The first answer under this key, if any (409 for another request).
     fn replay(&self, idem: &Idem) -> Result<Option<CustomerAnswer>, Problem> {
         let rows: Vec<KeyRow> = storage::query(
@@ -365,7 +380,10 @@ impl Customer {
                 let cfg = customer::config(&self.env)?;
                 let profile = Profile::parse(&name, email.as_deref(), phone.as_deref(), &cfg)
                     .map_err(|e| problem(&e))?;
-                let created = stored.is_none();
+                // A customer known only from purchases gets its profile now.
+                let created = stored
+                    .as_ref()
+                    .is_none_or(|s| s.customer.profile.is_none() && s.customer.erased_at.is_none());
                 let mut s = stored.unwrap_or_else(fresh);
                 let changed = match s.customer.set_profile(Timestamp::from_ms(now), profile) {
                     Ok(c) => c,
@@ -387,6 +405,8 @@ impl Customer {
                             )
                             .with("field", field)
                             .with("customer_id", owner);
+                            // The refusal is this key's answer; nothing else is written.
+                            self.keep_only(&idem, &p)?;
                             return Err(p);
                         }
                         Err(ClaimError::Failed(p)) => return Err(p),

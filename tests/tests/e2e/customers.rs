@@ -322,6 +322,47 @@ fn an_exchange_reverses_the_points_of_what_came_back() {
 }
 
 #[test]
+fn two_customers_racing_for_one_email_one_wins() {
+    let api = shared().api();
+    let email = format!("{}@race.example", unique("r").to_lowercase());
+    for round in 0..3 {
+        let ids: Vec<String> = (0..4).map(|_| unique("racer")).collect();
+        let answers: Vec<u16> = ids
+            .iter()
+            .map(|id| {
+                let (api, id, email) = (api.clone(), id.clone(), format!("{round}{email}"));
+                thread::spawn(move || {
+                    put_customer(&api, &id, &format!(r#"{{"name":"R","email":"{email}"}}"#)).status
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(
+            answers.iter().filter(|s| **s == 201).count(),
+            1,
+            "{answers:?}"
+        );
+        assert_eq!(
+            answers.iter().filter(|s| **s == 409).count(),
+            3,
+            "{answers:?}"
+        );
+        let winner = &ids[answers.iter().position(|s| *s == 201).unwrap()];
+        assert_eq!(
+            lookup(&api, &format!("email={round}{email}")),
+            vec![winner.clone()]
+        );
+    }
+    // An unencoded + in the query still finds the number.
+    let id = unique("cust");
+    let r = put_customer(&api, &id, r#"{"name":"P","phone":"+44 20 7946 0958"}"#);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(lookup(&api, "phone=+442079460958"), vec![id]);
+}
+
+#[test]
 fn lookups_and_ids_are_checked() {
     let api = shared().api();
     for q in [
