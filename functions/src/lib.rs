@@ -10,6 +10,7 @@
 //! cache.rs    what an isolate remembers: API keys, catalog facts, reservation homes, recent keys
 //! config.rs   the deployment's vars: fulfillment rule, split, tax table, pickup overdue time
 //! queue.rs    the order queue: a read model in D1, written by the Order objects
+//! customer_index.rs  the customer lookup (email, phone): D1, written by the Customer objects
 //! http.rs     problem+json, replies, JSON and query helpers, RFC 3339
 //! auth.rs     API keys and roles
 //! api/        HTTP handlers, one module per resource          (api -> wire)

@@ -270,10 +270,15 @@ impl ReturnCase {
             s.customer_id.as_deref(),
             storage::now_ms(),
         );
+        let offered = offer.is_some();
         super::customer_feed::save_with_offer(&self.state.storage(), "return_case", s, offer)?;
-        let feed_retry = super::customer_feed::flush(&self.env, &self.state.storage())
-            .await?
-            .map(Timestamp::from_ms);
+        let feed_retry = if offered {
+            super::customer_feed::flush(&self.env, &self.state.storage())
+                .await?
+                .map(Timestamp::from_ms)
+        } else {
+            None
+        };
         let tell = s
             .order_to_tell()
             .map(|_| Timestamp::from_ms(storage::now_ms() + TELL_RETRY_MS));

@@ -167,6 +167,7 @@ impl Terminal {
             Some(_) => true,
             None => false,
         };
+        let for_customers = sales.iter().any(|s| s.customer_id.is_some());
         sales.sort_by(|a, b| {
             (a.device_seq, a.sale_id.as_str()).cmp(&(b.device_seq, b.sale_id.as_str()))
         });
@@ -188,7 +189,9 @@ impl Terminal {
         if let Err(p) = self.deliver_risk().await {
             worker::console_warn!("at-risk delivery deferred: {}", p.detail);
         }
-        self.feed_customers().await;
+        if for_customers {
+            self.feed_customers().await;
+        }
         Ok(SellAnswer { results, replayed })
     }
 
