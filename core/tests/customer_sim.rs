@@ -73,7 +73,19 @@ fn hash(cs: &[Customer]) -> u64 {
     h.finish()
 }
 
-fn run(seed: u64) -> u64 {
+/// What a run did (so a test can see the runs did real work).
+#[derive(Default)]
+struct Stats {
+    purchases: usize,
+    returns: usize,
+    redemptions: usize,
+    refused: usize,
+    restarts: usize,
+    duplicates: usize,
+}
+
+fn run(seed: u64) -> (u64, Stats) {
+    let mut stats = Stats::default();
     let cfg = LoyaltyConfig::parse("1.5", "44").unwrap();
     let mut rng = Rng::new(seed);
     let mut now: i64 = 1_700_000_000_000;
@@ -189,12 +201,16 @@ fn run(seed: u64) -> u64 {
                     }
                     if !r.replayed {
                         redeemed_ok[c] += points;
+                        stats.redemptions += 1;
                     }
+                } else {
+                    stats.refused += 1;
                 }
             }
             // A customer object restarts from its row.
             60..=64 => {
                 let c = rng.below(CUSTOMERS as u64) as usize;
+                stats.restarts += 1;
                 let row = serde_json::to_string(&customers[c]).unwrap();
                 customers[c] = serde_json::from_str(&row).unwrap();
             }
@@ -218,6 +234,7 @@ fn run(seed: u64) -> u64 {
                         fail(step, format!("a fact was refused: {e}"));
                     }
                     if rng.chance(200) {
+                        stats.duplicates += 1;
                         // The answer was lost: delivered again later.
                         net[i].at = now + rng.range(1, 600_000);
                     } else {
@@ -292,16 +309,52 @@ fn run(seed: u64) -> u64 {
             fail(STEPS, format!("customer {i}: totals differ"));
         }
     }
-    hash(&customers)
+    stats.purchases = truth.purchases.len();
+    stats.returns = truth.returns.len();
+    (hash(&customers), stats)
 }
 
 #[test]
 fn customer_simulation_matches_golden_hashes() {
     if let Ok(s) = std::env::var("SIM_SEED") {
         let seed: u64 = s.parse().expect("SIM_SEED is a number");
-        println!("seed {seed}: {}", run(seed));
+        println!("seed {seed}: {}", run(seed).0);
         return;
     }
-    let got: Vec<(u64, u64)> = GOLDEN.iter().map(|(s, _)| (*s, run(*s))).collect();
+    let got: Vec<(u64, u64)> = GOLDEN.iter().map(|(s, _)| (*s, run(*s).0)).collect();
     assert_eq!(got, GOLDEN.to_vec(), "final hashes changed");
+}
+
+/// More seeds (`make sim`: SIM_SEEDS=n, from SIM_START); checks every
+/// invariant of [`run`] and that the runs did real work.
+#[test]
+fn many_seeds() {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let start = env("SIM_START").unwrap_or(100);
+    let mut total = Stats::default();
+    for seed in start..start + env("SIM_SEEDS").unwrap_or(2) {
+        let (_, st) = run(seed);
+        total.purchases += st.purchases;
+        total.returns += st.returns;
+        total.redemptions += st.redemptions;
+        total.refused += st.refused;
+        total.restarts += st.restarts;
+        total.duplicates += st.duplicates;
+    }
+    let t = &total;
+    assert!(
+        t.purchases > 500
+            && t.returns > 200
+            && t.redemptions > 50
+            && t.refused > 10
+            && t.restarts > 50
+            && t.duplicates > 20,
+        "{} {} {} {} {} {}",
+        t.purchases,
+        t.returns,
+        t.redemptions,
+        t.refused,
+        t.restarts,
+        t.duplicates
+    );
 }
