@@ -56,7 +56,7 @@ fn sell(api: &Api, customer: &str, sku: &str, qty: i64, price: &str) -> String {
         "POST",
         "/v1/pos/sales",
         POS1,
-        &sale_body(&sale, &unique("t"), 1, customer, sku, qty, price),
+        &sale_body(&sale, &format!("t-{sale}"), 1, customer, sku, qty, price),
     );
     assert_eq!(r.status, 201, "{}", r.body);
     sale
@@ -222,6 +222,19 @@ fn one_customer_across_channels_earns_reverses_redeems_and_is_erased() {
     assert_eq!(purchase(&c, &order)["channel"], "online");
     assert_eq!(purchase(&c, &order)["points_earned"], 10);
     assert_eq!(c["loyalty"]["balance"], 30, "{c}");
+    // The sale again under another key (a till's retry): the first answer,
+    // and the customer's purchase is not counted twice.
+    let retry = api.get(&format!("/v1/customers/{id}"), ADMIN).json()["purchases"].clone();
+    let again = api.send(
+        "POST",
+        "/v1/pos/sales",
+        POS1,
+        &sale_body(&sale, &format!("t-{sale}"), 1, &id, &sku, 2, "10.00"),
+    );
+    assert_eq!(again.status, 201, "{}", again.body);
+    let c = customer(&api, &id);
+    assert_eq!(c["purchases"], retry);
+    assert_eq!(c["loyalty"]["earned"], 30, "{c}");
 
     // Half the sale returned and refunded: floor(20 * 10.00 / 20.00) = 10 back.
     let ret = return_and_refund(&api, &format!(r#""sale_id":"{sale}""#), &sku, 1, "10.00");
