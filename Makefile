@@ -149,6 +149,7 @@ sim:
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test transfer_sim many_seeds
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test order_sim more_seeds
 	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test return_sim many_seeds
+	SIM_SEEDS=$(SIM_SEEDS) cargo test -p omnistock-core --release --test customer_sim many_seeds
 
 test-functions:
 	cargo test -p omnistock-functions --lib

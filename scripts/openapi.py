@@ -982,6 +982,113 @@ paths.update({
         body="ReceiptEmailRequest", params=[path_param("id")], write=True)},
 })
 # ------------------------------------------------------------ end of receipts
+# --- customers and loyalty (issue 10) ---
+# PUT/GET /v1/customers/{id}, GET /v1/customers?email=|phone=,
+# POST /v1/customers/{id}/loyalty/redeem, POST /v1/customers/{id}/erase.
+CONTACT = {"type": ["string", "null"], "maxLength": 254}
+POINTS = {"type": "integer", "minimum": 0}
+CUSTOMER_RETURN = obj({
+    "return_id": ID, "at": TIME, "refunded": ref("Money"), "credited": ref("Money"),
+    "lines": {"type": "array", "items": obj({"sku": ID, "qty": QTY})},
+    "source": obj({"type": {"enum": ["order", "sale"]}, "id": ID}),
+}, required=["return_id", "at", "refunded", "credited", "lines"])
+schemas.update({
+    "CustomerRequest": obj({
+        "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\x00-\\x1f\\x7f]*$"},
+        "email": {**CONTACT, "description": "trimmed and lowercased; local@domain.tld; one customer per email"},
+        "phone": {"type": ["string", "null"], "maxLength": 32,
+                  "description": "kept as E.164 (+ and 7 to 15 digits): + or 00 start an international number, "
+                                 "otherwise one leading 0 is dropped and CUSTOMER_PHONE_COUNTRY_CODE prepended; "
+                                 "spaces . - ( ) are separators; one customer per phone"},
+    }, required=["name"]),
+    "CustomerProfile": obj({"name": {"type": "string"}, "email": CONTACT, "phone": CONTACT}),
+    "CustomerReturn": CUSTOMER_RETURN,
+    "CustomerPurchase": obj({
+        "source": obj({"type": {"enum": ["order", "sale"]}, "id": ID}),
+        "channel": {"enum": ["online", "pos"]},
+        "location": {"type": ["string", "null"]},
+        "at": TIME,
+        "total": ref("Money"),
+        "lines": {"type": "array", "maxItems": 20, "items": obj({"sku": ID, "qty": QTY, "amount": ref("Money")})},
+        "lines_omitted": {"type": "integer", "minimum": 0},
+        "points_earned": POINTS,
+        "points_reversed": POINTS,
+        "returns": {"type": "array", "items": ref("CustomerReturn")},
+    }),
+    "Customer": obj({
+        "id": ID,
+        "profile": {"oneOf": [ref("CustomerProfile"), {"type": "null"}]},
+        "erased": {"type": "boolean"},
+        "erased_at": {"type": ["string", "null"], "format": "date-time"},
+        "created_at": TIME,
+        "updated_at": TIME,
+        "version": {"type": "integer", "minimum": 0, "description": "rises with each profile change"},
+        "loyalty": obj({
+            "balance": POINTS, "earned": POINTS, "reversed": POINTS, "redeemed": POINTS,
+            "shortfall": {**POINTS, "description": "points reversed after they were redeemed; later points pay it off first"},
+            "points_per_unit_currency": DECIMAL,
+            "rounding": {"type": "string"},
+            "history": {"type": "array", "maxItems": 200, "items": obj({
+                "at": TIME, "kind": {"enum": ["earned", "reversed", "redeemed"]}, "points": POINTS,
+                "source": {"type": "string"}, "balance_after": POINTS, "shortfall_after": POINTS})},
+            "history_dropped": {"type": "integer", "minimum": 0},
+        }),
+        "purchases": {"type": "array", "maxItems": 500, "items": ref("CustomerPurchase")},
+        "unmatched_returns": {"type": "array", "items": ref("CustomerReturn"),
+                              "description": "returns reported before their purchase arrived"},
+    }),
+    "CustomerLookup": obj({
+        "as_of": TIME,
+        "email": {"type": "string"},
+        "phone": {"type": "string"},
+        "customers": {"type": "array", "maxItems": 10, "items": obj({
+            "id": ID, "name": {"type": ["string", "null"]}, "email": CONTACT, "phone": CONTACT,
+            "version": {"type": "integer", "minimum": 0}, "updated_at": TIME})},
+    }, required=["as_of", "customers"]),
+    "RedeemRequest": obj({
+        "points": {"type": "integer", "minimum": 1, "maximum": 1000000000},
+        "reference": {**ID, "description": "the sale or order the points pay for"},
+    }, required=["points"]),
+    "Redeemed": obj({"customer_id": ID, "redeemed": {"type": "integer", "minimum": 1}, "balance": POINTS, "at": TIME}),
+    "EraseRequest": obj({}),
+})
+schemas["Problem"]["properties"]["code"]["enum"] += ["insufficient_points", "contact_taken"]
+schemas["Problem"]["properties"]["balance"] = POINTS
+schemas["Problem"]["properties"]["requested"] = {"type": "integer"}
+schemas["Problem"]["properties"]["field"] = {"type": "string"}
+schemas["Problem"]["properties"]["customer_id"] = ID
+paths.update({
+    "/v1/customers": {"get": op(
+        "Find customers by exact email or phone, normalised like a profile's (give exactly one); answered from the "
+        "lookup index in D1 that each customer object keeps (as_of: the time of the read). Admin, storefront, POS",
+        {"200": ok("CustomerLookup")},
+        params=[query("email", {"type": "string", "maxLength": 254}),
+                query("phone", {"type": "string", "maxLength": 254})])},
+    "/v1/customers/{id}": {
+        "put": op(
+            "Create or update a customer's profile (admin, storefront, POS). 409 contact_taken (field, customer_id) "
+            "when the email or phone belongs to another customer; 409 invalid_transition after an erasure",
+            {"201": ok("Customer", "Created"), "200": ok("Customer")},
+            body="CustomerRequest", params=[path_param("id")], write=True),
+        "get": op(
+            "The profile, purchases from every channel (POS sales at sale time, orders once every part is shipped, "
+            "collected, returned or cancelled) with their returns, and the loyalty balance and history. Points = "
+            "floor(total paid * LOYALTY_POINTS_PER_UNIT_CURRENCY); a purchase's returns reverse floor(earned * "
+            "returned / total) of its points (refunds and exchange credit); balance = max(0, earned - reversed - "
+            "redeemed). At most 500 purchases and 500 returns per customer, 20 lines shown per purchase, the last "
+            "200 movements of points",
+            {"200": ok("Customer")}, params=[path_param("id")]),
+    },
+    "/v1/customers/{id}/loyalty/redeem": {"post": op(
+        "Redeem points, all or nothing (admin, storefront, POS): 409 insufficient_points (balance, requested) "
+        "changes nothing; the same Idempotency-Key redeems once",
+        {"200": ok("Redeemed")}, body="RedeemRequest", params=[path_param("id")], write=True)},
+    "/v1/customers/{id}/erase": {"post": op(
+        "Erase a customer on request (admin): name, email and phone removed for good (a tombstone stays); "
+        "purchases, returns and points stay without personal data; the email and phone are free again",
+        {"200": ok("Customer")}, body="EraseRequest", params=[path_param("id")], write=True)},
+})
+# --- end of customers and loyalty ---
 
 # ------------------------------------------------------------ schemathesis (issue 12)
 # Limits the Worker enforces that the document did not state, found by

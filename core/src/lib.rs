@@ -19,6 +19,7 @@
 //! - [`order`]: the order lifecycle as a pure state machine, and the per-SKU commands each step issues.
 //! - [`returns`]: returns and exchanges, never more than was sold.
 //! - [`bundle`]: bundles as a pure expansion into components.
+//! - [`customer`]: customers and loyalty points, fed purchase and return facts at least once.
 //! - [`catalog_import`]: CSV catalog import (Shopify or omnistock columns) and its cleaning report.
 //! - [`fulfillment`]: which location serves which line (single, nearest, pickup).
 //! - [`reservation`]: the reservation coordinator, a sans-IO machine over the SKU objects.
@@ -34,6 +35,7 @@ extern crate alloc;
 
 pub mod bundle;
 pub mod catalog_import;
+pub mod customer;
 pub mod fingerprint;
 pub mod fulfillment;
 pub mod ids;

@@ -107,6 +107,8 @@ impl Problem {
             "invalid_transition" => "Invalid transition",
             "idempotency_key_reused" => "Idempotency key reused",
             "version_conflict" => "Version conflict",
+            "insufficient_points" => "Insufficient points",
+            "contact_taken" => "Contact taken",
             "payload_too_large" => "Payload too large",
             "rate_limited" => "Rate limited",
             "overloaded" => "Overloaded",

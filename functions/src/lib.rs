@@ -11,6 +11,7 @@
 //! edge_cache.rs  availability positions: bounded, at most 1 s stale, refreshed ahead, misses coalesced
 //! config.rs   the deployment's vars: fulfillment rule, split, tax table, pickup overdue time
 //! queue.rs    the order queue: a read model in D1, written by the Order objects
+//! customer_index.rs  the customer lookup (email, phone): D1, written by the Customer objects
 //! http.rs     problem+json, replies, JSON and query helpers, RFC 3339
 //! auth.rs     API keys and roles
 //! api/        HTTP handlers, one module per resource          (api -> wire)
@@ -28,6 +29,7 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod customer_index;
 pub mod edge_cache;
 pub mod extract;
 #[cfg(test)]

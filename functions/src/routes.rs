@@ -113,6 +113,12 @@ pub fn table() -> &'static [Route] {
             // Receipts (issue 14): see api/receipts.rs.
             route!(Get "v1/receipts/:id", READERS, false, receipts::get),
             route!(Post "v1/receipts/:id/email", READERS, false, receipts::email),
+            // Customers and loyalty (issue 10): see api/customers.rs.
+            route!(Get "v1/customers", READERS, false, api::customers::lookup),
+            route!(Put "v1/customers/:id", READERS, false, api::customers::put),
+            route!(Get "v1/customers/:id", READERS, false, api::customers::get),
+            route!(Post "v1/customers/:id/loyalty/redeem", READERS, false, api::customers::redeem),
+            route!(Post "v1/customers/:id/erase", ADMIN, false, api::customers::erase),
         ]
     })
 }

@@ -4,6 +4,7 @@
 //! every stock rule is core's, applied by the owning object.
 pub mod availability;
 pub mod catalog;
+pub mod customers;
 pub mod imports;
 pub mod inventory;
 pub mod live;

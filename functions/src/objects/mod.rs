@@ -27,8 +27,12 @@
 //!   the sale's `Terminal` or the `Order`.
 //! - `ReceiptBook` (receipt.rs): one per receipt number: the issued
 //!   receipts (frozen), a sale id's terminal, the email outbox (issue 14).
+//! - `Customer` (customer.rs): one per customer id: core's customer state
+//!   (profile, purchases and returns from every channel, loyalty points).
 pub mod catalog;
 pub mod catalog_import;
+pub mod customer;
+pub mod customer_feed;
 pub mod live;
 pub mod live_hub;
 pub mod order;

@@ -281,7 +281,16 @@ impl Order {
                 .get(*p as usize)
                 .is_some_and(|x| x.status == OrderStatus::ReadyForPickup)
         });
-        self.save(st)?;
+        // Customers and loyalty (issue 10): a complete order of a customer is
+        // offered to them with the row; sent below, retried by the alarm.
+        let offer = super::customer_feed::order_offer(&st.order, &parts, st.updated_at);
+        let offered = offer.is_some();
+        super::customer_feed::save_with_offer(&self.state.storage(), "ord", st, offer)?;
+        let feed_retry = if offered {
+            super::customer_feed::flush(&self.env, &self.state.storage()).await?
+        } else {
+            None
+        };
         if st.queued < st.version && st.machine.is_placed() {
             match queue::upsert(&self.env, &queue_row(st)).await {
                 Ok(()) => {
@@ -307,6 +316,7 @@ impl Order {
             st.machine.poll_timeout().map(|t| t.as_ms()),
             next_overdue,
             retry,
+            feed_retry,
         ]
         .into_iter()
         .flatten()

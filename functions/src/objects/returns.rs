@@ -262,11 +262,33 @@ impl ReturnCase {
 
     /// Stores the row and points the alarm at the machine's next timer.
     async fn store(&self, s: &Stored) -> Result<(), Problem> {
-        self.save(s)?;
+        // Customers and loyalty (issue 10): the return of a customer's
+        // purchase is offered to them with the row; sent below, retried by
+        // the alarm.
+        let offer = super::customer_feed::return_offer(
+            &s.machine,
+            s.customer_id.as_deref(),
+            storage::now_ms(),
+        );
+        let offered = offer.is_some();
+        super::customer_feed::save_with_offer(&self.state.storage(), "return_case", s, offer)?;
+        let feed_retry = if offered {
+            super::customer_feed::flush(&self.env, &self.state.storage())
+                .await?
+                .map(Timestamp::from_ms)
+        } else {
+            None
+        };
         let tell = s
             .order_to_tell()
             .map(|_| Timestamp::from_ms(storage::now_ms() + TELL_RETRY_MS));
-        let at = s.machine.poll_timeout().into_iter().chain(tell).min();
+        let at = s
+            .machine
+            .poll_timeout()
+            .into_iter()
+            .chain(tell)
+            .chain(feed_retry)
+            .min();
         storage::alarm_at(&self.state.storage(), at.map(|t| t.as_ms())).await
     }
 

@@ -23,6 +23,7 @@ use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
 
+use super::customer_feed;
 use super::serial::Serial;
 use super::storage::{self, int, text};
 use crate::extract::fingerprint;
@@ -137,6 +138,7 @@ impl DurableObject for Terminal {
             .await
             .map_err(|p| worker::Error::RustError(p.detail))?;
         let receipts = self.deliver_receipt_index().await;
+        self.feed_customers().await;
         match (self.deliver_risk().await, receipts) {
             (Ok(()), Ok(())) => Response::ok(""),
             (Err(p), _) | (_, Err(p)) => Err(worker::Error::RustError(p.detail)),
@@ -176,6 +178,7 @@ impl Terminal {
             Some(_) => true,
             None => false,
         };
+        let for_customers = sales.iter().any(|s| s.customer_id.is_some());
         sales.sort_by(|a, b| {
             (a.device_seq, a.sale_id.as_str()).cmp(&(b.device_seq, b.sale_id.as_str()))
         });
@@ -205,6 +208,9 @@ impl Terminal {
                 .storage()
                 .set_alarm(ScheduledTime::new(date))
                 .await?;
+        }
+        if for_customers {
+            self.feed_customers().await;
         }
         Ok(SellAnswer { results, replayed })
     }
@@ -266,6 +272,14 @@ impl Terminal {
             .set_alarm(ScheduledTime::new(date))
             .await?;
         Ok(())
+    }
+
+    /// Customers and loyalty (issue 10): sends the customer feed (what
+    /// fails stays in it, with the alarm set to retry).
+    async fn feed_customers(&self) {
+        if let Err(p) = customer_feed::flush(&self.env, &self.state.storage()).await {
+            worker::console_warn!("customer feed deferred: {}", p.detail);
+        }
     }
 
     /// The order reservation `id` was converted into, if it was.
@@ -541,6 +555,11 @@ impl Terminal {
                 "INSERT OR REPLACE INTO order_risk (hold, order_id, at) VALUES (?, ?, ?)",
                 vec![text(h.as_str()), text(order), int(now)],
             ));
+        }
+        // Customers and loyalty (issue 10): the sale of a customer is offered to them.
+        if let Some(o) = customer_feed::sale_offer(&s) {
+            storage::exec(&sql, customer_feed::SCHEMA, vec![])?;
+            stmts.push(customer_feed::offer_stmt(&o)?);
         }
         // The sale's answer and its outbox together.
         storage::atomically(&self.state.storage(), stmts)?;

@@ -12,6 +12,7 @@
 //! the HTTP routes, and objects never import `api`.
 pub mod catalog;
 pub mod catalog_import;
+pub mod customer;
 pub mod order;
 pub mod receipt;
 pub mod reservation;
@@ -40,6 +41,7 @@ pub enum Namespace {
     CatalogImport,
     LiveHub,
     ReceiptBook,
+    Customer,
 }
 
 impl Namespace {
@@ -55,6 +57,7 @@ impl Namespace {
             Namespace::CatalogImport => "CATALOG_IMPORT",
             Namespace::LiveHub => "LIVE_HUB",
             Namespace::ReceiptBook => "RECEIPT",
+            Namespace::Customer => "CUSTOMER",
         }
     }
 }

@@ -4,6 +4,7 @@ mod battery;
 mod catalog;
 mod concurrency;
 mod config;
+mod customers;
 mod edge_cache;
 mod exactly_once;
 mod faults;

@@ -599,6 +599,58 @@ fn every_answer_matches_the_openapi_document() {
         None,
     );
 
+    // Customers and loyalty (issue 10).
+    let cust = unique("oacust");
+    let email = format!("{}@example.com", unique("oa").to_lowercase());
+    c.call(
+        "PUT",
+        &format!("/v1/customers/{cust}"),
+        Some(ADMIN),
+        Some(&format!(
+            r#"{{"name":"Oa","email":"{email}","phone":"+44 20 7946 0{}"}}"#,
+            100 + cust.len() % 800
+        )),
+    );
+    c.call(
+        "PUT",
+        &format!("/v1/customers/{cust}"),
+        Some(ADMIN),
+        Some(r#"{"name":""}"#),
+    );
+    c.call(
+        "PUT",
+        &format!("/v1/customers/{}", unique("oacust")),
+        Some(ADMIN),
+        Some(&format!(r#"{{"name":"Other","email":"{email}"}}"#)),
+    );
+    c.call("GET", &format!("/v1/customers/{cust}"), Some(ADMIN), None);
+    c.call("GET", "/v1/customers/no-such-customer", Some(ADMIN), None);
+    c.call(
+        "GET",
+        &format!("/v1/customers?email={email}"),
+        Some(POS1),
+        None,
+    );
+    c.call("GET", "/v1/customers?phone=not-a-phone", Some(POS1), None);
+    c.call(
+        "POST",
+        &format!("/v1/customers/{cust}/loyalty/redeem"),
+        Some(POS1),
+        Some(r#"{"points":5}"#),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/customers/{cust}/erase"),
+        Some(POS1),
+        Some("{}"),
+    );
+    c.call(
+        "POST",
+        &format!("/v1/customers/{cust}/erase"),
+        Some(ADMIN),
+        Some("{}"),
+    );
+
     let documented: BTreeSet<(String, String)> = c.doc["paths"]
         .as_object()
         .unwrap()

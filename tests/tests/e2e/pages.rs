@@ -265,3 +265,62 @@ fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
         c.close().await.expect("close the browser");
     });
 }
+
+/// Customers and loyalty (issue 10): at the till a clerk finds a customer
+/// by email, sells to them and redeems a point; the customer page shows the
+/// purchase and the points.
+#[test]
+fn a_clerk_finds_a_customer_at_the_till_and_the_customer_page_shows_the_sale() {
+    let server = Server::start_with_vars(&[("DEMO_PAGE_KEYS", DEV_KEYS)]);
+    seed(&server);
+    let api = server.api();
+    let r = api.send(
+        "PUT",
+        "/v1/customers/ana",
+        ADMIN,
+        r#"{"name":"Ana Doe","email":"ana@example.com","phone":"555 010 2030"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let driver = Driver::start();
+    let base = server.url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let c = browser(&driver).await;
+        c.goto(&format!("{base}/pos")).await.expect("open /pos");
+        until(&c, "the till's key note", "document.getElementById('key-note').textContent.includes('sk_dev_pos_store-1')").await;
+        c.find(Locator::Css("#customer input[name=q]")).await.unwrap().send_keys("ANA@example.com ").await.unwrap();
+        click(&c, "#customer button").await;
+        until(&c, "the customer attached", "document.getElementById('customer-info').textContent.includes('Ana Doe (ana): 0 points')").await;
+        c.find(Locator::Css("#code")).await.unwrap().send_keys("4006381333948").await.unwrap();
+        click(&c, "#scan button").await;
+        until(&c, "the scanned line", "document.getElementById('basket').textContent.includes('TEE-BLK-L')").await;
+        click(&c, "#sell").await;
+        until(&c, "the sale recorded", "document.getElementById('status').textContent.includes('recorded')").await;
+        // The customer is detached after the sale; found again, with points.
+        until(&c, "the customer detached", "document.getElementById('customer-info').textContent === ''").await;
+        click(&c, "#customer button").await;
+        until(&c, "the points earned", "/Ana Doe \\(ana\\): [1-9][0-9]* points/.test(document.getElementById('customer-info').textContent)").await;
+        c.find(Locator::Css("#customer-info input[name=points]")).await.unwrap().send_keys("1").await.unwrap();
+        click(&c, "#customer-info form button").await;
+        until(&c, "the redemption", "document.getElementById('status').textContent.includes('Redeemed 1 points')").await;
+
+        c.goto(&format!("{base}/customers")).await.expect("open /customers");
+        c.find(Locator::Css("#find input[name=q]")).await.unwrap().send_keys("(555) 010-2030").await.unwrap();
+        click(&c, "#find button").await;
+        until(&c, "the profile", "document.getElementById('profile').textContent.includes('ana@example.com')").await;
+        until(&c, "the sale in the history", "document.querySelector('#profile table') && document.querySelector('#profile table').textContent.includes('TEE-BLK-L')").await;
+        until(&c, "the redemption in the points history", "document.getElementById('profile').textContent.includes('redeemed 1')").await;
+        shoot(&c, "customers").await;
+        c.close().await.expect("close the browser");
+    });
+    let v = api.get("/v1/customers/ana", ADMIN).json();
+    assert_eq!(v["purchases"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["loyalty"]["redeemed"], 1);
+    assert_eq!(
+        v["loyalty"]["balance"].as_i64().unwrap(),
+        v["loyalty"]["earned"].as_i64().unwrap() - 1
+    );
+}

@@ -1,0 +1,240 @@
+//! The customer feed of the producer objects (`Terminal`, `Order`,
+//! `ReturnCase`): each purchase or return of a known customer is offered
+//! into a small outbox table of the producer, `customer_feed`, in the same
+//! SQLite transaction as the producer's own state, then delivered to the
+//! `Customer` object at least once (retried by the producer's alarm every
+//! [`RETRY_MS`] until acknowledged). Each fact carries its source id (and a
+//! return its rising `seq`), so the customer applies it once.
+use omnistock_core::customer::{return_fact, PurchaseFact, PurchaseLine, ReturnFact, Source};
+use omnistock_core::money::Money;
+use omnistock_core::order::{OrderStatus, PartView};
+use omnistock_core::{Channel, OrderId, Timestamp};
+use serde::Deserialize;
+use worker::{Env, Storage};
+
+use super::storage::{self, int, text, Stmt};
+use crate::http::Problem;
+use crate::wire::customer::{deliver, CustomerOp};
+use crate::wire::order::PricedOrder;
+use crate::wire::terminal::Sale;
+
+/// A fact not acknowledged is sent again after this long (by the alarm).
+pub const RETRY_MS: i64 = 5_000;
+/// Most facts one flush sends.
+pub const MAX_FLUSH: i64 = 50;
+
+pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS customer_feed (k TEXT PRIMARY KEY,
+  customer_id TEXT NOT NULL, op TEXT NOT NULL, seq INTEGER NOT NULL, told INTEGER NOT NULL,
+  at INTEGER NOT NULL)";
+
+/// A fact for a customer.
+pub struct Offer {
+    pub key: String,
+    pub customer_id: String,
+    pub op: CustomerOp,
+    pub seq: u32,
+}
+
+/// The statement that records `o` (a newer `seq` replaces an older one and
+/// is sent again; the same or an older one changes nothing).
+pub fn offer_stmt(o: &Offer) -> Result<Stmt, Problem> {
+    Ok((
+        "INSERT INTO customer_feed (k, customer_id, op, seq, told, at) VALUES (?, ?, ?, ?, 0, ?)
+         ON CONFLICT (k) DO UPDATE SET op = excluded.op, seq = excluded.seq, told = 0,
+           at = excluded.at WHERE excluded.seq > customer_feed.seq",
+        vec![
+            text(&o.key),
+            text(&o.customer_id),
+            text(&serde_json::to_string(&o.op)?),
+            int(i64::from(o.seq)),
+            int(storage::now_ms()),
+        ],
+    ))
+}
+
+/// Stores a coordinator's JSON row (`storage::save_json`'s table shape)
+/// and the offer, if any, in one transaction.
+pub fn save_with_offer<T: serde::Serialize>(
+    st: &Storage,
+    table: &'static str,
+    value: &T,
+    offer: Option<Offer>,
+) -> Result<(), Problem> {
+    let Some(o) = offer else {
+        return storage::save_json(&st.sql(), table, key_of(table), value);
+    };
+    storage::exec(&st.sql(), SCHEMA, vec![])?;
+    let save: &'static str = match table {
+        "ord" => "INSERT OR REPLACE INTO ord (k, json) VALUES ('o', ?)",
+        _ => "INSERT OR REPLACE INTO return_case (k, json) VALUES ('r', ?)",
+    };
+    storage::atomically(
+        st,
+        vec![
+            (save, vec![text(&serde_json::to_string(value)?)]),
+            offer_stmt(&o)?,
+        ],
+    )
+}
+
+fn key_of(table: &str) -> &'static str {
+    match table {
+        "ord" => "o",
+        _ => "r",
+    }
+}
+
+#[derive(Deserialize)]
+struct Row {
+    k: String,
+    customer_id: String,
+    op: String,
+    seq: i64,
+}
+
+/// Sends what is not yet acknowledged; `Some(at)`: something is left, the
+/// caller's alarm should fire at `at`. The alarm is pointed there before
+/// sending, so a crash mid-way is retried too.
+pub async fn flush(env: &Env, st: &Storage) -> Result<Option<i64>, Problem> {
+    let sql = st.sql();
+    storage::exec(&sql, SCHEMA, vec![])?;
+    let rows: Vec<Row> = storage::query(
+        &sql,
+        "SELECT k, customer_id, op, seq FROM customer_feed WHERE told = 0 ORDER BY at, k LIMIT ?",
+        vec![int(MAX_FLUSH)],
+    )?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let retry = storage::now_ms() + RETRY_MS;
+    storage::alarm_at(st, Some(retry)).await?;
+    let mut left = false;
+    for r in rows {
+        let op: CustomerOp = serde_json::from_str(&r.op)?;
+        if deliver(env, &r.customer_id, op).await {
+            storage::exec(
+                &sql,
+                "UPDATE customer_feed SET told = 1 WHERE k = ? AND seq = ?",
+                vec![text(&r.k), int(r.seq)],
+            )?;
+        } else {
+            left = true;
+        }
+    }
+    Ok(left.then_some(retry))
+}
+
+/// A POS sale of a customer: a purchase at sale time (paid at the till).
+/// Its total is the lines' prices times quantities (one currency).
+pub fn sale_offer(s: &Sale) -> Option<Offer> {
+    let customer_id = s.customer_id.clone()?;
+    let mut lines = Vec::new();
+    let mut total: Option<Money> = None;
+    for l in &s.lines {
+        let unit = Money::parse(&l.unit_price.amount, &l.unit_price.currency).ok()?;
+        let amount = unit.checked_mul_qty(l.qty).ok()?;
+        total = Some(match total {
+            None => amount,
+            Some(t) => t.checked_add(amount).ok()?,
+        });
+        lines.push(PurchaseLine {
+            sku: l.sku.clone(),
+            qty: l.qty,
+            amount,
+        });
+    }
+    let fact = PurchaseFact {
+        source: Source::Sale(s.sale_id.clone()),
+        channel: Channel::Pos,
+        location: Some(s.location.clone()),
+        at: Timestamp::from_ms(s.occurred_at),
+        total: total?,
+        lines,
+    };
+    Some(Offer {
+        key: fact.source.key(),
+        customer_id,
+        op: CustomerOp::Purchase(fact),
+        seq: 1,
+    })
+}
+
+/// An order of a customer, once complete: every part shipped, collected,
+/// returned or cancelled, and at least one not cancelled. The purchase is
+/// what the fulfilled parts' lines cost (gross, tax included).
+pub fn order_offer(o: &PricedOrder, parts: &[PartView], at: i64) -> Option<Offer> {
+    let customer_id = o.customer_id.clone()?;
+    let done = |s: OrderStatus| {
+        matches!(
+            s,
+            OrderStatus::Shipped
+                | OrderStatus::Collected
+                | OrderStatus::Returned
+                | OrderStatus::Cancelled
+        )
+    };
+    if parts.is_empty() || parts.iter().any(|p| !done(p.status)) {
+        return None;
+    }
+    let fulfilled: Vec<u32> = parts
+        .iter()
+        .filter(|p| p.status != OrderStatus::Cancelled)
+        .map(|p| p.part)
+        .collect();
+    if fulfilled.is_empty() {
+        return None;
+    }
+    let id = OrderId::parse(&o.id).ok()?;
+    let mut total: Option<Money> = None;
+    let mut lines = Vec::new();
+    for l in o.lines.iter().filter(|l| fulfilled.contains(&l.part)) {
+        total = Some(match total {
+            None => l.gross,
+            Some(t) => t.checked_add(l.gross).ok()?,
+        });
+        lines.push(PurchaseLine {
+            sku: l.sku.clone(),
+            qty: l.qty,
+            amount: l.gross,
+        });
+    }
+    let locations: Vec<_> = parts
+        .iter()
+        .filter(|p| fulfilled.contains(&p.part))
+        .map(|p| p.location.clone())
+        .collect();
+    let fact = PurchaseFact {
+        source: Source::Order(id),
+        channel: o.channel,
+        location: (locations.len() == 1).then(|| locations[0].clone()),
+        at: Timestamp::from_ms(at),
+        total: total?,
+        lines,
+    };
+    Some(Offer {
+        key: fact.source.key(),
+        customer_id,
+        op: CustomerOp::Purchase(fact),
+        seq: 1,
+    })
+}
+
+/// A return of a customer's purchase, once anything came back or was
+/// given: its newest report (core's `return_fact`).
+pub fn return_offer(
+    case: &omnistock_core::returns::ReturnCase,
+    customer_id: Option<&str>,
+    at: i64,
+) -> Option<Offer> {
+    let customer_id = customer_id?.to_string();
+    let fact: ReturnFact = return_fact(case, Timestamp::from_ms(at))?;
+    if fact.seq == 0 {
+        return None;
+    }
+    Some(Offer {
+        key: format!("return:{}", fact.return_id),
+        customer_id,
+        seq: fact.seq,
+        op: CustomerOp::Return(fact),
+    })
+}
