@@ -107,7 +107,7 @@ pub async fn flush(env: &Env, st: &Storage) -> Result<Option<i64>, Problem> {
         return Ok(None);
     }
     let retry = storage::now_ms() + RETRY_MS;
-    storage::alarm_at(st, Some(retry)).await?;
+    storage::alarm_by(st, retry).await?;
     let mut left = false;
     for r in rows {
         let op: CustomerOp = serde_json::from_str(&r.op)?;

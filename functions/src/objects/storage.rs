@@ -129,6 +129,16 @@ pub async fn alarm_at(storage: &Storage, at_ms: Option<i64>) -> Result<(), Probl
     Ok(())
 }
 
+/// Sets the alarm for `at` unless it is already set earlier: for objects
+/// whose alarm serves several outboxes (each asks for its own retry time;
+/// the earliest wins, and the alarm runs every outbox).
+pub async fn alarm_by(storage: &Storage, at: i64) -> Result<(), Problem> {
+    match storage.get_alarm().await? {
+        Some(set) if set <= at => Ok(()),
+        _ => alarm_at(storage, Some(at)).await,
+    }
+}
+
 /// The first 16 hex digits of a fingerprint (`extract::fingerprint`) as the
 /// number core's coordinators use as a request id or content fingerprint.
 pub fn fp_u64(fp: &str) -> u64 {

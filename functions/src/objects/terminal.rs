@@ -20,8 +20,7 @@ use omnistock_core::returns::{
 use omnistock_core::{Channel, Command, Event, HoldId, ReturnId, SaleId, Sku, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
-use wasm_bindgen::JsValue;
-use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::customer_feed;
 use super::serial::Serial;
@@ -203,11 +202,7 @@ impl Terminal {
         // The receipt books learn the new sales' terminal just after the
         // answer: the alarm, now (durable, retried if it fails).
         if results.iter().any(|r| !r.replayed && r.status < 300) {
-            let date = js_sys::Date::new(&JsValue::from_f64(storage::now_ms() as f64));
-            self.state
-                .storage()
-                .set_alarm(ScheduledTime::new(date))
-                .await?;
+            storage::alarm_by(&self.state.storage(), storage::now_ms()).await?;
         }
         if for_customers {
             self.feed_customers().await;
@@ -266,12 +261,7 @@ impl Terminal {
             None if rows.len() as i64 == RECEIPT_INDEX_BATCH => now,
             None => return Ok(()),
         };
-        let date = js_sys::Date::new(&JsValue::from_f64(again as f64));
-        self.state
-            .storage()
-            .set_alarm(ScheduledTime::new(date))
-            .await?;
-        Ok(())
+        storage::alarm_by(&self.state.storage(), again).await
     }
 
     /// Customers and loyalty (issue 10): sends the customer feed (what
@@ -401,11 +391,7 @@ impl Terminal {
             }
         }
         if left {
-            let date = js_sys::Date::new(&JsValue::from_f64((now + RISK_RETRY_MS) as f64));
-            self.state
-                .storage()
-                .set_alarm(ScheduledTime::new(date))
-                .await?;
+            storage::alarm_by(&self.state.storage(), now + RISK_RETRY_MS).await?;
         }
         Ok(())
     }
