@@ -38,6 +38,7 @@ pub mod fulfillment;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod report;
 pub mod reservation;
 pub mod returns;
 pub mod sku;

@@ -28,10 +28,13 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod extract;
+pub mod feed;
 pub mod http;
 pub mod objects;
 pub mod openapi;
+pub mod qbo;
 pub mod queue;
+pub mod reports;
 pub mod routes;
 pub mod wire;
 
@@ -44,4 +47,17 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         return Ok(api::live::get(req, env).await);
     }
     Ok(routes::handle(req, env).await.into_response())
+}
+
+/// Cron Triggers (wrangler.toml `[triggers] crons`), by cron string.
+#[event(scheduled)]
+async fn scheduled(ev: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    let now = ev.schedule() as i64;
+    match ev.cron().as_str() {
+        // Reports and accounting (issue 10).
+        reports::CRON_WEEKLY | reports::CRON_DAILY_SYNC => {
+            reports::on_cron(&ev.cron(), &env, now).await
+        }
+        other => worker::console_warn!("scheduled: no handler for cron {other:?}"),
+    }
 }

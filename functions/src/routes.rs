@@ -110,6 +110,12 @@ pub fn table() -> &'static [Route] {
             route!(Post "v1/returns/:id/receive", TILL, false, returns::receive),
             route!(Post "v1/returns/:id/refund", TILL, false, returns::refund),
             route!(Post "v1/returns/:id/exchange", TILL, false, returns::exchange),
+            // Reports and accounting (issue 10): see api/reports.rs.
+            route!(Get "v1/reports/weekly", ADMIN, false, api::reports::weekly),
+            route!(Post "v1/reports/weekly/build", ADMIN, false, api::reports::build),
+            route!(Get "v1/accounting/export", ADMIN, false, api::reports::export),
+            route!(Get "v1/accounting/sync", ADMIN, false, api::reports::sync_status),
+            route!(Post "v1/accounting/sync", ADMIN, false, api::reports::sync_now),
         ]
     })
 }

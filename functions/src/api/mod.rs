@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod live;
 pub mod orders;
 pub mod pos;
+pub mod reports;
 pub mod reservations;
 pub mod returns;
 pub mod transfers;

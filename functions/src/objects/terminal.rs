@@ -126,6 +126,7 @@ impl DurableObject for Terminal {
             .turn()
             .await
             .map_err(|p| worker::Error::RustError(p.detail))?;
+        crate::feed::forward_and_rearm(&self.state.storage(), &self.env, &self.feed_source()).await;
         match self.deliver_risk().await {
             Ok(()) => Response::ok(""),
             Err(p) => Err(worker::Error::RustError(p.detail)),
@@ -134,6 +135,11 @@ impl DurableObject for Terminal {
 }
 
 impl Terminal {
+    /// The event feed's source name of this terminal.
+    fn feed_source(&self) -> String {
+        format!("terminal:{}", self.state.id().name().unwrap_or_default())
+    }
+
     fn ensure_schema(&self) -> Result<(), Problem> {
         if !self.schema_ok.get() {
             let sql = self.state.storage().sql();
@@ -144,6 +150,7 @@ impl Terminal {
                 // Fails once the column exists; that is the expected case.
                 let _ = sql.exec(q, None);
             }
+            crate::feed::ensure(&sql)?;
             self.schema_ok.set(true);
         }
         Ok(())
@@ -450,8 +457,10 @@ impl Terminal {
                 vec![text(h.as_str()), text(order), int(now)],
             ));
         }
-        // The sale's answer and its outbox together.
+        stmts.push(crate::feed::sale_outbox(&s)?);
+        // The sale's answer and its outboxes together.
         storage::atomically(&self.state.storage(), stmts)?;
+        crate::feed::spawn(&self.state, &self.env, self.feed_source(), true);
         Ok(SaleResult {
             sale_id: s.sale_id.to_string(),
             status: 201,

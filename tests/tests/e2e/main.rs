@@ -15,6 +15,7 @@ mod openapi;
 mod orders;
 mod pages;
 mod pos;
+mod reports;
 mod returns;
 mod slice;
 mod snapshots;
