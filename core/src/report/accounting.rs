@@ -247,3 +247,69 @@ pub fn day_book(facts: &Facts, start: Timestamp, end: Timestamp, date: &str) -> 
         totals: totals.into_values().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Refund, ReturnBody, ReturnLine};
+    use crate::stock::Channel;
+    use alloc::vec;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_refund_is_spread_over_the_lines_and_adds_up_to_the_cent() {
+        let eur = Currency::parse("EUR").unwrap();
+        let line = |sku: &str, qty, paid: &str| ReturnLine {
+            sku: Sku::parse(sku).unwrap(),
+            qty,
+            reason: "x".into(),
+            sold_at: LocationId::parse("store-1").unwrap(),
+            paid: d(paid),
+        };
+        let r = ReturnBody {
+            id: "r1".into(),
+            against: "s1".into(),
+            channel: Channel::Pos,
+            currency: eur,
+            created_at: Timestamp::from_ms(0),
+            lines: vec![
+                line("A", 3, "10.00"),
+                line("B", 1, "10.00"),
+                line("C", 1, "10.00"),
+            ],
+            refunds: vec![Refund {
+                amount: d("10.00"),
+                at: Timestamp::from_ms(10),
+            }],
+        };
+        let facts = Facts {
+            returns: vec![r],
+            ..Facts::default()
+        };
+        let b = day_book(
+            &facts,
+            Timestamp::from_ms(0),
+            Timestamp::from_ms(100),
+            "1970-01-01",
+        );
+        let rr = &b.receipts[0];
+        assert_eq!(rr.kind, Kind::RefundReceipt);
+        let amounts: Vec<String> = rr.lines.iter().map(|l| l.amount.to_string()).collect();
+        assert_eq!(amounts, ["3.33", "3.33", "3.34"]);
+        assert_eq!(rr.total, d("10.00"));
+        assert_eq!(b.totals[0].refunds_total, d("10.00"));
+        assert_eq!(b.totals[0].sales_total, Decimal::ZERO);
+    }
+
+    #[test]
+    fn long_ids_become_unique_doc_numbers_within_qbos_limit() {
+        let a = doc_number("order-0000000000000000000000000000001");
+        let b = doc_number("order-0000000000000000000000000000002");
+        assert!(a.len() <= MAX_DOC_NUMBER && b.len() <= MAX_DOC_NUMBER);
+        assert_ne!(a, b);
+        assert_eq!(doc_number("s-1"), "s-1");
+    }
+}

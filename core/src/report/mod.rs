@@ -295,3 +295,69 @@ pub fn ratio(num: i64, den: i64) -> Option<Decimal> {
             .normalize()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    fn order(history: &[(OrderStatus, i64)]) -> OrderBody {
+        OrderBody {
+            id: "o1".into(),
+            channel: Channel::Online,
+            customer_id: None,
+            currency: Currency::parse("EUR").unwrap(),
+            tax_inclusive: false,
+            lines: vec![],
+            history: history
+                .iter()
+                .map(|(to, at)| PartChange {
+                    part: 0,
+                    to: *to,
+                    at: Timestamp::from_ms(*at),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_order_is_sold_when_paid_and_not_once_cancelled() {
+        use OrderStatus::*;
+        assert_eq!(order(&[(New, 1)]).paid_at(0), None);
+        assert_eq!(
+            order(&[(New, 1), (Paid, 5), (Shipped, 9)]).paid_at(0),
+            Some(Timestamp::from_ms(5))
+        );
+        assert_eq!(
+            order(&[(New, 1), (Paid, 5), (Cancelled, 9)]).paid_at(0),
+            None
+        );
+        assert_eq!(order(&[(New, 1), (Paid, 5)]).paid_at(1), None);
+    }
+
+    #[test]
+    fn the_latest_snapshot_of_each_id_wins_and_sales_count_once() {
+        let fed = |seq, status: OrderStatus| Fed {
+            source: "order:o1".into(),
+            seq,
+            at: Timestamp::from_ms(seq as i64),
+            body: order(&[(status, 1)]),
+        };
+        let f = Facts::new(
+            &[],
+            &[],
+            &[
+                fed(3, OrderStatus::Paid),
+                fed(1, OrderStatus::New),
+                fed(2, OrderStatus::New),
+            ],
+            &[],
+        );
+        assert_eq!(f.orders.len(), 1);
+        assert_eq!(f.orders[0].history[0].to, OrderStatus::Paid);
+        assert_eq!(ratio(1, 3).unwrap().to_string(), "0.3333");
+        assert_eq!(ratio(2, 4).unwrap().to_string(), "0.5");
+        assert_eq!(ratio(1, 0), None);
+    }
+}
