@@ -11,6 +11,9 @@
 //!
 //! Read models (reports, accounting) read `events`; their `as_of` comes
 //! from `feed_sources` (see [`as_of`]).
+use std::cell::Cell;
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, Env, SqlStorage, State, Storage};
@@ -282,10 +285,30 @@ pub async fn forward(storage: &Storage, env: &Env, source: &str) -> Result<bool,
 /// object's alarm is brought forward to the retry time (its `alarm()` calls
 /// [`forward_and_rearm`]); SkuStock keeps its own alarm time instead.
 pub fn spawn(state: &State, env: &Env, source: String, set_alarm: bool) {
+    spawn_once(state, env, source, set_alarm, None);
+}
+
+/// [`spawn`], unless a forward of this object is already running (`busy`):
+/// that one picks up the new rows (it reads the outbox per batch), else
+/// the alarm does. Keeps a busy object to one forward at a time.
+pub fn spawn_once(
+    state: &State,
+    env: &Env,
+    source: String,
+    set_alarm: bool,
+    busy: Option<Rc<Cell<bool>>>,
+) {
+    if busy.as_ref().is_some_and(|b| b.replace(true)) {
+        return;
+    }
     let storage = state.storage();
     let env = env.clone();
     state.wait_until(async move {
-        if let Err(p) = forward(&storage, &env, &source).await {
+        let r = forward(&storage, &env, &source).await;
+        if let Some(b) = &busy {
+            b.set(false);
+        }
+        if let Err(p) = r {
             worker::console_warn!(
                 "feed {source}: forward failed ({}); the alarm retries",
                 p.detail

@@ -251,6 +251,8 @@ pub struct SkuStock {
     env: Env,
     /// When the alarm retries forwarding the event feed's outbox, if due.
     feed_due: Cell<Option<i64>>,
+    /// A forward of the feed is running (one at a time).
+    feed_busy: std::rc::Rc<Cell<bool>>,
 }
 
 impl DurableObject for SkuStock {
@@ -263,6 +265,7 @@ impl DurableObject for SkuStock {
             schema_ok: Cell::new(false),
             env,
             feed_due: Cell::new(None),
+            feed_busy: Default::default(),
         }
     }
 
@@ -480,7 +483,9 @@ impl SkuStock {
             if self.feed_due.get().is_none() {
                 self.feed_due.set(Some(now.as_ms() + crate::feed::RETRY_MS));
             }
-            crate::feed::spawn(&self.state, &self.env, sku_source(name.as_deref()), false);
+            let source = sku_source(name.as_deref());
+            let busy = Some(self.feed_busy.clone());
+            crate::feed::spawn_once(&self.state, &self.env, source, false, busy);
         }
         self.since_snapshot.set(since);
         // Durable now: tell the live subscribers (before the HTTP answer).

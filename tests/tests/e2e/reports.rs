@@ -442,6 +442,21 @@ fn a_week_of_traffic_gives_exact_reports_and_books_each_receipt_once_in_qbo() {
         ),
         200,
     );
+    // A transfer of 2 B from store-1 to store-2, shipped (in transit).
+    let tr = unique("tr");
+    let t = json!({"id": tr, "from": "store-1", "to": "store-2", "lines": [{"sku": b, "qty": 2}]});
+    ok(
+        api.write("POST", "/v1/transfers", ADMIN, &unique("k"), &t.to_string()),
+        201,
+    );
+    let shipped = api.write(
+        "POST",
+        &format!("/v1/transfers/{tr}/ship"),
+        ADMIN,
+        &unique("k"),
+        "{}",
+    );
+    assert_eq!(shipped.status, 200, "{}", shipped.body);
     // A return of one A from the first sale, restocked and refunded.
     let r1 = unique("ret");
     let ret =
@@ -503,11 +518,12 @@ fn a_week_of_traffic_gives_exact_reports_and_books_each_receipt_once_in_qbo() {
     );
     assert_eq!(eur(&pos["revenue"]), "73.50");
     assert_eq!(eur(&online["revenue"]), "19.98");
-    // On hand at week end: A 10-5+1, B 10-1 (the order is paid, not shipped), C 0.
-    assert_eq!(rep["on_hand_end"], 15);
-    assert_eq!(rep["sell_through"], "0.5313"); // 17 / 32
-    assert_eq!(pos["sell_through"], "0.5"); // 15 / 30
-    assert_eq!(online["sell_through"], "0.1176"); // 2 / 17
+    // On hand at week end at store-1: A 10-5+1, B 10-1-2 (the order is paid,
+    // not shipped; 2 left on the transfer), C 0.
+    assert_eq!(rep["on_hand_end"], 13);
+    assert_eq!(rep["sell_through"], "0.5667"); // 17 / 30
+    assert_eq!(pos["sell_through"], "0.5357"); // 15 / 28
+    assert_eq!(online["sell_through"], "0.1333"); // 2 / 15
     let ra = row(&rep["returns"], "sku", &a);
     assert_eq!(
         (ra["units_sold"].clone(), ra["units_returned"].clone()),
@@ -552,6 +568,24 @@ fn a_week_of_traffic_gives_exact_reports_and_books_each_receipt_once_in_qbo() {
     assert_eq!(again["report"]["returns"], rep["returns"]);
     assert_eq!(again["report"]["adjustments"], rep["adjustments"]);
     assert_eq!(again["report"]["units_sold"], 17);
+
+    // Only admin keys read reports; a bad week is a 400.
+    api.get(&format!("/v1/reports/weekly?week={week}"), POS1)
+        .assert_problem(403, "forbidden");
+    api.get("/v1/reports/weekly?week=2026-W54", ADMIN)
+        .assert_problem(400, "invalid_request");
+    // A stored build answers the same figures (what the Monday run keeps).
+    let body = json!({"week": week, "location": "store-1"}).to_string();
+    let built = ok(
+        api.write("POST", "/v1/reports/weekly/build", ADMIN, "build-1", &body),
+        201,
+    );
+    assert_eq!(built["source"], "stored");
+    let replay = api.write("POST", "/v1/reports/weekly/build", ADMIN, "build-1", &body);
+    assert_eq!(replay.header("Idempotent-Replayed"), Some("true"));
+    let stored = weekly_when(&api, &week, |_| true);
+    assert_eq!(stored["source"], "stored");
+    assert_eq!(stored["report"]["channels"], rep["channels"]);
 
     // CSV parses back to the same figures.
     let csv = api.request(
