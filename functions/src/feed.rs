@@ -28,8 +28,9 @@ pub const MAX_BATCHES: usize = 10;
 /// consecutive failure up to [`MAX_RETRY_MS`].
 pub const RETRY_MS: i64 = 2_000;
 pub const MAX_RETRY_MS: i64 = 60_000;
-/// Largest body of one event (JSON text).
-pub const MAX_BODY: usize = 32 * 1024;
+/// Largest body of one event (JSON text): far above the largest order or
+/// return snapshot the API's limits allow (100 lines, bounded history).
+pub const MAX_BODY: usize = 512 * 1024;
 
 /// The outbox of a producing object, and its cursor.
 pub const SCHEMA: &[&str] = &[

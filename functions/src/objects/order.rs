@@ -297,7 +297,10 @@ impl Order {
                 .is_some_and(|x| x.status == OrderStatus::ReadyForPickup)
         });
         self.save(st)?;
-        self.feed(st)?;
+        // Saved already: a feed failure is logged, never the request's.
+        if let Err(p) = self.feed(st) {
+            worker::console_error!("feed: snapshot not written: {}", p.detail);
+        }
         if st.queued < st.version && st.machine.is_placed() {
             match queue::upsert(&self.env, &queue_row(st)).await {
                 Ok(()) => {

@@ -263,7 +263,10 @@ impl ReturnCase {
     /// Stores the row and points the alarm at the machine's next timer.
     async fn store(&self, s: &Stored) -> Result<(), Problem> {
         self.save(s)?;
-        self.feed(s)?;
+        // Saved already: a feed failure is logged, never the request's.
+        if let Err(p) = self.feed(s) {
+            worker::console_error!("feed: snapshot not written: {}", p.detail);
+        }
         let tell = s
             .order_to_tell()
             .map(|_| Timestamp::from_ms(storage::now_ms() + TELL_RETRY_MS));

@@ -457,7 +457,12 @@ impl Terminal {
                 vec![text(h.as_str()), text(order), int(now)],
             ));
         }
-        stmts.push(crate::feed::sale_outbox(&s)?);
+        // The SKU objects sold already: a sale that does not encode for the
+        // feed (never, for a validated sale) is logged, never refused.
+        match crate::feed::sale_outbox(&s) {
+            Ok(row) => stmts.push(row),
+            Err(p) => worker::console_error!("feed: sale {} not fed: {}", s.sale_id, p.detail),
+        }
         // The sale's answer and its outboxes together.
         storage::atomically(&self.state.storage(), stmts)?;
         crate::feed::spawn(&self.state, &self.env, self.feed_source(), true);
