@@ -1144,6 +1144,128 @@ paths["/v1/availability"]["get"]["description"] = (
     "The Omnistock-Cache header says how a read was answered (hit=, call=, followed= counts, or strong).")
 # --- end of edge cache (issue 13) ---
 
+# --- reports and accounting (issue 10) ---
+# The event feed's read models: GET /v1/reports/weekly (JSON or text/csv),
+# POST /v1/reports/weekly/build, GET /v1/accounting/export (qbo or csv),
+# GET and POST /v1/accounting/sync. Admin keys only. Limits: a report reads at
+# most 50,000 events per selection (`truncated` says so); 20 top sellers and
+# 200 aging rows are listed (totals count all); a sync run posts at most 40
+# receipts (the rest wait for the next run) and retries 429/5xx at most 3
+# times per receipt (Retry-After honoured, 0.5 to 5 s); the sync log lists at
+# most 500 receipts.
+MONEY_LIST = {"type": "array", "items": obj({"amount": DECIMAL, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}})}
+RATIO = {"type": ["string", "null"], "pattern": "^[0-9]+(\\.[0-9]+)?$", "description": "4 places, half away from zero; null when the denominator is 0"}
+EPOCH_MS = {"type": "integer", "description": "epoch milliseconds"}
+FRESH = {
+    "as_of": {"type": ["string", "null"], "format": "date-time",
+              "description": "every event before this time has reached the read model"},
+    "sources": COUNT,
+    "sources_behind": {"type": "integer", "minimum": 0, "description": "producing objects with events still waiting in their outbox"},
+    "truncated": {"type": "boolean"},
+}
+WEEKLY_REPORT = obj({
+    "start": EPOCH_MS, "end": EPOCH_MS, "location": {"type": ["string", "null"]},
+    "units_sold": {"type": "integer"}, "revenue": MONEY_LIST,
+    "top_sellers": {"type": "array", "maxItems": 20, "items": obj({
+        "sku": ID, "units": {"type": "integer"}, "revenue": MONEY_LIST,
+        "stockout_hours": DECIMAL, "stockout_locations": {"type": "array", "items": ID}})},
+    "returns": {"type": "array", "items": obj({
+        "sku": ID, "units_sold": {"type": "integer"}, "units_returned": {"type": "integer"},
+        "return_rate": RATIO, "reasons": {"type": "object", "additionalProperties": {"type": "integer"}}})},
+    "adjustments": {"type": "array", "items": obj({
+        "reason": {"type": "string"}, "count": COUNT, "units_in": COUNT, "units_out": COUNT, "net": {"type": "integer"}})},
+    "channels": {"type": "array", "items": obj({
+        "channel": {"enum": ["online", "pos"]}, "units_sold": {"type": "integer"}, "revenue": MONEY_LIST,
+        "on_hand_end": {"type": "integer"}, "sell_through": RATIO})},
+    "sell_through": RATIO, "on_hand_end": {"type": "integer"},
+    "aging": {"type": "array", "maxItems": 200, "items": obj({
+        "sku": ID, "location": ID, "on_hand": {"type": "integer"},
+        "last_sold_at": {"type": ["integer", "null"]}, "days_unsold": {"type": "integer"},
+        "bucket": {"enum": [30, 60, 90]},
+        "value": {"oneOf": [{"type": "null"}, obj({"amount": DECIMAL, "currency": {"type": "string"}})]}})},
+    "aging_totals": {"type": "array", "items": obj({
+        "bucket": {"enum": [30, 60, 90]}, "units": {"type": "integer"}, "value": MONEY_LIST,
+        "units_unvalued": {"type": "integer"}})},
+})
+QBO_LINE = obj({
+    "Id": {"type": "string"}, "LineNum": {"type": "integer"}, "Description": {"type": "string"},
+    "Amount": {"type": "number"}, "DetailType": {"const": "SalesItemLineDetail"},
+    "SalesItemLineDetail": obj({
+        "ItemRef": obj({"value": {"type": "string"}, "name": {"type": "string"}}),
+        "Qty": {"type": "integer"}, "UnitPrice": {"type": "number"},
+        "TaxCodeRef": obj({"value": {"enum": ["TAX", "NON"]}})}),
+})
+QBO_RECEIPT = obj({
+    "DocNumber": {"type": "string", "maxLength": 21}, "TxnDate": {"type": "string", "format": "date"},
+    "PrivateNote": {"type": "string"}, "CurrencyRef": obj({"value": {"type": "string"}}),
+    "GlobalTaxCalculation": {"enum": ["TaxInclusive", "TaxExcluded"]},
+    "Line": {"type": "array", "items": QBO_LINE},
+    "TxnTaxDetail": obj({"TotalTax": {"type": "number"}}),
+    "PaymentMethodRef": obj({"value": {"type": "string"}, "name": {"type": "string"}}),
+    "TotalAmt": {"type": "number"},
+    "DepartmentRef": obj({"value": {"type": "string"}, "name": {"type": "string"}}),
+}, required=["DocNumber", "TxnDate", "Line", "TxnTaxDetail", "PaymentMethodRef", "TotalAmt"])
+schemas.update({
+    "WeeklyReport": obj({
+        "week": {"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$"}, "location": {"type": ["string", "null"]},
+        "from": TIME, "to": TIME, **FRESH,
+        "source": {"enum": ["stored", "live"]}, "built_at": TIME,
+        "definitions": {"type": "object"}, "report": WEEKLY_REPORT}),
+    "WeeklyBuildRequest": obj({"week": {"type": "string"}, "location": ID}, required=["week"]),
+    "AccountingExport": obj({
+        "date": {"type": "string", "format": "date"}, "as_of": FRESH["as_of"], "sources": COUNT,
+        "sources_behind": COUNT, "truncated": {"type": "boolean"}, "generated_at": TIME,
+        "SalesReceipt": {"type": "array", "items": QBO_RECEIPT},
+        "RefundReceipt": {"type": "array", "items": QBO_RECEIPT},
+        "totals": {"type": "array", "items": obj({
+            "currency": {"type": "string"}, "sales_net": DECIMAL, "sales_tax": DECIMAL, "sales_total": DECIMAL,
+            "refunds_total": DECIMAL, "receipts": COUNT})},
+        "rounding": {"type": "string"}}),
+    "SyncRequest": obj({"date": {"type": "string", "format": "date"}}),
+    "SyncRun": obj({
+        "date": {"type": "string"}, "configured": {"type": "boolean"}, "receipts": COUNT, "synced": COUNT,
+        "already_synced": COUNT, "rejected": COUNT, "failed": COUNT, "deferred": COUNT, "retries": COUNT}),
+    "SyncStatus": obj({
+        "configured": {"type": "boolean"}, "date": {"type": ["string", "null"]},
+        "counts": obj({"synced": COUNT, "pending": COUNT, "failed": COUNT, "rejected": COUNT}),
+        "receipts": {"type": "array", "maxItems": 500, "items": obj({
+            "doc": {"type": "string"}, "kind": {"enum": ["SalesReceipt", "RefundReceipt"]},
+            "date": {"type": "string"}, "request_id": {"type": "string"},
+            "status": {"enum": ["pending", "synced", "failed", "rejected"]}, "attempts": COUNT,
+            "qbo_id": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
+            "updated_at": TIME})}}),
+})
+DATE_Q = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+paths.update({
+    "/v1/reports/weekly": {"get": op(
+        "The weekly report (admin): top sellers against stockout hours, return rate per SKU and reasons, "
+        "adjustments by reason, sell-through by channel, aging inventory; from the event feed, saying how "
+        "current it is. The stored report when the Monday run (or a build) kept one, else computed now. "
+        "Accept: text/csv gives section,key,subkey,metric,value rows",
+        {"200": {"description": "OK", "content": {"application/json": {"schema": ref("WeeklyReport")},
+                                                  "text/csv; charset=utf-8": {"schema": {"type": "string"}}}}},
+        params=[query("week", {"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$"}, "ISO week; default: last week"),
+                query("location", ID, "one location; default: all")])},
+    "/v1/reports/weekly/build": {"post": op(
+        "Build and store a week's report now (admin); what the Monday Cron Trigger does for last week",
+        {"201": ok("WeeklyReport", "Built and stored")}, body="WeeklyBuildRequest", write=True)},
+    "/v1/accounting/export": {"get": op(
+        "A day's sales and refunds as QuickBooks Online SalesReceipt and RefundReceipt entities, and their "
+        "totals (admin); format=csv gives one row per receipt line",
+        {"200": {"description": "OK", "content": {"application/json": {"schema": ref("AccountingExport")},
+                                                  "text/csv; charset=utf-8": {"schema": {"type": "string"}}}}},
+        params=[{**query("date", DATE_Q, "the UTC day"), "required": True},
+                query("format", {"enum": ["qbo", "csv"]}, "default qbo")])},
+    "/v1/accounting/sync": {
+        "get": op("The QuickBooks Online sync log (admin): each receipt synced, pending, failed or rejected",
+                  {"200": ok("SyncStatus")}, params=[query("date", DATE_Q)]),
+        "post": op("Run the QuickBooks Online sync of a day now (admin); what the daily Cron Trigger does for "
+                   "yesterday. Each receipt is posted once with a stable requestid",
+                   {"200": ok("SyncRun")}, body="SyncRequest", write=True),
+    },
+})
+# --- end of reports and accounting (issue 10) ---
+
 doc = {
     "openapi": "3.1.0",
     "info": {

@@ -43,6 +43,7 @@ pub mod money;
 pub mod order;
 pub mod pricing;
 pub mod receipt;
+pub mod report;
 pub mod reservation;
 pub mod returns;
 pub mod sku;

@@ -32,13 +32,16 @@ pub mod config;
 pub mod customer_index;
 pub mod edge_cache;
 pub mod extract;
+pub mod feed;
 #[cfg(test)]
 mod fuzz;
 pub mod http;
 pub mod objects;
 pub mod openapi;
 pub mod overload;
+pub mod qbo;
 pub mod queue;
+pub mod reports;
 pub mod routes;
 pub mod wire;
 
@@ -51,4 +54,17 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         return Ok(api::live::get(req, env).await);
     }
     Ok(routes::handle(req, env, Some(ctx)).await.into_response())
+}
+
+/// Cron Triggers (wrangler.toml `[triggers] crons`), by cron string.
+#[event(scheduled)]
+async fn scheduled(ev: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    let now = ev.schedule() as i64;
+    match ev.cron().as_str() {
+        // Reports and accounting (issue 10).
+        reports::CRON_WEEKLY | reports::CRON_DAILY_SYNC => {
+            reports::on_cron(&ev.cron(), &env, now).await
+        }
+        other => worker::console_warn!("scheduled: no handler for cron {other:?}"),
+    }
 }

@@ -119,6 +119,12 @@ pub fn table() -> &'static [Route] {
             route!(Get "v1/customers/:id", READERS, false, api::customers::get),
             route!(Post "v1/customers/:id/loyalty/redeem", READERS, false, api::customers::redeem),
             route!(Post "v1/customers/:id/erase", ADMIN, false, api::customers::erase),
+            // Reports and accounting (issue 10): see api/reports.rs.
+            route!(Get "v1/reports/weekly", ADMIN, false, api::reports::weekly),
+            route!(Post "v1/reports/weekly/build", ADMIN, false, api::reports::build),
+            route!(Get "v1/accounting/export", ADMIN, false, api::reports::export),
+            route!(Get "v1/accounting/sync", ADMIN, false, api::reports::sync_status),
+            route!(Post "v1/accounting/sync", ADMIN, false, api::reports::sync_now),
         ]
     })
 }

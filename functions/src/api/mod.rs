@@ -11,6 +11,7 @@ pub mod live;
 pub mod orders;
 pub mod pos;
 pub mod receipts;
+pub mod reports;
 pub mod reservations;
 pub mod returns;
 pub mod transfers;

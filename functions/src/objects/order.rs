@@ -266,6 +266,21 @@ impl Order {
         storage::save_json(&self.state.storage().sql(), "ord", "o", s)
     }
 
+    /// The event feed: a snapshot of a placed order after each change
+    /// (feed.rs), forwarded after the answer; the alarm retries.
+    fn feed(&self, st: &Stored) -> Result<(), Problem> {
+        if !st.machine.is_placed() {
+            return Ok(());
+        }
+        let body = crate::feed::order_body(&st.order, &st.machine)?;
+        let sql = self.state.storage().sql();
+        if crate::feed::snapshot(&sql, storage::now_ms(), "order", &body)? {
+            let source = format!("order:{}", st.order.id);
+            crate::feed::spawn(&self.state, &self.env, source, false);
+        }
+        Ok(())
+    }
+
     fn overdue_ms(&self) -> i64 {
         crate::config::get(&self.env)
             .map(|c| c.pickup_overdue_ms)
@@ -286,7 +301,11 @@ impl Order {
         let offer = super::customer_feed::order_offer(&st.order, &parts, st.updated_at);
         let offered = offer.is_some();
         super::customer_feed::save_with_offer(&self.state.storage(), "ord", st, offer)?;
-        let feed_retry = if offered {
+        // Saved already: a feed failure is logged, never the request's.
+        if let Err(p) = self.feed(st) {
+            worker::console_error!("feed: snapshot not written: {}", p.detail);
+        }
+        let customer_retry = if offered {
             super::customer_feed::flush(&self.env, &self.state.storage()).await?
         } else {
             None
@@ -312,11 +331,13 @@ impl Order {
             .map(|t| t.as_ms());
         let retry =
             (st.queued < st.version && st.machine.is_placed()).then_some(now + QUEUE_RETRY_MS);
+        let feed_retry = crate::feed::retry_at(&self.state.storage().sql(), now)?;
         let at = [
             st.machine.poll_timeout().map(|t| t.as_ms()),
             next_overdue,
             retry,
             feed_retry,
+            customer_retry,
         ]
         .into_iter()
         .flatten()
@@ -721,6 +742,11 @@ impl Order {
         let Some(mut st) = self.load()? else {
             return Ok(());
         };
+        let source = format!("order:{}", st.order.id);
+        crate::feed::forward(&self.state.storage(), &self.env, &source)
+            .await
+            .map(|_| ())
+            .unwrap_or_else(|p| worker::console_warn!("feed {source}: {}", p.detail));
         let now = storage::now_ms();
         st.machine.handle_timeout(Timestamp::from_ms(now));
         let before = st.machine.history().len();

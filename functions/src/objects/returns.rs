@@ -272,7 +272,11 @@ impl ReturnCase {
         );
         let offered = offer.is_some();
         super::customer_feed::save_with_offer(&self.state.storage(), "return_case", s, offer)?;
-        let feed_retry = if offered {
+        // Saved already: a feed failure is logged, never the request's.
+        if let Err(p) = self.feed(s) {
+            worker::console_error!("feed: snapshot not written: {}", p.detail);
+        }
+        let customer_retry = if offered {
             super::customer_feed::flush(&self.env, &self.state.storage())
                 .await?
                 .map(Timestamp::from_ms)
@@ -282,14 +286,33 @@ impl ReturnCase {
         let tell = s
             .order_to_tell()
             .map(|_| Timestamp::from_ms(storage::now_ms() + TELL_RETRY_MS));
+        let feed_retry = crate::feed::retry_at(&self.state.storage().sql(), storage::now_ms())?
+            .map(Timestamp::from_ms);
         let at = s
             .machine
             .poll_timeout()
             .into_iter()
             .chain(tell)
             .chain(feed_retry)
+            .chain(customer_retry)
             .min();
         storage::alarm_at(&self.state.storage(), at.map(|t| t.as_ms())).await
+    }
+
+    /// The event feed: a snapshot of the return after each change (feed.rs),
+    /// forwarded after the answer; the alarm retries.
+    fn feed(&self, s: &Stored) -> Result<(), Problem> {
+        let channel = match s.machine.source() {
+            ReturnSource::Sale(_) => Channel::Pos,
+            ReturnSource::Order(_) => Channel::Online,
+        };
+        let body = crate::feed::return_body(&s.machine, channel)?;
+        let sql = self.state.storage().sql();
+        if crate::feed::snapshot(&sql, storage::now_ms(), "return", &body)? {
+            let source = format!("return:{}", s.machine.id());
+            crate::feed::spawn(&self.state, &self.env, source, false);
+        }
+        Ok(())
     }
 
     async fn handle(&self, req: ReturnRequest) -> Result<ReturnAnswer, Problem> {
@@ -755,6 +778,11 @@ impl ReturnCase {
         let Some(mut s) = self.load()? else {
             return Ok(());
         };
+        let source = format!("return:{}", s.machine.id());
+        crate::feed::forward(&self.state.storage(), &self.env, &source)
+            .await
+            .map(|_| ())
+            .unwrap_or_else(|p| worker::console_warn!("feed {source}: {}", p.detail));
         let now = Timestamp::from_ms(storage::now_ms());
         s.machine.handle_timeout(now);
         let _ = self.drive(&mut s, None).await?;

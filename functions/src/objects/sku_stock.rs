@@ -204,6 +204,8 @@ struct Batch {
     events: u64,
     /// Locations whose position the events changed (pushed to live subscribers).
     touched: Vec<LocationId>,
+    /// The events with their meta, for the event feed's outbox (feed.rs).
+    fed: Vec<(Event, Meta)>,
 }
 
 impl Batch {
@@ -216,6 +218,7 @@ impl Batch {
             }
             // An event that does not encode is an error: never an empty row in the log.
             let json = serde_json::to_string(e)?;
+            self.fed.push((e.clone(), meta.clone()));
             self.stmts.push((
                 EVENT_WRITE,
                 vec![
@@ -248,6 +251,10 @@ pub struct SkuStock {
     env: Env,
     /// The live hubs relaying this SKU's changes to multi-SKU sockets.
     hubs: live::Hubs,
+    /// When the alarm retries forwarding the event feed's outbox, if due.
+    feed_due: Cell<Option<i64>>,
+    /// A forward of the feed is running (one at a time).
+    feed_busy: std::rc::Rc<Cell<bool>>,
 }
 
 impl DurableObject for SkuStock {
@@ -260,6 +267,8 @@ impl DurableObject for SkuStock {
             since_snapshot: Cell::new(0),
             alarm_at: Cell::new(None),
             schema_ok: Cell::new(false),
+            feed_due: Cell::new(None),
+            feed_busy: Default::default(),
         }
     }
 
@@ -331,6 +340,7 @@ impl DurableObject for SkuStock {
     async fn alarm(&self) -> worker::Result<Response> {
         // Inside alarm() no alarm is set any more.
         self.alarm_at.set(Some(None));
+        self.forward_feed().await;
         let r = self.guarded(|| {
             self.exec(
                 ExecRequest {
@@ -389,6 +399,7 @@ impl SkuStock {
         for q in UPGRADE_INDEXES {
             storage::exec(&sql, q, Vec::new())?;
         }
+        crate::feed::ensure(&sql)?;
         self.schema_ok.set(true);
         Ok(())
     }
@@ -466,7 +477,26 @@ impl SkuStock {
                 Err(why) => worker::console_error!("no snapshot written: {why}"),
             }
         }
+        let fed = !batch.fed.is_empty();
+        let name = if fed { self.state.id().name() } else { None };
+        if fed {
+            batch.stmts.extend(crate::feed::sku_outbox(
+                name.as_deref(),
+                st,
+                now,
+                &batch.fed,
+            )?);
+        }
         storage::atomically(&self.state.storage(), batch.stmts)?;
+        if fed {
+            // Forwarded after the answer; the alarm retries if that fails.
+            if self.feed_due.get().is_none() {
+                self.feed_due.set(Some(now.as_ms() + crate::feed::RETRY_MS));
+            }
+            let source = sku_source(name.as_deref());
+            let busy = Some(self.feed_busy.clone());
+            crate::feed::spawn_once(&self.state, &self.env, source, false, busy);
+        }
         self.since_snapshot.set(since);
         // Durable now: tell the live subscribers (before the HTTP answer).
         live::push(&self.state, |l| st.position_at(now, l), &batch.touched);
@@ -1004,6 +1034,7 @@ impl SkuStock {
             Some(st) => st.next_deadline().map(|t| t.as_ms()),
             None => return,
         };
+        let want = want.into_iter().chain(self.feed_due.get()).min();
         if self.alarm_at.get() == Some(want) {
             return;
         }
@@ -1020,6 +1051,28 @@ impl SkuStock {
             worker::console_error!("setting the alarm failed: {e}");
             self.alarm_at.set(None);
         }
+    }
+}
+
+/// The event feed's source name of this SKU object.
+fn sku_source(name: Option<&str>) -> String {
+    format!("sku:{}", name.unwrap_or("?"))
+}
+
+impl SkuStock {
+    /// Forwards the feed's outbox (from the alarm) and sets when to retry.
+    async fn forward_feed(&self) {
+        if self.ensure_schema().is_err() {
+            return;
+        }
+        let name = self.state.id().name();
+        let storage = self.state.storage();
+        let r = crate::feed::forward(&storage, &self.env, &sku_source(name.as_deref())).await;
+        if let Err(p) = &r {
+            worker::console_warn!("feed: forward failed ({}); retried", p.detail);
+        }
+        let due = crate::feed::retry_at(&storage.sql(), storage::now_ms()).unwrap_or(None);
+        self.feed_due.set(due);
     }
 }
 

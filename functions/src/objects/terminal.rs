@@ -138,6 +138,7 @@ impl DurableObject for Terminal {
             .map_err(|p| worker::Error::RustError(p.detail))?;
         let receipts = self.deliver_receipt_index().await;
         self.feed_customers().await;
+        crate::feed::forward_and_rearm(&self.state.storage(), &self.env, &self.feed_source()).await;
         match (self.deliver_risk().await, receipts) {
             (Ok(()), Ok(())) => Response::ok(""),
             (Err(p), _) | (_, Err(p)) => Err(worker::Error::RustError(p.detail)),
@@ -146,6 +147,11 @@ impl DurableObject for Terminal {
 }
 
 impl Terminal {
+    /// The event feed's source name of this terminal.
+    fn feed_source(&self) -> String {
+        format!("terminal:{}", self.state.id().name().unwrap_or_default())
+    }
+
     fn ensure_schema(&self) -> Result<(), Problem> {
         if !self.schema_ok.get() {
             let sql = self.state.storage().sql();
@@ -156,6 +162,7 @@ impl Terminal {
                 // Fails once the column exists; that is the expected case.
                 let _ = sql.exec(q, None);
             }
+            crate::feed::ensure(&sql)?;
             self.schema_ok.set(true);
         }
         Ok(())
@@ -547,8 +554,15 @@ impl Terminal {
             storage::exec(&sql, customer_feed::SCHEMA, vec![])?;
             stmts.push(customer_feed::offer_stmt(&o)?);
         }
-        // The sale's answer and its outbox together.
+        // The SKU objects sold already: a sale that does not encode for the
+        // feed (never, for a validated sale) is logged, never refused.
+        match crate::feed::sale_outbox(&s) {
+            Ok(row) => stmts.push(row),
+            Err(p) => worker::console_error!("feed: sale {} not fed: {}", s.sale_id, p.detail),
+        }
+        // The sale's answer and its outboxes together.
         storage::atomically(&self.state.storage(), stmts)?;
+        crate::feed::spawn(&self.state, &self.env, self.feed_source(), true);
         Ok(SaleResult {
             sale_id: s.sale_id.to_string(),
             status: 201,

@@ -21,6 +21,7 @@ mod pages;
 mod pos;
 mod prices;
 mod receipts;
+mod reports;
 mod returns;
 mod slice;
 mod snapshots;

@@ -650,6 +650,36 @@ fn every_answer_matches_the_openapi_document() {
         Some(ADMIN),
         Some("{}"),
     );
+    // Reports and accounting (issue 10).
+    for path in [
+        "/v1/reports/weekly?week=2026-W48",
+        "/v1/reports/weekly?week=2026-W48&location=store-1",
+        "/v1/reports/weekly?week=2026-W99",
+        "/v1/accounting/export?date=2026-11-24&format=qbo",
+        "/v1/accounting/export?date=2026-11-31",
+        "/v1/accounting/sync",
+        "/v1/accounting/sync?date=2026-11-24",
+    ] {
+        c.call("GET", path, Some(ADMIN), None);
+    }
+    c.call(
+        "POST",
+        "/v1/reports/weekly/build",
+        Some(ADMIN),
+        Some(r#"{"week":"2026-W40"}"#),
+    );
+    c.call(
+        "POST",
+        "/v1/accounting/sync",
+        Some(ADMIN),
+        Some(r#"{"date":"2026-11-24"}"#),
+    );
+    c.call(
+        "POST",
+        "/v1/accounting/sync",
+        Some(ADMIN),
+        Some(r#"{"date":"yesterday"}"#),
+    );
 
     let documented: BTreeSet<(String, String)> = c.doc["paths"]
         .as_object()
