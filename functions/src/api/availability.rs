@@ -95,6 +95,17 @@ fn cached_reads(ctx: &Ctx) -> Result<bool, Problem> {
     Ok(!strong && matches!(ctx.principal.role, Role::Publishable | Role::Storefront))
 }
 
+/// `LIVE_MAX_SUBSCRIBERS` (the SKU objects' bound, which the edge cache's
+/// listeners count against too).
+fn live_max_subscribers(env: &worker::Env) -> usize {
+    use crate::objects::live::{DEFAULT_MAX_SUBSCRIBERS, MAX_SUBSCRIBERS};
+    env.var("LIVE_MAX_SUBSCRIBERS")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_MAX_SUBSCRIBERS)
+        .clamp(1, MAX_SUBSCRIBERS)
+}
+
 /// `GET /v1/availability?sku=A,B&location=L1,L2&channel=online|pos&consistency=strong`
 pub async fn get(ctx: &Ctx) -> HttpResult {
     let raw_skus = ctx.query_list("sku");
@@ -170,8 +181,15 @@ pub async fn get(ctx: &Ctx) -> HttpResult {
             Box::pin(async move { worker::Delay::from(Duration::from_millis(ms)).await })
         });
         let r = edge_cache::read(ctx.now, &reads, fetch.clone(), sleep).await;
-        if let (false, Some(bg)) = (r.refresh.is_empty(), &ctx.background) {
-            bg.wait_until(edge_cache::refresh(ctx.now, r.refresh, fetch));
+        if let Some(bg) = &ctx.background {
+            if !r.refresh.is_empty() {
+                bg.wait_until(edge_cache::refresh(ctx.now, r.refresh, fetch));
+            }
+            if !r.listen.is_empty() {
+                let max = live_max_subscribers(&ctx.env);
+                let now = crate::objects::storage::now_ms;
+                bg.wait_until(edge_cache::listen(ctx.env.clone(), r.listen, max, now));
+            }
         }
         counts = Some((r.hits, r.calls, r.followed));
         r.answers
