@@ -438,12 +438,18 @@ impl Drop for Lead {
     }
 }
 
-async fn call(fetch: &Fetch, sku: Sku, ticket: Ticket) -> Result<ReadAnswer, Problem> {
-    let lead = Lead {
-        sku: sku.clone(),
-        ticket: Some(ticket),
-    };
-    let r = fetch(sku).await;
+impl Lead {
+    /// A claim that is settled even if it is dropped before its call starts.
+    fn new(sku: &Sku, ticket: Ticket) -> Lead {
+        Lead {
+            sku: sku.clone(),
+            ticket: Some(ticket),
+        }
+    }
+}
+
+async fn call(fetch: &Fetch, lead: Lead) -> Result<ReadAnswer, Problem> {
+    let r = fetch(lead.sku.clone()).await;
     lead.finish(r.as_ref().ok());
     r
 }
@@ -464,11 +470,11 @@ pub struct Read {
 
 /// The positions of `skus` at `now`, each no older than [`READ_STALENESS_MS`]:
 /// hits from the cache, misses from the objects (leading or following).
-pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
+pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep, clock: fn() -> i64) -> Read {
     let mut answers: Vec<Option<Result<ReadAnswer, Problem>>> = vec![None; skus.len()];
     let mut refresh = Vec::new();
     let mut listen = Vec::new();
-    let mut leads: Vec<(usize, Sku, Ticket)> = Vec::new();
+    let mut leads: Vec<(usize, Lead)> = Vec::new();
     let mut follows: Vec<(usize, Sku, Rc<Slot>)> = Vec::new();
     with(|c| {
         for (i, s) in skus.iter().enumerate() {
@@ -486,7 +492,7 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
                 listen.push(s.clone());
             }
             match c.begin(now, s) {
-                Begin::Lead(t) => leads.push((i, s.clone(), t)),
+                Begin::Lead(t) => leads.push((i, Lead::new(s, t))),
                 Begin::Follow(slot) => follows.push((i, s.clone(), slot)),
             }
         }
@@ -495,16 +501,19 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
     let followed = follows.len();
     let f = fetch.clone();
     let led = stream::iter(leads)
-        .map(|(i, s, t)| {
+        .map(|(i, lead)| {
             let f = f.clone();
-            async move { (i, call(&f, s, t).await) }
+            async move { (i, call(&f, lead).await) }
         })
         .buffer_unordered(MAX_IN_FLIGHT)
         .collect::<Vec<_>>();
+    // Bounded by the clock, not by a count of sleeps: on a busy machine a
+    // timer fires late.
     let watch = async {
-        let polls = (FOLLOW_MAX_MS as u64).div_ceil(FOLLOW_POLL_MS);
-        for _ in 0..polls {
-            if follows.iter().all(|(_, _, s)| s.settled()) {
+        let start = clock();
+        let most = (FOLLOW_MAX_MS as u64).div_ceil(FOLLOW_POLL_MS);
+        for _ in 0..most {
+            if follows.iter().all(|(_, _, s)| s.settled()) || clock() - start >= FOLLOW_MAX_MS {
                 break;
             }
             sleep(FOLLOW_POLL_MS).await;
@@ -529,8 +538,8 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
         .map(|(i, s)| {
             let f = fetch.clone();
             async move {
-                let t = with(|c| c.alone());
-                (i, call(&f, s, t).await)
+                let lead = Lead::new(&s, with(|c| c.alone()));
+                (i, call(&f, lead).await)
             }
         })
         .buffer_unordered(MAX_IN_FLIGHT)
@@ -556,7 +565,7 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
 /// Re-reads `skus` (claimed by [`read`]) as leaders, so misses meanwhile
 /// follow these calls; run where no reader waits for it (`waitUntil`).
 pub async fn refresh(now: i64, skus: Vec<Sku>, fetch: Fetch) {
-    let tickets: Vec<(Sku, Ticket)> = with(|c| {
+    let leads: Vec<Lead> = with(|c| {
         let mut out = Vec::new();
         for s in skus {
             let busy = c
@@ -565,16 +574,16 @@ pub async fn refresh(now: i64, skus: Vec<Sku>, fetch: Fetch) {
                 .is_some_and(|x| !x.settled() && now - x.started <= FOLLOW_MAX_MS);
             if !busy {
                 let t = c.lead(now, &s);
-                out.push((s, t));
+                out.push(Lead::new(&s, t));
             }
         }
         out
     });
-    stream::iter(tickets)
-        .map(|(s, t)| {
+    stream::iter(leads)
+        .map(|lead| {
             let f = fetch.clone();
             async move {
-                let _ = call(&f, s, t).await;
+                let _ = call(&f, lead).await;
             }
         })
         .buffer_unordered(MAX_IN_FLIGHT)
@@ -930,15 +939,21 @@ mod tests {
         });
         let sleep: Sleep = Rc::new(|_| Box::pin(async {}));
         let skus: Vec<Sku> = (0..100).map(|i| sku(&format!("R{i}"))).collect();
-        let r = read(100, &skus, fetch.clone(), sleep.clone())
+        let r = read(100, &skus, fetch.clone(), sleep.clone(), || 0)
             .now_or_never()
             .expect("ready");
         assert_eq!((r.hits, r.calls, r.followed), (0, 100, 0));
         assert!(r.answers.iter().all(|a| a.is_ok()));
         assert_eq!(calls.get(), 100);
-        let r = read(100 + REFRESH_AFTER_MS, &skus, fetch.clone(), sleep.clone())
-            .now_or_never()
-            .expect("ready");
+        let r = read(
+            100 + REFRESH_AFTER_MS,
+            &skus,
+            fetch.clone(),
+            sleep.clone(),
+            || 0,
+        )
+        .now_or_never()
+        .expect("ready");
         assert_eq!((r.hits, r.calls), (100, 0));
         assert_eq!(r.refresh.len(), 100);
         refresh(100 + REFRESH_AFTER_MS, r.refresh, fetch.clone())
@@ -947,7 +962,7 @@ mod tests {
         assert_eq!(calls.get(), 200);
         // Past the bound, and the refresh answered at 100 (this fetch's clock):
         // nothing is served older than the bound.
-        let r = read(101 + READ_STALENESS_MS, &skus, fetch, sleep)
+        let r = read(101 + READ_STALENESS_MS, &skus, fetch, sleep, || 0)
             .now_or_never()
             .expect("ready");
         assert_eq!(r.calls, 100);
@@ -969,7 +984,7 @@ mod tests {
             Box::pin(async {})
         });
         let fetch: Fetch = Rc::new(|_| Box::pin(async { Ok(answer(7, 1)) }));
-        let r = read(1, std::slice::from_ref(&s), fetch, sleep)
+        let r = read(1, std::slice::from_ref(&s), fetch, sleep, || 0)
             .now_or_never()
             .expect("ready");
         assert_eq!((r.followed, r.calls), (1, 1));
@@ -1053,5 +1068,24 @@ mod tests {
         assert!(c.get(5, &s).is_none());
         c.store(&s, answer(6, 1), c.epoch());
         assert!(c.get(6, &s).is_some());
+    }
+
+    /// A leader dropped before its call started (its request went away)
+    /// settles its slot: followers do not wait for it.
+    #[test]
+    fn a_dropped_leader_settles_its_slot() {
+        CACHE.with(|c| *c.borrow_mut() = PositionCache::default());
+        let s = sku("GONE");
+        let lead = with(|c| match c.begin(0, &s) {
+            Begin::Lead(t) => Lead::new(&s, t),
+            Begin::Follow(_) => panic!(),
+        });
+        let Begin::Follow(slot) = with(|c| c.begin(1, &s)) else {
+            panic!("a second miss follows")
+        };
+        drop(lead);
+        assert!(slot.settled());
+        assert!(slot.answer().is_none());
+        assert!(matches!(with(|c| c.begin(2, &s)), Begin::Lead(_)));
     }
 }

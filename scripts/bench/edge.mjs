@@ -15,9 +15,10 @@
 //     "EDGE mode=stale reads=N writes=N bad=N max_age_ms=.. p99_age_ms=.. max_age_arrived_ms=.. max_seen_ms=.. p99_seen_ms=.."
 //     where age is (the reader's clock when it sent the read) - (the item's
 //     as_of), over every item (the bound: at most 1000), age_arrived the same
-//     from the answer's arrival (the bound plus the read's own latency), and seen is, per write, (the arrival of the
-//     first read answer showing its version or a later one) - (the arrival of
-//     the write's answer), 0 when a read that showed it arrived first.
+//     from the answer's arrival (the bound plus the read's own latency), and seen is, per write, (the sending of the
+//     first read showing its version or a later one) - (the arrival of the
+//     write's answer), 0 when a read sent before that showed it (a read's own
+//     latency is not staleness).
 // Exits 1 (message on stderr) on a malformed answer.
 const [api, mode, a, b] = process.argv.slice(2);
 const LOCATION = "store-1";
@@ -133,7 +134,7 @@ async function stale(seconds, conns) {
         if (Number.isNaN(asOf)) throw new Error(`item without as_of: ${JSON.stringify(it)}`);
         ages.push(r.sent - asOf);
         arrivedAges.push(r.arrived - asOf);
-        if (it.sku === "EDGE-001") shown(it.version, r.arrived);
+        if (it.sku === "EDGE-001") shown(it.version, r.sent);
       }
     }
   };
