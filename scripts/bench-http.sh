@@ -214,7 +214,7 @@ for s in $ALL_SKUS; do
     die "after seeding, $s is not $UNITS on hand and 0 reserved: $(grep "^$s " <<<"$start_state")"
 done
 
-MODES="${BENCH_MODES:-health availability hold hold_issued sale cart}"
+MODES="${BENCH_MODES:-health availability avail100 avail100_cold staleness hold hold_issued sale cart}"
 # The edge cache's SKUs (issue 13): EDGE-001..100, and per avail100_cold point
 # COLD_ROUNDS sets of 100 never read before (COLD-<set>-001..100), 1,000 units each.
 COLD_ROUNDS=4

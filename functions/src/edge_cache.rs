@@ -54,7 +54,7 @@ use crate::wire::Namespace;
 /// The oldest cached position a read may show (API.md: at most 1 s stale).
 pub const READ_STALENESS_MS: i64 = 1_000;
 /// An entry this old is refreshed in the background by the first read that sees it.
-pub const REFRESH_AFTER_MS: i64 = 500;
+pub const REFRESH_AFTER_MS: i64 = 700;
 /// A refresh claimed this long ago without an answer may be claimed again.
 pub const REFRESH_RETRY_MS: i64 = 250;
 /// Most SKUs cached.
@@ -78,7 +78,10 @@ pub const MAX_SLOTS: usize = 10_000;
 pub const MAX_WRITTEN: usize = 10_000;
 
 /// How often a listener asks its SKU object whether anything changed.
-pub const PING_MS: u64 = 250;
+pub const PING_MS: u64 = 300;
+/// A listener whose SKU was not read for this long stops (its pings cost the
+/// isolate and the object; the next read starts another).
+pub const LISTEN_IDLE_MS: i64 = 3_000;
 /// A listener whose `pong` is this late gives up (its entries then age out).
 pub const PONG_LATE_MS: i64 = 1_000;
 /// How long one listener lives (a `waitUntil` in production is bounded:
@@ -110,6 +113,8 @@ struct Entry {
     answer: ReadAnswer,
     bytes: usize,
     stamp: u64,
+    /// When a read last took it.
+    read_at: i64,
     /// When a background refresh was claimed (none pending: `None`).
     refreshing: Option<i64>,
 }
@@ -224,6 +229,7 @@ impl PositionCache {
         }
         self.lru.remove(&e.stamp);
         e.stamp = stamp;
+        e.read_at = e.read_at.max(now);
         self.lru.insert(stamp, sku.clone());
         let due = now - e.answer.now >= REFRESH_AFTER_MS
             && e.refreshing.is_none_or(|at| now - at >= REFRESH_RETRY_MS);
@@ -311,6 +317,7 @@ impl PositionCache {
     }
 
     fn insert(&mut self, sku: &Sku, a: ReadAnswer) {
+        let read_at = self.entries.get(sku).map_or(a.now, |e| e.read_at);
         self.remove(sku);
         let bytes = entry_bytes(sku, &a);
         if bytes > MAX_ENTRY_BYTES || bytes > self.max_bytes {
@@ -325,6 +332,7 @@ impl PositionCache {
                 answer: a,
                 bytes,
                 stamp,
+                read_at,
                 refreshing: None,
             },
         );
@@ -364,6 +372,14 @@ impl PositionCache {
         }
         self.listeners.insert(sku.clone(), now);
         true
+    }
+
+    /// Whether `sku` was read within [`LISTEN_IDLE_MS`] of `now` (a listener
+    /// of a SKU nobody reads stops).
+    pub fn read_lately(&self, now: i64, sku: &Sku) -> bool {
+        self.entries
+            .get(sku)
+            .is_some_and(|e| now - e.read_at <= LISTEN_IDLE_MS)
     }
 
     /// The listener of `sku` started at `started` ended.
@@ -747,7 +763,9 @@ async fn listen_one(env: Env, sku: Sku, max: usize, now: fn() -> i64) {
             Either::Left(_) => break,
             Either::Right(_) => {
                 let t = now();
-                if t - started >= LISTEN_MS {
+                if t - started >= LISTEN_MS
+                    || (t - opened > LISTEN_IDLE_MS && !with(|c| c.read_lately(t, &sku)))
+                {
                     break;
                 }
                 match ping {
@@ -1087,5 +1105,20 @@ mod tests {
         assert!(slot.settled());
         assert!(slot.answer().is_none());
         assert!(matches!(with(|c| c.begin(2, &s)), Begin::Lead(_)));
+    }
+
+    #[test]
+    fn a_sku_read_lately_is_told_apart_from_an_idle_one() {
+        let mut c = PositionCache::default();
+        let s = sku("IDLE");
+        fill(&mut c, 0, &s, answer(0, 1));
+        assert!(c.read_lately(LISTEN_IDLE_MS, &s));
+        assert!(!c.read_lately(LISTEN_IDLE_MS + 1, &s));
+        assert!(c.get(500, &s).is_some());
+        // A listener's store keeps when it was last read.
+        c.store(&s, answer(600, 1), c.epoch());
+        assert!(c.read_lately(500 + LISTEN_IDLE_MS, &s));
+        assert!(!c.read_lately(501 + LISTEN_IDLE_MS, &s));
+        assert!(!c.read_lately(0, &sku("NEVER")));
     }
 }
