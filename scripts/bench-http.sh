@@ -14,7 +14,11 @@
 #    HOT, HOT-SALE, CART-1..5 with 10,000,000 units each), and drives it with
 #    wrk (scripts/bench/http.lua) at each concurrency: GET /v1/health,
 #    GET /v1/availability (pk_dev), a one-line hold, a one-line POS sale, a
-#    5-SKU cart. After each write point it reads the stock (admin key,
+#    5-SKU cart; the edge cache's points (issue 13; not in the default
+#    BENCH_MODES): avail100 (wrk: one read of 100 SKUs, warm), avail100_cold
+#    (scripts/bench/edge.mjs: concurrent reads of 100 SKUs never read before,
+#    4 rounds) and staleness (edge.mjs: one writer while the readers read,
+#    reporting the largest now - as_of and write-to-read delay). After each write point it reads the stock (admin key,
 #    channel=pos, consistency=strong) and fails unless the units reserved or
 #    sold equal the 2xx answers wrk counted, give or take the requests still in
 #    flight when the load stopped (at most the connection count, plus one per
@@ -165,11 +169,17 @@ start_wrangler "$PORT" "$TMP/state" "$TMP/wrangler.log" --log-level warn --var "
 
 n_req=0
 api() { # METHOD PATH BODY: an admin write that must succeed
-  local code
+  local code try
   n_req=$((n_req + 1))
-  code=$(curl -sS -o "$TMP/seed.out" -w '%{http_code}' --max-time 60 -X "$1" "$API$2" \
-    -H 'Authorization: Bearer sk_dev_admin' -H 'Content-Type: application/json' \
-    -H "Idempotency-Key: bench-seed-$n_req" --data "$3") || code=000
+  # A 503 (workerd restarted mid-request) is retried with the same key: idempotent.
+  for try in 1 2 3 4 5; do
+    code=$(curl -sS -o "$TMP/seed.out" -w '%{http_code}' --max-time 60 -X "$1" "$API$2" \
+      -H 'Authorization: Bearer sk_dev_admin' -H 'Content-Type: application/json' \
+      -H "Idempotency-Key: bench-seed-$n_req" --data "$3") || code=000
+    [ "$code" = 503 ] || break
+    say "  seeding: $1 $2 answered 503 ($(head -c 100 "$TMP/seed.out")); again" >&2
+    sleep 1
+  done
   case "$code" in 2*) ;; *) die "seeding: $1 $2 answered HTTP $code: $(head -c 300 "$TMP/seed.out")" ;; esac
 }
 say "seeding: store-1, product bench ($ALL_SKUS), $UNITS units each..." >&2
@@ -206,6 +216,53 @@ for s in $ALL_SKUS; do
   [ "$(col "$s" 2 <<<"$start_state") $(col "$s" 3 <<<"$start_state")" = "$UNITS 0" ] ||
     die "after seeding, $s is not $UNITS on hand and 0 reserved: $(grep "^$s " <<<"$start_state")"
 done
+
+MODES="${BENCH_MODES:-health availability avail100 avail100_cold staleness hold hold_issued sale cart}"
+# The edge cache's SKUs (issue 13): EDGE-001..100, and per avail100_cold point
+# COLD_ROUNDS sets of 100 never read before (COLD-<set>-001..100), 1,000 units each.
+COLD_ROUNDS=4
+has_mode() { [[ " $MODES " == *" $1 "* ]]; }
+if has_mode avail100 || has_mode avail100_cold || has_mode staleness; then
+  n_sets=0
+  has_mode avail100_cold && n_sets=$((COLD_ROUNDS * $(wc -w <<<"$CONNS")))
+  say "seeding: 100 edge SKUs and $n_sets cold sets of 100..." >&2
+  edge_seed() { # PRODUCT PREFIX
+    local v="" l="" i
+    for i in $(seq -f %03g 1 100); do
+      v="$v${v:+,}{\"sku\":\"$2-$i\",\"options\":{\"variant\":\"$i\"},\"price\":{\"amount\":\"1.00\",\"currency\":\"EUR\"}}"
+      l="$l${l:+,}{\"sku\":\"$2-$i\",\"qty\":1000}"
+    done
+    api PUT "/v1/products/$1" "{\"title\":\"Edge $1\",\"variants\":[$v]}"
+    api POST /v1/inventory/receipts "{\"location\":\"store-1\",\"lines\":[$l]}"
+  }
+  edge_seed edge EDGE
+  for i in $(seq 1 "$n_sets"); do edge_seed "cold-$i" "COLD-$i"; done
+fi
+cold_set=1
+# edge_point MODE CONNECTIONS: the edge cache's node-driven points.
+edge_point() {
+  local mode="$1" c="$2" out line
+  out="$TMP/edge-$mode-c$c.out"
+  if [ "$mode" = avail100_cold ]; then
+    node "$BENCH/edge.mjs" "$API" cold "$COLD_ROUNDS" "$c" "$cold_set" >"$out" 2>&1 || { cat "$out" >&2; die "edge.mjs cold (c=$c) failed"; }
+    cold_set=$((cold_set + COLD_ROUNDS))
+  else
+    node "$BENCH/edge.mjs" "$API" stale "$SECS" "$c" >"$out" 2>&1 || { cat "$out" >&2; die "edge.mjs stale (c=$c) failed"; }
+  fi
+  line="$(grep '^EDGE ' "$out" | tail -n 1)"
+  [ -n "$line" ] || { cat "$out" >&2; die "edge.mjs ($mode, c=$c) printed no EDGE line"; }
+  f() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+  if [ "$mode" = avail100_cold ]; then
+    RPS[$mode,$c]="-"; P50[$mode,$c]="$(f p50_ms)"; P99[$mode,$c]="$(f p99_ms)"
+    OK[$mode,$c]="$(f ok)"; BAD[$mode,$c]="$(f bad)"
+    NOTE[$mode,$c]="$(f samples) reads in $COLD_ROUNDS rounds of $c concurrent, max $(f max_ms) ms; SKU object calls per round: $(f calls_per_round) (100 = every miss coalesced)"
+  else
+    RPS[$mode,$c]="$(awk -v r="$(f reads)" -v s="$SECS" 'BEGIN { printf "%.1f", r / s }')"; P50[$mode,$c]="-"; P99[$mode,$c]="-"
+    OK[$mode,$c]="$(f reads)"; BAD[$mode,$c]="$(f bad)"
+    NOTE[$mode,$c]="$(f writes) writes while reading: largest now - as_of $(f max_age_ms) ms at the read's sending (p99 $(f p99_age_ms)), $(f max_age_arrived_ms) ms at its arrival; largest delay from a write's answer to the first read showing it $(f max_seen_ms) ms (p99 $(f p99_seen_ms)); writes never shown: $(f unseen)"
+  fi
+  say "  $mode c=$c: $line" >&2
+}
 
 declare -A TOTAL_OK SLACK
 for m in hold hold_issued sale cart order; do TOTAL_OK[$m]=0; SLACK[$m]=0; done
@@ -268,12 +325,15 @@ wrk_point() {
   fi
 }
 
-MODES="${BENCH_MODES:-health availability hold hold_issued sale cart}"
 if [ "$WARMUP" -gt 0 ]; then
-  for m in $MODES; do wrk_point "$m" 2 "$WARMUP" warm; done
+  for m in $MODES; do
+    case "$m" in avail100_cold | staleness) ;; *) wrk_point "$m" 2 "$WARMUP" warm ;; esac
+  done
 fi
 for c in $CONNS; do
-  for m in $MODES; do wrk_point "$m" "$c" "$SECS"; done
+  for m in $MODES; do
+    case "$m" in avail100_cold | staleness) edge_point "$m" "$c" ;; *) wrk_point "$m" "$c" "$SECS" ;; esac
+  done
 done
 
 # ------------------------------------------------------------------ ledger
@@ -313,6 +373,9 @@ label() {
   case "$1" in
     health) echo 'GET /v1/health (empty route)' ;;
     availability) echo 'GET /v1/availability, 1 SKU (pk_dev)' ;;
+    avail100) echo 'GET /v1/availability, 100 SKUs, warm cache (pk_dev)' ;;
+    avail100_cold) echo 'GET /v1/availability, 100 SKUs, cold cache (pk_dev; edge.mjs)' ;;
+    staleness) echo 'GET /v1/availability, 100 SKUs, while one writer adjusts (edge.mjs; reads/s)' ;;
     hold) echo 'POST /v1/reservations, 1 line' ;;
     hold_issued) echo 'POST /v1/reservations, 1 line, id issued by the server' ;;
     sale) echo 'POST /v1/pos/sales, 1 line' ;;

@@ -1,19 +1,25 @@
 //! The edge availability cache (issue 13): SKU positions kept in one Worker
 //! isolate's memory for storefront and publishable reads, never older than
 //! [`READ_STALENESS_MS`] (API.md's bound), measured from the owning object's
-//! own clock at the read (`ReadAnswer::now`, the item's `as_of`).
+//! clock (`ReadAnswer::now`, the item's `as_of`).
 //!
 //! - Bounded: at most [`MAX_ENTRIES`] SKUs and [`MAX_BYTES`] (estimated), the
 //!   least recently used out first.
 //! - Expiry: an entry older than the bound is never served, whether or not
 //!   anything pushed or wrote since (missed pushes, a restarted object).
+//! - Push: a read that misses (or finds an entry due for refresh) claims a
+//!   listener for the SKU ([`listen`], in the request's `waitUntil`): a live
+//!   subscription to the SKU object (`objects/live.rs`, `full=1`), kept
+//!   [`LISTEN_MS`], that applies every pushed change to its own copy and
+//!   pings every [`PING_MS`]; each `pong` (after every change sent before it)
+//!   stores the copy as of the ping, so a listened SKU stays fresh with no
+//!   object call.
 //! - Refresh ahead: the first read that finds an entry older than
-//!   [`REFRESH_AFTER_MS`] claims its refresh and hands it to the request's
-//!   `waitUntil` (see `api::availability`); it and every other read go on
-//!   serving the entry, so a steadily read SKU is re-read once per
-//!   ~[`REFRESH_AFTER_MS`] by one background call and no reader waits for it.
+//!   [`REFRESH_AFTER_MS`] (no listener kept it fresh) claims its refresh,
+//!   made in `waitUntil` by an object call; it and every other read go on
+//!   serving the entry meanwhile.
 //! - Writes through this isolate drop the SKU at once ([`PositionCache::written`]),
-//!   and an answer read before such a write is never stored after it.
+//!   and an answer (or pong) from before such a write is never stored after it.
 //! - Misses fan out to the SKU objects in parallel, at most [`MAX_IN_FLIGHT`]
 //!   calls per read, and concurrent misses of one SKU are coalesced: the first
 //!   is the leader (its call fills a [`Slot`]); the others are followers. workerd
@@ -22,7 +28,8 @@
 //!   the leader's call: it sleeps on timers of its own ([`FOLLOW_POLL_MS`]) and
 //!   reads the slot's memory when it wakes, and after [`FOLLOW_MAX_MS`] makes
 //!   its own call. A leader whose request goes away marks its slot abandoned
-//!   (followers then call at once).
+//!   (followers then call at once). Listeners and refreshes write memory
+//!   only; no request awaits them.
 //!
 //! Every entry may vanish at any time (isolates are evicted): nothing here is
 //! the truth, only a shortcut to it. Each isolate (and, in production, each
@@ -31,17 +38,23 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use futures_util::future::{join, LocalBoxFuture};
+use std::time::Duration;
+
+use futures_util::future::{join, join_all, select, Either, LocalBoxFuture};
 use futures_util::stream::{self, StreamExt};
-use omnistock_core::Sku;
+use omnistock_core::{Channel, LocationId, Position, Sku};
+use serde::Deserialize;
+use worker::{Delay, Env, Headers, Method, Request, RequestInit, WebSocket, WebsocketEvent};
 
 use crate::http::Problem;
+use crate::objects::live;
 use crate::wire::sku_stock::ReadAnswer;
+use crate::wire::Namespace;
 
 /// The oldest cached position a read may show (API.md: at most 1 s stale).
 pub const READ_STALENESS_MS: i64 = 1_000;
 /// An entry this old is refreshed in the background by the first read that sees it.
-pub const REFRESH_AFTER_MS: i64 = 500;
+pub const REFRESH_AFTER_MS: i64 = 700;
 /// A refresh claimed this long ago without an answer may be claimed again.
 pub const REFRESH_RETRY_MS: i64 = 250;
 /// Most SKUs cached.
@@ -53,14 +66,29 @@ pub const MAX_ENTRY_BYTES: usize = 256 << 10;
 /// Most SKU object calls one read (or one background refresh) has in flight.
 pub const MAX_IN_FLIGHT: usize = 24;
 /// How often a follower looks at its leader's slot.
-pub const FOLLOW_POLL_MS: u64 = 5;
+pub const FOLLOW_POLL_MS: u64 = 10;
 /// How long a follower waits for a leader before it makes its own call; a
-/// slot older than this is not followed.
-pub const FOLLOW_MAX_MS: i64 = 400;
+/// slot older than this is not followed. (A leader's 100 calls take 0.3-3 s
+/// in `wrangler dev` on a busy 2-core machine; a follower that gave up sooner
+/// would double the load that made the leader slow.)
+pub const FOLLOW_MAX_MS: i64 = 2_000;
 /// Most misses in flight at once (slots) per isolate.
 pub const MAX_SLOTS: usize = 10_000;
 /// Most SKUs whose last write through this isolate is remembered.
 pub const MAX_WRITTEN: usize = 10_000;
+
+/// How often a listener asks its SKU object whether anything changed.
+pub const PING_MS: u64 = 300;
+/// A listener whose SKU was not read for this long stops (its pings cost the
+/// isolate and the object; the next read starts another).
+pub const LISTEN_IDLE_MS: i64 = 3_000;
+/// A listener whose `pong` is this late gives up (its entries then age out).
+pub const PONG_LATE_MS: i64 = 1_000;
+/// How long one listener lives (a `waitUntil` in production is bounded:
+/// 30 s after the answer); the next read after it ends starts another.
+pub const LISTEN_MS: i64 = 25_000;
+/// Most SKUs listened to at once per isolate.
+pub const MAX_LISTENERS: usize = 2_000;
 
 /// An answer's clock may run this far ahead of the Worker's (two clocks of
 /// one colo); an answer further ahead is not trusted.
@@ -85,6 +113,8 @@ struct Entry {
     answer: ReadAnswer,
     bytes: usize,
     stamp: u64,
+    /// When a read last took it.
+    read_at: i64,
     /// When a background refresh was claimed (none pending: `None`).
     refreshing: Option<i64>,
 }
@@ -145,6 +175,8 @@ pub struct PositionCache {
     written: HashMap<Sku, u64>,
     written_order: BTreeMap<u64, Sku>,
     forgotten: u64,
+    /// SKUs with a listener, and when it started.
+    listeners: HashMap<Sku, i64>,
 }
 
 impl Default for PositionCache {
@@ -167,6 +199,7 @@ impl PositionCache {
             written: HashMap::new(),
             written_order: BTreeMap::new(),
             forgotten: 0,
+            listeners: HashMap::new(),
         }
     }
 
@@ -196,6 +229,7 @@ impl PositionCache {
         }
         self.lru.remove(&e.stamp);
         e.stamp = stamp;
+        e.read_at = e.read_at.max(now);
         self.lru.insert(stamp, sku.clone());
         let due = now - e.answer.now >= REFRESH_AFTER_MS
             && e.refreshing.is_none_or(|at| now - at >= REFRESH_RETRY_MS);
@@ -283,6 +317,7 @@ impl PositionCache {
     }
 
     fn insert(&mut self, sku: &Sku, a: ReadAnswer) {
+        let read_at = self.entries.get(sku).map_or(a.now, |e| e.read_at);
         self.remove(sku);
         let bytes = entry_bytes(sku, &a);
         if bytes > MAX_ENTRY_BYTES || bytes > self.max_bytes {
@@ -297,6 +332,7 @@ impl PositionCache {
                 answer: a,
                 bytes,
                 stamp,
+                read_at,
                 refreshing: None,
             },
         );
@@ -307,6 +343,49 @@ impl PositionCache {
             if let Some(e) = self.entries.remove(&old) {
                 self.bytes -= e.bytes;
             }
+        }
+    }
+
+    /// The current write epoch (for [`PositionCache::store`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Keeps an answer known at `epoch` (a listener's): as [`PositionCache::finish`].
+    pub fn store(&mut self, sku: &Sku, a: ReadAnswer, epoch: u64) {
+        self.finish(sku, Ticket { epoch, slot: None }, Some(&a));
+    }
+
+    /// Whether the caller starts a listener for `sku` (none alive, room left).
+    pub fn claim_listen(&mut self, now: i64, sku: &Sku) -> bool {
+        if let Some(at) = self.listeners.get(sku) {
+            if now - at <= LISTEN_MS + PONG_LATE_MS {
+                return false;
+            }
+        }
+        if self.listeners.len() >= MAX_LISTENERS && !self.listeners.contains_key(sku) {
+            self.listeners
+                .retain(|_, at| now - *at <= LISTEN_MS + PONG_LATE_MS);
+            if self.listeners.len() >= MAX_LISTENERS {
+                return false;
+            }
+        }
+        self.listeners.insert(sku.clone(), now);
+        true
+    }
+
+    /// Whether `sku` was read within [`LISTEN_IDLE_MS`] of `now` (a listener
+    /// of a SKU nobody reads stops).
+    pub fn read_lately(&self, now: i64, sku: &Sku) -> bool {
+        self.entries
+            .get(sku)
+            .is_some_and(|e| now - e.read_at <= LISTEN_IDLE_MS)
+    }
+
+    /// The listener of `sku` started at `started` ended.
+    pub fn listen_ended(&mut self, sku: &Sku, started: i64) {
+        if self.listeners.get(sku) == Some(&started) {
+            self.listeners.remove(sku);
         }
     }
 
@@ -375,12 +454,18 @@ impl Drop for Lead {
     }
 }
 
-async fn call(fetch: &Fetch, sku: Sku, ticket: Ticket) -> Result<ReadAnswer, Problem> {
-    let lead = Lead {
-        sku: sku.clone(),
-        ticket: Some(ticket),
-    };
-    let r = fetch(sku).await;
+impl Lead {
+    /// A claim that is settled even if it is dropped before its call starts.
+    fn new(sku: &Sku, ticket: Ticket) -> Lead {
+        Lead {
+            sku: sku.clone(),
+            ticket: Some(ticket),
+        }
+    }
+}
+
+async fn call(fetch: &Fetch, lead: Lead) -> Result<ReadAnswer, Problem> {
+    let r = fetch(lead.sku.clone()).await;
     lead.finish(r.as_ref().ok());
     r
 }
@@ -391,6 +476,8 @@ pub struct Read {
     pub answers: Vec<Result<ReadAnswer, Problem>>,
     /// SKUs whose background refresh this read claimed (see [`refresh`]).
     pub refresh: Vec<Sku>,
+    /// SKUs whose listener this read claimed (see [`listen`]).
+    pub listen: Vec<Sku>,
     /// Counts, for the `Server-Timing`-style header: hits, calls, followed.
     pub hits: usize,
     pub calls: usize,
@@ -399,10 +486,11 @@ pub struct Read {
 
 /// The positions of `skus` at `now`, each no older than [`READ_STALENESS_MS`]:
 /// hits from the cache, misses from the objects (leading or following).
-pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
+pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep, clock: fn() -> i64) -> Read {
     let mut answers: Vec<Option<Result<ReadAnswer, Problem>>> = vec![None; skus.len()];
     let mut refresh = Vec::new();
-    let mut leads: Vec<(usize, Sku, Ticket)> = Vec::new();
+    let mut listen = Vec::new();
+    let mut leads: Vec<(usize, Lead)> = Vec::new();
     let mut follows: Vec<(usize, Sku, Rc<Slot>)> = Vec::new();
     with(|c| {
         for (i, s) in skus.iter().enumerate() {
@@ -410,11 +498,17 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
                 answers[i] = Some(Ok(a));
                 if due {
                     refresh.push(s.clone());
+                    if c.claim_listen(now, s) {
+                        listen.push(s.clone());
+                    }
                 }
                 continue;
             }
+            if c.claim_listen(now, s) {
+                listen.push(s.clone());
+            }
             match c.begin(now, s) {
-                Begin::Lead(t) => leads.push((i, s.clone(), t)),
+                Begin::Lead(t) => leads.push((i, Lead::new(s, t))),
                 Begin::Follow(slot) => follows.push((i, s.clone(), slot)),
             }
         }
@@ -423,16 +517,19 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
     let followed = follows.len();
     let f = fetch.clone();
     let led = stream::iter(leads)
-        .map(|(i, s, t)| {
+        .map(|(i, lead)| {
             let f = f.clone();
-            async move { (i, call(&f, s, t).await) }
+            async move { (i, call(&f, lead).await) }
         })
         .buffer_unordered(MAX_IN_FLIGHT)
         .collect::<Vec<_>>();
+    // Bounded by the clock, not by a count of sleeps: on a busy machine a
+    // timer fires late.
     let watch = async {
-        let polls = (FOLLOW_MAX_MS as u64).div_ceil(FOLLOW_POLL_MS);
-        for _ in 0..polls {
-            if follows.iter().all(|(_, _, s)| s.settled()) {
+        let start = clock();
+        let most = (FOLLOW_MAX_MS as u64).div_ceil(FOLLOW_POLL_MS);
+        for _ in 0..most {
+            if follows.iter().all(|(_, _, s)| s.settled()) || clock() - start >= FOLLOW_MAX_MS {
                 break;
             }
             sleep(FOLLOW_POLL_MS).await;
@@ -457,8 +554,8 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
         .map(|(i, s)| {
             let f = fetch.clone();
             async move {
-                let t = with(|c| c.alone());
-                (i, call(&f, s, t).await)
+                let lead = Lead::new(&s, with(|c| c.alone()));
+                (i, call(&f, lead).await)
             }
         })
         .buffer_unordered(MAX_IN_FLIGHT)
@@ -474,6 +571,7 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
             .map(|a| a.unwrap_or_else(|| Err(Problem::overloaded("a SKU was not read"))))
             .collect(),
         refresh,
+        listen,
         hits,
         calls,
         followed,
@@ -483,7 +581,7 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep) -> Read {
 /// Re-reads `skus` (claimed by [`read`]) as leaders, so misses meanwhile
 /// follow these calls; run where no reader waits for it (`waitUntil`).
 pub async fn refresh(now: i64, skus: Vec<Sku>, fetch: Fetch) {
-    let tickets: Vec<(Sku, Ticket)> = with(|c| {
+    let leads: Vec<Lead> = with(|c| {
         let mut out = Vec::new();
         for s in skus {
             let busy = c
@@ -492,16 +590,16 @@ pub async fn refresh(now: i64, skus: Vec<Sku>, fetch: Fetch) {
                 .is_some_and(|x| !x.settled() && now - x.started <= FOLLOW_MAX_MS);
             if !busy {
                 let t = c.lead(now, &s);
-                out.push((s, t));
+                out.push(Lead::new(&s, t));
             }
         }
         out
     });
-    stream::iter(tickets)
-        .map(|(s, t)| {
+    stream::iter(leads)
+        .map(|lead| {
             let f = fetch.clone();
             async move {
-                let _ = call(&f, s, t).await;
+                let _ = call(&f, lead).await;
             }
         })
         .buffer_unordered(MAX_IN_FLIGHT)
@@ -509,11 +607,189 @@ pub async fn refresh(now: i64, skus: Vec<Sku>, fetch: Fetch) {
         .await;
 }
 
+/// Opens the live subscription (`full=1`) of `sku`'s object.
+async fn subscribe(env: &Env, sku: &Sku, max: usize) -> Result<WebSocket, Problem> {
+    let stub = env
+        .durable_object(Namespace::SkuStock.binding())?
+        .id_from_name(sku.as_str())?
+        .get_stub()?;
+    let headers = Headers::new();
+    headers.set("Upgrade", "websocket")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let url = format!(
+        "{}&full=1",
+        live::upgrade_url(sku.as_str(), Channel::Online, &[], max)
+    );
+    let req = Request::new_with_init(&url, &init)?;
+    let ws = stub
+        .fetch_with_request(req)
+        .await?
+        .websocket()
+        .ok_or_else(|| Problem::overloaded("a SKU object did not accept the subscription"))?;
+    ws.accept()?;
+    Ok(ws)
+}
+
+/// A frame of the live protocol, as a listener reads it.
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    Snapshot(Vec<(LocationId, Position)>),
+    Change(LocationId, Position),
+    Pong,
+}
+
+/// Reads a frame (`None`: not one a `full=1` subscriber gets).
+pub fn frame(text: &str) -> Option<Frame> {
+    if text == "pong" {
+        return Some(Frame::Pong);
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        location: LocationId,
+        position: Position,
+    }
+    #[derive(Deserialize)]
+    struct Any {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        items: Vec<Row>,
+        location: Option<LocationId>,
+        position: Option<Position>,
+    }
+    let a: Any = serde_json::from_str(text).ok()?;
+    match (a.kind.as_str(), a.location, a.position) {
+        ("snapshot", _, _) => Some(Frame::Snapshot(
+            a.items
+                .into_iter()
+                .map(|r| (r.location, r.position))
+                .collect(),
+        )),
+        ("change", Some(l), Some(p)) => Some(Frame::Change(l, p)),
+        _ => None,
+    }
+}
+
+/// A change pushed to a listener's own copy (newer versions only).
+pub fn apply(positions: &mut Vec<(LocationId, Position)>, l: LocationId, p: Position) {
+    match positions.iter_mut().find(|(x, _)| *x == l) {
+        Some((_, old)) if old.version < p.version => *old = p,
+        Some(_) => {}
+        None => positions.push((l, p)),
+    }
+}
+
+/// A listener's claim, given back however it ends.
+struct Listening {
+    sku: Sku,
+    started: i64,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        CACHE.with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.listen_ended(&self.sku, self.started);
+            }
+        });
+    }
+}
+
+/// Listens to `skus`' objects (claimed by [`read`]) for [`LISTEN_MS`]: the
+/// SKU objects' push keeps this isolate's entries current. Each listener
+/// keeps its own copy of the SKU's positions (the snapshot, then every
+/// change) and pings every [`PING_MS`]; a `pong` proves every change sent
+/// before it arrived, so the copy is stored as of the ping's sending. A
+/// listener that loses its socket or whose pong is late just stops: its
+/// entries then age out (the bound holds without it). Run in `waitUntil`.
+pub async fn listen(env: Env, skus: Vec<Sku>, max_subscribers: usize, now: fn() -> i64) {
+    join_all(
+        skus.into_iter()
+            .map(|s| listen_one(env.clone(), s, max_subscribers, now)),
+    )
+    .await;
+}
+
+async fn listen_one(env: Env, sku: Sku, max: usize, now: fn() -> i64) {
+    let started = with(|c| c.listeners.get(&sku).copied()).unwrap_or_else(now);
+    let _claim = Listening {
+        sku: sku.clone(),
+        started,
+    };
+    let opened = now();
+    let epoch = with(|c| c.epoch());
+    let Ok(ws) = subscribe(&env, &sku, max).await else {
+        return;
+    };
+    let Ok(mut events) = ws.events() else {
+        return;
+    };
+    let mut mine: Option<Vec<(LocationId, Position)>> = None;
+    let mut ping: Option<(i64, u64)> = None;
+    let mut tick = Delay::from(Duration::from_millis(PING_MS));
+    loop {
+        match select(events.next(), &mut tick).await {
+            Either::Left((Some(Ok(WebsocketEvent::Message(m))), _)) => {
+                let Some(f) = m.text().as_deref().and_then(frame) else {
+                    break;
+                };
+                match f {
+                    Frame::Snapshot(p) => {
+                        // As of the subscription's start at the latest.
+                        let a = ReadAnswer {
+                            now: opened,
+                            positions: p.clone(),
+                        };
+                        with(|c| c.store(&sku, a, epoch));
+                        mine = Some(p);
+                    }
+                    Frame::Change(l, p) => {
+                        if let Some(m) = mine.as_mut() {
+                            apply(m, l, p);
+                        }
+                    }
+                    Frame::Pong => {
+                        if let (Some(m), Some((at, e))) = (&mine, ping.take()) {
+                            let a = ReadAnswer {
+                                now: at,
+                                positions: m.clone(),
+                            };
+                            with(|c| c.store(&sku, a, e));
+                        }
+                    }
+                }
+            }
+            Either::Left(_) => break,
+            Either::Right(_) => {
+                let t = now();
+                if t - started >= LISTEN_MS
+                    || (t - opened > LISTEN_IDLE_MS && !with(|c| c.read_lately(t, &sku)))
+                {
+                    break;
+                }
+                match ping {
+                    Some((at, _)) if t - at > PONG_LATE_MS => break,
+                    Some(_) => {}
+                    None if mine.is_some() => {
+                        if ws.send_with_str("ping").is_err() {
+                            break;
+                        }
+                        ping = Some((t, with(|c| c.epoch())));
+                    }
+                    None => {}
+                }
+                tick = Delay::from(Duration::from_millis(PING_MS));
+            }
+        }
+    }
+    let _ = ws.close(Some(1000u16), Some("done"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures_util::FutureExt;
-    use omnistock_core::{LocationId, Position};
 
     fn sku(s: &str) -> Sku {
         Sku::parse(s).unwrap()
@@ -681,15 +957,21 @@ mod tests {
         });
         let sleep: Sleep = Rc::new(|_| Box::pin(async {}));
         let skus: Vec<Sku> = (0..100).map(|i| sku(&format!("R{i}"))).collect();
-        let r = read(100, &skus, fetch.clone(), sleep.clone())
+        let r = read(100, &skus, fetch.clone(), sleep.clone(), || 0)
             .now_or_never()
             .expect("ready");
         assert_eq!((r.hits, r.calls, r.followed), (0, 100, 0));
         assert!(r.answers.iter().all(|a| a.is_ok()));
         assert_eq!(calls.get(), 100);
-        let r = read(100 + REFRESH_AFTER_MS, &skus, fetch.clone(), sleep.clone())
-            .now_or_never()
-            .expect("ready");
+        let r = read(
+            100 + REFRESH_AFTER_MS,
+            &skus,
+            fetch.clone(),
+            sleep.clone(),
+            || 0,
+        )
+        .now_or_never()
+        .expect("ready");
         assert_eq!((r.hits, r.calls), (100, 0));
         assert_eq!(r.refresh.len(), 100);
         refresh(100 + REFRESH_AFTER_MS, r.refresh, fetch.clone())
@@ -698,7 +980,7 @@ mod tests {
         assert_eq!(calls.get(), 200);
         // Past the bound, and the refresh answered at 100 (this fetch's clock):
         // nothing is served older than the bound.
-        let r = read(101 + READ_STALENESS_MS, &skus, fetch, sleep)
+        let r = read(101 + READ_STALENESS_MS, &skus, fetch, sleep, || 0)
             .now_or_never()
             .expect("ready");
         assert_eq!(r.calls, 100);
@@ -720,7 +1002,7 @@ mod tests {
             Box::pin(async {})
         });
         let fetch: Fetch = Rc::new(|_| Box::pin(async { Ok(answer(7, 1)) }));
-        let r = read(1, std::slice::from_ref(&s), fetch, sleep)
+        let r = read(1, std::slice::from_ref(&s), fetch, sleep, || 0)
             .now_or_never()
             .expect("ready");
         assert_eq!((r.followed, r.calls), (1, 1));
@@ -729,5 +1011,114 @@ mod tests {
         // The leader's late answer is older than the follower's: not kept.
         with(|c| c.finish(&s, lead, Some(&answer(2, 3))));
         assert_eq!(with(|c| c.get(8, &s)).map(|x| x.0.positions.len()), Some(1));
+    }
+
+    #[test]
+    fn listeners_are_claimed_once_and_bounded_in_time() {
+        let mut c = PositionCache::default();
+        let s = sku("L");
+        assert!(c.claim_listen(0, &s));
+        assert!(!c.claim_listen(LISTEN_MS, &s));
+        // A listener that never said it ended is presumed gone after its life.
+        assert!(c.claim_listen(LISTEN_MS + PONG_LATE_MS + 1, &s));
+        c.listen_ended(&s, 0); // the old one: not the current claim
+        assert!(!c.claim_listen(LISTEN_MS + PONG_LATE_MS + 2, &s));
+        c.listen_ended(&s, LISTEN_MS + PONG_LATE_MS + 1);
+        assert!(c.claim_listen(LISTEN_MS + PONG_LATE_MS + 3, &s));
+    }
+
+    #[test]
+    fn frames_of_a_full_subscription() {
+        let l = LocationId::parse("store-1").unwrap();
+        let p = Position {
+            on_hand: 5,
+            damaged: 1,
+            version: 7,
+            ..Position::default()
+        };
+        let row = serde_json::json!({"sku": "A", "location": "store-1", "available": 4,
+            "seq": 7, "position": p});
+        let snap = serde_json::json!({"type": "snapshot", "sku": "A", "items": [row]});
+        assert_eq!(
+            frame(&snap.to_string()),
+            Some(Frame::Snapshot(vec![(l.clone(), p)]))
+        );
+        let mut change = row.clone();
+        change["type"] = serde_json::json!("change");
+        assert_eq!(
+            frame(&change.to_string()),
+            Some(Frame::Change(l.clone(), p))
+        );
+        assert_eq!(frame("pong"), Some(Frame::Pong));
+        // A row without the whole position is not one a listener can use.
+        let mut bare = change.clone();
+        bare.as_object_mut().unwrap().remove("position");
+        assert_eq!(frame(&bare.to_string()), None);
+        assert_eq!(frame("{"), None);
+        // Changes apply to the copy only when newer.
+        let mut mine = vec![(l.clone(), p)];
+        let older = Position {
+            on_hand: 1,
+            version: 6,
+            ..p
+        };
+        apply(&mut mine, l.clone(), older);
+        assert_eq!(mine[0].1, p);
+        let newer = Position {
+            on_hand: 9,
+            version: 8,
+            ..p
+        };
+        apply(&mut mine, l.clone(), newer);
+        assert_eq!(mine[0].1, newer);
+        let other = LocationId::parse("store-2").unwrap();
+        apply(&mut mine, other.clone(), p);
+        assert_eq!(mine.len(), 2);
+    }
+
+    #[test]
+    fn a_pong_from_before_a_write_is_not_stored_after_it() {
+        let mut c = PositionCache::default();
+        let s = sku("P");
+        let e = c.epoch();
+        c.written(&s);
+        c.store(&s, answer(5, 1), e);
+        assert!(c.get(5, &s).is_none());
+        c.store(&s, answer(6, 1), c.epoch());
+        assert!(c.get(6, &s).is_some());
+    }
+
+    /// A leader dropped before its call started (its request went away)
+    /// settles its slot: followers do not wait for it.
+    #[test]
+    fn a_dropped_leader_settles_its_slot() {
+        CACHE.with(|c| *c.borrow_mut() = PositionCache::default());
+        let s = sku("GONE");
+        let lead = with(|c| match c.begin(0, &s) {
+            Begin::Lead(t) => Lead::new(&s, t),
+            Begin::Follow(_) => panic!(),
+        });
+        let Begin::Follow(slot) = with(|c| c.begin(1, &s)) else {
+            panic!("a second miss follows")
+        };
+        drop(lead);
+        assert!(slot.settled());
+        assert!(slot.answer().is_none());
+        assert!(matches!(with(|c| c.begin(2, &s)), Begin::Lead(_)));
+    }
+
+    #[test]
+    fn a_sku_read_lately_is_told_apart_from_an_idle_one() {
+        let mut c = PositionCache::default();
+        let s = sku("IDLE");
+        fill(&mut c, 0, &s, answer(0, 1));
+        assert!(c.read_lately(LISTEN_IDLE_MS, &s));
+        assert!(!c.read_lately(LISTEN_IDLE_MS + 1, &s));
+        assert!(c.get(500, &s).is_some());
+        // A listener's store keeps when it was last read.
+        c.store(&s, answer(600, 1), c.epoch());
+        assert!(c.read_lately(500 + LISTEN_IDLE_MS, &s));
+        assert!(!c.read_lately(501 + LISTEN_IDLE_MS, &s));
+        assert!(!c.read_lately(0, &sku("NEVER")));
     }
 }

@@ -14,7 +14,10 @@
 //!   available, seq, on_hand, reserved, committed, safety_stock, incoming,
 //!   channel}` and `seq` is the position's version (per SKU and location,
 //!   +1 per change), so a client sees a gap and asks for a snapshot;
-//! - `ping` is answered `pong`.
+//! - `ping` is answered `pong` (by the runtime: an auto-response that does
+//!   not wake the object, sent after every change sent before it);
+//! - a subscription with `full=1` (the Worker's edge cache) also gets the
+//!   whole core `position` in every row.
 //!
 //! Bounds: at most `max` subscribers per SKU object (the Worker passes
 //! `LIVE_MAX_SUBSCRIBERS`); one over is accepted and closed at once with
@@ -49,6 +52,10 @@ pub struct Sub {
     pub channel: Channel,
     /// `None`: every location the SKU has a position at.
     pub locations: Option<Vec<LocationId>>,
+    /// The Worker's edge cache (issue 13): every row also carries the whole
+    /// `position` (`full=1` in the upgrade URL).
+    #[serde(default)]
+    pub full: bool,
 }
 
 impl Sub {
@@ -122,6 +129,7 @@ fn parse(req: &Request) -> Result<(Sub, usize), Problem> {
         sku,
         channel,
         locations: (!locations.is_empty()).then_some(locations),
+        full: one("full") == "1",
     };
     Ok((sub, max))
 }
@@ -142,6 +150,15 @@ pub fn row(sku: &str, l: &LocationId, p: &Position, channel: Channel) -> Value {
     })
 }
 
+/// One row for this subscriber (with the whole position if it asked).
+fn sub_row(sub: &Sub, l: &LocationId, p: &Position) -> Value {
+    let mut r = row(&sub.sku, l, p, sub.channel);
+    if sub.full {
+        r["position"] = json!(p);
+    }
+    r
+}
+
 /// Positions for a snapshot: `(now_ms, [(location, position)])`.
 pub type Positions = (i64, Vec<(LocationId, Position)>);
 
@@ -150,7 +167,15 @@ fn snapshot(
     read: &dyn Fn(Option<Vec<LocationId>>) -> Result<Positions, Problem>,
 ) -> Result<String, Problem> {
     let (now, positions) = read(sub.locations.clone())?;
-    Ok(snapshot_frame(&sub.sku, sub.channel, None, now, &positions))
+    let items: Vec<Value> = positions.iter().map(|(l, p)| sub_row(sub, l, p)).collect();
+    Ok(json!({
+        "type": "snapshot",
+        "sku": sub.sku,
+        "channel": channel_name(sub.channel),
+        "as_of": rfc3339(now),
+        "items": items,
+    })
+    .to_string())
 }
 
 /// Accepts a subscription: the socket is hibernatable, its first message is
@@ -175,6 +200,11 @@ pub fn accept(
         return Response::from_websocket(pair.client);
     }
     state.accept_websocket_with_tags(&server, &[TAG]);
+    // `ping` is answered `pong` by the runtime without waking the object (in
+    // order after every change sent before: the edge cache's liveness check).
+    if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new("ping", "pong") {
+        state.set_websocket_auto_response(&pair);
+    }
     server.serialize_attachment(&sub)?;
     match snapshot(&sub, read) {
         Ok(s) => server.send_with_str(s)?,
@@ -247,7 +277,7 @@ pub fn push(state: &State, st_at: impl Fn(&LocationId) -> Position, touched: &[L
     // One position read per touched location, and one frame per location and
     // channel, whoever subscribes (a SKU object has one SKU: its subscribers' `sku`).
     let positions: Vec<(&LocationId, Position)> = touched.iter().map(|l| (l, st_at(l))).collect();
-    let mut frames: Vec<(usize, Channel, String)> = Vec::new();
+    let mut frames: Vec<(usize, Channel, bool, String)> = Vec::new();
     for ws in sockets {
         let Ok(Some(sub)) = ws.deserialize_attachment::<Sub>() else {
             continue;
@@ -258,17 +288,17 @@ pub fn push(state: &State, st_at: impl Fn(&LocationId) -> Position, touched: &[L
             }
             let known = frames
                 .iter()
-                .position(|(j, c, _)| *j == i && *c == sub.channel);
+                .position(|(j, c, f, _)| *j == i && *c == sub.channel && *f == sub.full);
             let at = match known {
                 Some(at) => at,
                 None => {
-                    let mut m = row(&sub.sku, l, p, sub.channel);
+                    let mut m = sub_row(&sub, l, p);
                     m["type"] = json!("change");
-                    frames.push((i, sub.channel, m.to_string()));
+                    frames.push((i, sub.channel, sub.full, m.to_string()));
                     frames.len() - 1
                 }
             };
-            if let Some((_, _, text)) = frames.get(at) {
+            if let Some((_, _, _, text)) = frames.get(at) {
                 let _ = ws.send_with_str(text);
             }
         }
