@@ -9,6 +9,7 @@ mod faults;
 mod harness;
 mod hot_path;
 mod imports;
+mod keys;
 mod live;
 mod load_faults;
 mod methods;
