@@ -1,7 +1,9 @@
 //! API keys and roles.
 //!
-//! Keys come from the `API_KEYS` secret (or var): `key:role[@location]`
-//! entries separated by commas or newlines, e.g.
+//! Keys come from the `API_KEYS` secret (or var): `key:role[@location][#name]`
+//! entries separated by commas or newlines (several keys per role: rotate by
+//! adding the new key, moving clients, then removing the old; a change of the
+//! secret reaches each isolate when it is new, at once after a deploy), e.g.
 //! `sk_dev_admin:admin,sk_dev_pos_store-1:pos@store-1,pk_dev:publishable`.
 //! A presented key is compared with every configured key in constant time.
 //! A key is never logged and never appears in an error.
@@ -43,6 +45,9 @@ pub struct Principal {
     pub role: Role,
     /// The location a POS key is bound to.
     pub location: Option<LocationId>,
+    /// The key's name (`#name` in `API_KEYS`: a staff member, a till, an
+    /// integration), recorded as part of the actor.
+    pub key_name: Option<String>,
 }
 
 impl Principal {
@@ -52,6 +57,15 @@ impl Principal {
         match &self.location {
             Some(l) => format!("{}@{}", self.role.as_str(), l),
             None => self.role.as_str().to_string(),
+        }
+    }
+
+    /// Who did it, for the ledger and order history: the role (and
+    /// location), and the key's name when it has one (`admin#alice`).
+    pub fn actor(&self) -> String {
+        match &self.key_name {
+            Some(n) => format!("{}#{n}", self.name()),
+            None => self.name(),
         }
     }
 
@@ -105,6 +119,21 @@ pub fn parse_keys(config: &str) -> (Vec<KeyEntry>, usize) {
             bad += 1;
             continue;
         };
+        // `#name` (issue 12): 1 to 64 of A-Z a-z 0-9 _ . -
+        let (rest, key_name) = match rest.split_once('#') {
+            Some((r, n)) => (r, Some(n.trim())),
+            None => (rest, None),
+        };
+        if key_name.is_some_and(|n| {
+            n.is_empty()
+                || n.len() > 64
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        }) {
+            bad += 1;
+            continue;
+        }
         let (role, location) = match rest.split_once('@') {
             Some((r, l)) => (r, Some(l)),
             None => (rest, None),
@@ -127,7 +156,11 @@ pub fn parse_keys(config: &str) -> (Vec<KeyEntry>, usize) {
         }
         out.push(KeyEntry {
             key: key.trim().as_bytes().to_vec(),
-            principal: Principal { role, location },
+            principal: Principal {
+                role,
+                location,
+                key_name: key_name.map(str::to_string),
+            },
         });
     }
     (out, bad)

@@ -49,7 +49,7 @@ impl Ctx {
             .unwrap_or_default()
     }
     pub fn actor(&self) -> String {
-        self.principal.name()
+        self.principal.actor()
     }
     /// The `i`-th path segment (`/v1/<things>/{id}` has the id at 2).
     pub fn segment(&self, i: usize) -> &str {

@@ -13,7 +13,8 @@
 //! queue.rs    the order queue: a read model in D1, written by the Order objects
 //! customer_index.rs  the customer lookup (email, phone): D1, written by the Customer objects
 //! http.rs     problem+json, replies, JSON and query helpers, RFC 3339
-//! auth.rs     API keys and roles
+//! auth.rs     API keys (key:role[@location][#name]) and roles
+//! overload.rs per-isolate bounds: requests in flight (503), rate per key (429)
 //! api/        HTTP handlers, one module per resource          (api -> wire)
 //!             (api/live.rs: the WebSocket relay of /v1/availability/live)
 //! wire/       typed messages to each object, and `call`        (nothing -> api)

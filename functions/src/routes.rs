@@ -265,6 +265,7 @@ async fn prepare(
         crate::auth::Principal {
             role: Role::Publishable,
             location: None,
+            key_name: None,
         }
     } else {
         let p = extract::principal(req, &env)?;

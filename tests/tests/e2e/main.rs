@@ -11,6 +11,7 @@ mod faults;
 mod harness;
 mod hot_path;
 mod imports;
+mod keys;
 mod live;
 mod load_faults;
 mod methods;
