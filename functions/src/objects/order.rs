@@ -285,7 +285,12 @@ impl Order {
         // offered to them with the row; sent below, retried by the alarm.
         let offer = super::customer_feed::order_offer(&st.order, &parts, st.updated_at);
         let offered = offer.is_some();
-        super::customer_feed::save_with_offer(&self.state.storage(), "ord", st, offer)?;
+        super::customer_feed::save_with_offer(
+            &self.state.storage(),
+            super::customer_feed::Home::Order,
+            st,
+            offer,
+        )?;
         let feed_retry = if offered {
             super::customer_feed::flush(&self.env, &self.state.storage()).await?
         } else {

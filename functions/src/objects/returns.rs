@@ -271,7 +271,12 @@ impl ReturnCase {
             storage::now_ms(),
         );
         let offered = offer.is_some();
-        super::customer_feed::save_with_offer(&self.state.storage(), "return_case", s, offer)?;
+        super::customer_feed::save_with_offer(
+            &self.state.storage(),
+            super::customer_feed::Home::Return,
+            s,
+            offer,
+        )?;
         let feed_retry = if offered {
             super::customer_feed::flush(&self.env, &self.state.storage())
                 .await?
