@@ -52,36 +52,49 @@ pub fn offer_stmt(o: &Offer) -> Result<Stmt, Problem> {
     ))
 }
 
-/// Stores a coordinator's JSON row (`storage::save_json`'s table shape)
-/// and the offer, if any, in one transaction.
+/// The producer's own JSON row (`storage::save_json`'s table shape).
+#[derive(Clone, Copy, Debug)]
+pub enum Home {
+    /// The `Order` object's row `o` of table `ord`.
+    Order,
+    /// The `ReturnCase` object's row `r` of table `return_case`.
+    Return,
+}
+
+impl Home {
+    fn table_key(self) -> (&'static str, &'static str) {
+        match self {
+            Home::Order => ("ord", "o"),
+            Home::Return => ("return_case", "r"),
+        }
+    }
+    fn upsert(self) -> &'static str {
+        match self {
+            Home::Order => "INSERT OR REPLACE INTO ord (k, json) VALUES ('o', ?)",
+            Home::Return => "INSERT OR REPLACE INTO return_case (k, json) VALUES ('r', ?)",
+        }
+    }
+}
+
+/// Stores the producer's row and the offer, if any, in one transaction.
 pub fn save_with_offer<T: serde::Serialize>(
     st: &Storage,
-    table: &'static str,
+    home: Home,
     value: &T,
     offer: Option<Offer>,
 ) -> Result<(), Problem> {
     let Some(o) = offer else {
-        return storage::save_json(&st.sql(), table, key_of(table), value);
+        let (table, key) = home.table_key();
+        return storage::save_json(&st.sql(), table, key, value);
     };
     storage::exec(&st.sql(), SCHEMA, vec![])?;
-    let save: &'static str = match table {
-        "ord" => "INSERT OR REPLACE INTO ord (k, json) VALUES ('o', ?)",
-        _ => "INSERT OR REPLACE INTO return_case (k, json) VALUES ('r', ?)",
-    };
     storage::atomically(
         st,
         vec![
-            (save, vec![text(&serde_json::to_string(value)?)]),
+            (home.upsert(), vec![text(&serde_json::to_string(value)?)]),
             offer_stmt(&o)?,
         ],
     )
-}
-
-fn key_of(table: &str) -> &'static str {
-    match table {
-        "ord" => "o",
-        _ => "r",
-    }
 }
 
 #[derive(Deserialize)]
@@ -237,4 +250,94 @@ pub fn return_offer(
         seq: fact.seq,
         op: CustomerOp::Return(fact),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::order::{OrderLineView, TotalsOut};
+    use omnistock_core::{LocationId, Sku};
+
+    fn eur(a: &str) -> Money {
+        Money::parse(a, "EUR").unwrap()
+    }
+
+    fn line(sku: &str, part: u32, gross: &str) -> OrderLineView {
+        OrderLineView {
+            sku: Sku::parse(sku).unwrap(),
+            qty: 1,
+            unit_price: eur(gross),
+            tax: eur("0"),
+            net: eur(gross),
+            gross: eur(gross),
+            location: LocationId::parse(&format!("l{part}")).unwrap(),
+            part,
+        }
+    }
+
+    fn part(n: u32, status: OrderStatus) -> PartView {
+        PartView {
+            part: n,
+            location: LocationId::parse(&format!("l{n}")).unwrap(),
+            status,
+            at_risk: false,
+            ready_at: None,
+        }
+    }
+
+    #[test]
+    fn an_order_is_a_purchase_once_every_part_is_done_and_only_its_fulfilled_parts_count() {
+        let order = PricedOrder {
+            id: "o1".into(),
+            channel: Channel::Online,
+            customer_id: Some("c1".into()),
+            reservation_id: None,
+            lines: vec![
+                line("A", 0, "10.00"),
+                line("B", 1, "5.50"),
+                line("C", 1, "1.00"),
+            ],
+            stock: vec![],
+            parts: vec![],
+            totals: TotalsOut {
+                net: "16.50".into(),
+                tax: "0".into(),
+                gross: "16.50".into(),
+                currency: "EUR".into(),
+                rounding: String::new(),
+                tax_inclusive: false,
+            },
+            fp: String::new(),
+            holds: None,
+        };
+        let shipped = part(0, OrderStatus::Shipped);
+        assert!(order_offer(&order, &[shipped.clone(), part(1, OrderStatus::Packed)], 1).is_none());
+        let o = order_offer(
+            &order,
+            &[shipped.clone(), part(1, OrderStatus::Cancelled)],
+            1,
+        )
+        .unwrap();
+        let CustomerOp::Purchase(f) = o.op else {
+            panic!("not a purchase")
+        };
+        assert_eq!((o.key.as_str(), f.total), ("order:o1", eur("10.00")));
+        assert_eq!(f.location, Some(LocationId::parse("l0").unwrap()));
+        let both = order_offer(&order, &[shipped, part(1, OrderStatus::Collected)], 1).unwrap();
+        let CustomerOp::Purchase(f) = both.op else {
+            panic!("not a purchase")
+        };
+        assert_eq!((f.total, f.location), (eur("16.50"), None));
+        // Nothing for an order without a customer, or cancelled as a whole.
+        let cancelled = [
+            part(0, OrderStatus::Cancelled),
+            part(1, OrderStatus::Cancelled),
+        ];
+        assert!(order_offer(&order, &cancelled, 1).is_none());
+        let anonymous = PricedOrder {
+            customer_id: None,
+            ..order
+        };
+        assert!(order_offer(&anonymous, &[part(0, OrderStatus::Shipped)], 1).is_none());
+    }
 }

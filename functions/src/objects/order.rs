@@ -300,7 +300,12 @@ impl Order {
         // offered to them with the row; sent below, retried by the alarm.
         let offer = super::customer_feed::order_offer(&st.order, &parts, st.updated_at);
         let offered = offer.is_some();
-        super::customer_feed::save_with_offer(&self.state.storage(), "ord", st, offer)?;
+        super::customer_feed::save_with_offer(
+            &self.state.storage(),
+            super::customer_feed::Home::Order,
+            st,
+            offer,
+        )?;
         // Saved already: a feed failure is logged, never the request's.
         if let Err(p) = self.feed(st) {
             worker::console_error!("feed: snapshot not written: {}", p.detail);

@@ -271,7 +271,12 @@ impl ReturnCase {
             storage::now_ms(),
         );
         let offered = offer.is_some();
-        super::customer_feed::save_with_offer(&self.state.storage(), "return_case", s, offer)?;
+        super::customer_feed::save_with_offer(
+            &self.state.storage(),
+            super::customer_feed::Home::Return,
+            s,
+            offer,
+        )?;
         // Saved already: a feed failure is logged, never the request's.
         if let Err(p) = self.feed(s) {
             worker::console_error!("feed: snapshot not written: {}", p.detail);
