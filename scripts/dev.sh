@@ -23,8 +23,10 @@ omnistock is running.
   OpenAPI    http://127.0.0.1:$PORT/v1/openapi.json
   Widget     http://127.0.0.1:$PORT/widget/omnistock-widget.js
   Shop        http://127.0.0.1:$PORT/        storefront: live availability, cart (a reservation), checkout
-  Till        http://127.0.0.1:$PORT/pos     POS at store-1: scan, sell, return, offline queue
+  Till        http://127.0.0.1:$PORT/pos     POS at store-1: scan, sell, return, receipts, customers, offline queue
   Back office http://127.0.0.1:$PORT/admin   order queue, receiving, counts, adjustments, transfers, ledger
+  Customers   http://127.0.0.1:$PORT/customers  find by email or phone: purchases, returns, points
+  Reports     http://127.0.0.1:$PORT/reports    weekly report (charts), accounting export, QuickBooks sync
   (the pages use the dev keys below, shown to them by GET /v1/dev/keys under make dev only)
   State      $STATE_DIR
   Log        $LOG

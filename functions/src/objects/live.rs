@@ -91,22 +91,18 @@ pub fn is_upgrade(req: &Request) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// Parses the Worker's upgrade URL. The Worker validated every value; a
-/// failure here is an internal error.
-fn parse(req: &Request) -> Result<(Sub, usize), Problem> {
-    let url = req.url().map_err(|_| Problem::invalid("bad URL"))?;
-    let pairs = crate::http::query_pairs(&url);
-    let one = |k: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let sku = one("sku");
-    if sku.is_empty() {
-        return Err(Problem::invalid("sku is required"));
-    }
+/// What every upgrade URL the Worker sends an object says (a SKU object's
+/// or a hub's): the channel, the locations (`None`: every one) and the
+/// subscriber bound; `one(name)` reads a query parameter ("" when absent).
+pub struct UpgradeParams {
+    pub channel: Channel,
+    pub locations: Option<Vec<LocationId>>,
+    pub max: usize,
+}
+
+/// Parses [`UpgradeParams`]. The Worker validated every value; a failure
+/// here is an internal error.
+pub fn upgrade_params(one: &dyn Fn(&str) -> String) -> Result<UpgradeParams, Problem> {
     let channel = match one("channel").as_str() {
         "pos" => Channel::Pos,
         _ => Channel::Online,
@@ -125,13 +121,41 @@ fn parse(req: &Request) -> Result<(Sub, usize), Problem> {
         .parse::<usize>()
         .unwrap_or(DEFAULT_MAX_SUBSCRIBERS)
         .clamp(1, MAX_SUBSCRIBERS);
-    let sub = Sub {
-        sku,
+    Ok(UpgradeParams {
         channel,
         locations: (!locations.is_empty()).then_some(locations),
+        max,
+    })
+}
+
+/// A query parameter reader over an upgrade request's URL.
+pub fn query_reader(req: &Request) -> Result<impl Fn(&str) -> String, Problem> {
+    let url = req.url().map_err(|_| Problem::invalid("bad URL"))?;
+    let pairs = crate::http::query_pairs(&url);
+    Ok(move |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    })
+}
+
+/// Parses the Worker's upgrade URL for a SKU object.
+fn parse(req: &Request) -> Result<(Sub, usize), Problem> {
+    let one = query_reader(req)?;
+    let sku = one("sku");
+    if sku.is_empty() {
+        return Err(Problem::invalid("sku is required"));
+    }
+    let p = upgrade_params(&one)?;
+    let sub = Sub {
+        sku,
+        channel: p.channel,
+        locations: p.locations,
         full: one("full") == "1",
     };
-    Ok((sub, max))
+    Ok((sub, p.max))
 }
 
 /// One row of the protocol.

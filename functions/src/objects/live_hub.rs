@@ -31,10 +31,9 @@ use worker::{
 };
 
 use super::live::{
-    self, HubRequest, PushAnswer, CLOSE_POLICY, CLOSE_TRY_AGAIN, DEFAULT_MAX_SUBSCRIBERS,
-    MAX_CLIENT_MESSAGE, MAX_LOCATIONS, MAX_SUBSCRIBERS,
+    self, HubRequest, PushAnswer, CLOSE_POLICY, CLOSE_TRY_AGAIN, MAX_CLIENT_MESSAGE,
 };
-use crate::http::{query_pairs, Problem};
+use crate::http::Problem;
 use crate::wire::sku_stock::{ReadAnswer, SkuRequest};
 use crate::wire::{self, Namespace};
 
@@ -82,15 +81,7 @@ pub fn upgrade_url(
 
 /// Parses the Worker's upgrade URL (the Worker validated every value).
 fn parse(req: &Request) -> Result<(HubSub, usize), Problem> {
-    let url = req.url().map_err(|_| Problem::invalid("bad URL"))?;
-    let pairs = query_pairs(&url);
-    let one = |k: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let one = live::query_reader(req)?;
     let hub = one("hub");
     if hub.is_empty() || hub.len() > 64 {
         return Err(Problem::invalid("hub is required"));
@@ -105,33 +96,15 @@ fn parse(req: &Request) -> Result<(HubSub, usize), Problem> {
     if skus.is_empty() || skus.len() > MAX_SKUS {
         return Err(Problem::invalid("1 to 20 SKUs"));
     }
-    let mut locations = Vec::new();
-    for l in one("location").split(',').filter(|l| !l.is_empty()) {
-        let l = LocationId::parse(l).map_err(|e| Problem::invalid(format!("location: {e}")))?;
-        if !locations.contains(&l) {
-            locations.push(l);
-        }
-    }
-    if locations.len() > MAX_LOCATIONS {
-        return Err(Problem::invalid("too many locations"));
-    }
-    let max = one("max")
-        .parse::<usize>()
-        .unwrap_or(DEFAULT_MAX_SUBSCRIBERS)
-        .clamp(1, MAX_SUBSCRIBERS);
-    let channel = if one("channel") == "pos" {
-        Channel::Pos
-    } else {
-        Channel::Online
-    };
+    let p = live::upgrade_params(&one)?;
     Ok((
         HubSub {
             hub,
             skus,
-            channel,
-            locations: (!locations.is_empty()).then_some(locations),
+            channel: p.channel,
+            locations: p.locations,
         },
-        max,
+        p.max,
     ))
 }
 
