@@ -1245,7 +1245,8 @@ paths.update({
         {"200": {"description": "OK", "content": {"application/json": {"schema": ref("WeeklyReport")},
                                                   "text/csv; charset=utf-8": {"schema": {"type": "string"}}}}},
         params=[query("week", {"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$"}, "ISO week; default: last week"),
-                query("location", ID, "one location; default: all")])},
+                query("location", {"type": "string", "pattern": "^([A-Za-z0-9._-]{1,64})?$"},
+                      "one location; empty or absent: all (API.md writes `location=`)")])},
     "/v1/reports/weekly/build": {"post": op(
         "Build and store a week's report now (admin); what the Monday Cron Trigger does for last week",
         {"201": ok("WeeklyReport", "Built and stored")}, body="WeeklyBuildRequest", write=True)},
