@@ -594,8 +594,22 @@ impl Catalog {
                 )?;
                 continue;
             };
-            let mut p: Product = serde_json::from_str(&r.json)?;
-            let next = settle_prices(&mut p, now)?;
+            let settled = serde_json::from_str::<Product>(&r.json)
+                .map_err(Problem::from)
+                .and_then(|mut p| settle_prices(&mut p, now).map(|next| (p, next)));
+            let (p, next) = match settled {
+                Ok(x) => x,
+                Err(e) => {
+                    // Never a hot loop on one bad row: it waits an hour, logged.
+                    worker::console_error!("catalog: prices of {} not settled: {}", d.id, e.detail);
+                    storage::exec(
+                        &sql,
+                        "UPDATE price_schedule SET at = ? WHERE product_id = ?",
+                        vec![int(now + 3_600_000), text(&d.id)],
+                    )?;
+                    continue;
+                }
+            };
             let mut stmts: Vec<Stmt> = vec![(
                 "UPDATE products SET json = ? WHERE id = ?",
                 vec![text(&serde_json::to_string(&p)?), text(&p.id)],
