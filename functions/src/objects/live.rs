@@ -246,36 +246,64 @@ fn short(s: &str) -> &str {
     &s[..end]
 }
 
-/// A message from a subscriber (relayed by the Worker).
-pub fn on_message(
+/// A client's `resync`: `sku` names one of the socket's SKUs (none: all).
+pub struct Resync {
+    pub sku: Option<String>,
+}
+
+/// Reads a client's frame: `ping` is answered here, anything but a
+/// `{"type":"resync"}` closes the socket (1008); `Ok(Some)` is a resync to
+/// answer. The same protocol for a SKU object's sockets and a hub's.
+pub fn client_message(
     ws: &WebSocket,
     msg: WebSocketIncomingMessage,
-    read: &dyn Fn(Option<Vec<LocationId>>) -> Result<Positions, Problem>,
-) -> worker::Result<()> {
+) -> worker::Result<Option<Resync>> {
     let text = match msg {
         WebSocketIncomingMessage::String(s) if s.len() <= MAX_CLIENT_MESSAGE => s,
-        _ => return ws.close(Some(CLOSE_POLICY), Some("text frames of the protocol only")),
+        _ => {
+            ws.close(Some(CLOSE_POLICY), Some("text frames of the protocol only"))?;
+            return Ok(None);
+        }
     };
     if text == "ping" {
-        return ws.send_with_str("pong");
+        ws.send_with_str("pong")?;
+        return Ok(None);
     }
     #[derive(Deserialize)]
     struct ClientMessage {
         #[serde(rename = "type")]
         kind: String,
+        #[serde(default)]
+        sku: Option<String>,
     }
-    let Ok(ClientMessage { kind }) = serde_json::from_str::<ClientMessage>(&text) else {
-        return ws.close(Some(CLOSE_POLICY), Some("not a message of the protocol"));
-    };
+    match serde_json::from_str::<ClientMessage>(&text) {
+        Ok(m) if m.kind == "resync" => Ok(Some(Resync { sku: m.sku })),
+        Ok(_) => {
+            ws.close(Some(CLOSE_POLICY), Some("unknown message type"))?;
+            Ok(None)
+        }
+        Err(_) => {
+            ws.close(Some(CLOSE_POLICY), Some("not a message of the protocol"))?;
+            Ok(None)
+        }
+    }
+}
+
+/// A message from a subscriber of this SKU object.
+pub fn on_message(
+    ws: &WebSocket,
+    msg: WebSocketIncomingMessage,
+    read: &dyn Fn(Option<Vec<LocationId>>) -> Result<Positions, Problem>,
+) -> worker::Result<()> {
+    if client_message(ws, msg)?.is_none() {
+        return Ok(());
+    }
     let Some(sub) = ws.deserialize_attachment::<Sub>()? else {
         return ws.close(Some(CLOSE_POLICY), Some("not a subscriber"));
     };
-    match kind.as_str() {
-        "resync" => match snapshot(&sub, read) {
-            Ok(s) => ws.send_with_str(s),
-            Err(p) => ws.close(Some(CLOSE_TRY_AGAIN), Some(short(&p.detail))),
-        },
-        _ => ws.close(Some(CLOSE_POLICY), Some("unknown message type")),
+    match snapshot(&sub, read) {
+        Ok(s) => ws.send_with_str(s),
+        Err(p) => ws.close(Some(CLOSE_TRY_AGAIN), Some(short(&p.detail))),
     }
 }
 

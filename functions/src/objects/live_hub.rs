@@ -30,9 +30,7 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair,
 };
 
-use super::live::{
-    self, HubRequest, PushAnswer, CLOSE_POLICY, CLOSE_TRY_AGAIN, MAX_CLIENT_MESSAGE,
-};
+use super::live::{self, HubRequest, PushAnswer, CLOSE_POLICY, CLOSE_TRY_AGAIN};
 use crate::http::Problem;
 use crate::wire::sku_stock::{ReadAnswer, SkuRequest};
 use crate::wire::{self, Namespace};
@@ -138,29 +136,12 @@ impl DurableObject for LiveHub {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
-        let text = match message {
-            WebSocketIncomingMessage::String(s) if s.len() <= MAX_CLIENT_MESSAGE => s,
-            _ => return ws.close(Some(CLOSE_POLICY), Some("text frames of the protocol only")),
-        };
-        if text == "ping" {
-            return ws.send_with_str("pong");
-        }
-        #[derive(Deserialize)]
-        struct ClientMessage {
-            #[serde(rename = "type")]
-            kind: String,
-            #[serde(default)]
-            sku: Option<String>,
-        }
-        let Ok(m) = serde_json::from_str::<ClientMessage>(&text) else {
-            return ws.close(Some(CLOSE_POLICY), Some("not a message of the protocol"));
+        let Some(m) = live::client_message(&ws, message)? else {
+            return Ok(());
         };
         let Some(sub) = ws.deserialize_attachment::<HubSub>()? else {
             return ws.close(Some(CLOSE_POLICY), Some("not a subscriber"));
         };
-        if m.kind != "resync" {
-            return ws.close(Some(CLOSE_POLICY), Some("unknown message type"));
-        }
         let skus: Vec<Sku> = match &m.sku {
             None => sub.skus.clone(),
             Some(s) => match sub.skus.iter().find(|x| x.as_str() == s) {
