@@ -200,6 +200,22 @@ pub async fn get(ctx: &Ctx) -> HttpResult {
     Ok(reply(a))
 }
 
+/// Checks a request's lines (count, each quantity at least 1) and gives
+/// their SKUs, each once, in order.
+fn checked_lines<'a>(
+    lines: impl ExactSizeIterator<Item = (&'a Sku, i64)>,
+) -> Result<Vec<Sku>, Problem> {
+    check_lines(lines.len())?;
+    let mut skus: Vec<Sku> = Vec::new();
+    for (i, (sku, qty)) in lines.enumerate() {
+        check_qty(qty, 1, &format!("lines[{i}].qty"))?;
+        if !skus.contains(sku) {
+            skus.push(sku.clone());
+        }
+    }
+    Ok(skus)
+}
+
 /// `POST /v1/returns/{id}/receive`
 pub async fn receive(ctx: &Ctx) -> HttpResult {
     let id = ctx.path_id("return")?;
@@ -207,14 +223,7 @@ pub async fn receive(ctx: &Ctx) -> HttpResult {
     let idem = ctx.idem()?;
     ctx.principal
         .require_at(&[Role::Admin, Role::Pos], &b.location)?;
-    check_lines(b.lines.len())?;
-    let mut skus: Vec<Sku> = Vec::new();
-    for (i, l) in b.lines.iter().enumerate() {
-        check_qty(l.qty, 1, &format!("lines[{i}].qty"))?;
-        if !skus.contains(&l.sku) {
-            skus.push(l.sku.clone());
-        }
-    }
+    let skus = checked_lines(b.lines.iter().map(|l| (&l.sku, l.qty)))?;
     require_skus(ctx, &skus, std::slice::from_ref(&b.location)).await?;
     let req = ReturnRequest::Receive {
         location: b.location,
@@ -264,14 +273,7 @@ pub async fn exchange(ctx: &Ctx) -> HttpResult {
     let idem = ctx.idem()?;
     ctx.principal
         .require_at(&[Role::Admin, Role::Pos], &b.location)?;
-    check_lines(b.lines.len())?;
-    let mut skus: Vec<Sku> = Vec::new();
-    for (i, l) in b.lines.iter().enumerate() {
-        check_qty(l.qty, 1, &format!("lines[{i}].qty"))?;
-        if !skus.contains(&l.sku) {
-            skus.push(l.sku.clone());
-        }
-    }
+    let mut skus = checked_lines(b.lines.iter().map(|l| (&l.sku, l.qty)))?;
     let receive = match &b.receive {
         Some(ls) => {
             check_lines(ls.len())?;
