@@ -63,6 +63,12 @@ struct Stored {
     created: Option<Kept>,
     /// The last transitions' answers, by key.
     keys: Vec<Kept>,
+    /// Keys whose transition was started and not yet answered: saved with
+    /// the machine before its first stock message, so a move that a crash
+    /// interrupted and the alarm finished still answers its key's retry
+    /// with the move's outcome (not "cannot go from shipped to shipped").
+    #[serde(default)]
+    waiting: Vec<(Idem, Ticket)>,
     /// Rises with every change the queue must see.
     version: u64,
     /// The version the queue has.
@@ -229,6 +235,45 @@ fn queue_row(st: &Stored) -> OrderRow {
     }
 }
 
+/// Notes that `idem` waits on the move `ticket` names. Every key waiting
+/// is waiting on that same move (another move is refused as busy while one
+/// runs), and a resend renews the move's ticket, so all take the new one.
+fn wait_for(st: &mut Stored, idem: &Idem, ticket: Ticket) {
+    st.waiting.retain(|(k, _)| k.key != idem.key);
+    if st.waiting.len() >= MAX_KEPT_KEYS {
+        drop(st.waiting.remove(0));
+    }
+    st.waiting.push((idem.clone(), ticket));
+    for w in &mut st.waiting {
+        w.1 = ticket;
+    }
+}
+
+/// Gives the keys still waiting the outcome of their move once it has one
+/// (the alarm may finish a move whose request was cut off): kept like any
+/// settled answer. A move that ended unconfirmed or superseded leaves the
+/// key free, so its retry is handled afresh.
+fn settle_waiting(st: &mut Stored) {
+    if st.waiting.is_empty() || st.machine.moving().is_some() {
+        return;
+    }
+    let id = st.order.id.clone();
+    for (idem, ticket) in core::mem::take(&mut st.waiting) {
+        let answer = match st.machine.outcome(ticket) {
+            Some(Ok(_)) => Ok(view(st)),
+            Some(Err(
+                OrderFailure::Unconfirmed | OrderFailure::Busy | OrderFailure::Superseded,
+            ))
+            | None => continue,
+            Some(Err(e)) => Err(problem(&e, &id)),
+        };
+        if st.keys.len() >= MAX_KEPT_KEYS {
+            drop(st.keys.remove(0));
+        }
+        st.keys.push((idem, answer));
+    }
+}
+
 fn bump(st: &mut Stored) {
     st.version += 1;
     st.updated_at = storage::now_ms();
@@ -289,6 +334,7 @@ impl Order {
 
     /// Stores the row, writes the queue if it lags, and points the alarm.
     async fn store(&self, st: &mut Stored) -> Result<(), Problem> {
+        settle_waiting(st);
         // A part that left ready_for_pickup is no longer overdue.
         let parts = st.machine.parts();
         st.overdue.retain(|p| {
@@ -412,6 +458,7 @@ impl Order {
                     meta: c.meta.clone(),
                     created: None,
                     keys: Vec::new(),
+                    waiting: Vec::new(),
                     version: 0,
                     queued: 0,
                     updated_at: now.as_ms(),
@@ -479,6 +526,11 @@ impl Order {
                     }
                     return replay(answer, false);
                 }
+                if let Some((k, _)) = st.waiting.iter().find(|(k, _)| k.key == idem.key) {
+                    if k.fp != idem.fp {
+                        return Err(Problem::key_reused());
+                    }
+                }
                 let target = part.map_or(Target::All, Target::Part);
                 let before = st.machine.history().len();
                 let handled = st.machine.handle_transition(now, target, to, &meta.actor);
@@ -489,6 +541,7 @@ impl Order {
                             reason: Some(to.as_str().into()),
                             ..meta.clone()
                         };
+                        wait_for(&mut st, &idem, t);
                         self.drive(&mut st, Some(t)).await?
                     }
                     Err(e) => Err(e),
@@ -505,6 +558,7 @@ impl Order {
                     Err(OrderFailure::Unconfirmed | OrderFailure::Busy | OrderFailure::Superseded)
                 );
                 if settled {
+                    st.waiting.retain(|(k, _)| k.key != idem.key);
                     if st.keys.len() >= MAX_KEPT_KEYS {
                         drop(st.keys.remove(0));
                     }
