@@ -110,7 +110,7 @@ say "- $SECS s per point, connections: $CONNS (wrk -t2, -t1 for one connection; 
 say "- Worker: $(basename "$WASM") $wasm_raw bytes ($((wasm_raw / 1024)) KiB), gzip -9 $wasm_gz bytes ($((wasm_gz / 1024)) KiB)"
 say ""
 
-declare -A RPS P50 P99 OK BAD NOTE
+declare -A RPS P50 P99 OK BAD NOTE CPU
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 
 # ------------------------------------------------------------------ PostgreSQL
@@ -165,7 +165,9 @@ PG_DATA=
 PORT="$(free_port)"
 API="http://127.0.0.1:$PORT"
 say "wrangler dev: starting on 127.0.0.1:$PORT..." >&2
-start_wrangler "$PORT" "$TMP/state" "$TMP/wrangler.log" --log-level warn --var "API_KEYS:$DEV_KEYS"
+# The per-key rate limit (issue 12) is off: this measures the path, not the limiter.
+start_wrangler "$PORT" "$TMP/state" "$TMP/wrangler.log" --log-level warn --var "API_KEYS:$DEV_KEYS" \
+  --var "RATE_LIMIT_PER_KEY:0"
 
 n_req=0
 api() { # METHOD PATH BODY: an admin write that must succeed
@@ -217,7 +219,7 @@ for s in $ALL_SKUS; do
     die "after seeding, $s is not $UNITS on hand and 0 reserved: $(grep "^$s " <<<"$start_state")"
 done
 
-MODES="${BENCH_MODES:-health availability avail100 avail100_cold staleness hold hold_issued sale cart}"
+MODES="${BENCH_MODES:-health availability strong avail100 avail100_cold staleness hold hold_issued sale cart}"
 # The edge cache's SKUs (issue 13): EDGE-001..100, and per avail100_cold point
 # COLD_ROUNDS sets of 100 never read before (COLD-<set>-001..100), 1,000 units each.
 COLD_ROUNDS=4
@@ -268,24 +270,45 @@ declare -A TOTAL_OK SLACK
 for m in hold hold_issued sale cart order; do TOTAL_OK[$m]=0; SLACK[$m]=0; done
 point=0
 # wrk_point MODE CONNECTIONS SECONDS [warmup]
+# CPU time (user + system, clock ticks) of every process in wrangler dev's
+# process group (wrangler and both workerd processes): what the server spent,
+# whatever else the machine was running.
+group_cpu_ticks() {
+  local total=0 f rest
+  for f in /proc/[0-9]*/stat; do
+    rest="$(cat "$f" 2>/dev/null)" || continue
+    rest="${rest##*) }"
+    # After the command: state ppid pgrp ... utime (12th) stime (13th).
+    set -- $rest
+    [ "${3:-}" = "$WRANGLER_PID" ] || continue
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+CLK_TCK="$(getconf CLK_TCK)"
+
 wrk_point() {
-  local mode="$1" c="$2" secs="$3" warm="${4:-}" t=2 out line ok bad skus before after s d d0 on0 r0
+  local mode="$1" c="$2" secs="$3" warm="${4:-}" t=2 out line ok bad skus before after s d d0 on0 r0 cpu0 cpu1
   [ "$c" -lt 2 ] && t=1
   point=$((point + 1))
   case "$mode" in hold) skus="$HOLD_SKU" ;; hold_issued) skus="$ISSUED_SKU" ;; sale) skus="$SALE_SKU" ;; cart) skus="$CART_SKUS" ;; order) skus="$ORDER_SKU" ;; *) skus= ;; esac
   [ -n "$skus" ] && before="$(settled $skus)"
   out="$TMP/wrk-$point-$mode-c$c.out"
+  cpu0="$(group_cpu_ticks)"
   wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH/http.lua" "$API" -- \
     "$mode" "b$$-p$point" $(((c + t - 1) / t)) >"$out" 2>&1 || { cat "$out" >&2; die "wrk ($mode, c=$c) failed"; }
+  cpu1="$(group_cpu_ticks)"
   line="$(grep '^BENCH ' "$out" | tail -n 1)"
   [ -n "$line" ] || { cat "$out" >&2; die "wrk ($mode, c=$c) printed no BENCH line"; }
   f() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
   ok="$(f ok)"; bad="$(f bad)"
+  local cpu_ms
+  cpu_ms="$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n=$((ok + bad)) 'BEGIN { if (n > 0) printf "%.2f", t * 1000 / hz / n; else printf "-" }')"
   local errs="connect $(f connect), read $(f read), write $(f write), timeout $(f timeout)"
   local note=""
   [ "$bad" -gt 0 ] && note="non-2xx: $(f statuses)"
   [ "$(f connect)$(f read)$(f write)$(f timeout)" = "0000" ] || note="${note:+$note; }socket errors: $errs"
-  say "  ${warm:+(warm-up) }$mode c=$c: $(f rps) req/s, p50 $(f p50_ms) ms, p99 $(f p99_ms) ms, 2xx $ok, non-2xx $bad${note:+ ($note)}" >&2
+  say "  ${warm:+(warm-up) }$mode c=$c: $(f rps) req/s, p50 $(f p50_ms) ms, p99 $(f p99_ms) ms, server CPU $cpu_ms ms/req, 2xx $ok, non-2xx $bad${note:+ ($note)}" >&2
   grep '^BENCH_FIRST_BAD ' "$out" | sed 's/^BENCH_FIRST_BAD /    first non-2xx: /' >&2 || true
   if [ -n "$skus" ]; then
     after="$(settled $skus)"
@@ -321,7 +344,7 @@ wrk_point() {
   fi
   if [ -z "$warm" ]; then
     RPS[$mode,$c]="$(f rps)"; P50[$mode,$c]="$(f p50_ms)"; P99[$mode,$c]="$(f p99_ms)"
-    OK[$mode,$c]="$ok"; BAD[$mode,$c]="$bad"; NOTE[$mode,$c]="$note"
+    OK[$mode,$c]="$ok"; BAD[$mode,$c]="$bad"; NOTE[$mode,$c]="$note"; CPU[$mode,$c]="$cpu_ms"
   fi
 }
 
@@ -373,6 +396,7 @@ label() {
   case "$1" in
     health) echo 'GET /v1/health (empty route)' ;;
     availability) echo 'GET /v1/availability, 1 SKU (pk_dev)' ;;
+    strong) echo 'GET /v1/availability, 1 SKU, consistency=strong (one object call, no write)' ;;
     avail100) echo 'GET /v1/availability, 100 SKUs, warm cache (pk_dev)' ;;
     avail100_cold) echo 'GET /v1/availability, 100 SKUs, cold cache (pk_dev; edge.mjs)' ;;
     staleness) echo 'GET /v1/availability, 100 SKUs, while one writer adjusts (edge.mjs; reads/s)' ;;
@@ -384,11 +408,11 @@ label() {
     pg) echo 'PostgreSQL hold (pgbench, tps)' ;;
   esac
 }
-say "| conns | route | req/s | p50 ms | p99 ms | x empty route | x PostgreSQL | 2xx | non-2xx |"
-say "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+say "| conns | route | req/s | p50 ms | p99 ms | x empty route | x PostgreSQL | server CPU ms/req | 2xx | non-2xx |"
+say "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for c in $CONNS; do
   for m in $MODES pg; do
-    say "| $c | $(label "$m") | ${RPS[$m,$c]} | ${P50[$m,$c]} | ${P99[$m,$c]} | $(ratio "${RPS[$m,$c]}" "${RPS[health,$c]}") | $(ratio "${RPS[$m,$c]}" "${RPS[pg,$c]}") | ${OK[$m,$c]} | ${BAD[$m,$c]} |"
+    say "| $c | $(label "$m") | ${RPS[$m,$c]} | ${P50[$m,$c]} | ${P99[$m,$c]} | $(ratio "${RPS[$m,$c]}" "${RPS[health,$c]}") | $(ratio "${RPS[$m,$c]}" "${RPS[pg,$c]}") | ${CPU[$m,$c]:--} | ${OK[$m,$c]} | ${BAD[$m,$c]} |"
   done
 done
 say ""

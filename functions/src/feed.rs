@@ -2,21 +2,19 @@
 //! Order, ReturnCase) writes its new events into an outbox table of its own
 //! SQLite (`feed_out`), in the same transaction as the change, and forwards
 //! them to D1's `events` table (binding `DB`, `migrations/0003_events.sql`)
-//! after answering: through `State::wait_until` right away, and from its
-//! alarm when that failed (`RETRY_MS`, doubled per failed attempt up to
-//! `MAX_RETRY_MS`). A forward is `INSERT OR IGNORE` keyed by `(source,
+//! after answering, from its alarm: [`LINGER_MS`] after the first event
+//! since the last forward (so one D1 batch carries every event written in
+//! between), and on failure again after `RETRY_MS`, doubled per failed
+//! attempt up to `MAX_RETRY_MS`. A forward is `INSERT OR IGNORE` keyed by `(source,
 //! seq)`, so a duplicate delivery changes nothing; rows leave the outbox
 //! only after D1 acknowledged them, in seq order, so events reach D1 at
 //! least once and in order per source. The write path never waits on D1.
 //!
 //! Read models (reports, accounting) read `events`; their `as_of` comes
 //! from `feed_sources` (see [`as_of`]).
-use std::cell::Cell;
-use std::rc::Rc;
-
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
-use worker::{D1Database, Env, SqlStorage, State, Storage};
+use worker::{D1Database, Env, SqlStorage, Storage};
 
 use crate::http::Problem;
 use crate::objects::storage::{self, int, opt_text, text, Stmt};
@@ -24,6 +22,11 @@ use crate::objects::storage::{self, int, opt_text, text, Stmt};
 /// Rows forwarded per D1 batch, and batches per forward.
 pub const BATCH: i64 = 100;
 pub const MAX_BATCHES: usize = 10;
+/// A producer forwards from its alarm, this long after the first event
+/// since its last forward: the events written in between go in the same
+/// D1 batch, so a busy object forwards a few times a second, not once per
+/// write, and the write path never waits on D1.
+pub const LINGER_MS: i64 = 250;
 /// A failed forward is retried by the alarm after this long, doubled per
 /// consecutive failure up to [`MAX_RETRY_MS`].
 pub const RETRY_MS: i64 = 2_000;
@@ -144,7 +147,10 @@ pub fn retry_at(sql: &SqlStorage, now: i64) -> Result<Option<i64>, Problem> {
     if n.first().map_or(0, |r| r.n) == 0 {
         return Ok(None);
     }
-    let shift = c.failures.clamp(0, 5) as u32;
+    if c.failures <= 0 {
+        return Ok(Some(now + LINGER_MS));
+    }
+    let shift = (c.failures - 1).clamp(0, 5) as u32;
     Ok(Some(now + (RETRY_MS << shift).min(MAX_RETRY_MS)))
 }
 
@@ -281,46 +287,6 @@ pub async fn forward(storage: &Storage, env: &Env, source: &str) -> Result<bool,
     Ok(false)
 }
 
-/// Forwards after the answer (not on the request's path): the object stays
-/// alive until it is done. A failure is logged and, with `set_alarm`, the
-/// object's alarm is brought forward to the retry time (its `alarm()` calls
-/// [`forward_and_rearm`]); SkuStock keeps its own alarm time instead.
-pub fn spawn(state: &State, env: &Env, source: String, set_alarm: bool) {
-    spawn_once(state, env, source, set_alarm, None);
-}
-
-/// [`spawn`], unless a forward of this object is already running (`busy`):
-/// that one picks up the new rows (it reads the outbox per batch), else
-/// the alarm does. Keeps a busy object to one forward at a time.
-pub fn spawn_once(
-    state: &State,
-    env: &Env,
-    source: String,
-    set_alarm: bool,
-    busy: Option<Rc<Cell<bool>>>,
-) {
-    if busy.as_ref().is_some_and(|b| b.replace(true)) {
-        return;
-    }
-    let storage = state.storage();
-    let env = env.clone();
-    state.wait_until(async move {
-        let r = forward(&storage, &env, &source).await;
-        if let Some(b) = &busy {
-            b.set(false);
-        }
-        if let Err(p) = r {
-            worker::console_warn!(
-                "feed {source}: forward failed ({}); the alarm retries",
-                p.detail
-            );
-            if set_alarm {
-                rearm(&storage).await;
-            }
-        }
-    });
-}
-
 /// Brings the alarm forward to the outbox's retry time, if something waits
 /// and no earlier alarm is set.
 pub async fn rearm(storage: &Storage) {
@@ -341,6 +307,33 @@ pub async fn forward_and_rearm(storage: &Storage, env: &Env, source: &str) {
     if let Err(p) = forward(storage, env, source).await {
         worker::console_warn!("feed {source}: forward failed ({}); retried", p.detail);
         rearm(storage).await;
+    }
+}
+
+/// The terminal whose object keeps the POS sale `sale_id`, from the
+/// `sale_terminals` index D1 builds from the feed's sale events
+/// (`migrations/0004_sale_terminals.sql`); `None` until the sale's event
+/// was forwarded (a few hundred milliseconds after the sale).
+pub async fn sale_terminal(
+    env: &Env,
+    sale_id: &str,
+) -> Result<Option<omnistock_core::TerminalId>, Problem> {
+    #[derive(Deserialize)]
+    struct Row {
+        terminal: String,
+    }
+    let row: Option<Row> = db(env)?
+        .prepare("SELECT terminal FROM sale_terminals WHERE sale_id = ?1")
+        .bind(&[JsValue::from_str(sale_id)])
+        .map_err(d1_error("prepare the sale index lookup"))?
+        .first(None)
+        .await
+        .map_err(d1_error("read the sale index"))?;
+    match row {
+        None => Ok(None),
+        Some(r) => omnistock_core::TerminalId::parse(&r.terminal)
+            .map(Some)
+            .map_err(|e| Problem::overloaded(format!("sale index: terminal {e}"))),
     }
 }
 

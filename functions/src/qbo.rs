@@ -162,11 +162,7 @@ async fn record(
 }
 
 fn cut(s: &str) -> String {
-    let mut end = s.len().min(MAX_ERROR);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    crate::http::clip(s, MAX_ERROR).to_string()
 }
 
 async fn stored_refresh(env: &Env) -> Option<String> {

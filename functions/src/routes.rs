@@ -277,7 +277,14 @@ async fn prepare(
             }));
         }
         // Per key, per isolate (issue 12, overload.rs): 429 beyond the rate.
-        crate::overload::rate(crate::overload::limits(&env), &p.name(), now_ms())?;
+        // A publishable key is in every shopper's page, so its bucket is the
+        // shopper's address (Cloudflare's `CF-Connecting-IP`), not the key:
+        // one busy storefront must not throttle all the others' reads.
+        let caller = match (p.role, req.headers().get("CF-Connecting-IP").ok().flatten()) {
+            (Role::Publishable, Some(ip)) => format!("{}:{}", p.name(), crate::http::clip(&ip, 64)),
+            _ => p.name(),
+        };
+        crate::overload::rate(crate::overload::limits(&env), &caller, now_ms())?;
         p
     };
     let write = is_write(&route.method);

@@ -3,7 +3,9 @@
 --
 --   wrk ... -s scripts/bench/http.lua http://127.0.0.1:PORT -- MODE RUN TERMINALS
 --
--- MODE      health | availability | avail100 | hold | hold_issued | sale | cart | order
+-- MODE      health | availability | strong | avail100 | hold | hold_issued | sale | cart | order
+--           (strong: the one-SKU read with consistency=strong, admin key: one
+--           SKU object call and no write, the ceiling of any one-call route)
 --           (avail100: one read of the 100 SKUs EDGE-001..EDGE-100 at store-1, pk_dev)
 --           (order: a one-line order created, then, once created, moved to
 --           paid: two requests per order; `units` counts the orders created)
@@ -76,6 +78,9 @@ function init(args)
   elseif mode == "availability" then
     static_request = wrk.format("GET", "/v1/availability?sku=" .. HOLD_SKU .. "&location=" .. LOCATION,
       { ["Authorization"] = "Bearer pk_dev" })
+  elseif mode == "strong" then
+    static_request = wrk.format("GET", "/v1/availability?sku=" .. HOLD_SKU .. "&location=" .. LOCATION
+      .. "&consistency=strong", { ["Authorization"] = "Bearer sk_dev_admin" })
   elseif mode == "avail100" then
     local skus = {}
     for i = 1, 100 do

@@ -8,11 +8,11 @@
 //! (`omnistock_core::receipt`) from what the owner recorded (the Terminal's
 //! sale as applied, the Order, the ReturnCase), the catalog's titles and the
 //! deployment's tax table, and issues it there; from then on that stored
-//! receipt is served, unchanged (a later return makes its own receipt). The
-//! Terminal tells a new sale's book its terminal right after answering the
-//! sale (its `receipt_index` outbox, delivered by its alarm), so a scanned
-//! number finds its sale without knowing the terminal; `?terminal=` finds it
-//! before that.
+//! receipt is served, unchanged (a later return makes its own receipt). A
+//! scanned number that is a sale id finds its terminal in the event feed's
+//! `sale_terminals` index (D1, fed from the Terminal's sale events a few
+//! hundred milliseconds after the sale: feed::sale_terminal); `?terminal=`
+//! (the till's own) finds it before that, with no lookup.
 use omnistock_core::money::{Currency, Money as CoreMoney, RoundingStrategy};
 use omnistock_core::order::OrderStatus;
 use omnistock_core::receipt::{
@@ -527,15 +527,23 @@ async fn resolve(
             sale_ok()?;
             return Ok(r);
         }
-        if let Some(t) = known.sale_terminal.as_ref().or(terminal) {
+        if let Some(t) = terminal {
             sale_ok()?;
             match sale_receipt(ctx, id, t).await {
                 Ok(r) => return issue(ctx, id, r).await,
                 // `?terminal=` was a guess (the till's own) and missed: the
                 // number may be an order's, a return's or another till's.
-                Err(p) if p.status == 404 && known.sale_terminal.is_none() => {}
+                Err(p) if p.status == 404 => {}
                 Err(p) => return Err(p),
             }
+        }
+        let indexed = match SaleId::parse(id) {
+            Ok(_) => crate::feed::sale_terminal(&ctx.env, id).await?,
+            Err(_) => None,
+        };
+        if let Some(t) = indexed.filter(|t| Some(t) != terminal) {
+            sale_ok()?;
+            return issue(ctx, id, sale_receipt(ctx, id, &t).await?).await;
         }
         if kind.is_some() {
             return Err(Problem::not_found(format!("no sale receipt {id}")));
@@ -659,6 +667,9 @@ struct EmailBody {
     to: String,
     #[serde(default)]
     kind: Option<String>,
+    /// The sale's terminal (the till's own), as `?terminal=` on GET.
+    #[serde(default)]
+    terminal: Option<String>,
 }
 
 /// One mailbox, as the OpenAPI document's pattern says: a local part of
@@ -713,7 +724,12 @@ pub async fn email(ctx: &Ctx) -> HttpResult {
     // Without EMAIL_API_URL / EMAIL_FROM / EMAIL_API_KEY the email is still
     // queued: its attempts fail (retryable) until the deployment has them,
     // or it ends `failed` after the last attempt. No input is a 5xx.
-    let r = resolve(ctx, &id, kind, None).await?;
+    let terminal = b
+        .terminal
+        .as_deref()
+        .map(|t| TerminalId::parse(t).map_err(|e| Problem::invalid(format!("terminal: {e}"))))
+        .transpose()?;
+    let r = resolve(ctx, &id, kind, terminal.as_ref()).await?;
     let a: EmailAnswer = book(
         &ctx.env,
         &id,

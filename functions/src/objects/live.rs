@@ -239,11 +239,7 @@ pub fn accept(
 
 /// A close reason fits in 123 bytes.
 fn short(s: &str) -> &str {
-    let mut end = s.len().min(120);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::http::clip(s, 120)
 }
 
 /// A client's `resync`: `sku` names one of the socket's SKUs (none: all).

@@ -312,17 +312,15 @@ impl Order {
     }
 
     /// The event feed: a snapshot of a placed order after each change
-    /// (feed.rs), forwarded after the answer; the alarm retries.
+    /// (feed.rs), forwarded by the alarm after the answer.
     fn feed(&self, st: &Stored) -> Result<(), Problem> {
         if !st.machine.is_placed() {
             return Ok(());
         }
         let body = crate::feed::order_body(&st.order, &st.machine)?;
         let sql = self.state.storage().sql();
-        if crate::feed::snapshot(&sql, storage::now_ms(), "order", &body)? {
-            let source = format!("order:{}", st.order.id);
-            crate::feed::spawn(&self.state, &self.env, source, false);
-        }
+        // Forwarded by the alarm, which store() points at the outbox's time.
+        crate::feed::snapshot(&sql, storage::now_ms(), "order", &body)?;
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! `ReceiptBook`: one object per receipt number (a sale, order or return
 //! id). It keeps the receipts issued under that number, frozen (the first
 //! issue of a kind wins; a reprint is the stored receipt marked as a copy),
-//! the terminal a POS sale of that id was sent to (so `GET /v1/receipts/{id}`
-//! finds the sale without knowing its terminal), and an outbox of emails.
+//! and an outbox of emails. (Which terminal keeps a sale of that id is the
+//! event feed's `sale_terminals` index in D1: feed::sale_terminal.)
 //!
 //! Email goes through Resend's HTTP API (`POST {EMAIL_API_URL}/emails`,
 //! `Authorization: Bearer {EMAIL_API_KEY}`, from `EMAIL_FROM`), once per
@@ -33,8 +33,6 @@ use crate::wire::{self, Idem};
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS receipts (kind TEXT PRIMARY KEY, body TEXT NOT NULL,
      at INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS sale (k INTEGER PRIMARY KEY, terminal TEXT NOT NULL,
-     at INTEGER NOT NULL)",
     // The email outbox: core's `Outbox` as one JSON row (`k` = 'outbox').
     "CREATE TABLE IF NOT EXISTS outbox (k TEXT PRIMARY KEY, json TEXT NOT NULL)",
 ];
@@ -46,11 +44,6 @@ const OUTBOX: &str = "outbox";
 #[derive(Deserialize)]
 struct BodyRow {
     body: String,
-}
-
-#[derive(Deserialize)]
-struct SaleRow {
-    terminal: String,
 }
 
 #[derive(Deserialize)]
@@ -122,14 +115,6 @@ impl ReceiptBook {
         self.ensure_schema()?;
         let sql = self.state.storage().sql();
         match q {
-            ReceiptRequest::RegisterSale { terminal } => {
-                storage::exec(
-                    &sql,
-                    "INSERT OR IGNORE INTO sale (k, terminal, at) VALUES (1, ?, ?)",
-                    vec![t(terminal.as_str()), int(storage::now_ms())],
-                )?;
-                Ok(serde_json::Value::Null)
-            }
             ReceiptRequest::Get => Ok(serde_json::to_value(self.known()?)?),
             ReceiptRequest::Issue { receipt } => {
                 let kind = kind_str(receipt.kind)?;
@@ -165,19 +150,7 @@ impl ReceiptBook {
             .iter()
             .map(|r| serde_json::from_str(&r.body))
             .collect::<Result<Vec<Receipt>, _>>()?;
-        let sale: Vec<SaleRow> =
-            storage::query(&sql, "SELECT terminal FROM sale WHERE k = 1", vec![])?;
-        let sale_terminal = match sale.first() {
-            Some(r) => Some(
-                omnistock_core::TerminalId::parse(&r.terminal)
-                    .map_err(|e| Problem::overloaded(format!("stored terminal: {e}")))?,
-            ),
-            None => None,
-        };
-        Ok(Known {
-            receipts,
-            sale_terminal,
-        })
+        Ok(Known { receipts })
     }
 
     fn issued(&self, kind: &str) -> Result<Option<Receipt>, Problem> {

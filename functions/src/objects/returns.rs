@@ -313,10 +313,8 @@ impl ReturnCase {
         };
         let body = crate::feed::return_body(&s.machine, channel)?;
         let sql = self.state.storage().sql();
-        if crate::feed::snapshot(&sql, storage::now_ms(), "return", &body)? {
-            let source = format!("return:{}", s.machine.id());
-            crate::feed::spawn(&self.state, &self.env, source, false);
-        }
+        // Forwarded by the alarm, which is pointed at the outbox's time.
+        crate::feed::snapshot(&sql, storage::now_ms(), "return", &body)?;
         Ok(())
     }
 

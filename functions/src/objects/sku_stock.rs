@@ -253,8 +253,6 @@ pub struct SkuStock {
     hubs: live::Hubs,
     /// When the alarm retries forwarding the event feed's outbox, if due.
     feed_due: Cell<Option<i64>>,
-    /// A forward of the feed is running (one at a time).
-    feed_busy: std::rc::Rc<Cell<bool>>,
 }
 
 impl DurableObject for SkuStock {
@@ -268,7 +266,6 @@ impl DurableObject for SkuStock {
             alarm_at: Cell::new(None),
             schema_ok: Cell::new(false),
             feed_due: Cell::new(None),
-            feed_busy: Default::default(),
         }
     }
 
@@ -489,13 +486,14 @@ impl SkuStock {
         }
         storage::atomically(&self.state.storage(), batch.stmts)?;
         if fed {
-            // Forwarded after the answer; the alarm retries if that fails.
-            if self.feed_due.get().is_none() {
-                self.feed_due.set(Some(now.as_ms() + crate::feed::RETRY_MS));
+            // Forwarded by the alarm, at most LINGER_MS after the first
+            // write since the last forward: the writes in between ride one
+            // D1 batch (feed.rs), so a busy SKU forwards a few times a
+            // second, not once per write.
+            let at = now.as_ms() + crate::feed::LINGER_MS;
+            if self.feed_due.get().is_none_or(|d| d > at) {
+                self.feed_due.set(Some(at));
             }
-            let source = sku_source(name.as_deref());
-            let busy = Some(self.feed_busy.clone());
-            crate::feed::spawn_once(&self.state, &self.env, source, false, busy);
         }
         self.since_snapshot.set(since);
         // Durable now: tell the live subscribers (before the HTTP answer).

@@ -47,16 +47,8 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS return_claims (return_id TEXT PRIMARY KEY, sale_id TEXT NOT NULL,
      fp TEXT NOT NULL, lines TEXT NOT NULL, answer TEXT NOT NULL, at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS return_claims_by_sale ON return_claims(sale_id)",
-    // Sales whose receipt book (one per receipt number, receipts.rs) does not
-    // know this terminal yet: an outbox written with the sale and delivered
-    // by the alarm right after the answer, so a scanned receipt number finds
-    // its sale without a third object call on the sale's path.
-    "CREATE TABLE IF NOT EXISTS receipt_index (sale_id TEXT PRIMARY KEY, terminal TEXT NOT NULL,
-     at INTEGER NOT NULL)",
 ];
 
-/// Receipt books told per alarm run (the rest on the next run, at once).
-const RECEIPT_INDEX_BATCH: i64 = 100;
 
 /// The outbox's order column for a reservation's hold (resolved on delivery).
 const RES_PREFIX: &str = "res:";
@@ -136,12 +128,11 @@ impl DurableObject for Terminal {
             .turn()
             .await
             .map_err(|p| worker::Error::RustError(p.detail))?;
-        let receipts = self.deliver_receipt_index().await;
         self.feed_customers().await;
         crate::feed::forward_and_rearm(&self.state.storage(), &self.env, &self.feed_source()).await;
-        match (self.deliver_risk().await, receipts) {
-            (Ok(()), Ok(())) => Response::ok(""),
-            (Err(p), _) | (_, Err(p)) => Err(worker::Error::RustError(p.detail)),
+        match self.deliver_risk().await {
+            Ok(()) => Response::ok(""),
+            Err(p) => Err(worker::Error::RustError(p.detail)),
         }
     }
 }
@@ -206,10 +197,13 @@ impl Terminal {
         if let Err(p) = self.deliver_risk().await {
             worker::console_warn!("at-risk delivery deferred: {}", p.detail);
         }
-        // The receipt books learn the new sales' terminal just after the
-        // answer: the alarm, now (durable, retried if it fails).
+        // The event feed learns the new sales (and from it the receipts'
+        // sale index, D1's sale_terminals) from the alarm just after the
+        // answer (durable, retried if it fails): at most feed::LINGER_MS
+        // later, so the sales of a busy till in that time go out together.
         if results.iter().any(|r| !r.replayed && r.status < 300) {
-            storage::alarm_by(&self.state.storage(), storage::now_ms()).await?;
+            let at = storage::now_ms() + crate::feed::LINGER_MS;
+            storage::alarm_by(&self.state.storage(), at).await?;
         }
         if for_customers {
             self.feed_customers().await;
@@ -217,59 +211,6 @@ impl Terminal {
         Ok(SellAnswer { results, replayed })
     }
 
-    /// Tells each new sale's receipt book that the sale is this terminal's
-    /// (at least once; the book keeps the first terminal named). What fails
-    /// stays in the outbox; the alarm runs again at once while rows remain.
-    async fn deliver_receipt_index(&self) -> Result<(), Problem> {
-        self.ensure_schema()?;
-        let sql = self.state.storage().sql();
-        #[derive(Deserialize)]
-        struct IndexRow {
-            sale_id: String,
-            terminal: String,
-        }
-        let rows: Vec<IndexRow> = storage::query(
-            &sql,
-            "SELECT sale_id, terminal FROM receipt_index ORDER BY at LIMIT ?",
-            vec![int(RECEIPT_INDEX_BATCH)],
-        )?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let calls = join_all(rows.iter().map(|r| {
-            let env = &self.env;
-            async move {
-                let terminal = omnistock_core::TerminalId::parse(&r.terminal)
-                    .map_err(|e| Problem::overloaded(format!("terminal id: {e}")))?;
-                let req = crate::wire::receipt::ReceiptRequest::RegisterSale { terminal };
-                let a: Result<serde_json::Value, Problem> =
-                    wire::call(env, wire::Namespace::ReceiptBook, &r.sale_id, &req).await;
-                a
-            }
-        }))
-        .await;
-        let mut failed = None;
-        for (r, a) in rows.iter().zip(calls) {
-            match a {
-                Ok(_) => storage::exec(
-                    &sql,
-                    "DELETE FROM receipt_index WHERE sale_id = ?",
-                    vec![text(&r.sale_id)],
-                )?,
-                Err(p) => failed = Some(p),
-            }
-        }
-        let now = storage::now_ms();
-        let again = match failed {
-            Some(p) => {
-                worker::console_warn!("receipt index not delivered: {}", p.detail);
-                now + RISK_RETRY_MS
-            }
-            None if rows.len() as i64 == RECEIPT_INDEX_BATCH => now,
-            None => return Ok(()),
-        };
-        storage::alarm_by(&self.state.storage(), again).await
-    }
 
     /// Customers and loyalty (issue 10): sends the customer feed (what
     /// fails stays in it, with the alarm set to retry).
@@ -535,14 +476,6 @@ impl Terminal {
                 text(&serde_json::to_string(&s)?),
             ],
         )];
-        stmts.push((
-            "INSERT OR IGNORE INTO receipt_index (sale_id, terminal, at) VALUES (?, ?, ?)",
-            vec![
-                text(s.sale_id.as_str()),
-                text(s.terminal_id.as_str()),
-                int(now),
-            ],
-        ));
         for (h, order) in &outbox {
             stmts.push((
                 "INSERT OR REPLACE INTO order_risk (hold, order_id, at) VALUES (?, ?, ?)",
@@ -561,8 +494,8 @@ impl Terminal {
             Err(p) => worker::console_error!("feed: sale {} not fed: {}", s.sale_id, p.detail),
         }
         // The sale's answer and its outboxes together.
+        // The feed and the receipt index go out from the alarm (sell()).
         storage::atomically(&self.state.storage(), stmts)?;
-        crate::feed::spawn(&self.state, &self.env, self.feed_source(), true);
         Ok(SaleResult {
             sale_id: s.sale_id.to_string(),
             status: 201,

@@ -1,8 +1,7 @@
 //! Messages to a `ReceiptBook` object (one per receipt number: a sale, order
 //! or return id): the issued receipts (frozen: the first issue of a kind
-//! wins), the terminal a sale id was sold at, and the email outbox.
+//! wins) and the email outbox.
 use omnistock_core::receipt::{Receipt, ReceiptKind};
-use omnistock_core::TerminalId;
 use serde::{Deserialize, Serialize};
 
 use super::Idem;
@@ -10,8 +9,6 @@ use super::Idem;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ReceiptRequest {
-    /// A POS sale with this id was sent to `terminal` (the first one wins).
-    RegisterSale { terminal: TerminalId },
     /// What is known under this number.
     Get,
     /// Issue `receipt` unless one of its kind was issued: the answer is the
@@ -32,8 +29,6 @@ pub enum ReceiptRequest {
 pub struct Known {
     /// Issued receipts, in the order they were issued.
     pub receipts: Vec<Receipt>,
-    /// The terminal of the POS sale with this id, if one was registered.
-    pub sale_terminal: Option<TerminalId>,
 }
 
 /// The answer to [`ReceiptRequest::Email`] (the HTTP body of the 202).
