@@ -30,7 +30,8 @@
 #
 # Environment: BENCH_SECONDS (10) per point, BENCH_CONNECTIONS ("1 32"),
 # BENCH_WARMUP seconds per route before the first point (2; 0 for none),
-# PG_BIN (/usr/lib/postgresql/15/bin), BENCH_KEEP=1 keeps the temporary directory.
+# PG_BIN (/usr/lib/postgresql/15/bin), BENCH_KEEP=1 keeps the temporary directory,
+# BENCH_VARS more wrangler vars ("NAME:value ...", e.g. "MAX_IN_FLIGHT:16").
 set -euo pipefail
 source "$(dirname "$0")/wrangler-common.sh"
 BENCH="$ROOT/scripts/bench"
@@ -166,8 +167,11 @@ PORT="$(free_port)"
 API="http://127.0.0.1:$PORT"
 say "wrangler dev: starting on 127.0.0.1:$PORT..." >&2
 # The per-key rate limit (issue 12) is off: this measures the path, not the limiter.
+# BENCH_VARS: more "NAME:value" vars, space-separated (say "MAX_IN_FLIGHT:16").
+extra_vars=()
+for v in ${BENCH_VARS:-}; do extra_vars+=(--var "$v"); done
 start_wrangler "$PORT" "$TMP/state" "$TMP/wrangler.log" --log-level warn --var "API_KEYS:$DEV_KEYS" \
-  --var "RATE_LIMIT_PER_KEY:0"
+  --var "RATE_LIMIT_PER_KEY:0" "${extra_vars[@]}"
 
 n_req=0
 api() { # METHOD PATH BODY: an admin write that must succeed

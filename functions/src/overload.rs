@@ -49,6 +49,8 @@ thread_local! {
     static LIMITS: Cell<Option<Limits>> = const { Cell::new(None) };
     static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
     static BUCKETS: RefCell<Buckets> = RefCell::new(Buckets::default());
+    /// Requests shed since the last log line, and when that line was.
+    static SHED: Cell<(u64, i64)> = const { Cell::new((0, 0)) };
 }
 
 /// This isolate's limits (vars read once).
@@ -88,6 +90,27 @@ pub fn admit(limits: Limits) -> Result<Slot, Problem> {
         n.set(n.get() + 1);
         Ok(Slot(()))
     })
+}
+
+/// Counts a request answered 503 (shed by [`admit`], or by an object's
+/// bounded queue) and logs the count at most once a second while they go
+/// on (`shed N requests ...`): one log line per shed request would add work
+/// to an isolate that already has too much.
+pub fn note_shed(now_ms: i64) {
+    SHED.with(|c| {
+        let (n, since) = c.get();
+        let (n, since) = if since == 0 { (0, now_ms) } else { (n, since) };
+        if now_ms - since >= 1_000 {
+            worker::console_warn!(
+                "overload: shed {} requests with 503 in the last {} ms",
+                n + 1,
+                now_ms - since
+            );
+            c.set((0, now_ms));
+        } else {
+            c.set((n + 1, since));
+        }
+    });
 }
 
 /// Token buckets per caller, in thousandths of a request.

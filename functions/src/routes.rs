@@ -163,7 +163,7 @@ fn with_cors(mut r: Reply, cors: bool) -> Reply {
 /// as `request_id`, and so does the log line of a 5xx (issue 12).
 pub async fn handle(req: Request, env: Env, background: Option<worker::Context>) -> Reply {
     let id = request_id(now_ms());
-    let mut reply = answer(req, env, background).await;
+    let (mut reply, shed) = answer(req, env, background).await;
     if reply.content_type == crate::http::PROBLEM_JSON {
         if let Ok(serde_json::Value::Object(mut m)) =
             serde_json::from_str::<serde_json::Value>(&reply.body)
@@ -172,7 +172,12 @@ pub async fn handle(req: Request, env: Env, background: Option<worker::Context>)
             reply.body = serde_json::Value::Object(m).to_string();
         }
     }
-    if reply.status >= 500 {
+    // A 503 (shed by the in-flight bound, or by an object's bounded queue)
+    // is counted, not logged one by one: under overload a log line per
+    // answer is work the isolate lacks. Other 5xx are logged each.
+    if shed || reply.status == 503 {
+        crate::overload::note_shed(now_ms());
+    } else if reply.status >= 500 {
         worker::console_warn!("request {id}: answered {}", reply.status);
     }
     reply.header("Request-Id", &id)
@@ -190,7 +195,8 @@ fn request_id(now_ms: i64) -> String {
         .to_string()
 }
 
-async fn answer(mut req: Request, env: Env, background: Option<worker::Context>) -> Reply {
+/// The answer, and whether it is a 503 of the in-flight bound (shed).
+async fn answer(mut req: Request, env: Env, background: Option<worker::Context>) -> (Reply, bool) {
     let raw_path = req.path();
     let segs: Vec<&str> = raw_path
         .trim_start_matches('/')
@@ -205,13 +211,16 @@ async fn answer(mut req: Request, env: Env, background: Option<worker::Context>)
         .any(|m| m.as_ref() == req.inner().method().to_ascii_uppercase());
     let on_path: Vec<&Route> = table().iter().filter(|r| matches(r.path, &segs)).collect();
     if on_path.is_empty() {
-        return Reply::problem(&Problem::not_found("no such endpoint"));
+        return (
+            Reply::problem(&Problem::not_found("no such endpoint")),
+            false,
+        );
     }
     let cors = on_path.iter().any(|r| r.cors);
     if method == Method::Options {
         // CORS preflight: only the read endpoints are open to other origins.
         if cors {
-            return Reply::raw(204, "text/plain", String::new())
+            let preflight = Reply::raw(204, "text/plain", String::new())
                 .header("Access-Control-Allow-Origin", "*")
                 .header("Access-Control-Allow-Methods", "GET, OPTIONS")
                 .header(
@@ -220,10 +229,11 @@ async fn answer(mut req: Request, env: Env, background: Option<worker::Context>)
                 )
                 .header("Access-Control-Max-Age", "86400")
                 .header("Vary", "Origin");
+            return (preflight, false);
         }
-        return Reply::problem(&Problem::forbidden(
-            "cross-origin requests are allowed only for reading availability",
-        ));
+        let p =
+            Problem::forbidden("cross-origin requests are allowed only for reading availability");
+        return (Reply::problem(&p), false);
     }
     let Some(route) = on_path.iter().find(|r| known && r.method == method) else {
         let allow = on_path
@@ -231,12 +241,10 @@ async fn answer(mut req: Request, env: Env, background: Option<worker::Context>)
             .map(|r| r.method.as_ref())
             .collect::<Vec<_>>()
             .join(", ");
-        return with_cors(
-            Reply::problem(
-                &Problem::new(405, "invalid_request", format!("use {allow}")).with("allow", &allow),
-            )
-            .header("Allow", &allow),
-            cors,
+        let p = Problem::new(405, "invalid_request", format!("use {allow}")).with("allow", &allow);
+        return (
+            with_cors(Reply::problem(&p).header("Allow", &allow), cors),
+            false,
         );
     };
     // Overload (issue 12, overload.rs): a bound on requests in flight in
@@ -244,13 +252,13 @@ async fn answer(mut req: Request, env: Env, background: Option<worker::Context>)
     let limits = crate::overload::limits(&env);
     let _slot = match crate::overload::admit(limits) {
         Ok(s) => s,
-        Err(p) => return with_cors(Reply::problem(&p), route.cors),
+        Err(p) => return (with_cors(Reply::problem(&p), route.cors), true),
     };
     let reply = match prepare(&mut req, env, route, &segs, background).await {
         Ok(ctx) => run(route, &ctx).await,
         Err(p) => Reply::problem(&p),
     };
-    with_cors(reply, route.cors)
+    (with_cors(reply, route.cors), false)
 }
 
 /// Authenticates, checks the role, reads the body of a write and its key.

@@ -9,8 +9,14 @@ use futures_util::lock::{Mutex, MutexGuard};
 
 use crate::http::Problem;
 
-/// Most requests waiting for their turn in one object.
-pub const MAX_WAITING: usize = 64;
+/// Most requests waiting for their turn in one object. A turn takes a few
+/// milliseconds (one round of SKU calls), so 8 waiters is tens of
+/// milliseconds of queue; a 9th is told to come back (503 with
+/// Retry-After) at once instead of waiting behind them: overload is a quick
+/// answer (issue 12), and a till or a coordinator sends one request at a
+/// time anyway. (64 let a POS terminal queue for seconds at 512
+/// connections in `make bench-http`.)
+pub const MAX_WAITING: usize = 8;
 
 #[derive(Default)]
 pub struct Serial {
