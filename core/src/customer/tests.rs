@@ -235,7 +235,7 @@ fn a_purchase_fixes_what_its_receipt_states_about_points() {
         c.receipt_loyalty(&Source::Sale(SaleId::parse("s9").unwrap())),
         None
     );
-    let mut old: Customer = serde_json::from_str(
+    let old: Customer = serde_json::from_str(
         &serde_json::to_string(&c)
             .unwrap()
             .replace(r#","receipt":{"earned":26,"redeemed":20,"balance":51}"#, ""),
