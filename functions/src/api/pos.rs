@@ -5,7 +5,9 @@
 //! `(terminal_id, device_seq)` order and keeps every sale's answer forever,
 //! so a sale id sent again (with any Idempotency-Key, at any time) gets the
 //! same answer, and the same sale id with other content is 409. A one-SKU
-//! sale is two object calls: its terminal, and the terminal to the SKU.
+//! sale is two object calls: its terminal, and the terminal to the SKU
+//! (plus one Catalog call when the isolate's price facts of its SKUs are
+//! older than `CATALOG_TTL_MS`: every line needs its tax code).
 //!
 //! Tax is computed here, once, when the sale is made: each line's
 //! `TaxTable::line` of the deployment's `TAX_TABLE` at the sale's location
