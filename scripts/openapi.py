@@ -297,7 +297,19 @@ schemas = {
         })},
         "items": {"type": "array", "description": "the sale's lines as recorded, with the price charged "
                   "(absent from sales recorded before it existed)",
-                  "items": obj({"sku": ID, "qty": {"type": "integer"}, "unit_price": ref("Money")})},
+                  "items": obj({"sku": ID, "qty": {"type": "integer"}, "unit_price": ref("Money"),
+                                "tax": {**obj({"rate": DECIMAL, "net": ref("Money"), "tax": ref("Money"),
+                                               "gross": ref("Money")}),
+                                        "description": "the line's tax, computed once when the sale was made "
+                                        "(TAX_TABLE at the sale's location and the SKU's tax_code); net + tax = "
+                                        "gross; absent from sales recorded before it was"}},
+                               required=["sku", "qty", "unit_price"])},
+        "totals": {**obj({"net": DECIMAL, "tax": DECIMAL, "gross": DECIMAL,
+                          "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                          "tax_inclusive": {"type": "boolean"}, "rounding": {"type": "string"}}),
+                   "description": "the sums of the lines' recorded tax: gross is what the customer owes, and what "
+                   "the sale's receipt and the accounting export state, to the cent (absent from sales recorded "
+                   "before it existed)"},
         "at_risk": {"type": "array", "items": ref("AtRisk")},
         "payments": {"type": "array", "items": obj({"method": {"type": "string"}, "amount": ref("Money")})},
     }, required=["sale_id", "terminal_id", "device_seq", "location", "occurred_at", "customer_id", "status",

@@ -18,6 +18,12 @@
 //!   refunded plus exchange credit, capped at the total), so a full return
 //!   reverses exactly what was earned and partial ones never more.
 //!   Redemptions are all or nothing against the balance.
+//! - **A receipt's points** (issue 14): when a purchase is recorded, its
+//!   figures are kept with it once ([`Purchase::receipt`]): the points it
+//!   earned, the points redeemed for it before then (redemptions whose
+//!   `reference` is its sale or order id: the till redeems, then sells),
+//!   and the balance right after it was recorded. They never change after,
+//!   so a receipt that states them states a fact, whenever it is printed.
 //! - **Never below zero**: `balance = max(0, earned - reversed - redeemed)`.
 //!   A reversal of points already redeemed leaves the balance at 0 and
 //!   records the `shortfall`, which later points pay off first. This makes
@@ -336,6 +342,11 @@ pub struct Purchase {
     pub lines_omitted: u32,
     pub points_earned: i64,
     pub points_reversed: i64,
+    /// What its receipt states about points, fixed when it was recorded
+    /// (`None`: recorded before these were kept; their balance then is
+    /// not known).
+    #[serde(default)]
+    pub receipt: Option<crate::receipt::Loyalty>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -509,6 +520,7 @@ impl Customer {
                 lines_omitted: u32::try_from(omitted).unwrap_or(u32::MAX),
                 points_earned: points,
                 points_reversed: 0,
+                receipt: None,
             },
         );
         self.updated_at = self.updated_at.max(fact.at);
@@ -518,6 +530,15 @@ impl Customer {
         }
         // Returns that arrived before their purchase count now.
         self.reconcile(&key, fact.at);
+        let redeemed = self.redeemed_for(&key);
+        let balance = self.balance();
+        if let Some(p) = self.purchases.get_mut(&key) {
+            p.receipt = Some(crate::receipt::Loyalty {
+                earned: points,
+                redeemed,
+                balance,
+            });
+        }
         Ok(Applied::New)
     }
 
@@ -540,6 +561,25 @@ impl Customer {
         self.updated_at = self.updated_at.max(at);
         self.reconcile(&source, at);
         Ok(applied)
+    }
+
+    /// Points redeemed so far for purchase `key` (`sale:<id>` or
+    /// `order:<id>`): the redemptions whose reference is that id.
+    pub fn redeemed_for(&self, key: &str) -> i64 {
+        let Some(id) = key.split_once(':').map(|(_, id)| id) else {
+            return 0;
+        };
+        self.redemptions
+            .values()
+            .filter(|r| r.reference.as_deref() == Some(id))
+            .fold(0i64, |a, r| a.saturating_add(r.points))
+    }
+
+    /// The points a purchase's receipt states, as fixed when the purchase
+    /// was recorded; `None` when it is not recorded, or was recorded before
+    /// they were kept.
+    pub fn receipt_loyalty(&self, source: &Source) -> Option<crate::receipt::Loyalty> {
+        self.purchases.get(&source.key()).and_then(|p| p.receipt)
     }
 
     /// What the returns of purchase `key` gave back, in its currency.

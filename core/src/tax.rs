@@ -251,6 +251,45 @@ impl LineTax {
     }
 }
 
+impl LineTax {
+    /// The rule for a line whose tax was never recorded (a POS sale stored
+    /// before sales recorded their tax): booked as charged, the amount taken
+    /// as paid tax included, at rate 0 (`net = gross = amount`, tax 0). It
+    /// is how the accounting export booked those sales when they were fed,
+    /// so a receipt issued for one now says what the books already say.
+    pub fn as_charged(amount: Money) -> LineTax {
+        LineTax {
+            rate: Decimal::ZERO,
+            net: amount,
+            tax: Money::zero(amount.currency),
+            gross: amount,
+        }
+    }
+
+    /// Whether this recorded tax belongs to a line of `amount` priced
+    /// `inclusive`ly (or not): one currency, a rate in `0..=1`, no negative
+    /// part, `net + tax = gross`, and the amount is the gross (inclusive) or
+    /// the net (exclusive).
+    pub fn fits(&self, inclusive: bool, amount: Money) -> bool {
+        let c = amount.currency;
+        let one_currency =
+            self.net.currency == c && self.tax.currency == c && self.gross.currency == c;
+        let adds_up = self.net.checked_add(self.tax).ok() == Some(self.gross);
+        let priced = if inclusive {
+            self.gross == amount
+        } else {
+            self.net == amount
+        };
+        one_currency
+            && adds_up
+            && priced
+            && !self.rate.is_sign_negative()
+            && self.rate <= Decimal::ONE
+            && !self.tax.is_negative()
+            && !self.net.is_negative()
+    }
+}
+
 /// Sums of lines, in total and per rate (for a receipt or an export).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
@@ -414,6 +453,36 @@ mod tests {
         assert_eq!(tot.by_rate[0].0, dec("0.055"));
         let tax_sum = tot.by_rate.iter().map(|r| r.2);
         assert_eq!(Money::sum(tot.tax.currency, tax_sum).unwrap(), tot.tax);
+    }
+
+    #[test]
+    fn a_recorded_line_fits_its_amount_and_an_unrecorded_one_is_as_charged() {
+        let t = table(false);
+        let l = t.line(&loc("store-1"), None, eur("19.99"), 3).unwrap();
+        assert!(l.fits(false, eur("59.97")));
+        assert!(
+            !l.fits(true, eur("59.97")),
+            "exclusive tax read as inclusive"
+        );
+        assert!(!l.fits(false, eur("59.98")), "another amount");
+        let bent = LineTax {
+            tax: eur("12.00"),
+            ..l
+        };
+        assert!(!bent.fits(false, eur("59.97")), "net + tax != gross");
+        let usd = Money::parse("59.97", "USD").unwrap();
+        assert!(!l.fits(false, usd), "another currency");
+        let inc = table(true)
+            .line(&loc("store-1"), None, eur("12.00"), 1)
+            .unwrap();
+        assert!(inc.fits(true, eur("12.00")));
+        let old = LineTax::as_charged(eur("12.00"));
+        assert_eq!(
+            (old.net, old.tax, old.gross),
+            (eur("12.00"), eur("0"), eur("12.00"))
+        );
+        assert!(old.fits(true, eur("12.00")));
+        assert_eq!(old.rate, Decimal::ZERO);
     }
 
     #[test]

@@ -28,13 +28,15 @@ use simulation::Rng;
 const STEPS: usize = 3_000;
 const CUSTOMERS: usize = 4;
 
-/// Fixed seeds and their final hashes.
+/// Fixed seeds and their final hashes. (Changed when purchases began to
+/// keep their receipt's points, `Purchase::receipt`: with that field left
+/// out of the state's JSON, every seed gave its earlier hash again.)
 const GOLDEN: [(u64, u64); 5] = [
-    (1, 1048988285486571214),
-    (2, 13420594996237862204),
-    (3, 607468774214229495),
-    (4, 12658042544761969472),
-    (5, 4721115005857877022),
+    (1, 3357758660185210948),
+    (2, 7208123466398596831),
+    (3, 766549300337512696),
+    (4, 17676444806410614095),
+    (5, 14678933473275961696),
 ];
 
 #[derive(Clone)]

@@ -1,13 +1,18 @@
 //! Receipt snapshots (core/tests/fixtures/receipts/*; `UPDATE_EXPECT=1` to
 //! rewrite after a deliberate change) and the 42-column property.
 use expect_test::{expect_file, ExpectFile};
+use omnistock_core::customer::{
+    Customer as CustomerState, LoyaltyConfig, PurchaseFact, PurchaseLine, Source,
+};
 use omnistock_core::money::{Currency, Decimal, Money};
 use omnistock_core::receipt::{
-    html, text, Customer, Direction, LineInput, Loyalty, Payment, Receipt, ReceiptInput,
-    ReceiptKind,
+    html, text, Customer, Direction, LineInput, Loyalty, Payment, Receipt, ReceiptError,
+    ReceiptInput, ReceiptKind,
 };
-use omnistock_core::tax::{TaxRate, TaxTable};
-use omnistock_core::{LocationId, Timestamp};
+use omnistock_core::report::accounting::day_book;
+use omnistock_core::report::{Facts, Fed, Paid, SaleBody, SoldLine};
+use omnistock_core::tax::{LineTax, TaxRate, TaxTable};
+use omnistock_core::{Channel, LocationId, SaleId, Sku, Timestamp};
 
 fn eur(a: &str) -> Money {
     Money::parse(a, "EUR").unwrap()
@@ -44,6 +49,7 @@ fn line(sku: &str, title: &str, qty: i64, price: &str, catalog: &str) -> LineInp
         tax_code: None,
         tax_location: None,
         direction: Direction::Sold,
+        tax: None,
     }
 }
 
@@ -63,6 +69,7 @@ fn input(kind: ReceiptKind, number: &str) -> ReceiptInput {
         refunds: vec![],
         customer: None,
         return_window_days: 30,
+        tax_inclusive: None,
     }
 }
 
@@ -251,6 +258,219 @@ fn a_refund() {
     );
 }
 
+/// A POS sale as the Worker records it: each line's tax computed once with
+/// the table at the sale's location (`TaxTable::line`), kept on the line.
+fn recorded_sale(number: &str, t: &TaxTable, lines: Vec<LineInput>) -> ReceiptInput {
+    let loc = LocationId::parse("store-1").unwrap();
+    let mut i = input(ReceiptKind::Sale, number);
+    i.tax_inclusive = Some(t.inclusive);
+    i.lines = lines
+        .into_iter()
+        .map(|l| LineInput {
+            tax: Some(
+                t.line(&loc, l.tax_code.as_deref(), l.unit_price, l.qty)
+                    .unwrap(),
+            ),
+            ..l
+        })
+        .collect();
+    i
+}
+
+/// The sale as the event feed carries it to the books (the same recorded tax).
+fn fed(i: &ReceiptInput, payments: &[(&str, &str)]) -> Facts {
+    let loc = LocationId::parse("store-1").unwrap();
+    let body = SaleBody {
+        sale_id: i.number.clone(),
+        terminal_id: "t1".into(),
+        location: loc.clone(),
+        occurred_at: i.issued_at,
+        customer_id: None,
+        currency: i.currency,
+        lines: i
+            .lines
+            .iter()
+            .map(|l| SoldLine {
+                sku: Sku::parse(&l.sku).unwrap(),
+                qty: l.qty,
+                unit_price: l.unit_price.amount,
+                tax: l.tax.unwrap().tax.amount,
+                location: loc.clone(),
+            })
+            .collect(),
+        payments: payments
+            .iter()
+            .map(|(m, a)| Paid {
+                method: (*m).into(),
+                amount: a.parse().unwrap(),
+            })
+            .collect(),
+        tax_inclusive: i.tax_inclusive.unwrap(),
+    };
+    let f = Fed {
+        source: "terminal:t1".into(),
+        seq: 1,
+        at: i.issued_at,
+        body,
+    };
+    // Delivered twice: counted once.
+    Facts::new(&[], &[f.clone(), f], &[], &[])
+}
+
+/// The receipt, the sale's payment and the day's export agree to the cent.
+fn agrees_with_the_books(r: &Receipt, facts: &Facts) {
+    let day = day_book(
+        facts,
+        Timestamp(r.issued_at.as_ms() - 1),
+        Timestamp(r.issued_at.as_ms() + 1),
+        "2026-11-29",
+    );
+    assert_eq!(day.receipts.len(), 1);
+    let e = &day.receipts[0];
+    assert_eq!(e.total, r.totals.total.amount, "export total");
+    assert_eq!(e.total_tax, r.totals.tax.amount, "export tax");
+    assert_eq!(e.tax_inclusive, r.tax_inclusive);
+    assert_eq!(day.totals[0].sales_total, r.totals.total.amount);
+    for (el, rl) in e.lines.iter().zip(&r.lines) {
+        assert_eq!(el.tax, rl.tax.tax.amount, "line tax");
+        assert_eq!(el.amount, rl.amount.amount, "line amount");
+    }
+    assert_eq!(r.totals.paid, r.totals.total, "paid what the receipt says");
+}
+
+#[test]
+fn a_pos_sale_receipt_reads_the_tax_recorded_at_sale_time() {
+    let lines = || {
+        vec![
+            line("TEE-BLK-M", "Organic cotton tee", 3, "19.99", "24.90"),
+            LineInput {
+                tax_code: Some("reduced".into()),
+                options: vec![],
+                ..line("TEA-1", "Green tea", 2, "4.99", "4.99")
+            },
+        ]
+    };
+    // Exclusive (8 %, 2 %): 59.97 + 4.80 and 9.98 + 0.20 = 74.95.
+    let exc = table(false);
+    let mut i = recorded_sale("s-2001", &exc, lines());
+    i.payments = vec![pay("card", "74.95")];
+    let facts = fed(&i, &[("card", "74.95")]);
+    // Built against a table with no tax at all: the recorded tax is read,
+    // never recomputed (a TAX_TABLE changed after the sale changes nothing).
+    let r = Receipt::build(i, &TaxTable::zero()).unwrap();
+    assert_eq!(r.totals.tax, eur("5.00"));
+    assert_eq!(r.totals.total, eur("74.95"));
+    assert!(!r.tax_inclusive);
+    agrees_with_the_books(&r, &facts);
+    check(
+        &r,
+        "recorded exclusive",
+        expect_file!["fixtures/receipts/sale_recorded_exclusive.txt"],
+        expect_file!["fixtures/receipts/sale_recorded_exclusive.html"],
+    );
+    // Inclusive (20 %, 5.5 %): 59.97 holds 10.00, 9.98 holds 0.52; total 69.95.
+    let inc = table(true);
+    let mut i = recorded_sale("s-2002", &inc, lines());
+    i.payments = vec![pay("cash", "69.95")];
+    let facts = fed(&i, &[("cash", "69.95")]);
+    let r = Receipt::build(i, &TaxTable::zero()).unwrap();
+    assert_eq!(r.totals.total, eur("69.95"));
+    assert_eq!(r.totals.tax, eur("10.52"));
+    assert_eq!(r.totals.net, eur("59.43"));
+    assert!(r.tax_inclusive);
+    agrees_with_the_books(&r, &facts);
+    check(
+        &r,
+        "recorded inclusive",
+        expect_file!["fixtures/receipts/sale_recorded_inclusive.txt"],
+        expect_file!["fixtures/receipts/sale_recorded_inclusive.html"],
+    );
+}
+
+#[test]
+fn a_sale_recorded_without_tax_is_booked_as_charged() {
+    // The rule for sales stored before sales recorded their tax: as
+    // charged, tax included, rate 0 (what the export booked them as).
+    let mut i = input(ReceiptKind::Sale, "s-old");
+    i.tax_inclusive = Some(true);
+    i.lines = vec![LineInput {
+        tax: Some(LineTax::as_charged(eur("24.90"))),
+        ..line("TEE-BLK-M", "Organic cotton tee", 1, "24.90", "24.90")
+    }];
+    i.payments = vec![pay("cash", "24.90")];
+    let facts = fed(&i, &[("cash", "24.90")]);
+    let r = Receipt::build(i, &table(false)).unwrap();
+    assert_eq!(r.totals.total, eur("24.90"));
+    assert_eq!(r.totals.tax, eur("0"));
+    agrees_with_the_books(&r, &facts);
+}
+
+#[test]
+fn a_recorded_tax_that_does_not_fit_its_line_is_refused() {
+    let t = table(false);
+    let mut i = recorded_sale("s-3", &t, vec![line("A", "a", 2, "10.00", "10.00")]);
+    // The line says 2 x 10.00 but its recorded tax is of another amount.
+    i.lines[0].unit_price = eur("9.00");
+    let e = Receipt::build(i.clone(), &t).unwrap_err();
+    assert!(matches!(e, ReceiptError::RecordedTax { .. }), "{e:?}");
+    // Read as inclusive, exclusive tax does not fit either.
+    i.lines[0].unit_price = eur("10.00");
+    i.tax_inclusive = Some(true);
+    assert!(Receipt::build(i.clone(), &t).is_err());
+    // A line without recorded tax on a receipt of the other convention
+    // than the table cannot be priced honestly.
+    i.lines[0].tax = None;
+    assert!(Receipt::build(i, &t).is_err());
+}
+
+#[test]
+fn a_card_sale_receipt_states_the_points_its_customer_fixed() {
+    // The customer has 60 points, redeems 40 for this sale at the till,
+    // then the sale (26.89 paid) is recorded and earns 26.
+    let cfg = LoyaltyConfig::parse("1", "1").unwrap();
+    let mut c = CustomerState::new(Timestamp(0));
+    let sale_fact = |id: &str, total: &str| PurchaseFact {
+        source: Source::Sale(SaleId::parse(id).unwrap()),
+        channel: Channel::Pos,
+        location: Some(LocationId::parse("store-1").unwrap()),
+        at: Timestamp(1),
+        total: eur(total),
+        lines: vec![PurchaseLine {
+            sku: Sku::parse("TEE-BLK-M").unwrap(),
+            qty: 1,
+            amount: eur(total),
+        }],
+    };
+    c.record_purchase(sale_fact("s-0", "60.00"), &cfg).unwrap();
+    c.redeem(Timestamp(2), "k-1", 40, Some("s-1003".into()))
+        .unwrap();
+    let t = table(false);
+    let mut i = recorded_sale(
+        "s-1003",
+        &t,
+        vec![line("TEE-BLK-M", "Organic cotton tee", 1, "24.90", "24.90")],
+    );
+    i.payments = vec![pay("card", "26.89")];
+    let facts = fed(&i, &[("card", "26.89")]);
+    c.record_purchase(sale_fact("s-1003", "26.89"), &cfg)
+        .unwrap();
+    i.customer = Some(Customer {
+        id: "cust-43".into(),
+        name: None,
+        loyalty: c.receipt_loyalty(&Source::Sale(SaleId::parse("s-1003").unwrap())),
+    });
+    let r = Receipt::build(i, &t).unwrap();
+    let l = r.customer.as_ref().unwrap().loyalty.unwrap();
+    assert_eq!((l.earned, l.redeemed, l.balance), (26, 40, 46));
+    agrees_with_the_books(&r, &facts);
+    check(
+        &r,
+        "card with points",
+        expect_file!["fixtures/receipts/card_customer_recorded.txt"],
+        expect_file!["fixtures/receipts/card_customer_recorded.html"],
+    );
+}
+
 #[test]
 fn what_cannot_be_printed_honestly_is_refused() {
     let mut i = input(ReceiptKind::Sale, "s-1");
@@ -323,6 +543,7 @@ mod width {
                 tax_code: None,
                 tax_location: None,
                 direction: if n % 2 == 0 { Direction::Sold } else { Direction::Returned },
+                tax: None,
             }).collect();
             i.payments = vec![Payment { method: method.clone(), amount: eur("99999999999.99") }];
             i.refunds = vec![Payment { method, amount: eur("1.00") }];

@@ -442,6 +442,8 @@ pub fn sale_outbox(s: &crate::wire::terminal::Sale) -> Result<Stmt, Problem> {
         .unwrap_or("XXX");
     let currency =
         Currency::parse(currency).map_err(|_| Problem::invalid("sale currency is not ISO 4217"))?;
+    // The tax recorded with the sale (its receipt reads the same figures).
+    let tax = s.recorded_tax()?;
     let body = SaleBody {
         sale_id: s.sale_id.to_string(),
         terminal_id: s.terminal_id.to_string(),
@@ -452,12 +454,13 @@ pub fn sale_outbox(s: &crate::wire::terminal::Sale) -> Result<Stmt, Problem> {
         lines: s
             .lines
             .iter()
-            .map(|l| {
+            .zip(&tax.lines)
+            .map(|(l, t)| {
                 Ok(SoldLine {
                     sku: l.sku.clone(),
                     qty: l.qty,
                     unit_price: dec(&l.unit_price.amount)?,
-                    tax: Decimal::ZERO,
+                    tax: t.tax.amount,
                     location: s.location.clone(),
                 })
             })
@@ -472,7 +475,7 @@ pub fn sale_outbox(s: &crate::wire::terminal::Sale) -> Result<Stmt, Problem> {
                 })
             })
             .collect::<Result<_, Problem>>()?,
-        tax_inclusive: true,
+        tax_inclusive: tax.inclusive,
     };
     outbox(
         s.occurred_at,

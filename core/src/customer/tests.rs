@@ -202,6 +202,51 @@ fn redemption_is_all_or_nothing_and_idempotent() {
 }
 
 #[test]
+fn a_purchase_fixes_what_its_receipt_states_about_points() {
+    let mut c = Customer::new(Timestamp::from_ms(0));
+    c.record_purchase(sale("s1", "50.00", 1), &cfg()).unwrap();
+    // The till redeems 20 for the next sale before it posts it.
+    c.redeem(Timestamp::from_ms(2), "k1", 20, Some("s2".into()))
+        .unwrap();
+    c.redeem(Timestamp::from_ms(3), "k2", 5, Some("other".into()))
+        .unwrap();
+    c.record_purchase(sale("s2", "26.89", 4), &cfg()).unwrap();
+    let s2 = Source::Sale(SaleId::parse("s2").unwrap());
+    let fixed = crate::receipt::Loyalty {
+        earned: 26,
+        redeemed: 20,
+        balance: 50 - 20 - 5 + 26,
+    };
+    assert_eq!(c.receipt_loyalty(&s2), Some(fixed));
+    // Later movements (another redemption for it, a return, a duplicate
+    // delivery) never change what was fixed: the receipt states a fact.
+    c.redeem(Timestamp::from_ms(5), "k3", 10, Some("s2".into()))
+        .unwrap();
+    c.record_return(ret("r1", "s2", 1, "26.89", "0")).unwrap();
+    assert_eq!(
+        c.record_purchase(sale("s2", "26.89", 4), &cfg()),
+        Ok(Applied::Duplicate)
+    );
+    assert_eq!(c.receipt_loyalty(&s2), Some(fixed));
+    assert_eq!(c.redeemed_for("sale:s2"), 30);
+    assert_eq!(c.balance(), 51 - 10 - 26);
+    // Unknown purchases, and ones stored before the figures were kept, state none.
+    assert_eq!(
+        c.receipt_loyalty(&Source::Sale(SaleId::parse("s9").unwrap())),
+        None
+    );
+    let old: Customer = serde_json::from_str(
+        &serde_json::to_string(&c)
+            .unwrap()
+            .replace(r#","receipt":{"earned":26,"redeemed":20,"balance":51}"#, ""),
+    )
+    .unwrap();
+    assert_eq!(old.receipt_loyalty(&s2), None);
+    old.check().unwrap();
+    c.check().unwrap();
+}
+
+#[test]
 fn a_reversal_after_redemption_floors_at_zero_and_records_the_shortfall() {
     let mut c = Customer::new(Timestamp::from_ms(0));
     c.record_purchase(sale("s1", "50.00", 1), &cfg()).unwrap();

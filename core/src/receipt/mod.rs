@@ -5,9 +5,11 @@
 //! ([`html::render`]), and plain text of at most [`text::COLUMNS`] columns for
 //! ESC/POS printers ([`text::render`]).
 //!
-//! Money follows [`crate::tax`]: each line's tax is `TaxTable::line` (the
-//! rule the sale and the order were priced with), the totals are the sums of
-//! the lines, so a receipt's totals equal the sale's and the accounting
+//! Money follows [`crate::tax`]: each line's tax is the one its source
+//! recorded when it has one (a POS sale records `TaxTable::line` of each
+//! line when it is made: [`LineInput::tax`]), else `TaxTable::line` now
+//! (the rule the order was priced with); the totals are the sums of the
+//! lines, so a receipt's totals equal the sale's and the accounting
 //! export's to the cent. Returned lines count negative. A receipt is built
 //! once and never changes (the Worker stores the issued form); a reprint is
 //! the same receipt marked as a copy.
@@ -95,6 +97,11 @@ pub struct LineInput {
     /// (a split order's part): its tax is that location's.
     pub tax_location: Option<LocationId>,
     pub direction: Direction,
+    /// The line's tax as its source recorded it (a POS sale): used as it
+    /// is, never recomputed, after checking it fits the line
+    /// ([`LineTax::fits`]). `None`: computed with the tax table.
+    #[serde(default)]
+    pub tax: Option<LineTax>,
 }
 
 /// A payment (or, in `refunds`, money paid back), always a positive amount.
@@ -139,6 +146,9 @@ pub struct ReceiptInput {
     pub customer: Option<Customer>,
     /// Days after `issued_at` a sale's units may be returned (0: no window shown).
     pub return_window_days: u32,
+    /// Whether the prices include tax, as the source recorded it (a POS
+    /// sale); `None`: the tax table's setting.
+    pub tax_inclusive: Option<bool>,
 }
 
 /// One line as printed. Amounts are positive; `direction` says the sign.
@@ -215,12 +225,25 @@ pub struct Receipt {
 /// Why a receipt could not be built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReceiptError {
-    TooManyLines { max: usize },
-    TooManyPayments { max: usize },
+    TooManyLines {
+        max: usize,
+    },
+    TooManyPayments {
+        max: usize,
+    },
     NoLines,
-    BadQty { sku: String },
-    BadReturnWindow { max: u32 },
+    BadQty {
+        sku: String,
+    },
+    BadReturnWindow {
+        max: u32,
+    },
     BadNumber(code128::BarcodeError),
+    /// A recorded line tax that does not fit its line (another amount,
+    /// currency, or parts that do not add up).
+    RecordedTax {
+        sku: String,
+    },
     Tax(TaxError),
     Money(MoneyError),
 }
@@ -240,6 +263,9 @@ impl fmt::Display for ReceiptError {
                 write!(f, "the return window is 0 to {max} days")
             }
             ReceiptError::BadNumber(e) => write!(f, "receipt number has no barcode: {e:?}"),
+            ReceiptError::RecordedTax { sku } => {
+                write!(f, "{sku}: the recorded tax does not fit the line")
+            }
             ReceiptError::Tax(e) => write!(f, "{e}"),
             ReceiptError::Money(e) => write!(f, "{e}"),
         }
@@ -271,8 +297,8 @@ fn signed(m: Money, d: Direction) -> Result<Money, MoneyError> {
 }
 
 impl Receipt {
-    /// Builds the receipt: each line's tax with `tax` at the receipt's
-    /// location, per-rate sums, totals, change. Refuses what it cannot
+    /// Builds the receipt: each line's recorded tax, or its tax with `tax`
+    /// at the receipt's location, per-rate sums, totals, change. Refuses what it cannot
     /// print honestly (no lines, a currency mix, more than the limits).
     pub fn build(input: ReceiptInput, tax: &TaxTable) -> Result<Receipt, ReceiptError> {
         if input.lines.is_empty() {
@@ -292,6 +318,7 @@ impl Receipt {
         code128::symbols(&input.number).map_err(ReceiptError::BadNumber)?;
         let cur = input.currency;
         let zero = Money::zero(cur);
+        let inclusive = input.tax_inclusive.unwrap_or(tax.inclusive);
         let mut lines = Vec::with_capacity(input.lines.len());
         let mut taxes: Vec<TaxSummary> = Vec::new();
         let (mut subtotal, mut discount, mut net, mut tax_sum, mut total) =
@@ -308,9 +335,21 @@ impl Receipt {
                 }
                 .into());
             }
-            let at = l.tax_location.as_ref().unwrap_or(&input.location);
-            let lt = tax.line(at, l.tax_code.as_deref(), l.unit_price, l.qty)?;
             let amount = l.unit_price.checked_mul_qty(l.qty)?;
+            let lt = match l.tax {
+                Some(t) if t.fits(inclusive, amount) => t,
+                Some(_) => return Err(ReceiptError::RecordedTax { sku: l.sku }),
+                None => {
+                    let at = l.tax_location.as_ref().unwrap_or(&input.location);
+                    let t = tax.line(at, l.tax_code.as_deref(), l.unit_price, l.qty)?;
+                    if tax.inclusive != inclusive {
+                        // A table of the other convention cannot price a
+                        // line of this receipt honestly.
+                        return Err(ReceiptError::RecordedTax { sku: l.sku });
+                    }
+                    t
+                }
+            };
             let line_discount = match l.catalog_price {
                 Some(c)
                     if l.direction == Direction::Sold
@@ -402,7 +441,7 @@ impl Receipt {
             location_name: clip(&input.location_name, MAX_NAME_CHARS),
             issued_at: input.issued_at,
             currency: cur,
-            tax_inclusive: tax.inclusive,
+            tax_inclusive: inclusive,
             lines,
             taxes,
             totals: ReceiptTotals {

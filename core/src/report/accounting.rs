@@ -4,8 +4,11 @@
 //!
 //! - A sales receipt per sale (POS) or per order paid that day (its lines
 //!   of the parts paid that day), lines by SKU as sold: amount = qty *
-//!   unit_price exactly, tax per line as priced (POS sales carry no tax
-//!   breakdown: 0, prices as on the shelf).
+//!   unit_price exactly, tax per line as priced: an order's when it was
+//!   placed, a POS sale's when it was made (the Worker records each line's
+//!   `TaxTable::line` with the sale; its receipt reads the same figures).
+//!   A sale fed before sales recorded their tax carries 0 and is booked as
+//!   charged, tax included (`LineTax::as_charged`).
 //! - A refund receipt per refund made that day: the refunded amount (tax
 //!   included, as paid) spread over the return's lines in proportion to
 //!   what was paid for them, rounded to the currency's minor unit half away

@@ -89,7 +89,9 @@ pub struct SaleBody {
     pub currency: Currency,
     pub lines: Vec<SoldLine>,
     pub payments: Vec<Paid>,
-    /// Prices include tax (POS prices are shelf prices).
+    /// Whether the prices include tax, as recorded with the sale (the
+    /// deployment's tax table when it was made; `true` for a sale made
+    /// before sales recorded their tax: booked as charged).
     #[serde(default)]
     pub tax_inclusive: bool,
 }

@@ -5,10 +5,21 @@
 //! `(terminal_id, device_seq)` order and keeps every sale's answer forever,
 //! so a sale id sent again (with any Idempotency-Key, at any time) gets the
 //! same answer, and the same sale id with other content is 409. A one-SKU
-//! sale is two object calls: its terminal, and the terminal to the SKU.
+//! sale is two object calls: its terminal, and the terminal to the SKU
+//! (plus one Catalog call when the isolate's price facts of its SKUs are
+//! older than `CATALOG_TTL_MS`: every line needs its tax code).
+//!
+//! Tax is computed here, once, when the sale is made: each line's
+//! `TaxTable::line` of the deployment's `TAX_TABLE` at the sale's location
+//! and the SKU's tax code (the catalog's price facts, cached by the isolate
+//! like the prices), kept on the sale's lines. The Terminal stores it with
+//! the sale and answers it; the event feed and the receipt read it; a retry
+//! gets the first answer, whatever the table says by then.
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
+use omnistock_core::money::{Currency, Money as CoreMoney};
+use omnistock_core::tax::{LineTax, TaxTable};
 use omnistock_core::{Channel, LocationId, SaleId, Sku, TerminalId};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -19,7 +30,7 @@ use crate::extract::{check_lines, check_qty, check_text, fingerprint, Ctx};
 use crate::http::{
     check_id, parse_json, parse_rfc3339, HttpResult, Problem, Reply, MAX_LINES, PROBLEM_JSON,
 };
-use crate::wire::catalog::{Money, SkuFact};
+use crate::wire::catalog::{Money, PriceFact, SkuFact};
 use crate::wire::terminal::{Payment, Sale, SaleLine, SaleResult, SellAnswer, TerminalRequest};
 use crate::wire::{self, Idem, Namespace};
 
@@ -130,26 +141,28 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
         }
     }
     let check = facts(&ctx.env, ctx.now, &skus, &codes, &locations).await?;
-    // Catalog prices only for lines that name none (resolved SKUs).
-    let mut unpriced: Vec<Sku> = Vec::new();
+    let cfg = crate::config::get(&ctx.env)?;
+    // Catalog price facts of every resolved SKU: the price of a line that
+    // names none, and every line's tax code.
+    let mut wanted: Vec<Sku> = Vec::new();
     for b in &bodies {
-        for l in b.lines.iter().filter(|l| l.unit_price.is_none()) {
+        for l in &b.lines {
             let sku = match (&l.sku, &l.barcode) {
                 (Some(s), _) => Some(s.clone()),
                 (None, Some(c)) => check.barcodes.get(c).cloned().flatten(),
                 _ => None,
             };
             if let Some(s) = sku {
-                if !unpriced.contains(&s) {
-                    unpriced.push(s);
+                if !wanted.contains(&s) {
+                    wanted.push(s);
                 }
             }
         }
     }
-    let priced = if unpriced.is_empty() {
+    let priced = if wanted.is_empty() {
         Vec::new()
     } else {
-        super::orders::prices(&ctx.env, ctx.now, &unpriced).await?
+        super::orders::prices(&ctx.env, ctx.now, &wanted).await?
     };
     let mut out = Vec::new();
     for (b, occurred_at) in bodies.into_iter().zip(occurred) {
@@ -163,7 +176,8 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
         let mut lines = Vec::new();
         let mut canonical_lines: Vec<Value> = Vec::new();
         let mut problem = None;
-        for l in &b.lines {
+        let mut currency: Option<Currency> = None;
+        for (i, l) in b.lines.iter().enumerate() {
             let sku = match (&l.sku, &l.barcode) {
                 (Some(s), _) if matches!(check.skus.get(s), None | Some(SkuFact::Missing)) => {
                     problem = Some(Problem::not_found(format!("unknown SKU: {s}")));
@@ -182,17 +196,17 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
                     break;
                 }
             };
+            let fact = priced
+                .iter()
+                .find(|(s, _)| *s == sku)
+                .and_then(|(_, f)| f.as_ref());
+            let Some(fact) = fact else {
+                problem = Some(Problem::not_found(format!("unknown SKU: {sku}")));
+                break;
+            };
             let unit_price = match &l.unit_price {
                 Some(p) => p.clone(),
                 None => {
-                    let fact = priced
-                        .iter()
-                        .find(|(s, _)| *s == sku)
-                        .and_then(|(_, f)| f.as_ref());
-                    let Some(fact) = fact else {
-                        problem = Some(Problem::not_found(format!("unknown SKU: {sku}")));
-                        break;
-                    };
                     match fact
                         .prices
                         .in_force(Channel::Pos, occurred_at.min(ctx.now), sku.as_str())
@@ -208,7 +222,20 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
                     }
                 }
             };
-            let line = SaleLine {
+            let tax = match line_tax(&cfg.tax, &b.location, fact, &unit_price, l.qty, i) {
+                Ok(t) => t,
+                Err(p) => {
+                    problem = Some(p);
+                    break;
+                }
+            };
+            if *currency.get_or_insert(tax.gross.currency) != tax.gross.currency {
+                problem = Some(Problem::invalid(format!(
+                    "lines[{i}].unit_price: every line of a sale must be in one currency"
+                )));
+                break;
+            }
+            let mut line = SaleLine {
                 components: match check.skus.get(&sku) {
                     Some(SkuFact::Bundle { components }) => components.clone(),
                     _ => Vec::new(),
@@ -217,15 +244,19 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
                 barcode: l.barcode.clone(),
                 qty: l.qty,
                 unit_price,
+                tax: None,
             };
             // The sale's fingerprint is of what the till sent: a line it
             // left unpriced stays unpriced there, so a retry after a price
-            // change is the same sale, not a conflicting one.
+            // change is the same sale, not a conflicting one; the tax is
+            // not in it either (a retry after a TAX_TABLE change is the
+            // same sale, answered as first recorded).
             let mut c = serde_json::to_value(&line)?;
             if l.unit_price.is_none() {
                 c["unit_price"] = Value::Null;
             }
             canonical_lines.push(c);
+            line.tax = Some(tax);
             lines.push(line);
         }
         if let Some(p) = problem {
@@ -248,9 +279,27 @@ async fn prepare(ctx: &Ctx, bodies: Vec<SaleBody>) -> Result<Vec<Result<Sale, Pr
             payments: b.payments,
             fp: fingerprint(&[&canonical]),
             actor: ctx.actor(),
+            tax_inclusive: Some(cfg.tax.inclusive),
         }));
     }
     Ok(out)
+}
+
+/// One line's tax at the sale's location: `qty` units at `unit_price`, at
+/// the rate of the SKU's tax code (the default code when it names none).
+fn line_tax(
+    table: &TaxTable,
+    location: &LocationId,
+    fact: &PriceFact,
+    unit_price: &Money,
+    qty: i64,
+    i: usize,
+) -> Result<LineTax, Problem> {
+    let price = CoreMoney::parse(&unit_price.amount, &unit_price.currency)
+        .map_err(|e| Problem::invalid(format!("lines[{i}].unit_price: {e}")))?;
+    table
+        .line(location, fact.tax_code.as_deref(), price, qty)
+        .map_err(|e| Problem::invalid(format!("lines[{i}]: tax: {e}")))
 }
 
 async fn send(

@@ -13,11 +13,20 @@
 //! `sale_terminals` index (D1, fed from the Terminal's sale events a few
 //! hundred milliseconds after the sale: feed::sale_terminal); `?terminal=`
 //! (the till's own) finds it before that, with no lookup.
+//!
+//! A POS sale's receipt reads the tax the sale recorded when it was made
+//! (`Sale::recorded_tax`), never the table of today, so it equals the sale's
+//! answer and the accounting export to the cent. With a customer, it states
+//! the points the Customer object fixed when it recorded the sale (earned,
+//! redeemed for it, balance after): the builder hands the customer the
+//! sale's purchase itself (`CustomerOp::ReceiptLoyalty`, applied once
+//! whoever delivers it first), so no receipt waits on, or races, the
+//! Terminal's outbox, and no issued receipt ever shows a stale figure.
 use omnistock_core::money::{Currency, Money as CoreMoney, RoundingStrategy};
 use omnistock_core::order::OrderStatus;
 use omnistock_core::receipt::{
-    html, text, Customer, Direction, LineInput, Payment, Receipt, ReceiptInput, ReceiptKind,
-    MAX_RETURN_WINDOW_DAYS,
+    html, text, Customer, Direction, LineInput, Loyalty, Payment, Receipt, ReceiptInput,
+    ReceiptKind, MAX_RETURN_WINDOW_DAYS,
 };
 use omnistock_core::{Channel, LocationId, SaleId, Sku, TerminalId, Timestamp};
 use serde::Deserialize;
@@ -29,6 +38,7 @@ use crate::auth::Role;
 use crate::extract::Ctx;
 use crate::http::{check_id, parse_json, parse_rfc3339, HttpResult, Problem, Reply};
 use crate::wire::catalog::{CatalogRequest, Described, Money as WireMoney, CATALOG_NAME};
+use crate::wire::customer::{self as customer_wire, CustomerOp, ReceiptLoyalty};
 use crate::wire::order::{self as order_wire, OrderAnswer, OrderRequest, Scope};
 use crate::wire::receipt::{EmailAnswer, Known, ReceiptRequest};
 use crate::wire::returns::{ReturnAnswer, ReturnRequest};
@@ -187,6 +197,7 @@ fn input(
         refunds: vec![],
         customer: None,
         return_window_days: b.window,
+        tax_inclusive: None,
     }
 }
 
@@ -222,6 +233,7 @@ fn line(
         tax_code: d.and_then(|d| d.tax_code.clone()),
         tax_location: None,
         direction,
+        tax: None,
     })
 }
 
@@ -231,14 +243,28 @@ fn described<'a>(all: &'a [(Sku, Option<Described>)], sku: &Sku) -> Option<&'a D
         .and_then(|(_, d)| d.as_ref())
 }
 
+/// The customer as a receipt names them: the id only (no name: a stored
+/// receipt never changes, and an erasure must leave no personal data in it).
 fn customer(id: &Option<String>) -> Option<Customer> {
-    // The loyalty figures come from the Customer object (issue 10) once it
-    // is wired here; until then the receipt names the customer only.
     id.as_ref().map(|id| Customer {
         id: id.clone(),
         name: None,
         loyalty: None,
     })
+}
+
+/// The points a sale's receipt states, asked of the sale's Customer object
+/// with the sale's own purchase (see the module documentation). A failure
+/// to ask is the receipt's failure (503, retried): it is never issued
+/// without figures it should have.
+async fn sale_loyalty(ctx: &Ctx, sale: &Sale) -> Result<Option<Loyalty>, Problem> {
+    let (Some(id), Some(fact)) = (&sale.customer_id, sale.purchase_fact()) else {
+        return Ok(None);
+    };
+    let a = customer_wire::call(&ctx.env, id, CustomerOp::ReceiptLoyalty(fact)).await?;
+    let r: ReceiptLoyalty = serde_json::from_value(a.body)
+        .map_err(|e| Problem::overloaded(format!("customer answer: {e}")))?;
+    Ok(r.loyalty)
 }
 
 async fn sale_receipt(ctx: &Ctx, id: &str, terminal: &TerminalId) -> Result<Receipt, Problem> {
@@ -258,22 +284,32 @@ async fn sale_receipt(ctx: &Ctx, id: &str, terminal: &TerminalId) -> Result<Rece
         }
     }
     let desc = describe(&ctx.env, skus).await?;
+    // The tax recorded when the sale was made (the rule for older sales:
+    // as charged, tax included).
+    let tax = sale.recorded_tax()?;
     let mut lines = Vec::new();
-    let mut currency = None;
-    for l in &sale.lines {
+    for (l, t) in sale.lines.iter().zip(&tax.lines) {
         let price = core_money(&l.unit_price, "unit price")?;
-        currency.get_or_insert(price.currency);
-        lines.push(line(
+        let mut x = line(
             &l.sku,
             l.qty,
             price,
             described(&desc, &l.sku),
             Direction::Sold,
-        )?);
+        )?;
+        x.tax = Some(*t);
+        lines.push(x);
     }
-    let currency = currency.ok_or_else(|| Problem::not_found("the sale has no lines"))?;
     let b = base(ctx, &sale.location).await?;
-    let mut i = input(b, ReceiptKind::Sale, id, sale.occurred_at, currency, lines);
+    let mut i = input(
+        b,
+        ReceiptKind::Sale,
+        id,
+        sale.occurred_at,
+        tax.currency,
+        lines,
+    );
+    i.tax_inclusive = Some(tax.inclusive);
     i.payments = sale
         .payments
         .iter()
@@ -285,6 +321,9 @@ async fn sale_receipt(ctx: &Ctx, id: &str, terminal: &TerminalId) -> Result<Rece
         })
         .collect::<Result<_, Problem>>()?;
     i.customer = customer(&sale.customer_id);
+    if let Some(c) = &mut i.customer {
+        c.loyalty = sale_loyalty(ctx, &sale).await?;
+    }
     build(i, ctx)
 }
 
@@ -449,6 +488,7 @@ async fn return_receipt(
             tax_code: None,
             tax_location: Some(source.location.clone()),
             direction: Direction::Returned,
+            tax: None,
         });
     }
     // Tax codes as the catalog states them now (rates apply to the code).
@@ -505,7 +545,12 @@ async fn return_receipt(
     i.reference = Some(source_id);
     i.payments = payments;
     i.refunds = refunds;
-    i.customer = source.customer.clone();
+    // The customer of the source, without the source's points: those were
+    // the sale's, and a return's reversal is the customer's to state.
+    i.customer = source.customer.as_ref().map(|c| Customer {
+        loyalty: None,
+        ..c.clone()
+    });
     build(i, ctx)
 }
 

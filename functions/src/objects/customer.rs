@@ -18,7 +18,7 @@
 use std::cell::Cell;
 
 use omnistock_core::customer::{
-    Customer as Core, CustomerError, LedgerEntry, Profile, Purchase, ReturnFact, Source,
+    Applied, Customer as Core, CustomerError, LedgerEntry, Profile, Purchase, ReturnFact, Source,
 };
 use omnistock_core::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -361,6 +361,25 @@ impl Customer {
                     .map_err(|e| problem(&e))?;
                 self.commit(&s, None)?;
                 Ok(ok(200, json!({"applied": format!("{applied:?}")})))
+            }
+            CustomerOp::ReceiptLoyalty(fact) => {
+                let cfg = customer::config(&self.env)?;
+                let source = fact.source.clone();
+                let mut s = stored.unwrap_or_else(fresh);
+                match s.customer.record_purchase(fact, &cfg) {
+                    Ok(Applied::Duplicate) => {}
+                    Ok(_) => self.commit(&s, None)?,
+                    // Not recordable (the customer's limits): no points to state.
+                    Err(e) => {
+                        worker::console_warn!("customer {}: receipt purchase: {e}", s.id);
+                        let none = customer::ReceiptLoyalty { loyalty: None };
+                        return Ok(ok(200, serde_json::to_value(none)?));
+                    }
+                }
+                let answer = customer::ReceiptLoyalty {
+                    loyalty: s.customer.receipt_loyalty(&source),
+                };
+                Ok(ok(200, serde_json::to_value(answer)?))
             }
             CustomerOp::Return(fact) => {
                 let mut s = stored.unwrap_or_else(fresh);

@@ -8,7 +8,7 @@
 use omnistock_core::customer::{return_fact, PurchaseFact, PurchaseLine, ReturnFact, Source};
 use omnistock_core::money::Money;
 use omnistock_core::order::{OrderStatus, PartView};
-use omnistock_core::{Channel, OrderId, Timestamp};
+use omnistock_core::{OrderId, Timestamp};
 use serde::Deserialize;
 use worker::{Env, Storage};
 
@@ -138,32 +138,11 @@ pub async fn flush(env: &Env, st: &Storage) -> Result<Option<i64>, Problem> {
 }
 
 /// A POS sale of a customer: a purchase at sale time (paid at the till).
-/// Its total is the lines' prices times quantities (one currency).
+/// Its total is the lines' prices times quantities (`Sale::purchase_fact`,
+/// the fact a receipt's loyalty figures are asked with too).
 pub fn sale_offer(s: &Sale) -> Option<Offer> {
     let customer_id = s.customer_id.clone()?;
-    let mut lines = Vec::new();
-    let mut total: Option<Money> = None;
-    for l in &s.lines {
-        let unit = Money::parse(&l.unit_price.amount, &l.unit_price.currency).ok()?;
-        let amount = unit.checked_mul_qty(l.qty).ok()?;
-        total = Some(match total {
-            None => amount,
-            Some(t) => t.checked_add(amount).ok()?,
-        });
-        lines.push(PurchaseLine {
-            sku: l.sku.clone(),
-            qty: l.qty,
-            amount,
-        });
-    }
-    let fact = PurchaseFact {
-        source: Source::Sale(s.sale_id.clone()),
-        channel: Channel::Pos,
-        location: Some(s.location.clone()),
-        at: Timestamp::from_ms(s.occurred_at),
-        total: total?,
-        lines,
-    };
+    let fact = s.purchase_fact()?;
     Some(Offer {
         key: fact.source.key(),
         customer_id,
@@ -256,7 +235,7 @@ pub fn return_offer(
 mod tests {
     use super::*;
     use crate::wire::order::{OrderLineView, TotalsOut};
-    use omnistock_core::{LocationId, Sku};
+    use omnistock_core::{Channel, LocationId, Sku};
 
     fn eur(a: &str) -> Money {
         Money::parse(a, "EUR").unwrap()

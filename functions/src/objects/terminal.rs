@@ -17,6 +17,7 @@ use omnistock_core::order::parse_order_hold;
 use omnistock_core::returns::{
     claim_share, split_paid, Claim, ClaimedLine, Return, ReturnError, ReturnSource,
 };
+use omnistock_core::tax::{Totals, ROUNDING_RULE};
 use omnistock_core::{Channel, Command, Event, HoldId, ReturnId, SaleId, Sku, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
@@ -364,6 +365,11 @@ impl Terminal {
                 replayed: true,
             });
         }
+        // The tax the Worker recorded on the lines, checked before anything
+        // is sold (a sale whose tax does not fit its lines is refused).
+        let tax = s.recorded_tax()?;
+        let totals = Totals::of(tax.currency, &tax.lines)
+            .map_err(|e| Problem::invalid(format!("sale totals: {e}")))?;
         // One Sell per SKU: lines of the same SKU add up.
         let plain: Vec<(Sku, i64)> = s.lines.iter().map(|l| (l.sku.clone(), l.qty)).collect();
         let bundles = s
@@ -451,10 +457,22 @@ impl Terminal {
             "oversold": any_oversold,
             "lines": lines,
             // The sale's lines as recorded, with the price charged (the
-            // catalog's POS price where the till named none).
-            "items": s.lines.iter().map(|l| json!({
+            // catalog's POS price where the till named none) and the tax
+            // computed when it was made.
+            "items": s.lines.iter().zip(&tax.lines).map(|(l, t)| json!({
                 "sku": l.sku, "qty": l.qty, "unit_price": l.unit_price,
+                "tax": {"rate": t.rate.normalize().to_string(), "net": t.net, "tax": t.tax, "gross": t.gross},
             })).collect::<Vec<_>>(),
+            // What the customer owes for it: the sums of the lines (its
+            // receipt and the accounting export state the same, to the cent).
+            "totals": {
+                "net": totals.net.amount.to_string(),
+                "tax": totals.tax.amount.to_string(),
+                "gross": totals.gross.amount.to_string(),
+                "currency": tax.currency.as_str(),
+                "tax_inclusive": tax.inclusive,
+                "rounding": ROUNDING_RULE,
+            },
             "at_risk": at_risk,
             "payments": s.payments,
         });
@@ -491,8 +509,8 @@ impl Terminal {
             Ok(row) => stmts.push(row),
             Err(p) => worker::console_error!("feed: sale {} not fed: {}", s.sale_id, p.detail),
         }
-        // The sale's answer and its outboxes together.
-        // The feed and the receipt index go out from the alarm (sell()).
+        // The sale's answer and its outboxes together (the feed goes out
+        // from the alarm: sell()).
         storage::atomically(&self.state.storage(), stmts)?;
         Ok(SaleResult {
             sale_id: s.sale_id.to_string(),
@@ -725,6 +743,7 @@ mod tests {
                 amount: price.into(),
                 currency: "EUR".into(),
             },
+            tax: None,
         }
     }
 
@@ -754,6 +773,7 @@ mod tests {
             payments: vec![],
             fp: String::new(),
             actor: "pos".into(),
+            tax_inclusive: None,
         };
         let (currency, sold) = sold_per_sku(&sale).unwrap();
         assert_eq!(currency.as_str(), "EUR");

@@ -50,6 +50,20 @@ pub enum CustomerOp {
     },
     Purchase(PurchaseFact),
     Return(ReturnFact),
+    /// Receipts (issue 14): the points a sale's receipt states. The
+    /// receipt's builder delivers the sale's purchase itself (the same fact
+    /// the Terminal's outbox delivers, applied once whoever comes first), so
+    /// the answer never depends on whether the outbox got there yet:
+    /// answered with a [`ReceiptLoyalty`] in the body.
+    ReceiptLoyalty(PurchaseFact),
+}
+
+/// The points a purchase's receipt states: fixed by the customer when it
+/// recorded the purchase (core's `Purchase::receipt`). `None`: the customer
+/// could not record it (its limits), or recorded it before these were kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReceiptLoyalty {
+    pub loyalty: Option<omnistock_core::receipt::Loyalty>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

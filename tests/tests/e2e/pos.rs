@@ -228,3 +228,88 @@ fn counts_adjustments_safety_stock_and_the_ledger() {
     api.get(&format!("/v1/skus/{sku}/ledger"), STOREFRONT)
         .assert_problem(403, "forbidden");
 }
+
+/// A product of one variant at 10.00 EUR with `tax_code`, 5 received at store-1.
+fn coded_sku(api: &Api, tax_code: &str) -> String {
+    let sku = unique("TC");
+    let r = api.send(
+        "PUT",
+        &format!("/v1/products/{}", unique("p")),
+        ADMIN,
+        &format!(
+            r#"{{"title":"Coded {sku}","variants":[{{"sku":"{sku}","options":{{}},"price":{{"amount":"10.00","currency":"EUR"}},"tax_code":"{tax_code}"}}]}}"#
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    api.receive(&sku, "store-1", 5);
+    sku
+}
+
+#[test]
+fn a_sale_records_its_tax_per_line_and_bad_tax_input_changes_nothing() {
+    let api = shared().api();
+    // wrangler.toml's table: standard 8 %, reduced 2 %, exempt 0, excluded.
+    let std_sku = api.new_sku("store-1", 5);
+    let exempt = coded_sku(&api, "exempt");
+    let unknown_code = coded_sku(&api, "luxury");
+    let line = |sku: &str, qty: i64, amount: &str, cur: &str| json!({"sku": sku, "qty": qty, "unit_price": {"amount": amount, "currency": cur}});
+    let sale = |id: &str, lines: Vec<serde_json::Value>| {
+        json!({"sale_id": id, "terminal_id": "tax-t1", "device_seq": 1, "location": "store-1",
+               "occurred_at": "2026-01-02T10:00:00Z", "lines": lines})
+    };
+    // Lines in two currencies: 400, nothing sold.
+    let mixed = sale(
+        &unique("sale"),
+        vec![
+            line(&std_sku, 1, "9.99", "EUR"),
+            line(&exempt, 1, "10.00", "USD"),
+        ],
+    );
+    api.send("POST", "/v1/pos/sales", POS1, &mixed.to_string())
+        .assert_problem(400, "invalid_request");
+    // A tax code the table has no rate for: 400, nothing sold.
+    let bad = sale(
+        &unique("sale"),
+        vec![line(&unknown_code, 1, "10.00", "EUR")],
+    );
+    let p = api
+        .send("POST", "/v1/pos/sales", POS1, &bad.to_string())
+        .assert_problem(400, "invalid_request");
+    assert!(p["detail"].as_str().unwrap().contains("luxury"), "{p}");
+    for s in [&std_sku, &exempt, &unknown_code] {
+        assert_eq!(api.stock(s, "store-1")["on_hand"], 5, "{s} unchanged");
+    }
+    // A batch: each sale answers its own recorded tax.
+    let (a, b) = (unique("sale"), unique("sale"));
+    let mut sa = sale(&a, vec![line(&std_sku, 2, "9.99", "EUR")]);
+    let mut sb = sale(&b, vec![line(&exempt, 1, "10.00", "EUR")]);
+    sb["device_seq"] = json!(2);
+    sa["terminal_id"] = json!("tax-t2");
+    sb["terminal_id"] = json!("tax-t2");
+    let r = api.send(
+        "POST",
+        "/v1/pos/sales/batch",
+        POS1,
+        &json!({"sales": [sa, sb]}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let body = |id: &str| {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["sale_id"] == id)
+            .map(|x| x["body"].clone())
+            .unwrap()
+    };
+    // 19.98 at 8 %: 1.60 (1.5984 rounded); exempt: 0.
+    let ba = body(&a);
+    assert_eq!(ba["totals"]["tax"], "1.60", "{ba}");
+    assert_eq!(ba["totals"]["gross"], "21.58");
+    assert_eq!(ba["totals"]["tax_inclusive"], false);
+    assert_eq!(ba["items"][0]["tax"]["rate"], "0.08");
+    let bb = body(&b);
+    assert_eq!(bb["items"][0]["tax"]["rate"], "0");
+    assert_eq!(bb["totals"]["gross"], "10.00", "{bb}");
+}

@@ -532,3 +532,264 @@ fn an_order_has_a_receipt_when_paid_and_when_shipped() {
     let r = api.get(&format!("/v1/receipts/{sale}"), STOREFRONT);
     r.assert_problem(403, "forbidden");
 }
+
+/// A product of one variant at `price` with `tax_code` (none: the table's
+/// default code), `qty` received at store-1.
+fn taxed_sku(api: &Api, price: &str, tax_code: Option<&str>, qty: i64) -> String {
+    let sku = unique("TX");
+    let code = tax_code.map_or(String::new(), |c| format!(r#","tax_code":"{c}""#));
+    let r = api.send(
+        "PUT",
+        &format!("/v1/products/{}", unique("p")),
+        ADMIN,
+        &format!(
+            r#"{{"title":"Taxed {sku}","variants":[{{"sku":"{sku}","options":{{}},"price":{{"amount":"{price}","currency":"EUR"}}{code}}}]}}"#
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    api.receive(&sku, "store-1", qty);
+    sku
+}
+
+/// Cents of a decimal string or JSON number (exact: no float).
+fn cents(v: &Value) -> i64 {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let (whole, frac) = s.split_once('.').unwrap_or((&s, ""));
+    let frac = format!("{frac:0<2}");
+    assert!(frac.len() == 2, "more than 2 decimals: {s}");
+    let sign = if whole.starts_with('-') { -1 } else { 1 };
+    whole.parse::<i64>().unwrap() * 100 + sign * frac.parse::<i64>().unwrap()
+}
+
+/// The day's QBO export once it holds `doc` (the feed forwards after the
+/// sale's answer; up to 30 s).
+fn exported(api: &Api, date: &str, doc: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = api.get(
+            &format!("/v1/accounting/export?date={date}&format=qbo"),
+            ADMIN,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        if let Some(e) = v["SalesReceipt"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["DocNumber"] == doc))
+        {
+            return e.clone();
+        }
+        assert!(Instant::now() < deadline, "{doc} never exported: {v}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One POS sale through the real path: its answer, its receipt and its
+/// accounting export all state the same tax and total, equal to what was
+/// paid and to the figures computed here, to the cent.
+fn sale_agrees_everywhere(api: &Api, inclusive: bool, date: &str) {
+    let a = taxed_sku(api, "7.50", None, 10);
+    let b = taxed_sku(api, "3.33", Some("reduced"), 10);
+    // Computed here: the standard rate on a, the reduced one on b.
+    let (net_a, net_b) = (1500i64, 999i64); // 2 x 7.50, 3 x 3.33
+    let (tax_a, tax_b, total) = if inclusive {
+        // 20 % and 5.5 % inside the prices: 15.00 holds 2.50, 9.99 holds 0.52.
+        (250, 52, net_a + net_b)
+    } else {
+        // 8 % and 2 % on top: 1.20 and 0.1998 -> 0.20.
+        (120, 20, net_a + net_b + 120 + 20)
+    };
+    let paid = format!("{}.{:02}", total / 100, total % 100);
+    let sale = unique("tx");
+    let terminal = unique("ttx");
+    let body = format!(
+        r#"{{"sale_id":"{sale}","terminal_id":"{terminal}","device_seq":1,"location":"store-1","occurred_at":"{date}T11:00:00Z","lines":[{{"sku":"{a}","qty":2,"unit_price":{{"amount":"7.50","currency":"EUR"}}}},{{"sku":"{b}","qty":3}}],"payments":[{{"method":"card","amount":{{"amount":"{paid}","currency":"EUR"}}}}]}}"#
+    );
+    let r = api.send("POST", "/v1/pos/sales", POS1, &body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let answer = r.json();
+    let t = &answer["totals"];
+    assert_eq!(t["tax_inclusive"], inclusive, "{answer}");
+    assert_eq!(cents(&t["gross"]), total, "{answer}");
+    assert_eq!(cents(&t["tax"]), tax_a + tax_b, "{answer}");
+    assert_eq!(cents(&answer["items"][0]["tax"]["tax"]["amount"]), tax_a);
+    assert_eq!(cents(&answer["items"][1]["tax"]["tax"]["amount"]), tax_b);
+    assert_eq!(answer["items"][1]["unit_price"]["amount"], "3.33");
+    // A retry under another key answers the sale as first recorded.
+    let again = api.send("POST", "/v1/pos/sales", POS1, &body);
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.json()["totals"], answer["totals"]);
+
+    // The receipt (asked at once, before the Terminal's index reached the
+    // book: the till passes its terminal).
+    let rc = receipt(
+        api,
+        &sale,
+        "application/json",
+        &format!("?terminal={terminal}"),
+    );
+    assert_eq!(rc.status, 200, "{}", rc.body);
+    let rc = rc.json();
+    assert_eq!(rc["tax_inclusive"], inclusive, "{rc}");
+    assert_eq!(cents(&rc["totals"]["total"]["amount"]), total, "{rc}");
+    assert_eq!(cents(&rc["totals"]["tax"]["amount"]), tax_a + tax_b);
+    assert_eq!(cents(&rc["totals"]["paid"]["amount"]), total);
+    assert_eq!(cents(&rc["totals"]["change"]["amount"]), 0);
+    assert_eq!(cents(&rc["lines"][0]["tax"]["tax"]["amount"]), tax_a);
+    assert_eq!(cents(&rc["lines"][1]["tax"]["tax"]["amount"]), tax_b);
+
+    // The books: the same receipt, the same cents.
+    let e = exported(api, date, &sale);
+    assert_eq!(cents(&e["TotalAmt"]), total, "{e}");
+    assert_eq!(cents(&e["TxnTaxDetail"]["TotalTax"]), tax_a + tax_b, "{e}");
+    let expect_calc = if inclusive {
+        "TaxInclusive"
+    } else {
+        "TaxExcluded"
+    };
+    assert_eq!(e["GlobalTaxCalculation"], expect_calc);
+    let lines: i64 = e["Line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| cents(&l["Amount"]))
+        .sum();
+    assert_eq!(lines, net_a + net_b, "{e}");
+    for l in e["Line"].as_array().unwrap() {
+        assert_eq!(
+            l["SalesItemLineDetail"]["TaxCodeRef"]["value"], "TAX",
+            "{e}"
+        );
+    }
+    assert_eq!(e["PaymentMethodRef"]["value"], "card");
+}
+
+#[test]
+fn a_pos_sale_receipt_equals_its_accounting_export_and_what_was_paid() {
+    // The shared server: wrangler.toml's exclusive table (8 %, reduced 2 %).
+    sale_agrees_everywhere(&shared().api(), false, "2026-11-23");
+    // A deployment whose prices include tax (20 %, reduced 5.5 %).
+    let table = r#"{"inclusive": true, "default_code": "standard", "rates": [
+        {"location": "*", "code": "standard", "rate": "0.20"},
+        {"location": "*", "code": "reduced", "rate": "0.055"}]}"#;
+    let mut server = Server::start_with_vars(&[("TAX_TABLE", table)]);
+    let api = server.api();
+    seed_locations(&api);
+    sale_agrees_everywhere(&api, true, "2026-11-23");
+    server.stop();
+}
+
+#[test]
+fn a_sale_with_a_customer_shows_its_points_on_its_receipt() {
+    let api = shared().api();
+    let sku = taxed_sku(&api, "10.00", None, 20);
+    let cust = unique("cust");
+    let r = api.send(
+        "PUT",
+        &format!("/v1/customers/{cust}"),
+        ADMIN,
+        r#"{"name":"Receipt Reader"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sell_for = |sale: &str, qty: i64, paid: &str| {
+        let terminal = format!("t-{sale}");
+        let body = format!(
+            r#"{{"sale_id":"{sale}","terminal_id":"{terminal}","device_seq":1,"location":"store-1","occurred_at":"2026-11-24T10:00:00Z","customer_id":"{cust}","lines":[{{"sku":"{sku}","qty":{qty}}}],"payments":[{{"method":"card","amount":{{"amount":"{paid}","currency":"EUR"}}}}]}}"#
+        );
+        let r = api.send("POST", "/v1/pos/sales", POS1, &body);
+        assert_eq!(r.status, 201, "{}", r.body);
+        // Asked at once: the Customer may not have the sale from the
+        // Terminal's outbox yet; the receipt never shows a stale figure.
+        let rc = receipt(
+            &api,
+            sale,
+            "application/json",
+            &format!("?terminal={terminal}"),
+        );
+        assert_eq!(rc.status, 200, "{}", rc.body);
+        rc.json()
+    };
+    // 5 x 10.00 (+ 8 %: 54.00 paid): 50 points at rate 1 (prices before tax).
+    let s1 = unique("sale");
+    let r1 = sell_for(&s1, 5, "54.00");
+    assert_eq!(r1["customer"]["id"], cust.as_str());
+    assert_eq!(r1["customer"]["name"], Value::Null, "no personal data kept");
+    assert_eq!(
+        r1["customer"]["loyalty"],
+        serde_json::json!({"earned": 50, "redeemed": 0, "balance": 50}),
+        "{r1}"
+    );
+    // At the till: 20 points redeemed for the next sale, then the sale.
+    let s2 = unique("sale");
+    let rd = api.send(
+        "POST",
+        &format!("/v1/customers/{cust}/loyalty/redeem"),
+        POS1,
+        &format!(r#"{{"points":20,"reference":"{s2}"}}"#),
+    );
+    assert_eq!(rd.status, 200, "{}", rd.body);
+    assert_eq!(rd.json()["balance"], 30);
+    let r2 = sell_for(&s2, 1, "10.80");
+    assert_eq!(
+        r2["customer"]["loyalty"],
+        serde_json::json!({"earned": 10, "redeemed": 20, "balance": 40}),
+        "{r2}"
+    );
+    let text = receipt(&api, &s2, "text/plain", "").body;
+    assert!(
+        text.contains("Points earned") && text.contains("40"),
+        "{text}"
+    );
+    // The customer agrees, once the Terminal's own delivery arrives too
+    // (applied once: the receipt's delivery came first).
+    let c = api.get(&format!("/v1/customers/{cust}"), ADMIN).json();
+    assert_eq!(c["loyalty"]["balance"], 40, "{c}");
+    assert_eq!(c["loyalty"]["earned"], 60, "{c}");
+    thread::sleep(Duration::from_millis(300));
+    let c = api.get(&format!("/v1/customers/{cust}"), ADMIN).json();
+    assert_eq!(c["loyalty"]["earned"], 60, "earned once: {c}");
+    // Later points movements never change an issued receipt.
+    let rd = api.send(
+        "POST",
+        &format!("/v1/customers/{cust}/loyalty/redeem"),
+        POS1,
+        r#"{"points":5}"#,
+    );
+    assert_eq!(rd.status, 200, "{}", rd.body);
+    let ret = unique("rr");
+    let r = api.send(
+        "POST",
+        "/v1/returns",
+        POS1,
+        &format!(
+            r#"{{"id":"{ret}","sale_id":"{s2}","lines":[{{"sku":"{sku}","qty":1,"reason":"changed mind"}}]}}"#
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api.send(
+        "POST",
+        &format!("/v1/returns/{ret}/receive"),
+        POS1,
+        &format!(
+            r#"{{"location":"store-1","lines":[{{"sku":"{sku}","qty":1,"condition":"restock"}}]}}"#
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let later = receipt(&api, &s2, "application/json", "").json();
+    assert_eq!(later["customer"], r2["customer"]);
+    assert_eq!(later["totals"], r2["totals"]);
+    // The return's receipt names the customer, not the sale's points.
+    let rr = receipt(&api, &ret, "application/json", "").json();
+    assert_eq!(rr["customer"]["id"], cust.as_str(), "{rr}");
+    assert_eq!(rr["customer"]["loyalty"], Value::Null, "{rr}");
+    // An anonymous sale's receipt has no customer at all.
+    let s3 = unique("sale");
+    let body = format!(
+        r#"{{"sale_id":"{s3}","terminal_id":"t-{s3}","device_seq":1,"location":"store-1","occurred_at":"2026-11-24T10:00:00Z","lines":[{{"sku":"{sku}","qty":1}}]}}"#
+    );
+    assert_eq!(api.send("POST", "/v1/pos/sales", POS1, &body).status, 201);
+    let r3 = receipt(&api, &s3, "application/json", &format!("?terminal=t-{s3}")).json();
+    assert_eq!(r3["customer"], Value::Null, "{r3}");
+}

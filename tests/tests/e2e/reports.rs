@@ -643,8 +643,18 @@ fn a_week_of_traffic_gives_exact_reports_and_books_each_receipt_once_in_qbo() {
     }
     let t = &ex["totals"][0];
     assert_eq!(t["sales_net"], "93.48");
-    assert_eq!(t["sales_tax"], "1.60");
-    assert_eq!(t["sales_total"], "95.08");
+    // Tax as recorded at sale time (wrangler.toml: 8 % excluded): the POS
+    // sales' 30.00, 5.50, 20.00 and 18.00 carry 2.40, 0.44, 1.60 and 1.44,
+    // the order 1.60.
+    assert_eq!(t["sales_tax"], "7.48");
+    assert_eq!(t["sales_total"], "100.96");
+    let first = sales
+        .iter()
+        .find(|e| e["DocNumber"] == s1.as_str())
+        .expect("the first sale's receipt");
+    assert_eq!(cents(&first["TotalAmt"]), 3834);
+    assert_eq!(cents(&first["TxnTaxDetail"]["TotalTax"]), 284);
+    assert_eq!(first["GlobalTaxCalculation"], "TaxExcluded");
     assert_eq!(t["refunds_total"], "10.00");
     let o = sales
         .iter()
