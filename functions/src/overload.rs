@@ -92,6 +92,19 @@ pub fn admit(limits: Limits) -> Result<Slot, Problem> {
     })
 }
 
+/// The rate bucket of a caller: its role and location, except that a
+/// publishable key, which is in every shopper's page, is counted per
+/// shopper address (Cloudflare's `CF-Connecting-IP`, at most 64 bytes of
+/// it): one busy storefront must not throttle every other shopper's reads.
+pub fn caller(p: &crate::auth::Principal, ip: Option<&str>) -> String {
+    match (p.role, ip) {
+        (crate::auth::Role::Publishable, Some(ip)) => {
+            format!("{}:{}", p.name(), crate::http::clip(ip, 64))
+        }
+        _ => p.name(),
+    }
+}
+
 /// Counts a request answered 503 (shed by [`admit`], or by an object's
 /// bounded queue) and logs the count at most once a second while they go
 /// on (`shed N requests ...`): one log line per shed request would add work
@@ -177,6 +190,24 @@ mod tests {
         assert_eq!(d.rate_per_key, DEFAULT_RATE_PER_KEY);
         assert_eq!(Limits::parse(Some(" 4 "), Some("0")).max_in_flight, 4);
         assert_eq!(Limits::parse(Some("x"), Some("-3")), d);
+    }
+
+    #[test]
+    fn a_publishable_key_is_counted_per_shopper_address_and_other_keys_per_role() {
+        use crate::auth::{Principal, Role};
+        let who = |role| Principal {
+            role,
+            location: None,
+            key_name: None,
+        };
+        let (a, b) = (Some("203.0.113.7"), Some("198.51.100.2"));
+        let shop = who(Role::Publishable);
+        assert_ne!(caller(&shop, a), caller(&shop, b));
+        assert_eq!(caller(&shop, None), "publishable");
+        let admin = who(Role::Admin);
+        assert_eq!(caller(&admin, a), caller(&admin, b));
+        let long = "x".repeat(500);
+        assert!(caller(&shop, Some(&long)).len() < 100);
     }
 
     #[test]

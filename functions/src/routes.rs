@@ -163,7 +163,7 @@ fn with_cors(mut r: Reply, cors: bool) -> Reply {
 /// as `request_id`, and so does the log line of a 5xx (issue 12).
 pub async fn handle(req: Request, env: Env, background: Option<worker::Context>) -> Reply {
     let id = request_id(now_ms());
-    let (mut reply, shed) = answer(req, env, background).await;
+    let mut reply = answer(req, env, background).await;
     if reply.content_type == crate::http::PROBLEM_JSON {
         if let Ok(serde_json::Value::Object(mut m)) =
             serde_json::from_str::<serde_json::Value>(&reply.body)
@@ -175,7 +175,7 @@ pub async fn handle(req: Request, env: Env, background: Option<worker::Context>)
     // A 503 (shed by the in-flight bound, or by an object's bounded queue)
     // is counted, not logged one by one: under overload a log line per
     // answer is work the isolate lacks. Other 5xx are logged each.
-    if shed || reply.status == 503 {
+    if reply.status == 503 {
         crate::overload::note_shed(now_ms());
     } else if reply.status >= 500 {
         worker::console_warn!("request {id}: answered {}", reply.status);
@@ -195,8 +195,7 @@ fn request_id(now_ms: i64) -> String {
         .to_string()
 }
 
-/// The answer, and whether it is a 503 of the in-flight bound (shed).
-async fn answer(mut req: Request, env: Env, background: Option<worker::Context>) -> (Reply, bool) {
+async fn answer(mut req: Request, env: Env, background: Option<worker::Context>) -> Reply {
     let raw_path = req.path();
     let segs: Vec<&str> = raw_path
         .trim_start_matches('/')
@@ -211,16 +210,13 @@ async fn answer(mut req: Request, env: Env, background: Option<worker::Context>)
         .any(|m| m.as_ref() == req.inner().method().to_ascii_uppercase());
     let on_path: Vec<&Route> = table().iter().filter(|r| matches(r.path, &segs)).collect();
     if on_path.is_empty() {
-        return (
-            Reply::problem(&Problem::not_found("no such endpoint")),
-            false,
-        );
+        return Reply::problem(&Problem::not_found("no such endpoint"));
     }
     let cors = on_path.iter().any(|r| r.cors);
     if method == Method::Options {
         // CORS preflight: only the read endpoints are open to other origins.
         if cors {
-            let preflight = Reply::raw(204, "text/plain", String::new())
+            return Reply::raw(204, "text/plain", String::new())
                 .header("Access-Control-Allow-Origin", "*")
                 .header("Access-Control-Allow-Methods", "GET, OPTIONS")
                 .header(
@@ -229,11 +225,10 @@ async fn answer(mut req: Request, env: Env, background: Option<worker::Context>)
                 )
                 .header("Access-Control-Max-Age", "86400")
                 .header("Vary", "Origin");
-            return (preflight, false);
         }
-        let p =
-            Problem::forbidden("cross-origin requests are allowed only for reading availability");
-        return (Reply::problem(&p), false);
+        return Reply::problem(&Problem::forbidden(
+            "cross-origin requests are allowed only for reading availability",
+        ));
     }
     let Some(route) = on_path.iter().find(|r| known && r.method == method) else {
         let allow = on_path
@@ -241,10 +236,12 @@ async fn answer(mut req: Request, env: Env, background: Option<worker::Context>)
             .map(|r| r.method.as_ref())
             .collect::<Vec<_>>()
             .join(", ");
-        let p = Problem::new(405, "invalid_request", format!("use {allow}")).with("allow", &allow);
-        return (
-            with_cors(Reply::problem(&p).header("Allow", &allow), cors),
-            false,
+        return with_cors(
+            Reply::problem(
+                &Problem::new(405, "invalid_request", format!("use {allow}")).with("allow", &allow),
+            )
+            .header("Allow", &allow),
+            cors,
         );
     };
     // Overload (issue 12, overload.rs): a bound on requests in flight in
@@ -252,13 +249,13 @@ async fn answer(mut req: Request, env: Env, background: Option<worker::Context>)
     let limits = crate::overload::limits(&env);
     let _slot = match crate::overload::admit(limits) {
         Ok(s) => s,
-        Err(p) => return (with_cors(Reply::problem(&p), route.cors), true),
+        Err(p) => return with_cors(Reply::problem(&p), route.cors),
     };
     let reply = match prepare(&mut req, env, route, &segs, background).await {
         Ok(ctx) => run(route, &ctx).await,
         Err(p) => Reply::problem(&p),
     };
-    (with_cors(reply, route.cors), false)
+    with_cors(reply, route.cors)
 }
 
 /// Authenticates, checks the role, reads the body of a write and its key.
@@ -285,13 +282,8 @@ async fn prepare(
             }));
         }
         // Per key, per isolate (issue 12, overload.rs): 429 beyond the rate.
-        // A publishable key is in every shopper's page, so its bucket is the
-        // shopper's address (Cloudflare's `CF-Connecting-IP`), not the key:
-        // one busy storefront must not throttle all the others' reads.
-        let caller = match (p.role, req.headers().get("CF-Connecting-IP").ok().flatten()) {
-            (Role::Publishable, Some(ip)) => format!("{}:{}", p.name(), crate::http::clip(&ip, 64)),
-            _ => p.name(),
-        };
+        let ip = req.headers().get("CF-Connecting-IP").ok().flatten();
+        let caller = crate::overload::caller(&p, ip.as_deref());
         crate::overload::rate(crate::overload::limits(&env), &caller, now_ms())?;
         p
     };
