@@ -116,6 +116,41 @@ export function plus(a, b) {
   return scale ? `${s.slice(0, -scale)}.${s.slice(-scale)}` : s;
 }
 
+// The tax of one line, as the server computes it (core's TaxTable::line,
+// GET /v1/config/fulfillment's `tax`): the location's own rate for the
+// code, else the "*" row; exclusive: tax = amount x rate, inclusive: tax =
+// amount x rate / (1 + rate), rounded to the currency's minor unit half
+// away from zero, in exact integer arithmetic (no floats for money).
+// Returns {tax, gross} as decimal strings, or null when the table has no rate.
+export function lineTax(table, location, code, unitPrice, qty) {
+  if (!table) return { tax: "0", gross: times(unitPrice.amount, qty) };
+  const c = code || table.default_code;
+  const row = table.rates.find((r) => r.location === location && r.code === c)
+    || table.rates.find((r) => r.location === "*" && r.code === c);
+  if (!row) return null;
+  const units = (x) => {
+    const [i, f = ""] = String(x).split(".");
+    return [BigInt(i + f), BigInt(10) ** BigInt(f.length)];
+  };
+  let minor = 2;
+  try {
+    minor = new Intl.NumberFormat("en", { style: "currency", currency: unitPrice.currency })
+      .resolvedOptions().maximumFractionDigits;
+  } catch { /* an unknown currency: cents */ }
+  const [a, da] = units(times(unitPrice.amount, qty));
+  const [r, dr] = units(row.rate);
+  const scale = BigInt(10) ** BigInt(minor);
+  const num = a * r * scale;
+  const den = table.inclusive ? da * (dr + r) : da * dr;
+  const tax = (2n * num + den) / (2n * den); // half away from zero (num >= 0)
+  const fmt = (n) => {
+    const s = n.toString().padStart(minor + 1, "0");
+    return minor ? `${s.slice(0, -minor)}.${s.slice(-minor)}` : s;
+  };
+  const amount = times(unitPrice.amount, qty);
+  return { tax: fmt(tax), gross: table.inclusive ? amount : plus(amount, fmt(tax)) };
+}
+
 // A status line: role="status" so screen readers hear it.
 export function say(el, text, kind = "info") {
   el.textContent = text;

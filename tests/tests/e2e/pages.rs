@@ -168,6 +168,17 @@ fn a_person_sells_at_the_till_checks_out_online_and_works_the_order_queue() {
         until(&c, "the sale recorded", "document.getElementById('status').textContent.includes('recorded')").await;
         assert_eq!(strong("TEE-BLK-L", "store-1")["on_hand"].as_i64().unwrap(), before - 1);
         until(&c, "the sale under recent sales", "document.getElementById('recent').children.length === 1").await;
+        // The till charged what the sale recorded: its price plus its tax
+        // (the dev table's prices exclude tax), to the cent.
+        let paid = c
+            .execute(
+                "const r = JSON.parse(localStorage.getItem('omnistock.recent'))[0]; return [r.sale.payments[0].amount.amount, r.answer.totals.gross, r.answer.totals.net];",
+                vec![],
+            )
+            .await
+            .expect("the recent sale");
+        assert_eq!(paid[0], paid[1], "paid, gross, net: {paid}");
+        assert_ne!(paid[1], paid[2], "the dev table taxes the tee: {paid}");
 
         // Offline: a sale made without a connection waits in the visible
         // queue, changes nothing, and is uploaded in a batch once back.
