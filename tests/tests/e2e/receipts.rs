@@ -41,6 +41,19 @@ fn sell(
     sale
 }
 
+/// One unit of `sku` of return `ret` received back into store-1's stock.
+fn receive_one(api: &Api, ret: &str, sku: &str) {
+    let r = api.send(
+        "POST",
+        &format!("/v1/returns/{ret}/receive"),
+        POS1,
+        &format!(
+            r#"{{"location":"store-1","lines":[{{"sku":"{sku}","qty":1,"condition":"restock"}}]}}"#
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// The thermal HTML receipt rendered by headless Chromium at 80 mm paper
 /// width: `target/receipts/receipt.png` (a committed copy is
 /// docs/screenshots/receipt.png).
@@ -234,15 +247,7 @@ fn a_return_from_a_scanned_number_is_prefilled_and_never_changes_the_sale_receip
     let ret = unique("rr");
     let r = api.send("POST", "/v1/returns", POS1, &body(&ret, 1));
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = api.send(
-        "POST",
-        &format!("/v1/returns/{ret}/receive"),
-        POS1,
-        &format!(
-            r#"{{"location":"store-1","lines":[{{"sku":"{a}","qty":1,"condition":"restock"}}]}}"#
-        ),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    receive_one(&api, &ret, &a);
     // The return's own receipt: units taken back, nothing refunded yet.
     let rr = receipt(&api, &ret, "application/json", "");
     assert_eq!(rr.status, 200, "{}", rr.body);
@@ -768,15 +773,7 @@ fn a_sale_with_a_customer_shows_its_points_on_its_receipt() {
         ),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = api.send(
-        "POST",
-        &format!("/v1/returns/{ret}/receive"),
-        POS1,
-        &format!(
-            r#"{{"location":"store-1","lines":[{{"sku":"{sku}","qty":1,"condition":"restock"}}]}}"#
-        ),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    receive_one(&api, &ret, &sku);
     let later = receipt(&api, &s2, "application/json", "").json();
     assert_eq!(later["customer"], r2["customer"]);
     assert_eq!(later["totals"], r2["totals"]);
