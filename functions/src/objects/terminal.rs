@@ -201,12 +201,17 @@ impl Terminal {
         // sale index, D1's sale_terminals) from the alarm just after the
         // answer (durable, retried if it fails): at most feed::LINGER_MS
         // later, so the sales of a busy till in that time go out together.
+        // A customer's purchase goes from the same alarm, set for at once:
+        // not a third object call before the answer (a receipt that needs
+        // it first hands the customer the purchase itself, applied once).
         if results.iter().any(|r| !r.replayed && r.status < 300) {
-            let at = storage::now_ms() + crate::feed::LINGER_MS;
+            let now = storage::now_ms();
+            let at = if for_customers {
+                now
+            } else {
+                now + crate::feed::LINGER_MS
+            };
             storage::alarm_by(&self.state.storage(), at).await?;
-        }
-        if for_customers {
-            self.feed_customers().await;
         }
         Ok(SellAnswer { results, replayed })
     }
