@@ -49,7 +49,6 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS return_claims_by_sale ON return_claims(sale_id)",
 ];
 
-
 /// The outbox's order column for a reservation's hold (resolved on delivery).
 const RES_PREFIX: &str = "res:";
 
@@ -210,7 +209,6 @@ impl Terminal {
         }
         Ok(SellAnswer { results, replayed })
     }
-
 
     /// Customers and loyalty (issue 10): sends the customer feed (what
     /// fails stays in it, with the alarm set to retry).
