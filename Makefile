@@ -27,8 +27,8 @@ WORKER_SRC := $(shell find functions/src core/src -name '*.rs' 2>/dev/null) \
 	functions/Cargo.toml functions/openapi.json core/Cargo.toml Cargo.toml Cargo.lock
 
 .PHONY: help dev test build tools rust-tools node-tools browser-tools \
-	check-fmt clippy check-bundle test-core test-core-wasm test-functions test-widget test-e2e widget bench sim \
-	bench-tools bench-http bench-live schemathesis schemathesis-tools faults fuzz
+	check-fmt clippy check-bundle test-core test-core-wasm test-functions test-fuzz test-widget test-e2e widget bench sim \
+	bench-tools bench-http bench-live schemathesis schemathesis-tools faults fuzz fuzz-random fuzz-tools
 
 help:
 	@echo "make dev    run omnistock locally (wrangler dev on 127.0.0.1:\$$PORT, default 8787)"
@@ -37,7 +37,8 @@ help:
 	@echo "make schemathesis  fuzz every operation against functions/openapi.json (SCHEMATHESIS_MAX_EXAMPLES=15)"
 	@echo "make sim    many more simulation seeds (SIM_SEEDS=10000)"
 	@echo "make faults mixed load with SIGKILLs of wrangler dev (FAULTS_SECONDS=600 FAULTS_KILLS=10)"
-	@echo "make fuzz   bolero fuzz targets of core and the Worker's decoding (FUZZ_SECONDS=300)"
+	@echo "make fuzz   coverage-guided (libFuzzer via cargo-bolero) fuzzing of core and the Worker's decoding, FUZZ_SECONDS=300 per target"
+	@echo "make fuzz-random  the same targets with bolero's random engine (FUZZ_SECONDS=300 per target)"
 	@echo "make bench-live  live availability: POS sale -> widget DOM latency, sale req/s with 0 and 100 subscribers"
 	@echo "make bench-http  HTTP req/s, p50, p99 per route in wrangler dev, against PostgreSQL (BENCH_SECONDS=10)"
 
@@ -100,6 +101,7 @@ test: tools
 	$(MAKE) test-core
 	$(MAKE) test-core-wasm
 	$(MAKE) test-functions
+	$(MAKE) test-fuzz
 	$(MAKE) $(WORKER_OUT) public
 	$(MAKE) check-bundle
 	$(MAKE) test-widget
@@ -210,13 +212,41 @@ faults: node-tools $(WORKER_OUT) public
 	FAULTS_SECONDS=$(FAULTS_SECONDS) FAULTS_KILLS=$(FAULTS_KILLS) FAULTS_THREADS=$(FAULTS_THREADS) \
 	cargo test -p omnistock-tests -- load_faults --nocapture
 
-# Fuzzing with bolero (stable toolchain): every target for FUZZ_SECONDS each,
-# random inputs in release mode (make test runs a bounded number under cargo
-# test). Coverage-guided: `cargo bolero test --engine libfuzzer` (see
-# docs/reliability.md).
+# Fuzzing (issue 12): the bolero targets of fuzz/ (package omnistock-fuzz).
+# `make fuzz` runs every target coverage-guided with libFuzzer for
+# FUZZ_SECONDS each (stable toolchain, no sanitizer: -Zsanitizer needs
+# nightly). The instrumented build is in target/fuzz/build, each target's
+# corpus in target/fuzz/corpus/<module>__<target>, and a crash is written to
+# fuzz/src/__fuzz__/<module>__<target>/crashes/, which `cargo test -p
+# omnistock-fuzz` replays (commit it with its fix, and a plain #[test]). Every target is run; a crash in one fails
+# make fuzz at the end. `make fuzz-random`: the same targets with bolero's
+# random engine for FUZZ_SECONDS each (release, no instrumentation).
+# `make test-fuzz` (in make test): 3,000 random inputs per target.
+CARGO_BOLERO_VERSION := 0.13.5
 FUZZ_SECONDS ?= 300
-fuzz:
+FUZZ_TARGETS ?= sku_commands::sku_command_sequences sku_commands::sku_command_json \
+	requests::request_front_door requests::object_requests requests::api_keys_config \
+	requests::rfc3339_times
+FUZZ_DIR := target/fuzz
+
+fuzz-tools:
+	@if [ "$$($(CARGO_BIN)/cargo-bolero --version 2>/dev/null)" != "cargo-bolero $(CARGO_BOLERO_VERSION)" ]; then \
+		echo "installing cargo-bolero $(CARGO_BOLERO_VERSION)"; \
+		cargo install cargo-bolero --version $(CARGO_BOLERO_VERSION) --locked --force \
+			--no-default-features --features libfuzzer; fi
+
+test-fuzz:
+	cargo test -p omnistock-fuzz
+
+fuzz: fuzz-tools
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		echo "== $$t: libFuzzer for $(FUZZ_SECONDS) s"; \
+		cargo bolero test -p omnistock-fuzz "$$t" --engine libfuzzer --sanitizer NONE \
+			--target-dir $(FUZZ_DIR)/build --corpus-dir "$(FUZZ_DIR)/corpus/$${t//::/__}" \
+			-T $(FUZZ_SECONDS)s || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make fuzz: crashes in$$failed (fuzz/src/__fuzz__/<module>__<target>/crashes/)"; exit 1; fi
+
+fuzz-random:
 	BOLERO_RANDOM_ITERATIONS=18446744073709551615 BOLERO_RANDOM_TEST_TIME_MS=$$(( $(FUZZ_SECONDS) * 1000 )) \
-	cargo test --release -p omnistock-core --test fuzz -- --test-threads=1 --nocapture
-	BOLERO_RANDOM_ITERATIONS=18446744073709551615 BOLERO_RANDOM_TEST_TIME_MS=$$(( $(FUZZ_SECONDS) * 1000 )) \
-	cargo test --release -p omnistock-functions --lib fuzz -- --test-threads=1 --nocapture
+	cargo test --release -p omnistock-fuzz -- --test-threads=1 --nocapture

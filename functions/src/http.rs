@@ -390,6 +390,22 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
 
+    /// Found by `make fuzz` (requests::request_front_door, libFuzzer): serde_json's
+    /// default float parser may miss the nearest f64 by an ulp, so the canonical
+    /// body of `1.0000011000002314` (`...2311`) re-canonicalized to `...2313`.
+    #[test]
+    fn canonical_body_is_a_fixed_point_for_floats() {
+        for body in [
+            &b"1.0000011000002314"[..],
+            br#"{"destination":{"lat":1.0000011000002314,"lon":-0.1}}"#,
+        ] {
+            let c = canonical_body(body);
+            assert_eq!(canonical_body(&c), c, "{}", String::from_utf8_lossy(body));
+        }
+        let v: f64 = serde_json::from_slice(b"1.0000011000002314").unwrap();
+        assert_eq!(v, "1.0000011000002314".parse::<f64>().unwrap());
+    }
+
     #[test]
     fn rfc3339_round_trips() {
         for ms in [0, 1_764_000_000_123, 951_782_400_000, -1] {

@@ -34,8 +34,6 @@ pub mod customer_index;
 pub mod edge_cache;
 pub mod extract;
 pub mod feed;
-#[cfg(test)]
-mod fuzz;
 pub mod http;
 pub mod objects;
 pub mod openapi;

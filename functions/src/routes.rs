@@ -129,7 +129,9 @@ pub fn table() -> &'static [Route] {
     })
 }
 
-pub(crate) fn matches(pattern: &str, segs: &[&str]) -> bool {
+/// Whether a path's segments match a route pattern (`:name` is any one
+/// segment). Public for the fuzz targets (fuzz/tests/requests.rs).
+pub fn matches(pattern: &str, segs: &[&str]) -> bool {
     let mut n = 0;
     for (i, p) in pattern.split('/').enumerate() {
         match segs.get(i) {

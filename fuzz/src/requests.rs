@@ -5,19 +5,23 @@
 //! JSON requests the Durable Objects decode. Arbitrary input gives a typed
 //! error or a value, never a panic (a panic traps the wasm instance).
 //!
-//! `cargo test -p omnistock-functions --lib fuzz` runs each target on a
-//! bounded number of inputs; `make fuzz` runs them for `FUZZ_SECONDS`.
+//! These functions compile natively (the crate builds natively for its unit
+//! tests), so neither run needs the wasm target. `cargo test -p
+//! omnistock-fuzz requests` runs each target on a bounded number of
+//! random inputs; `make fuzz` runs them coverage-guided with libFuzzer for
+//! `FUZZ_SECONDS` each (docs/reliability.md).
 use omnistock_core::ids::validate_id;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::auth::{authenticate, parse_keys, DEV_KEYS};
-use crate::extract::{fingerprint, validate_key, MAX_KEY_LEN};
-use crate::http::{canonical_body, check_id, parse_json, parse_rfc3339, rfc3339};
-use crate::routes::{matches, table};
-use crate::wire;
+use omnistock_functions::auth::{authenticate, parse_keys, DEV_KEYS};
+use omnistock_functions::extract::{fingerprint, validate_key, MAX_KEY_LEN};
+use omnistock_functions::http::{canonical_body, check_id, parse_json, parse_rfc3339, rfc3339};
+use omnistock_functions::routes::{matches, table};
+use omnistock_functions::wire;
 
+/// Inputs per target under `cargo test` (libFuzzer ignores it).
 const TEST_ITERATIONS: usize = 3_000;
 
 /// A request's front door: path, Authorization, Idempotency-Key, body.

@@ -1,9 +1,9 @@
 //! Fuzzing the per-SKU command path with `bolero` (issue 12).
 //!
-//! `cargo test -p omnistock-core --test fuzz` runs each target on a bounded
-//! number of generated inputs (bolero's test mode: random inputs, plus every
-//! file under `tests/__fuzz__/<target>/corpus|crashes` as a regression case).
-//! `make fuzz` runs the same targets for as long as asked
+//! `cargo test -p omnistock-fuzz sku_commands` runs each target on a
+//! bounded number of random inputs (bolero's test mode, plus every file under
+//! `src/__fuzz__/sku_commands__<target>/crashes` as a regression case). `make fuzz` runs
+//! the same targets coverage-guided with libFuzzer for as long as asked
 //! (`FUZZ_SECONDS`), see docs/reliability.md.
 //!
 //! - `sku_command_sequences`: arbitrary command sequences (few ids, so that
@@ -17,11 +17,11 @@
 //! - `sku_command_json`: arbitrary bytes read as the JSON command a SKU
 //!   object receives; a command that parses is decided and applied on a
 //!   stocked state with the invariants checked: never a panic.
-#![cfg(not(target_arch = "wasm32"))]
 use omnistock_core::sku::{Command, Condition};
 use omnistock_core::*;
 
-/// Inputs per target under `cargo test` (the engine runs longer).
+/// Inputs per target under `cargo test` (libFuzzer ignores it and runs as long
+/// as asked).
 const TEST_ITERATIONS: usize = 3_000;
 
 const LOCS: [&str; 2] = ["a", "b"];
