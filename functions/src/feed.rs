@@ -303,10 +303,17 @@ pub async fn rearm(storage: &Storage) {
 }
 
 /// From an object's alarm: forwards what waits, and re-arms on failure.
+/// A forward that stopped at its batch bound with rows left re-arms too
+/// (after `LINGER_MS`), so a long backlog drains without waiting for the
+/// next write.
 pub async fn forward_and_rearm(storage: &Storage, env: &Env, source: &str) {
-    if let Err(p) = forward(storage, env, source).await {
-        worker::console_warn!("feed {source}: forward failed ({}); retried", p.detail);
-        rearm(storage).await;
+    match forward(storage, env, source).await {
+        Ok(true) => {}
+        Ok(false) => rearm(storage).await,
+        Err(p) => {
+            worker::console_warn!("feed {source}: forward failed ({}); retried", p.detail);
+            rearm(storage).await;
+        }
     }
 }
 
