@@ -5,6 +5,7 @@
 //! shows follows each step, and a storefront page left open shows a receipt
 //! booked in the back office without a reload (the live push). Screenshots of the three pages are written to
 //! `target/pages/` (committed copies live in `docs/`).
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,7 +28,10 @@ impl Driver {
             .map(|a| a.port())
             .expect("a free port");
         let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        // Its own process group: dropping the driver kills chromedriver and
+        // every Chromium it started, even when a test panicked mid-session.
         let child = Command::new(bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdin(Stdio::null())
@@ -46,6 +50,12 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            // SAFETY: signals the process group this driver created.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
