@@ -7,13 +7,15 @@
 //!   least recently used out first.
 //! - Expiry: an entry older than the bound is never served, whether or not
 //!   anything pushed or wrote since (missed pushes, a restarted object).
-//! - Push: a read that misses (or finds an entry due for refresh) claims a
-//!   listener for the SKU ([`listen`], in the request's `waitUntil`): a live
-//!   subscription to the SKU object (`objects/live.rs`, `full=1`), kept
-//!   [`LISTEN_MS`], that applies every pushed change to its own copy and
-//!   pings every [`PING_MS`]; each `pong` (after every change sent before it)
-//!   stores the copy as of the ping, so a listened SKU stays fresh with no
-//!   object call.
+//! - Push: a read that hits (the SKU was read again within the bound)
+//!   claims a listener for the SKU unless one is alive ([`listen`], in the
+//!   request's `waitUntil`; a miss claims none, so a page read once costs no
+//!   subscription): a live subscription to the SKU object (`objects/live.rs`,
+//!   `full=1`), kept [`LISTEN_MS`], that applies every pushed change to its
+//!   own copy and pings every [`PING_MS`] while reads take the entry (a SKU
+//!   nobody read since the last proof is not pinged); each `pong` (after
+//!   every change sent before it) stores the copy as of the ping, so a
+//!   listened SKU stays fresh with no object call.
 //! - Refresh ahead: the first read that finds an entry older than
 //!   [`REFRESH_AFTER_MS`] (no listener kept it fresh) claims its refresh,
 //!   made in `waitUntil` by an object call; it and every other read go on
@@ -77,7 +79,8 @@ pub const MAX_SLOTS: usize = 10_000;
 /// Most SKUs whose last write through this isolate is remembered.
 pub const MAX_WRITTEN: usize = 10_000;
 
-/// How often a listener asks its SKU object whether anything changed.
+/// How often a listener asks its SKU object whether anything changed,
+/// when a read took the entry since its last proof (otherwise it waits).
 pub const PING_MS: u64 = 300;
 /// A listener whose SKU was not read for this long stops (its pings cost the
 /// isolate and the object; the next read starts another).
@@ -382,6 +385,15 @@ impl PositionCache {
             .is_some_and(|e| now - e.read_at <= LISTEN_IDLE_MS)
     }
 
+    /// Whether a read took `sku`'s entry after the moment its answer is as
+    /// of: only then is a newer proof worth a ping (a SKU read once, say by
+    /// a cold category page, costs its listener no pings at all).
+    pub fn read_since_proof(&self, sku: &Sku) -> bool {
+        self.entries
+            .get(sku)
+            .is_some_and(|e| e.read_at > e.answer.now)
+    }
+
     /// The listener of `sku` started at `started` ended.
     pub fn listen_ended(&mut self, sku: &Sku, started: i64) {
         if self.listeners.get(sku) == Some(&started) {
@@ -498,14 +510,13 @@ pub async fn read(now: i64, skus: &[Sku], fetch: Fetch, sleep: Sleep, clock: fn(
                 answers[i] = Some(Ok(a));
                 if due {
                     refresh.push(s.clone());
-                    if c.claim_listen(now, s) {
-                        listen.push(s.clone());
-                    }
+                }
+                // Read again within the bound: worth a listener. (A miss
+                // claims none: a page read once costs no subscription.)
+                if c.claim_listen(now, s) {
+                    listen.push(s.clone());
                 }
                 continue;
-            }
-            if c.claim_listen(now, s) {
-                listen.push(s.clone());
             }
             match c.begin(now, s) {
                 Begin::Lead(t) => leads.push((i, Lead::new(s, t))),
@@ -699,7 +710,8 @@ impl Drop for Listening {
 /// Listens to `skus`' objects (claimed by [`read`]) for [`LISTEN_MS`]: the
 /// SKU objects' push keeps this isolate's entries current. Each listener
 /// keeps its own copy of the SKU's positions (the snapshot, then every
-/// change) and pings every [`PING_MS`]; a `pong` proves every change sent
+/// change) and pings every [`PING_MS`] while reads take the entry (none
+/// since the last proof: no ping); a `pong` proves every change sent
 /// before it arrived, so the copy is stored as of the ping's sending. A
 /// listener that loses its socket or whose pong is late just stops: its
 /// entries then age out (the bound holds without it). Run in `waitUntil`.
@@ -771,7 +783,7 @@ async fn listen_one(env: Env, sku: Sku, max: usize, now: fn() -> i64) {
                 match ping {
                     Some((at, _)) if t - at > PONG_LATE_MS => break,
                     Some(_) => {}
-                    None if mine.is_some() => {
+                    None if mine.is_some() && with(|c| c.read_since_proof(&sku)) => {
                         if ws.send_with_str("ping").is_err() {
                             break;
                         }
@@ -1105,6 +1117,23 @@ mod tests {
         assert!(slot.settled());
         assert!(slot.answer().is_none());
         assert!(matches!(with(|c| c.begin(2, &s)), Begin::Lead(_)));
+    }
+
+    #[test]
+    fn only_a_read_after_the_last_proof_asks_for_a_ping() {
+        let mut c = PositionCache::default();
+        let s = sku("PING");
+        // Filled by a miss: nobody has read it since.
+        fill(&mut c, 100, &s, answer(100, 1));
+        assert!(!c.read_since_proof(&s));
+        assert!(c.get(150, &s).is_some());
+        assert!(c.read_since_proof(&s));
+        // A listener's proof as of 200 answers that read.
+        c.store(&s, answer(200, 1), c.epoch());
+        assert!(!c.read_since_proof(&s));
+        assert!(c.get(250, &s).is_some());
+        assert!(c.read_since_proof(&s));
+        assert!(!c.read_since_proof(&sku("NEVER")));
     }
 
     #[test]

@@ -134,6 +134,18 @@ pub fn snapshot(sql: &SqlStorage, at: i64, kind: &str, body: &str) -> Result<boo
     Ok(true)
 }
 
+/// Whether the outbox holds a row not yet forwarded (one indexed lookup:
+/// forwarded rows are deleted), for an instance that starts without knowing.
+pub fn pending(sql: &SqlStorage) -> Result<bool, Problem> {
+    #[derive(Deserialize)]
+    struct One {
+        #[allow(dead_code)]
+        n: i64,
+    }
+    let rows: Vec<One> = storage::query(sql, "SELECT 1 AS n FROM feed_out LIMIT 1", vec![])?;
+    Ok(!rows.is_empty())
+}
+
 /// Whether the outbox has rows waiting, and when the alarm should retry
 /// (`None`: nothing waits).
 pub fn retry_at(sql: &SqlStorage, now: i64) -> Result<Option<i64>, Problem> {

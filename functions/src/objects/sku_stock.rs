@@ -386,17 +386,20 @@ impl SkuStock {
             return Ok(());
         }
         let sql = self.state.storage().sql();
-        for q in SCHEMA {
-            storage::exec(&sql, q, Vec::new())?;
-        }
-        for q in UPGRADES {
-            // Fails once the column exists; that is the expected case.
-            let _ = sql.exec(q, None);
-        }
-        for q in UPGRADE_INDEXES {
-            storage::exec(&sql, q, Vec::new())?;
-        }
-        crate::feed::ensure(&sql)?;
+        let parts = [SCHEMA, UPGRADES, UPGRADE_INDEXES, crate::feed::SCHEMA];
+        storage::ensure_schema(&sql, &parts, || {
+            for q in SCHEMA {
+                storage::exec(&sql, q, Vec::new())?;
+            }
+            for q in UPGRADES {
+                // Fails once the column exists; that is the expected case.
+                let _ = sql.exec(q, None);
+            }
+            for q in UPGRADE_INDEXES {
+                storage::exec(&sql, q, Vec::new())?;
+            }
+            crate::feed::ensure(&sql)
+        })?;
         self.schema_ok.set(true);
         Ok(())
     }
@@ -426,6 +429,12 @@ impl SkuStock {
         }
         *self.mem.borrow_mut() = Some(st);
         self.since_snapshot.set(replayed);
+        // Events an earlier instance wrote and did not forward: forwarded
+        // soon (their alarm may be lost, or later than what this sets).
+        if self.feed_due.get().is_none() && crate::feed::pending(&sql)? {
+            self.feed_due
+                .set(Some(storage::now_ms() + crate::feed::LINGER_MS));
+        }
         Ok(())
     }
 
@@ -1034,6 +1043,13 @@ impl SkuStock {
         };
         let want = want.into_iter().chain(self.feed_due.get()).min();
         if self.alarm_at.get() == Some(want) {
+            return;
+        }
+        if want.is_none() && self.alarm_at.get().is_none() {
+            // A fresh instance with nothing due (no hold, no event left
+            // unforwarded: `load`), most often woken by a read: no storage
+            // call. An alarm left from before finds nothing to do.
+            self.alarm_at.set(Some(None));
             return;
         }
         self.alarm_at.set(Some(want));

@@ -59,6 +59,59 @@ pub fn atomically(storage: &Storage, stmts: Vec<Stmt>) -> Result<(), Problem> {
     }
 }
 
+/// Applies an object's schema once per schema, not once per instance: the
+/// statements' hash (`parts`, FNV-1a) is kept in `schema_version`, and an
+/// instance that finds it there skips `create` (one SELECT, where a cold
+/// object's dozen idempotent statements, and the duplicate-column errors its
+/// `ADD COLUMN` upgrades are expected to raise, cost about as much as the
+/// read that woke it). Any change to the statements changes the hash, so
+/// `create` runs again once on every existing object: it must stay
+/// idempotent.
+pub fn ensure_schema(
+    sql: &SqlStorage,
+    parts: &[&[&str]],
+    create: impl FnOnce() -> Result<(), Problem>,
+) -> Result<(), Problem> {
+    #[derive(Deserialize)]
+    struct Version {
+        v: String,
+    }
+    let want = format!("{:016x}", schema_hash(parts));
+    // Fails on a brand-new object (no table yet): then `create` runs.
+    let stored = sql
+        .exec("SELECT v FROM schema_version WHERE id = 0", None)
+        .ok()
+        .and_then(|c| c.to_array::<Version>().ok())
+        .and_then(|rows| rows.into_iter().next());
+    if stored.is_some_and(|r| r.v == want) {
+        return Ok(());
+    }
+    create()?;
+    exec(
+        sql,
+        "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 0),
+         v TEXT NOT NULL)",
+        vec![],
+    )?;
+    exec(
+        sql,
+        "INSERT OR REPLACE INTO schema_version (id, v) VALUES (0, ?)",
+        vec![text(&want)],
+    )
+}
+
+/// FNV-1a over the statements, each followed by a 0 byte.
+fn schema_hash(parts: &[&[&str]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for q in parts.iter().flat_map(|p| p.iter()) {
+        for b in q.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 pub fn text(s: &str) -> SqlStorageValue {
     SqlStorageValue::String(s.to_string())
 }

@@ -146,14 +146,17 @@ impl Terminal {
     fn ensure_schema(&self) -> Result<(), Problem> {
         if !self.schema_ok.get() {
             let sql = self.state.storage().sql();
-            for q in SCHEMA {
-                storage::exec(&sql, q, vec![])?;
-            }
-            for q in UPGRADES {
-                // Fails once the column exists; that is the expected case.
-                let _ = sql.exec(q, None);
-            }
-            crate::feed::ensure(&sql)?;
+            let parts = [SCHEMA, UPGRADES, crate::feed::SCHEMA];
+            storage::ensure_schema(&sql, &parts, || {
+                for q in SCHEMA {
+                    storage::exec(&sql, q, vec![])?;
+                }
+                for q in UPGRADES {
+                    // Fails once the column exists; that is the expected case.
+                    let _ = sql.exec(q, None);
+                }
+                crate::feed::ensure(&sql)
+            })?;
             self.schema_ok.set(true);
         }
         Ok(())
