@@ -3,8 +3,9 @@
 //! SQLite (`feed_out`), in the same transaction as the change, and forwards
 //! them to D1's `events` table (binding `DB`, `migrations/0003_events.sql`)
 //! after answering, from its alarm: [`LINGER_MS`] after the first event
-//! since the last forward (so one D1 batch carries every event written in
-//! between), and on failure again after `RETRY_MS`, doubled per failed
+//! since the last forward, and no sooner than [`MIN_INTERVAL_MS`] after the
+//! last forward (so one D1 batch carries every event written in between, and
+//! a busy producer sends one a second), and on failure again after `RETRY_MS`, doubled per failed
 //! attempt up to `MAX_RETRY_MS`. A forward is `INSERT OR IGNORE` keyed by `(source,
 //! seq)`, so a duplicate delivery changes nothing; rows leave the outbox
 //! only after D1 acknowledged them, in seq order, so events reach D1 at
@@ -27,6 +28,18 @@ pub const MAX_BATCHES: usize = 10;
 /// D1 batch, so a busy object forwards a few times a second, not once per
 /// write, and the write path never waits on D1.
 pub const LINGER_MS: i64 = 250;
+/// A producer forwards at most once per this long (while it keeps writing,
+/// a forward waits until this long after the last one), so a busy SKU or
+/// till sends one D1 batch a second, not one per linger or per write.
+pub const MIN_INTERVAL_MS: i64 = 1_000;
+
+/// When a producer that wrote at `now` forwards: [`LINGER_MS`] later, and not
+/// before [`MIN_INTERVAL_MS`] after its last forward (`last`, if it knows).
+pub fn due(now: i64, last: Option<i64>) -> i64 {
+    let after_last = last.map_or(i64::MIN, |t| t.saturating_add(MIN_INTERVAL_MS));
+    (now + LINGER_MS).max(after_last)
+}
+
 /// A failed forward is retried by the alarm after this long, doubled per
 /// consecutive failure up to [`MAX_RETRY_MS`].
 pub const RETRY_MS: i64 = 2_000;
@@ -332,7 +345,7 @@ pub async fn forward_and_rearm(storage: &Storage, env: &Env, source: &str) {
 /// The terminal whose object keeps the POS sale `sale_id`, from the
 /// `sale_terminals` index D1 builds from the feed's sale events
 /// (`migrations/0004_sale_terminals.sql`); `None` until the sale's event
-/// was forwarded (a few hundred milliseconds after the sale).
+/// was forwarded (0.25 to about 1.25 s after the sale: [`due`]).
 pub async fn sale_terminal(
     env: &Env,
     sale_id: &str,
@@ -586,4 +599,23 @@ pub fn return_body(
             .collect(),
     };
     Ok(serde_json::to_string(&body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forward_lingers_and_keeps_its_interval() {
+        // Quiet producer: the linger alone.
+        assert_eq!(due(10_000, None), 10_000 + LINGER_MS);
+        assert_eq!(due(10_000, Some(5_000)), 10_000 + LINGER_MS);
+        // Busy: not before MIN_INTERVAL_MS after the last forward.
+        assert_eq!(due(10_100, Some(10_000)), 10_000 + MIN_INTERVAL_MS);
+        assert_eq!(
+            due(10_000 + MIN_INTERVAL_MS - LINGER_MS, Some(10_000)),
+            10_000 + MIN_INTERVAL_MS
+        );
+        assert_eq!(due(0, Some(i64::MAX)), i64::MAX);
+    }
 }

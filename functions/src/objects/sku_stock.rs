@@ -253,6 +253,8 @@ pub struct SkuStock {
     hubs: live::Hubs,
     /// When the alarm retries forwarding the event feed's outbox, if due.
     feed_due: Cell<Option<i64>>,
+    /// When this instance last forwarded the feed (`feed::due`).
+    fed_at: Cell<Option<i64>>,
 }
 
 impl DurableObject for SkuStock {
@@ -266,6 +268,7 @@ impl DurableObject for SkuStock {
             alarm_at: Cell::new(None),
             schema_ok: Cell::new(false),
             feed_due: Cell::new(None),
+            fed_at: Cell::new(None),
         }
     }
 
@@ -495,11 +498,12 @@ impl SkuStock {
         }
         storage::atomically(&self.state.storage(), batch.stmts)?;
         if fed {
-            // Forwarded by the alarm, at most LINGER_MS after the first
-            // write since the last forward: the writes in between ride one
-            // D1 batch (feed.rs), so a busy SKU forwards a few times a
-            // second, not once per write.
-            let at = now.as_ms() + crate::feed::LINGER_MS;
+            // Forwarded by the alarm, LINGER_MS after the first write
+            // since the last forward and at least MIN_INTERVAL_MS after
+            // that forward: the writes in between ride one D1 batch
+            // (feed.rs), so a busy SKU forwards once a second, not once per
+            // write.
+            let at = crate::feed::due(now.as_ms(), self.fed_at.get());
             if self.feed_due.get().is_none_or(|d| d > at) {
                 self.feed_due.set(Some(at));
             }
@@ -1081,9 +1085,13 @@ impl SkuStock {
         }
         let name = self.state.id().name();
         let storage = self.state.storage();
+        let now = storage::now_ms();
+        let was_due = self.feed_due.get().is_some_and(|d| d <= now);
         let r = crate::feed::forward(&storage, &self.env, &sku_source(name.as_deref())).await;
-        if let Err(p) = &r {
-            worker::console_warn!("feed: forward failed ({}); retried", p.detail);
+        match &r {
+            Err(p) => worker::console_warn!("feed: forward failed ({}); retried", p.detail),
+            Ok(_) if was_due => self.fed_at.set(Some(now)),
+            Ok(_) => {}
         }
         let due = crate::feed::retry_at(&storage.sql(), storage::now_ms()).unwrap_or(None);
         self.feed_due.set(due);

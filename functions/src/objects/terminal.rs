@@ -97,6 +97,12 @@ pub struct Terminal {
     env: Env,
     serial: Serial,
     schema_ok: Cell<bool>,
+    /// When this instance last forwarded the feed (`feed::due`).
+    fed_at: Cell<Option<i64>>,
+    /// An alarm this instance set since its last alarm ran: the one pending
+    /// is at this time or earlier (alarms here are only ever brought
+    /// forward), so a sale wanting a later one needs no storage call.
+    alarm_by: Cell<Option<i64>>,
 }
 
 impl DurableObject for Terminal {
@@ -106,6 +112,8 @@ impl DurableObject for Terminal {
             env,
             serial: Serial::default(),
             schema_ok: Cell::new(false),
+            fed_at: Cell::new(None),
+            alarm_by: Cell::new(None),
         }
     }
 
@@ -128,7 +136,10 @@ impl DurableObject for Terminal {
             .turn()
             .await
             .map_err(|p| worker::Error::RustError(p.detail))?;
+        // This alarm is the one that was pending; what it sets is unknown.
+        self.alarm_by.set(None);
         self.feed_customers().await;
+        self.fed_at.set(Some(storage::now_ms()));
         crate::feed::forward_and_rearm(&self.state.storage(), &self.env, &self.feed_source()).await;
         match self.deliver_risk().await {
             Ok(()) => Response::ok(""),
@@ -202,8 +213,9 @@ impl Terminal {
         }
         // The event feed learns the new sales (and from it the receipts'
         // sale index, D1's sale_terminals) from the alarm just after the
-        // answer (durable, retried if it fails): at most feed::LINGER_MS
-        // later, so the sales of a busy till in that time go out together.
+        // answer (durable, retried if it fails): feed::LINGER_MS later,
+        // and not sooner than feed::MIN_INTERVAL_MS after the last forward,
+        // so the sales of a busy till in that time go out together.
         // A customer's purchase goes from the same alarm, set for at once:
         // not a third object call before the answer (a receipt that needs
         // it first hands the customer the purchase itself, applied once).
@@ -212,9 +224,12 @@ impl Terminal {
             let at = if for_customers {
                 now
             } else {
-                now + crate::feed::LINGER_MS
+                crate::feed::due(now, self.fed_at.get())
             };
-            storage::alarm_by(&self.state.storage(), at).await?;
+            if self.alarm_by.get().is_none_or(|set| set > at) {
+                storage::alarm_by(&self.state.storage(), at).await?;
+                self.alarm_by.set(Some(at));
+            }
         }
         Ok(SellAnswer { results, replayed })
     }
