@@ -35,9 +35,93 @@ impl Serial {
         if self.waiting.get() >= MAX_WAITING {
             return Err(Problem::overloaded("too many requests waiting; retry"));
         }
-        self.waiting.set(self.waiting.get() + 1);
+        // Counted until it has its turn or goes away: a request cancelled
+        // while it waits (its client left) gives its place back.
+        let _place = Waiting::new(&self.waiting);
         let g = self.lock.lock().await;
-        self.waiting.set(self.waiting.get() - 1);
         Ok(Turn(g))
+    }
+
+    /// Requests waiting for their turn now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.get()
+    }
+}
+
+/// A waiter's place in the count, given back when dropped.
+struct Waiting<'a>(&'a Cell<usize>);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a Cell<usize>) -> Self {
+        n.set(n.get() + 1);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::task::noop_waker_ref;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    type Waiter<'a> = Pin<Box<dyn Future<Output = Result<Turn<'a>, Problem>> + 'a>>;
+
+    fn poll<'a>(f: &mut Waiter<'a>) -> Poll<Result<Turn<'a>, Problem>> {
+        f.as_mut().poll(&mut Context::from_waker(noop_waker_ref()))
+    }
+
+    #[test]
+    fn past_the_bound_a_waiter_is_refused_at_once_and_turns_go_in_order() {
+        let serial = Serial::default();
+        let mut first: Waiter = Box::pin(serial.turn());
+        let Poll::Ready(Ok(turn)) = poll(&mut first) else {
+            panic!("the first request runs at once")
+        };
+        let mut waiters: Vec<Waiter> = (0..MAX_WAITING)
+            .map(|_| Box::pin(serial.turn()) as Waiter)
+            .collect();
+        for w in &mut waiters {
+            assert!(poll(w).is_pending());
+        }
+        assert_eq!(serial.waiting(), MAX_WAITING);
+        let mut one_more: Waiter = Box::pin(serial.turn());
+        match poll(&mut one_more) {
+            Poll::Ready(Err(p)) => assert_eq!((p.status, p.code.as_str()), (503, "overloaded")),
+            _ => panic!("the waiter past MAX_WAITING is refused at once"),
+        }
+        drop(turn);
+        let Poll::Ready(Ok(next)) = poll(&mut waiters[0]) else {
+            panic!("the first waiter has the next turn")
+        };
+        assert_eq!(serial.waiting(), MAX_WAITING - 1);
+        assert!(poll(&mut waiters[1]).is_pending());
+        drop(next);
+    }
+
+    #[test]
+    fn a_waiter_that_goes_away_gives_its_place_back() {
+        let serial = Serial::default();
+        let mut first: Waiter = Box::pin(serial.turn());
+        let Poll::Ready(Ok(turn)) = poll(&mut first) else {
+            panic!("the first request runs at once")
+        };
+        for _ in 0..3 * MAX_WAITING {
+            let mut w: Waiter = Box::pin(serial.turn());
+            assert!(poll(&mut w).is_pending(), "a place is free");
+            // The request is cancelled while it waits.
+            drop(w);
+        }
+        assert_eq!(serial.waiting(), 0);
+        drop(turn);
+        let mut after: Waiter = Box::pin(serial.turn());
+        assert!(matches!(poll(&mut after), Poll::Ready(Ok(_))));
     }
 }
