@@ -124,4 +124,33 @@ fn beyond_the_rate_per_key_is_429_and_beyond_the_in_flight_bound_503() {
         }
     }
     assert!(overloaded > 0, "24 at once against a bound of 3");
+
+    // A publishable key is in every shopper's page: its bucket is per
+    // shopper address (CF-Connecting-IP), so one busy shopper is limited
+    // and another, on the same key, is not.
+    thread::sleep(Duration::from_millis(1100));
+    let read = |ip: &str| {
+        api.request(
+            "GET",
+            &format!("/v1/availability?sku={sku}&location=store-1"),
+            &[
+                ("Authorization", &format!("Bearer {PUBLISHABLE}")),
+                ("CF-Connecting-IP", ip),
+            ],
+            None,
+        )
+    };
+    let mut reads = 0;
+    loop {
+        reads += 1;
+        let r = read("203.0.113.7");
+        if r.status == 429 {
+            r.assert_problem(429, "rate_limited");
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(reads < 40, "a shopper past the rate is limited");
+    }
+    let other = read("198.51.100.23");
+    assert_eq!(other.status, 200, "another shopper: {}", other.body);
 }
