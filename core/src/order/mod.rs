@@ -330,6 +330,9 @@ impl Order {
 }
 
 mod coordinator;
+mod waits;
+
+pub use waits::{WaitKey, Waits, MAX_WAITING_KEYS};
 
 pub use coordinator::{
     parse_order_hold, CreateOrder, Done, Handled, HistoryEntry, OrderFailure, OrderMachine,

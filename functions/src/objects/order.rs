@@ -15,7 +15,7 @@ use futures_util::future::join_all;
 use omnistock_core::money::{Decimal, Money, RoundingStrategy};
 use omnistock_core::order::{
     CreateOrder as CoreCreate, Done, Handled, OrderFailure, OrderMachine, OrderStatus, Target,
-    Ticket,
+    Ticket, Waits,
 };
 use omnistock_core::{OrderId, Sku, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,7 @@ struct Stored {
     /// interrupted and the alarm finished still answers its key's retry
     /// with the move's outcome (not "cannot go from shipped to shipped").
     #[serde(default)]
-    waiting: Vec<(Idem, Ticket)>,
+    waiting: Waits<Idem>,
     /// Rises with every change the queue must see.
     version: u64,
     /// The version the queue has.
@@ -235,38 +235,13 @@ fn queue_row(st: &Stored) -> OrderRow {
     }
 }
 
-/// Notes that `idem` waits on the move `ticket` names. Every key waiting
-/// is waiting on that same move (another move is refused as busy while one
-/// runs), and a resend renews the move's ticket, so all take the new one.
-fn wait_for(st: &mut Stored, idem: &Idem, ticket: Ticket) {
-    st.waiting.retain(|(k, _)| k.key != idem.key);
-    if st.waiting.len() >= MAX_KEPT_KEYS {
-        drop(st.waiting.remove(0));
-    }
-    st.waiting.push((idem.clone(), ticket));
-    for w in &mut st.waiting {
-        w.1 = ticket;
-    }
-}
-
-/// Gives the keys still waiting the outcome of their move once it has one
-/// (the alarm may finish a move whose request was cut off): kept like any
-/// settled answer. A move that ended unconfirmed or superseded leaves the
-/// key free, so its retry is handled afresh.
+/// Gives the keys that waited on a move the outcome it reached (core's
+/// [`Waits::settle`]; the alarm may finish a move whose request was cut
+/// off): kept like any settled answer.
 fn settle_waiting(st: &mut Stored) {
-    if st.waiting.is_empty() || st.machine.moving().is_some() {
-        return;
-    }
     let id = st.order.id.clone();
-    for (idem, ticket) in core::mem::take(&mut st.waiting) {
-        let answer = match st.machine.outcome(ticket) {
-            Some(Ok(_)) => Ok(view(st)),
-            Some(Err(
-                OrderFailure::Unconfirmed | OrderFailure::Busy | OrderFailure::Superseded,
-            ))
-            | None => continue,
-            Some(Err(e)) => Err(problem(&e, &id)),
-        };
+    for (idem, outcome) in st.waiting.settle(&st.machine) {
+        let answer = outcome.map(|_| view(st)).map_err(|e| problem(&e, &id));
         if st.keys.len() >= MAX_KEPT_KEYS {
             drop(st.keys.remove(0));
         }
@@ -456,7 +431,7 @@ impl Order {
                     meta: c.meta.clone(),
                     created: None,
                     keys: Vec::new(),
-                    waiting: Vec::new(),
+                    waiting: Waits::default(),
                     version: 0,
                     queued: 0,
                     updated_at: now.as_ms(),
@@ -524,7 +499,7 @@ impl Order {
                     }
                     return replay(answer, false);
                 }
-                if let Some((k, _)) = st.waiting.iter().find(|(k, _)| k.key == idem.key) {
+                if let Some(k) = st.waiting.get(&idem.key) {
                     if k.fp != idem.fp {
                         return Err(Problem::key_reused());
                     }
@@ -539,7 +514,7 @@ impl Order {
                             reason: Some(to.as_str().into()),
                             ..meta.clone()
                         };
-                        wait_for(&mut st, &idem, t);
+                        st.waiting.wait(idem.clone(), t);
                         self.drive(&mut st, Some(t)).await?
                     }
                     Err(e) => Err(e),
@@ -556,7 +531,7 @@ impl Order {
                     Err(OrderFailure::Unconfirmed | OrderFailure::Busy | OrderFailure::Superseded)
                 );
                 if settled {
-                    st.waiting.retain(|(k, _)| k.key != idem.key);
+                    st.waiting.forget(&idem.key);
                     if st.keys.len() >= MAX_KEPT_KEYS {
                         drop(st.keys.remove(0));
                     }

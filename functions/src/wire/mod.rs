@@ -74,6 +74,14 @@ pub struct Idem {
     pub fp: String,
 }
 
+/// An Idempotency-Key waits on a coordinator's move under its key alone
+/// (its fingerprint is checked apart: core's `Waits`).
+impl omnistock_core::order::WaitKey for Idem {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 /// The message between the Worker and a Durable Object: `{"ok": T}` or `{"err": Problem}`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -322,3 +322,128 @@ fn a_part_ready_for_pickup_too_long_is_overdue_never_released() {
     assert_eq!(m.overdue_parts(w.now, h), Vec::<u32>::new());
     assert_eq!(w.pos("B", "s2"), (4, 0, 0));
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Key(alloc::string::String, u8);
+
+impl crate::order::WaitKey for Key {
+    fn key(&self) -> &str {
+        &self.0
+    }
+}
+
+fn key(k: &str, fp: u8) -> Key {
+    Key(k.into(), fp)
+}
+
+#[test]
+fn a_key_waiting_on_a_move_a_crash_cut_off_gets_the_outcome_the_alarm_reached() {
+    use crate::order::Waits;
+    let mut w = World::new(&[("A", "s1", 5)]);
+    let (mut m, _) = OrderMachine::new(w.now, order("o9", &[("A", 2, 0)], &["s1"])).unwrap();
+    w.drive(&mut m);
+    let Handled::Started(t) = m
+        .handle_transition(w.now, Target::All, OrderStatus::Paid, "till")
+        .unwrap()
+    else {
+        panic!("paid is a move")
+    };
+    let mut waits: Waits<Key> = Waits::default();
+    waits.wait(key("k1", 1), t);
+    // Saved before the first message; the request dies with the object.
+    let saved = serde_json::to_string(&(&m, &waits)).unwrap();
+    // Stored as [[key, ticket], ...] (the Order object's rows already hold it).
+    assert!(saved.contains(r#"[[["k1",1],"#), "{saved}");
+    let (mut m, mut waits): (OrderMachine, Waits<Key>) = serde_json::from_str(&saved).unwrap();
+    // A retry of the same key while the move runs: still waiting, no answer.
+    assert_eq!(waits.get("k1"), Some(&key("k1", 1)));
+    assert!(waits.settle(&m).is_empty());
+    assert_eq!(waits.len(), 1);
+    // The alarm resends and finishes the move.
+    w.drive(&mut m);
+    assert_eq!(m.moving(), None);
+    assert_eq!(w.pos("A", "s1"), (5, 0, 2));
+    let settled = waits.settle(&m);
+    assert_eq!(settled, vec![(key("k1", 1), Ok(Done { created: false }))]);
+    assert!(waits.is_empty());
+}
+
+#[test]
+fn a_resend_renews_every_waiting_ticket_and_the_oldest_key_goes_past_the_bound() {
+    use crate::order::{Waits, MAX_WAITING_KEYS};
+    let mut w = World::new(&[("A", "s1", 5)]);
+    let (mut m, _) = OrderMachine::new(w.now, order("o10", &[("A", 1, 0)], &["s1"])).unwrap();
+    w.drive(&mut m);
+    let Handled::Started(t) = m
+        .handle_transition(w.now, Target::All, OrderStatus::Paid, "till")
+        .unwrap()
+    else {
+        panic!("paid is a move")
+    };
+    let mut waits: Waits<Key> = Waits::default();
+    waits.wait(key("k1", 1), t);
+    waits.wait(key("k2", 2), Ticket(t.0 + 1));
+    // Both wait on the newest ticket; a key waits once.
+    waits.wait(key("k1", 1), Ticket(t.0 + 1));
+    assert_eq!(waits.len(), 2);
+    // Bounded: the oldest goes.
+    for i in 0..MAX_WAITING_KEYS + 3 {
+        waits.wait(key(&alloc::format!("x{i}"), 0), t);
+    }
+    assert_eq!(waits.len(), MAX_WAITING_KEYS);
+    assert_eq!(waits.get("k1"), None);
+    let mut waits: Waits<Key> = Waits::default();
+    waits.wait(key("k3", 3), t);
+    // Every message of the move lost until the machine stops resending.
+    for _ in 0..200 {
+        while m.poll_transmit(w.now).is_some() {}
+        match m.poll_timeout() {
+            Some(at) => {
+                w.now = at;
+                m.handle_timeout(w.now);
+            }
+            None => break,
+        }
+    }
+    // Not known to have happened: the move still runs and the key waits.
+    assert_eq!(m.outcome(t), None);
+    assert!(m.moving().is_some());
+    assert!(waits.settle(&m).is_empty());
+    assert_eq!(waits.len(), 1);
+    // The key's retry resends the move under a new ticket, which every
+    // waiting key takes; this time the SKU object answers.
+    let Handled::Started(t2) = m
+        .handle_transition(w.now, Target::All, OrderStatus::Paid, "till")
+        .unwrap()
+    else {
+        panic!("the running move is resent")
+    };
+    waits.wait(key("k3", 3), t2);
+    w.drive(&mut m);
+    assert_eq!(m.outcome(t), Some(Err(OrderFailure::Superseded)));
+    assert_eq!(
+        waits.settle(&m),
+        vec![(key("k3", 3), Ok(Done { created: false }))]
+    );
+    assert_eq!(w.pos("A", "s1"), (5, 0, 1));
+}
+
+#[test]
+fn a_key_waiting_on_a_placement_that_ended_unconfirmed_is_free_again() {
+    use crate::order::Waits;
+    let mut w = World::new(&[("A", "s1", 5)]);
+    let (mut m, t) = OrderMachine::new(w.now, order("o11", &[("A", 1, 0)], &["s1"])).unwrap();
+    let mut waits: Waits<Key> = Waits::default();
+    waits.wait(key("k4", 4), t);
+    for _ in 0..MAX_PLACE_SENDS * 2 {
+        while m.poll_transmit(w.now).is_some() {}
+        if let Some(at) = m.poll_timeout() {
+            w.now = at;
+            m.handle_timeout(w.now);
+        }
+    }
+    w.drive(&mut m);
+    assert_eq!(m.outcome(t), Some(Err(OrderFailure::Unconfirmed)));
+    assert!(waits.settle(&m).is_empty());
+    assert!(waits.is_empty(), "the key is handled afresh when retried");
+}
