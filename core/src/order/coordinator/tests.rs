@@ -336,11 +336,11 @@ fn key(k: &str, fp: u8) -> Key {
     Key(k.into(), fp)
 }
 
-#[test]
-fn a_key_waiting_on_a_move_a_crash_cut_off_gets_the_outcome_the_alarm_reached() {
-    use crate::order::Waits;
+/// An order of `qty` A at s1 (5 on hand), placed, with its move to paid
+/// started and not yet sent.
+fn paid_started(id: &str, qty: Qty) -> (World, OrderMachine, Ticket) {
     let mut w = World::new(&[("A", "s1", 5)]);
-    let (mut m, _) = OrderMachine::new(w.now, order("o9", &[("A", 2, 0)], &["s1"])).unwrap();
+    let (mut m, _) = OrderMachine::new(w.now, order(id, &[("A", qty, 0)], &["s1"])).unwrap();
     w.drive(&mut m);
     let Handled::Started(t) = m
         .handle_transition(w.now, Target::All, OrderStatus::Paid, "till")
@@ -348,6 +348,13 @@ fn a_key_waiting_on_a_move_a_crash_cut_off_gets_the_outcome_the_alarm_reached() 
     else {
         panic!("paid is a move")
     };
+    (w, m, t)
+}
+
+#[test]
+fn a_key_waiting_on_a_move_a_crash_cut_off_gets_the_outcome_the_alarm_reached() {
+    use crate::order::Waits;
+    let (mut w, m, t) = paid_started("o9", 2);
     let mut waits: Waits<Key> = Waits::default();
     waits.wait(key("k1", 1), t);
     // Saved before the first message; the request dies with the object.
@@ -371,15 +378,7 @@ fn a_key_waiting_on_a_move_a_crash_cut_off_gets_the_outcome_the_alarm_reached() 
 #[test]
 fn a_resend_renews_every_waiting_ticket_and_the_oldest_key_goes_past_the_bound() {
     use crate::order::{Waits, MAX_WAITING_KEYS};
-    let mut w = World::new(&[("A", "s1", 5)]);
-    let (mut m, _) = OrderMachine::new(w.now, order("o10", &[("A", 1, 0)], &["s1"])).unwrap();
-    w.drive(&mut m);
-    let Handled::Started(t) = m
-        .handle_transition(w.now, Target::All, OrderStatus::Paid, "till")
-        .unwrap()
-    else {
-        panic!("paid is a move")
-    };
+    let (mut w, mut m, t) = paid_started("o10", 1);
     let mut waits: Waits<Key> = Waits::default();
     waits.wait(key("k1", 1), t);
     waits.wait(key("k2", 2), Ticket(t.0 + 1));
