@@ -233,6 +233,16 @@ impl OrderFailure {
         OrderFailure::Invalid { why: why.into() }
     }
 
+    /// Whether this is the operation's answer for good: not one the request
+    /// may resend to learn (unconfirmed, busy or superseded: the API's 503).
+    /// A key that got a final failure keeps it; a retryable one is free.
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            OrderFailure::Unconfirmed | OrderFailure::Busy | OrderFailure::Superseded
+        )
+    }
+
     /// The API's error code.
     pub fn code(&self) -> &str {
         match self {

@@ -76,11 +76,13 @@ impl<K: WaitKey> Waits<K> {
         }
         core::mem::take(&mut self.waits)
             .into_iter()
-            .filter_map(|(k, t)| match m.outcome(t)? {
-                Err(OrderFailure::Unconfirmed | OrderFailure::Busy | OrderFailure::Superseded) => {
-                    None
-                }
-                outcome => Some((k, outcome)),
+            .filter_map(|(k, t)| {
+                let outcome = m.outcome(t)?;
+                outcome
+                    .as_ref()
+                    .err()
+                    .is_none_or(OrderFailure::is_final)
+                    .then_some((k, outcome))
             })
             .collect()
     }

@@ -445,10 +445,7 @@ impl Order {
             Handled::Done(d) => Ok(d),
             Handled::Started(t) => self.drive(&mut st, Some(t)).await?,
         };
-        let settled = !matches!(
-            &outcome,
-            Err(OrderFailure::Unconfirmed | OrderFailure::Busy | OrderFailure::Superseded)
-        );
+        let settled = outcome.as_ref().err().is_none_or(OrderFailure::is_final);
         if matches!(outcome, Ok(Done { created: true })) {
             bump(&mut st);
         }
@@ -526,10 +523,7 @@ impl Order {
                     .as_ref()
                     .map(|_| view(&st))
                     .map_err(|e| problem(e, &id));
-                let settled = !matches!(
-                    &outcome,
-                    Err(OrderFailure::Unconfirmed | OrderFailure::Busy | OrderFailure::Superseded)
-                );
+                let settled = outcome.as_ref().err().is_none_or(OrderFailure::is_final);
                 if settled {
                     st.waiting.forget(&idem.key);
                     if st.keys.len() >= MAX_KEPT_KEYS {

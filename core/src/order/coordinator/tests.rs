@@ -443,6 +443,7 @@ fn a_key_waiting_on_a_placement_that_ended_unconfirmed_is_free_again() {
     }
     w.drive(&mut m);
     assert_eq!(m.outcome(t), Some(Err(OrderFailure::Unconfirmed)));
+    assert!(!OrderFailure::Unconfirmed.is_final() && OrderFailure::Conflict.is_final());
     assert!(waits.settle(&m).is_empty());
     assert!(waits.is_empty(), "the key is handled afresh when retried");
 }
