@@ -103,6 +103,10 @@ pub struct Terminal {
     /// is at this time or earlier (alarms here are only ever brought
     /// forward), so a sale wanting a later one needs no storage call.
     alarm_by: Cell<Option<i64>>,
+    /// The order_risk outbox was found empty and this instance wrote no
+    /// row to it since: a sale needs no query of it (rows come only from
+    /// this instance's own sales, under its serial turn).
+    risk_empty: Cell<bool>,
 }
 
 impl DurableObject for Terminal {
@@ -114,6 +118,7 @@ impl DurableObject for Terminal {
             schema_ok: Cell::new(false),
             fed_at: Cell::new(None),
             alarm_by: Cell::new(None),
+            risk_empty: Cell::new(false),
         }
     }
 
@@ -278,6 +283,9 @@ impl Terminal {
     /// Sends the outbox of at-risk order holds to their Order objects; what
     /// fails stays, with the alarm set to retry.
     async fn deliver_risk(&self) -> Result<(), Problem> {
+        if self.risk_empty.get() {
+            return Ok(());
+        }
         self.ensure_schema()?;
         let sql = self.state.storage().sql();
         let rows: Vec<RiskRow> = storage::query(
@@ -286,6 +294,7 @@ impl Terminal {
             vec![],
         )?;
         if rows.is_empty() {
+            self.risk_empty.set(true);
             return Ok(());
         }
         let mut by_order: BTreeMap<String, Vec<HoldId>> = BTreeMap::new();
@@ -534,6 +543,9 @@ impl Terminal {
         }
         // The sale's answer and its outboxes together (the feed goes out
         // from the alarm: sell()).
+        if !outbox.is_empty() {
+            self.risk_empty.set(false);
+        }
         storage::atomically(&self.state.storage(), stmts)?;
         Ok(SaleResult {
             sale_id: s.sale_id.to_string(),

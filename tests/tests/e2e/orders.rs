@@ -574,9 +574,20 @@ fn a_pos_sale_that_takes_committed_units_marks_the_order_at_risk() {
     );
     assert_eq!(move_to(&api, ADMIN, id, "paid").status, 200);
     assert_eq!(buckets(&api, &a, "store-1"), (3, 0, 2));
-    // The till sells 2: one more than is free; the paid order can no longer be met.
+    // The till first sells something that puts no order at risk (its
+    // object then knows its at-risk outbox is empty)...
+    let other = api.new_sku("store-1", 5);
+    let plain = format!(
+        r#"{{"sale_id":"{}","terminal_id":"t-risk","device_seq":1,"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{other}","qty":1,"unit_price":{{"amount":"1.00","currency":"EUR"}}}}],"payments":[{{"method":"cash","amount":{{"amount":"1.00","currency":"EUR"}}}}]}}"#,
+        unique("sale"),
+        rfc3339_ago(2000)
+    );
+    let r = api.send("POST", "/v1/pos/sales", POS1, &plain);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["at_risk"], serde_json::json!([]), "{}", r.body);
+    // ...then sells 2: one more than is free; the paid order can no longer be met.
     let sale = format!(
-        r#"{{"sale_id":"{}","terminal_id":"t-risk","device_seq":1,"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{a}","qty":2,"unit_price":{{"amount":"9.99","currency":"EUR"}}}}],"payments":[{{"method":"cash","amount":{{"amount":"19.98","currency":"EUR"}}}}]}}"#,
+        r#"{{"sale_id":"{}","terminal_id":"t-risk","device_seq":2,"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{a}","qty":2,"unit_price":{{"amount":"9.99","currency":"EUR"}}}}],"payments":[{{"method":"cash","amount":{{"amount":"19.98","currency":"EUR"}}}}]}}"#,
         unique("sale"),
         rfc3339_ago(1000)
     );
