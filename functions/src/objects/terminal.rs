@@ -136,17 +136,30 @@ impl DurableObject for Terminal {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let _turn = self
-            .serial
-            .turn()
-            .await
-            .map_err(|p| worker::Error::RustError(p.detail))?;
+        // Not under the sales' serial turn: a till's sales do not wait for
+        // this alarm's D1 batch and object calls (each outbox here is
+        // read by cursor or flag and written by sales only, so a sale
+        // made meanwhile is left for the next run, and a row delivered
+        // twice is applied once by its receiver).
         // This alarm is the one that was pending; what it sets is unknown.
         self.alarm_by.set(None);
         self.feed_customers().await;
         self.fed_at.set(Some(storage::now_ms()));
-        crate::feed::forward_and_rearm(&self.state.storage(), &self.env, &self.feed_source()).await;
-        match self.deliver_risk().await {
+        let storage = self.state.storage();
+        crate::feed::forward_and_rearm(&storage, &self.env, &self.feed_source()).await;
+        let risk = self.deliver_risk().await;
+        // A sale made while this ran asked for an alarm (`alarm_by`) that
+        // the storage may have counted as this one, which ends now: set
+        // it again from inside the handler, where it outlives the run.
+        if let Some(at) = self.alarm_by.get() {
+            if let Err(p) = storage::alarm_by(&storage, at).await {
+                worker::console_error!(
+                    "terminal: re-arming for a sale made meanwhile: {}",
+                    p.detail
+                );
+            }
+        }
+        match risk {
             Ok(()) => Response::ok(""),
             Err(p) => Err(worker::Error::RustError(p.detail)),
         }
