@@ -223,7 +223,11 @@ for s in $ALL_SKUS; do
     die "after seeding, $s is not $UNITS on hand and 0 reserved: $(grep "^$s " <<<"$start_state")"
 done
 
-MODES="${BENCH_MODES:-health availability strong avail100 avail100_cold staleness hold hold_issued sale cart}"
+# The write points come before the edge points: a cold point wakes hundreds of
+# SKU objects (and the warm one starts listeners) whose winding down took CPU
+# from the writes measured right after them (a server-issued hold measured
+# 0.26x the empty route there, 0.30-0.33x on its own, the same day).
+MODES="${BENCH_MODES:-health availability strong hold hold_issued sale cart avail100 avail100_cold staleness}"
 # The edge cache's SKUs (issue 13): EDGE-001..100, and per avail100_cold point
 # COLD_ROUNDS sets of 100 never read before (COLD-<set>-001..100), 1,000 units each.
 COLD_ROUNDS=4
