@@ -580,48 +580,61 @@ fn a_cancelled_transfer_never_ships_and_bad_transfers_change_nothing() {
 #[test]
 fn sigkill_during_multi_sku_ships_and_receipts_then_retries_apply_once() {
     let mut server = Server::start();
-    let api = server.api();
-    seed_locations(&api);
-    let skus: Vec<String> = (0..12).map(|_| api.new_sku("warehouse-1", 50)).collect();
-    let mut ids = Vec::new();
-    for round in 0..4 {
-        let id = unique(&format!("trk{round}"));
-        let lines: Vec<(&str, i64)> = skus.iter().map(|s| (s.as_str(), 2)).collect();
-        let r = api.write(
-            "POST",
-            "/v1/transfers",
-            ADMIN,
-            &format!("create-{id}"),
-            &transfer_body(&id, "warehouse-1", "store-1", &lines),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
-        ids.push(id);
-    }
-    // Ship all four at once and kill the server while they run.
-    let threads: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            let (api, id) = (api.clone(), id.clone());
-            std::thread::spawn(move || {
-                api.try_write(
-                    "POST",
-                    &format!("/v1/transfers/{id}/ship"),
-                    ADMIN,
-                    &format!("ship-{id}"),
-                    "{}",
-                )
+    seed_locations(&server.api());
+    // Ship four 12-line transfers at once and kill the server while they
+    // run. A fast machine may finish every ship before a kill 100 ms later
+    // (then the attempt shows nothing): try again with fresh transfers,
+    // killing sooner.
+    let mut under_way = None;
+    for delay_ms in [100u64, 30, 5] {
+        let api = server.api();
+        let skus: Vec<String> = (0..12).map(|_| api.new_sku("warehouse-1", 50)).collect();
+        let mut ids = Vec::new();
+        for round in 0..4 {
+            let id = unique(&format!("trk{round}"));
+            let lines: Vec<(&str, i64)> = skus.iter().map(|s| (s.as_str(), 2)).collect();
+            let r = api.write(
+                "POST",
+                "/v1/transfers",
+                ADMIN,
+                &format!("create-{id}"),
+                &transfer_body(&id, "warehouse-1", "store-1", &lines),
+            );
+            assert_eq!(r.status, 201, "{}", r.body);
+            ids.push(id);
+        }
+        let threads: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (api, id) = (api.clone(), id.clone());
+                std::thread::spawn(move || {
+                    api.try_write(
+                        "POST",
+                        &format!("/v1/transfers/{id}/ship"),
+                        ADMIN,
+                        &format!("ship-{id}"),
+                        "{}",
+                    )
+                })
             })
-        })
-        .collect();
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    server.kill9();
-    let unanswered = threads
-        .into_iter()
-        .map(|t| t.join())
-        .filter(|r| !matches!(r, Ok(Ok(r)) if r.status == 200))
-        .count();
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        server.kill9();
+        let unanswered = threads
+            .into_iter()
+            .map(|t| t.join())
+            .filter(|r| !matches!(r, Ok(Ok(r)) if r.status == 200))
+            .count();
+        if unanswered > 0 {
+            under_way = Some((skus, ids));
+            break;
+        }
+        eprintln!("every ship finished within {delay_ms} ms, before the kill: again, sooner");
+        server.start_again();
+    }
     // The kill came while ships were under way (else this test shows nothing).
-    assert!(unanswered > 0, "every ship finished before the kill");
+    let (skus, ids) =
+        under_way.expect("a kill 100, 30 or 5 ms after the ships landed while they ran");
     server.start_again();
     let api = server.api();
     // Before any retry: a ship whose row was stored is finished by the
