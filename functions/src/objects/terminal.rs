@@ -138,9 +138,10 @@ impl DurableObject for Terminal {
     async fn alarm(&self) -> worker::Result<Response> {
         // Not under the sales' serial turn: a till's sales do not wait for
         // this alarm's D1 batch and object calls (each outbox here is
-        // read by cursor or flag and written by sales only, so a sale
+        // read by cursor or flag and only sales add rows to it, so a sale
         // made meanwhile is left for the next run, and a row delivered
-        // twice is applied once by its receiver).
+        // twice, by this alarm and a sale's own delivery, is applied once
+        // by its receiver).
         // This alarm is the one that was pending; what it sets is unknown.
         self.alarm_by.set(None);
         self.feed_customers().await;
