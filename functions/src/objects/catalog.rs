@@ -147,23 +147,8 @@ impl DurableObject for Catalog {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let r = wire::read(&mut req).await;
-        if let Ok(CatalogRequest::ListProducts(l)) = &r {
-            // The page is the stored products' JSON as it is: no parsing
-            // and re-encoding of up to 100 products of 100 variants.
-            return match self.list_products(l) {
-                Ok(page) => Response::ok(format!("{{\"ok\":{page}}}")),
-                Err(p) => wire::answer::<()>(Err(p)),
-            };
-        }
-        let answer = r.and_then(|x| self.handle(x));
-        if self.arm_prices.replace(false) {
-            if let Err(p) = self.arm_price_alarm().await {
-                worker::console_error!("catalog: price alarm not set: {}", p.detail);
-            }
-        }
-        wire::answer(answer)
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        wire::serve(self, req).await
     }
 
     /// Folds the scheduled price changes now due into their products.
@@ -178,6 +163,30 @@ impl DurableObject for Catalog {
         Response::ok("")
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for Catalog {
+    async fn receive(&self, msg: &str) -> String {
+        let r = wire::decode(msg);
+        if let Ok(CatalogRequest::ListProducts(l)) = &r {
+            // The page is the stored products' JSON as it is: no parsing
+            // and re-encoding of up to 100 products of 100 variants.
+            return match self.list_products(l) {
+                Ok(page) => format!("{{\"ok\":{page}}}"),
+                Err(p) => wire::reply::<()>(Err(p)),
+            };
+        }
+        let answer = r.and_then(|x| self.handle(x));
+        if self.arm_prices.replace(false) {
+            if let Err(p) = self.arm_price_alarm().await {
+                worker::console_error!("catalog: price alarm not set: {}", p.detail);
+            }
+        }
+        wire::reply(answer)
+    }
+}
+
+crate::rpc_receiver!(Catalog);
 
 /// Settles every variant's prices at `now`; the product's next change.
 fn settle_prices(p: &mut Product, now: i64) -> Result<Option<i64>, Problem> {

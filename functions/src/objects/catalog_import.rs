@@ -104,16 +104,8 @@ impl DurableObject for CatalogImport {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let r = wire::read(&mut req).await;
-        let answer = r.and_then(|x| self.handle(x));
-        if self.arm.replace(false) {
-            if let Err(p) = storage::alarm_at(&self.state.storage(), Some(storage::now_ms())).await
-            {
-                return wire::answer::<()>(Err(p));
-            }
-        }
-        wire::answer(answer)
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        wire::serve(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -133,6 +125,22 @@ impl DurableObject for CatalogImport {
         Response::ok("")
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for CatalogImport {
+    async fn receive(&self, msg: &str) -> String {
+        let answer = wire::decode(msg).and_then(|x| self.handle(x));
+        if self.arm.replace(false) {
+            if let Err(p) = storage::alarm_at(&self.state.storage(), Some(storage::now_ms())).await
+            {
+                return wire::reply::<()>(Err(p));
+            }
+        }
+        wire::reply(answer)
+    }
+}
+
+crate::rpc_receiver!(CatalogImport);
 
 impl CatalogImport {
     fn handle(&self, req: ImportRequest) -> Result<serde_json::Value, Problem> {

@@ -76,11 +76,8 @@ impl DurableObject for Customer {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        match wire::read::<CustomerRequest>(&mut req).await {
-            Ok(r) => wire::answer(self.handle(r).await),
-            Err(p) => wire::answer::<CustomerAnswer>(Err(p)),
-        }
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        wire::serve(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -97,6 +94,18 @@ impl DurableObject for Customer {
         }
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for Customer {
+    async fn receive(&self, msg: &str) -> String {
+        match wire::decode::<CustomerRequest>(msg) {
+            Ok(r) => wire::reply(self.handle(r).await),
+            Err(p) => wire::reply::<CustomerAnswer>(Err(p)),
+        }
+    }
+}
+
+crate::rpc_receiver!(Customer);
 
 /// A core refusal as the API's problem.
 pub fn problem(e: &CustomerError) -> Problem {

@@ -117,18 +117,11 @@ impl DurableObject for LiveHub {
         LiveHub { state, env }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
         if live::is_upgrade(&req) {
             return self.accept(&req).await;
         }
-        let r = wire::read::<HubRequest>(&mut req).await.map(
-            |HubRequest::Push {
-                 sku,
-                 now,
-                 positions,
-             }| self.push(&sku, now, &positions),
-        );
-        wire::answer(r)
+        wire::serve(self, req).await
     }
 
     async fn websocket_message(
@@ -168,6 +161,22 @@ impl DurableObject for LiveHub {
         Ok(())
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for LiveHub {
+    async fn receive(&self, msg: &str) -> String {
+        let r = wire::decode::<HubRequest>(msg).map(
+            |HubRequest::Push {
+                 sku,
+                 now,
+                 positions,
+             }| self.push(&sku, now, &positions),
+        );
+        wire::reply(r)
+    }
+}
+
+crate::rpc_receiver!(LiveHub);
 
 impl LiveHub {
     async fn accept(&self, req: &Request) -> worker::Result<Response> {

@@ -97,14 +97,8 @@ impl DurableObject for Order {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        match wire::read::<OrderRequest>(&mut req).await {
-            Ok(OrderRequest::ClaimReturn { return_id, lines }) => {
-                wire::answer(self.claim_return(return_id, lines).await)
-            }
-            Ok(x) => wire::answer(self.handle(x).await),
-            Err(p) => wire::answer::<OrderAnswer>(Err(p)),
-        }
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        wire::serve(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -114,6 +108,21 @@ impl DurableObject for Order {
         }
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for Order {
+    async fn receive(&self, msg: &str) -> String {
+        match wire::decode::<OrderRequest>(msg) {
+            Ok(OrderRequest::ClaimReturn { return_id, lines }) => {
+                wire::reply(self.claim_return(return_id, lines).await)
+            }
+            Ok(x) => wire::reply(self.handle(x).await),
+            Err(p) => wire::reply::<OrderAnswer>(Err(p)),
+        }
+    }
+}
+
+crate::rpc_receiver!(Order);
 
 /// A core refusal as the API's problem.
 pub fn problem(e: &OrderFailure, id: &str) -> Problem {

@@ -77,12 +77,8 @@ impl DurableObject for ReceiptBook {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let r = match wire::read::<ReceiptRequest>(&mut req).await {
-            Ok(q) => self.handle(q).await,
-            Err(p) => Err(p),
-        };
-        wire::answer(r)
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        wire::serve(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -97,6 +93,19 @@ impl DurableObject for ReceiptBook {
         }
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for ReceiptBook {
+    async fn receive(&self, msg: &str) -> String {
+        let r = match wire::decode::<ReceiptRequest>(msg) {
+            Ok(q) => self.handle(q).await,
+            Err(p) => Err(p),
+        };
+        wire::reply(r)
+    }
+}
+
+crate::rpc_receiver!(ReceiptBook);
 
 impl ReceiptBook {
     fn ensure_schema(&self) -> Result<(), Problem> {

@@ -87,12 +87,8 @@ impl DurableObject for Reservation {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let r = match wire::read::<ReservationRequest>(&mut req).await {
-            Ok(x) => self.handle(x).await,
-            Err(p) => Err(p),
-        };
-        wire::answer(r)
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        wire::serve(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -103,6 +99,19 @@ impl DurableObject for Reservation {
         }
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for Reservation {
+    async fn receive(&self, msg: &str) -> String {
+        let r = match wire::decode::<ReservationRequest>(msg) {
+            Ok(x) => self.handle(x).await,
+            Err(p) => Err(p),
+        };
+        wire::reply(r)
+    }
+}
+
+crate::rpc_receiver!(Reservation);
 
 /// A core refusal as the API's problem.
 pub fn problem(e: &ReservationError, id: &str) -> Problem {

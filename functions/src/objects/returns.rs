@@ -176,15 +176,8 @@ impl DurableObject for ReturnCase {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let r = match wire::read::<ReturnRequest>(&mut req).await {
-            Ok(ReturnRequest::ExchangeCheck { idem, receive }) => {
-                return wire::answer(self.exchange_check(idem, receive).await)
-            }
-            Ok(x) => self.handle(x).await,
-            Err(p) => Err(p),
-        };
-        wire::answer(r)
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        wire::serve(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -195,6 +188,22 @@ impl DurableObject for ReturnCase {
         }
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for ReturnCase {
+    async fn receive(&self, msg: &str) -> String {
+        let r = match wire::decode::<ReturnRequest>(msg) {
+            Ok(ReturnRequest::ExchangeCheck { idem, receive }) => {
+                return wire::reply(self.exchange_check(idem, receive).await)
+            }
+            Ok(x) => self.handle(x).await,
+            Err(p) => Err(p),
+        };
+        wire::reply(r)
+    }
+}
+
+crate::rpc_receiver!(ReturnCase);
 
 /// A core refusal as the API's problem.
 pub fn problem(e: &CaseError) -> Problem {

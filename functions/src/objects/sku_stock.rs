@@ -272,43 +272,13 @@ impl DurableObject for SkuStock {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
         if live::is_upgrade(&req) {
             let r = live::accept(&self.state, &req, &|l| self.positions(l));
             self.sync_alarm().await;
             return r;
         }
-        let r = match wire::read::<SkuRequest>(&mut req).await {
-            Ok(SkuRequest::Exec(x)) => self.guarded(|| self.exec(x, false)).and_then(to_value),
-            Ok(SkuRequest::ExecAll(x)) => self.guarded(|| self.exec(x, true)).and_then(to_value),
-            Ok(SkuRequest::Read(x)) => self.guarded(|| self.read(x)).and_then(to_value),
-            Ok(SkuRequest::Ledger(x)) => self.ledger(x).and_then(to_value),
-            // A refusal is an answer (written with its row), not a failure.
-            Ok(SkuRequest::Reserve(x)) => self
-                .guarded(|| self.reserve(x))
-                .and_then(|r| r)
-                .and_then(to_value),
-            Ok(SkuRequest::Reservation(x)) => self
-                .guarded(|| self.reservation(x))
-                .and_then(|r| r)
-                .and_then(to_value),
-            Ok(SkuRequest::Coordinate { cmd, meta }) => self
-                .guarded(|| self.coordinate(cmd, meta))
-                .and_then(to_value),
-            Ok(SkuRequest::Transfer { cmd, meta }) => {
-                self.guarded(|| self.transfer(cmd, meta)).and_then(to_value)
-            }
-            Ok(SkuRequest::SaleTerminal { sale }) => self.sale_terminal(&sale).and_then(to_value),
-            Ok(SkuRequest::LiveHub { hub, sku }) => self
-                .hubs
-                .register(&self.state.storage(), &hub, sku.as_str())
-                .and_then(|()| self.guarded(|| self.read(ReadRequest { locations: None })))
-                .and_then(to_value),
-            Err(p) => Err(p),
-        };
-        self.sync_alarm().await;
-        self.hubs.flush(&self.state.storage(), &self.env).await;
-        wire::answer(r)
+        wire::serve(self, req).await
     }
 
     async fn websocket_message(
@@ -360,6 +330,45 @@ impl DurableObject for SkuStock {
         }
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for SkuStock {
+    async fn receive(&self, msg: &str) -> String {
+        let r = match wire::decode::<SkuRequest>(msg) {
+            Ok(SkuRequest::Exec(x)) => self.guarded(|| self.exec(x, false)).and_then(to_value),
+            Ok(SkuRequest::ExecAll(x)) => self.guarded(|| self.exec(x, true)).and_then(to_value),
+            Ok(SkuRequest::Read(x)) => self.guarded(|| self.read(x)).and_then(to_value),
+            Ok(SkuRequest::Ledger(x)) => self.ledger(x).and_then(to_value),
+            // A refusal is an answer (written with its row), not a failure.
+            Ok(SkuRequest::Reserve(x)) => self
+                .guarded(|| self.reserve(x))
+                .and_then(|r| r)
+                .and_then(to_value),
+            Ok(SkuRequest::Reservation(x)) => self
+                .guarded(|| self.reservation(x))
+                .and_then(|r| r)
+                .and_then(to_value),
+            Ok(SkuRequest::Coordinate { cmd, meta }) => self
+                .guarded(|| self.coordinate(cmd, meta))
+                .and_then(to_value),
+            Ok(SkuRequest::Transfer { cmd, meta }) => {
+                self.guarded(|| self.transfer(cmd, meta)).and_then(to_value)
+            }
+            Ok(SkuRequest::SaleTerminal { sale }) => self.sale_terminal(&sale).and_then(to_value),
+            Ok(SkuRequest::LiveHub { hub, sku }) => self
+                .hubs
+                .register(&self.state.storage(), &hub, sku.as_str())
+                .and_then(|()| self.guarded(|| self.read(ReadRequest { locations: None })))
+                .and_then(to_value),
+            Err(p) => Err(p),
+        };
+        self.sync_alarm().await;
+        self.hubs.flush(&self.state.storage(), &self.env).await;
+        wire::reply(r)
+    }
+}
+
+crate::rpc_receiver!(SkuStock);
 
 fn to_value<T: Serialize>(v: T) -> Result<serde_json::Value, Problem> {
     Ok(serde_json::to_value(v)?)

@@ -122,17 +122,8 @@ impl DurableObject for Terminal {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        match wire::read::<TerminalRequest>(&mut req).await {
-            Ok(TerminalRequest::Sell { sales, idem }) => wire::answer(self.sell(sales, idem).await),
-            Ok(TerminalRequest::ClaimReturn {
-                return_id,
-                sale_id,
-                lines,
-            }) => wire::answer(self.claim_return(return_id, sale_id, lines).await),
-            Ok(TerminalRequest::GetSale { sale_id }) => wire::answer(self.get_sale(&sale_id)),
-            Err(p) => wire::answer::<()>(Err(p)),
-        }
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        wire::serve(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -166,6 +157,24 @@ impl DurableObject for Terminal {
         }
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for Terminal {
+    async fn receive(&self, msg: &str) -> String {
+        match wire::decode::<TerminalRequest>(msg) {
+            Ok(TerminalRequest::Sell { sales, idem }) => wire::reply(self.sell(sales, idem).await),
+            Ok(TerminalRequest::ClaimReturn {
+                return_id,
+                sale_id,
+                lines,
+            }) => wire::reply(self.claim_return(return_id, sale_id, lines).await),
+            Ok(TerminalRequest::GetSale { sale_id }) => wire::reply(self.get_sale(&sale_id)),
+            Err(p) => wire::reply::<()>(Err(p)),
+        }
+    }
+}
+
+crate::rpc_receiver!(Terminal);
 
 impl Terminal {
     /// The event feed's source name of this terminal.

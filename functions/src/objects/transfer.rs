@@ -71,12 +71,8 @@ impl DurableObject for Transfer {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let r = match wire::read::<TransferRequest>(&mut req).await {
-            Ok(x) => self.handle(x).await,
-            Err(p) => Err(p),
-        };
-        wire::answer(r)
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        wire::serve(self, req).await
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -87,6 +83,19 @@ impl DurableObject for Transfer {
         }
     }
 }
+
+/// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
+impl wire::Receiver for Transfer {
+    async fn receive(&self, msg: &str) -> String {
+        let r = match wire::decode::<TransferRequest>(msg) {
+            Ok(x) => self.handle(x).await,
+            Err(p) => Err(p),
+        };
+        wire::reply(r)
+    }
+}
+
+crate::rpc_receiver!(Transfer);
 
 fn ok(status: u16, s: &Stored) -> Answer {
     Ok(TransferAnswer {

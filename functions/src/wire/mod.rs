@@ -1,12 +1,22 @@
 //! The typed messages between the Worker and its Durable Objects, one module
 //! per object, and the one way to send them ([`call`]).
 //!
-//! The wire is JSON over the stub's `fetch` (`POST https://do/<object>`),
-//! answered by an [`Envelope`]. Every message is a serde type: kinds are
-//! enums, never strings matched by hand or fields probed in a
+//! The wire is JSON text sent to the object's `rpc` method (workerd's JS
+//! RPC: [`Receiver`], exported by [`rpc_receiver!`]) and answered by an
+//! [`Envelope`]'s text. Every message is a serde type: kinds are enums,
+//! never strings matched by hand or fields probed in a
 //! `serde_json::Value`. Any transport failure, or an answer that does not
 //! decode, is a 503 `overloaded` problem: retryable, because every write
 //! carries its own id.
+//!
+//! RPC, not the stub's `fetch`: a `fetch` builds an HTTP request and
+//! response on both sides, and that cost workerd about 1 ms of CPU per call
+//! here, an RPC call of the same message about 0.07 ms (docs/benchmarks.md,
+//! 2026-12-07 session 2). Every object still answers the same message over
+//! `fetch` (`POST https://do/`, the message in [`MSG_HEADER`] or the body),
+//! which is what a Worker of the version before RPC sends during a deploy,
+//! and what [`call`] falls back to if an object of that version has no
+//! `rpc` method yet.
 //!
 //! Arrows point one way: `api` -> `wire` <- `objects`. Nothing here knows
 //! the HTTP routes, and objects never import `api`.
@@ -23,6 +33,7 @@ pub mod transfer;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, RequestInit, Response};
 
@@ -137,6 +148,53 @@ pub fn header_form(json: &str) -> Option<std::borrow::Cow<'_, str>> {
     fits.then_some(text)
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// A Durable Object stub as its RPC interface (what [`rpc_receiver!`]
+    /// exports).
+    type RpcStub;
+    #[wasm_bindgen(method, catch, js_name = rpc)]
+    async fn rpc(this: &RpcStub, msg: &str) -> Result<JsValue, JsValue>;
+}
+
+/// A Durable Object that answers the wire's messages: the text of one in,
+/// its reply's text ([`reply`]) out. One method serves both transports:
+/// the RPC method [`rpc_receiver!`] exports and the object's `fetch`
+/// ([`serve`]).
+#[allow(async_fn_in_trait)] // objects are single-threaded: no Send bound wanted
+pub trait Receiver {
+    async fn receive(&self, msg: &str) -> String;
+}
+
+/// Exports a [`Receiver`]'s `rpc` method to JavaScript. workerd exposes it
+/// to stubs because `functions/entry.mjs` gives each Durable Object class
+/// that has one `DurableObject`'s prototype.
+#[macro_export]
+macro_rules! rpc_receiver {
+    ($object:ident) => {
+        #[::wasm_bindgen::prelude::wasm_bindgen]
+        impl $object {
+            /// The wire's RPC entry (`wire::call`).
+            pub async fn rpc(
+                &self,
+                msg: String,
+            ) -> ::std::result::Result<::wasm_bindgen::JsValue, ::wasm_bindgen::JsValue> {
+                let text = <$object as $crate::wire::Receiver>::receive(self, &msg).await;
+                Ok(::wasm_bindgen::JsValue::from_str(&text))
+            }
+        }
+    };
+}
+
+/// Serves a message that came over `fetch` (in [`MSG_HEADER`] or the body).
+pub async fn serve<R: Receiver>(object: &R, mut req: Request) -> worker::Result<Response> {
+    let text = match req.headers().get(MSG_HEADER)? {
+        Some(t) => t,
+        None => req.text().await?,
+    };
+    respond(object.receive(&text).await)
+}
+
 /// Calls the object `name` of namespace `ns` with `req`.
 pub async fn call<Q: Serialize, A: DeserializeOwned>(
     env: &Env,
@@ -145,69 +203,80 @@ pub async fn call<Q: Serialize, A: DeserializeOwned>(
     req: &Q,
 ) -> Result<A, Problem> {
     let body = serde_json::to_string(req)?;
-    let stub = env
-        .durable_object(ns.binding())?
-        .id_from_name(name)?
-        .get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post);
-    if let Some(msg) = header_form(&body) {
-        let h = worker::Headers::new();
-        h.set(MSG_HEADER, &msg)?;
-        init.with_headers(h);
-    } else {
-        init.with_body(Some(JsValue::from_str(&body)));
-    }
-    let request = Request::new_with_init("https://do/", &init)?;
-    let mut resp = stub.fetch_with_request(request).await?;
-    let text = match resp.headers().get(MSG_HEADER)? {
-        Some(t) => t,
-        None => resp.text().await?,
+    let namespace = env.durable_object(ns.binding())?;
+    let id = namespace.id_from_name(name)?;
+    let stub: RpcStub = id.get_stub()?.into_rpc();
+    let text = match stub.rpc(&body).await {
+        Ok(v) => v.as_string().unwrap_or_default(),
+        Err(e) if not_an_rpc_receiver(&e) => call_fetch(id.get_stub()?, &body).await?,
+        Err(e) => return Err(worker::Error::from(e).into()),
     };
     match serde_json::from_str::<Envelope<A>>(&text) {
         Ok(Envelope::Ok(a)) => Ok(a),
         Ok(Envelope::Err(p)) => Err(p),
         Err(e) => {
-            worker::console_error!(
-                "undecodable answer from {} (status {}): {e}",
-                ns.binding(),
-                resp.status_code()
-            );
+            worker::console_error!("undecodable answer from {}: {e}", ns.binding());
             Err(Problem::overloaded("an internal call failed; retry"))
         }
     }
 }
 
-/// Decodes the message a Durable Object was sent, from [`MSG_HEADER`] or
-/// else the body (one that does not decode is 400).
-pub async fn read<T: DeserializeOwned>(req: &mut Request) -> Result<T, Problem> {
-    let body = match req.headers().get(MSG_HEADER)? {
-        Some(b) => b,
-        None => req.text().await?,
-    };
-    serde_json::from_str(&body).map_err(|e| Problem::invalid(format!("bad internal message: {e}")))
+/// workerd's refusal of an RPC call to an object (of an earlier version)
+/// without the method: nothing ran, so the message can go over `fetch`.
+fn not_an_rpc_receiver(e: &JsValue) -> bool {
+    let text = js_sys::Error::from(e.clone())
+        .message()
+        .as_string()
+        .unwrap_or_default();
+    text.contains("does not implement") || text.contains("does not support RPC")
 }
 
-/// A Durable Object's reply to a message. Never fails.
-pub fn answer<T: Serialize>(r: Result<T, Problem>) -> worker::Result<Response> {
+/// The message over the stub's `fetch`, for an object without `rpc`.
+async fn call_fetch(stub: worker::Stub, body: &str) -> worker::Result<String> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post);
+    if let Some(msg) = header_form(body) {
+        let h = worker::Headers::new();
+        h.set(MSG_HEADER, &msg)?;
+        init.with_headers(h);
+    } else {
+        init.with_body(Some(JsValue::from_str(body)));
+    }
+    let request = Request::new_with_init("https://do/", &init)?;
+    let mut resp = stub.fetch_with_request(request).await?;
+    match resp.headers().get(MSG_HEADER)? {
+        Some(t) => Ok(t),
+        None => resp.text().await,
+    }
+}
+
+/// Decodes a message's text (one that does not decode is 400).
+pub fn decode<T: DeserializeOwned>(msg: &str) -> Result<T, Problem> {
+    serde_json::from_str(msg).map_err(|e| Problem::invalid(format!("bad internal message: {e}")))
+}
+
+/// The text of a Durable Object's reply to a message. Never fails.
+pub fn reply<T: Serialize>(r: Result<T, Problem>) -> String {
     let env = match r {
         Ok(v) => Envelope::Ok(v),
         Err(p) => Envelope::Err(p),
     };
-    match serde_json::to_string(&env) {
-        Ok(s) => match header_form(&s) {
-            Some(msg) => {
-                let h = worker::Headers::new();
-                h.set(MSG_HEADER, &msg)?;
-                Ok(Response::empty()?.with_headers(h))
-            }
-            None => Response::ok(s),
-        },
-        Err(e) => {
-            worker::console_error!("an answer did not encode: {e}");
-            let p = Problem::overloaded("an internal encoding error occurred; retry");
-            Response::ok(serde_json::to_string(&Envelope::<()>::Err(p)).unwrap_or_default())
+    serde_json::to_string(&env).unwrap_or_else(|e| {
+        worker::console_error!("an answer did not encode: {e}");
+        let p = Problem::overloaded("an internal encoding error occurred; retry");
+        serde_json::to_string(&Envelope::<()>::Err(p)).unwrap_or_default()
+    })
+}
+
+/// A reply as the answer to a `fetch` (in [`MSG_HEADER`] when it fits).
+pub fn respond(reply: String) -> worker::Result<Response> {
+    match header_form(&reply) {
+        Some(msg) => {
+            let h = worker::Headers::new();
+            h.set(MSG_HEADER, &msg)?;
+            Ok(Response::empty()?.with_headers(h))
         }
+        None => Response::ok(reply),
     }
 }
 
