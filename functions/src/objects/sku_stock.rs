@@ -66,8 +66,16 @@ pub const OPS_KEEP_MS: i64 = 48 * 3_600_000;
 /// How long a homed reservation's row is kept after its last deadline.
 pub const RESERVATION_KEEP_MS: i64 = 48 * 3_600_000;
 
-/// Rows pruned per write and table (bounded work, through a partial index).
+/// Rows pruned per pruning write and table (bounded work, through a
+/// partial index).
 pub const PRUNE_BATCH: i64 = 100;
+
+/// Writes between two pruning writes (an instance's first write prunes):
+/// up to `PRUNE_BATCH / PRUNE_EVERY` (6) rows per write and table, above
+/// the one row per write a table gains, at two SQL statements every 16
+/// writes instead of every write (each statement costs workerd about as
+/// much as the write's own: docs/benchmarks.md, 2026-12-07 session 2).
+pub const PRUNE_EVERY: u64 = 16;
 
 /// Deletes up to `PRUNE_BATCH` expired non-sale `ops` rows. The
 /// `substr(id, 1, 5) <> 'sale:'` term matches the partial index `ops_prunable`
@@ -255,6 +263,8 @@ pub struct SkuStock {
     feed_due: Cell<Option<i64>>,
     /// When this instance last forwarded the feed (`feed::due`).
     fed_at: Cell<Option<i64>>,
+    /// Writes this instance made (retention prunes every `PRUNE_EVERY`).
+    writes: Cell<u64>,
 }
 
 impl DurableObject for SkuStock {
@@ -269,6 +279,7 @@ impl DurableObject for SkuStock {
             schema_ok: Cell::new(false),
             feed_due: Cell::new(None),
             fed_at: Cell::new(None),
+            writes: Cell::new(0),
         }
     }
 
@@ -474,14 +485,20 @@ impl SkuStock {
         if batch.stmts.is_empty() {
             return Ok(out);
         }
-        batch.stmts.push((
-            OPS_PRUNE,
-            vec![int(now.as_ms() - OPS_KEEP_MS), int(PRUNE_BATCH)],
-        ));
-        batch.stmts.push((
-            RESERVATIONS_PRUNE,
-            vec![int(now.as_ms() - RESERVATION_KEEP_MS), int(PRUNE_BATCH)],
-        ));
+        // Retention: one batch per table every PRUNE_EVERY writes (the
+        // first write of an instance included), not two statements per write.
+        let writes = self.writes.get();
+        self.writes.set(writes.wrapping_add(1));
+        if writes % PRUNE_EVERY == 0 {
+            batch.stmts.push((
+                OPS_PRUNE,
+                vec![int(now.as_ms() - OPS_KEEP_MS), int(PRUNE_BATCH)],
+            ));
+            batch.stmts.push((
+                RESERVATIONS_PRUNE,
+                vec![int(now.as_ms() - RESERVATION_KEEP_MS), int(PRUNE_BATCH)],
+            ));
+        }
         let mut since = self.since_snapshot.get() + batch.events;
         if since >= SNAPSHOT_EVERY {
             since = 0;

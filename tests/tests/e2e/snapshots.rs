@@ -1,7 +1,8 @@
 //! SkuStock snapshots and `ops` pruning, end to end: a SKU with well over
 //! `SNAPSHOT_EVERY` (256) events loads the same after restarts, the snapshot
 //! is really what a load starts from, a stale or unsound snapshot falls back to
-//! the whole log, and old non-sale `ops` rows are pruned in batches of 100.
+//! the whole log, and old non-sale `ops` rows are pruned in batches of 100,
+//! by an instance's first write and every 16th after it.
 //!
 //! The storage checks open the object's SQLite file with the `sqlite3` CLI
 //! while the server is stopped (Debian: `apt-get install sqlite3`).
@@ -17,6 +18,9 @@ use crate::harness::*;
 const SNAPSHOT_EVERY: i64 = 256;
 const SNAPSHOT_FORMAT: i64 = 2;
 const OPS_PRUNE_BATCH: i64 = 100;
+/// `sku_stock::PRUNE_EVERY`: an instance prunes on its first write and every
+/// this many writes after it.
+const OPS_PRUNE_EVERY: i64 = 16;
 const HOUR_MS: i64 = 3_600_000;
 
 /// The SQLite file of the server's only SkuStock object.
@@ -295,11 +299,27 @@ fn old_ops_rows_are_pruned_a_batch_per_write_and_sales_kept() {
     assert_eq!(count("id NOT LIKE 'sale:%'"), others + 1 - OPS_PRUNE_BATCH);
     assert_eq!(old_reservations(&db), reservations - 5 - OPS_PRUNE_BATCH);
 
+    // A new instance prunes on its first write, then not again for
+    // OPS_PRUNE_EVERY - 1 writes.
+    server.start_again();
+    let api = server.api();
+    for _ in 0..OPS_PRUNE_EVERY {
+        api.receive(&sku, "store-1", 1);
+    }
+    server.stop();
+    let left = others - 5 - 2 * OPS_PRUNE_BATCH;
+    assert_eq!(old(&db), left.max(0));
+    assert_eq!(
+        old_reservations(&db),
+        (reservations - 5 - 2 * OPS_PRUNE_BATCH).max(0)
+    );
+
     // Enough writes prune every old row; fresh rows and every sale stay.
     server.start_again();
     let api = server.api();
-    let writes = (others - 5 - OPS_PRUNE_BATCH + OPS_PRUNE_BATCH - 1) / OPS_PRUNE_BATCH;
-    for _ in 0..writes + 1 {
+    let batches = (left.max(0) + OPS_PRUNE_BATCH - 1) / OPS_PRUNE_BATCH;
+    let writes = (batches - 1).max(0) * OPS_PRUNE_EVERY + 1;
+    for _ in 0..writes {
         api.receive(&sku, "store-1", 1);
     }
     let stock = api.stock(&sku, "store-1");
@@ -312,7 +332,10 @@ fn old_ops_rows_are_pruned_a_batch_per_write_and_sales_kept() {
         "the fresh reservations stay"
     );
     assert_eq!(count("id LIKE 'sale:%'"), sales);
-    assert_eq!(count("id NOT LIKE 'sale:%'"), 5 + 1 + writes + 1);
+    assert_eq!(
+        count("id NOT LIKE 'sale:%'"),
+        5 + 1 + OPS_PRUNE_EVERY + writes
+    );
     // Pruning results changes no stock.
     server.start_again();
     assert_eq!(server.api().stock(&sku, "store-1"), stock);
