@@ -489,7 +489,7 @@ impl SkuStock {
         // first write of an instance included), not two statements per write.
         let writes = self.writes.get();
         self.writes.set(writes.wrapping_add(1));
-        if writes % PRUNE_EVERY == 0 {
+        if writes.is_multiple_of(PRUNE_EVERY) {
             batch.stmts.push((
                 OPS_PRUNE,
                 vec![int(now.as_ms() - OPS_KEEP_MS), int(PRUNE_BATCH)],
