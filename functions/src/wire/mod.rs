@@ -228,7 +228,14 @@ fn not_an_rpc_receiver(e: &JsValue) -> bool {
         .message()
         .as_string()
         .unwrap_or_default();
-    text.contains("does not implement") || text.contains("does not support RPC")
+    rpc_refused(&text)
+}
+
+/// workerd's two messages (TypeError) for an object that cannot take the
+/// call, as this machine's workerd words them: a class of the version before
+/// RPC (not declared with `extends DurableObject`), and one without `rpc`.
+fn rpc_refused(message: &str) -> bool {
+    message.contains("does not support RPC") || message.contains("does not implement the method")
 }
 
 /// The message over the stub's `fetch`, for an object without `rpc`.
@@ -283,6 +290,26 @@ pub fn respond(reply: String) -> worker::Result<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_workerds_refusals_of_the_method_fall_back_to_fetch() {
+        // The messages as workerd gave them here (a probe Worker, 2026-12-07).
+        assert!(rpc_refused(
+            "The receiving Durable Object does not support RPC, because its class was not \
+             declared with `extends DurableObject`. In order to enable RPC, make sure your \
+             class extends the special class `DurableObject`, which can be imported from the \
+             module \"cloudflare:workers\"."
+        ));
+        assert!(rpc_refused(
+            "The RPC receiver does not implement the method \"rpc\"."
+        ));
+        // A failure inside a call that may have run is not one of them.
+        assert!(!rpc_refused(
+            "Durable Object reset because its code was updated."
+        ));
+        assert!(!rpc_refused("Network connection lost."));
+        assert!(!rpc_refused(""));
+    }
 
     #[test]
     fn small_ascii_messages_travel_as_they_are() {
