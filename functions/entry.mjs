@@ -4,13 +4,21 @@
 // prototype: workerd only exposes RPC methods of classes that extend it,
 // and worker-build's module shim does not make them (its plain shim does
 // the same two calls).
-import { DurableObject } from "cloudflare:workers";
+//
+// The var OBJECT_RPC = "off" leaves the classes as worker-build made them.
+// Every object call is then refused as RPC and sent over the stub's fetch
+// instead (wire::call): what a Worker of this version meets in objects of
+// the version before RPC during a deploy. The e2e test
+// hot_path::objects_without_rpc_are_called_over_fetch runs with it.
+import { DurableObject, env } from "cloudflare:workers";
 import * as worker from "./build/index.js";
 
-for (const [name, cls] of Object.entries(worker)) {
-  if (name !== "default" && typeof cls === "function" && typeof cls.prototype?.rpc === "function") {
-    Object.setPrototypeOf(cls.prototype, DurableObject.prototype);
-    Object.setPrototypeOf(cls, DurableObject);
+if (env?.OBJECT_RPC !== "off") {
+  for (const [name, cls] of Object.entries(worker)) {
+    if (name !== "default" && typeof cls === "function" && typeof cls.prototype?.rpc === "function") {
+      Object.setPrototypeOf(cls.prototype, DurableObject.prototype);
+      Object.setPrototypeOf(cls, DurableObject);
+    }
   }
 }
 

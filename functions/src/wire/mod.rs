@@ -208,7 +208,10 @@ pub async fn call<Q: Serialize, A: DeserializeOwned>(
     let stub: RpcStub = id.get_stub()?.into_rpc();
     let text = match stub.rpc(&body).await {
         Ok(v) => v.as_string().unwrap_or_default(),
-        Err(e) if not_an_rpc_receiver(&e) => call_fetch(id.get_stub()?, &body).await?,
+        Err(e) if not_an_rpc_receiver(&e) => {
+            note_fetch_fallback(ns);
+            call_fetch(id.get_stub()?, &body).await?
+        }
         Err(e) => return Err(worker::Error::from(e).into()),
     };
     match serde_json::from_str::<Envelope<A>>(&text) {
@@ -218,6 +221,21 @@ pub async fn call<Q: Serialize, A: DeserializeOwned>(
             worker::console_error!("undecodable answer from {}: {e}", ns.binding());
             Err(Problem::overloaded("an internal call failed; retry"))
         }
+    }
+}
+
+thread_local! {
+    /// This isolate already logged that objects refuse RPC.
+    static FELL_BACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Logs, once per isolate, that objects are being called over `fetch`.
+fn note_fetch_fallback(ns: Namespace) {
+    if !FELL_BACK.with(|f| f.replace(true)) {
+        worker::console_warn!(
+            "{} objects refuse RPC (a deploy in progress, or OBJECT_RPC=off): calling over fetch",
+            ns.binding()
+        );
     }
 }
 

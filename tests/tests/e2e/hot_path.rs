@@ -1,7 +1,9 @@
 //! Issue 7's hot path, end to end: catalog facts come from each isolate's
 //! cache, yet an unknown SKU or location is still 404 and creates nothing,
 //! and a catalog change is seen by the next stock request; an ended
-//! reservation's object deletes its storage once its retention passed.
+//! reservation's object deletes its storage once its retention passed;
+//! objects are called over RPC, and over fetch when they refuse RPC (a
+//! deploy's older objects).
 use std::path::Path;
 
 use crate::harness::*;
@@ -315,4 +317,55 @@ fn a_server_issued_reservation_id_names_its_sku_object() {
         &body.replacen('{', &format!(r#"{{"id":"{id}","#), 1),
     );
     r.assert_problem(400, "invalid_request");
+    // Every object call went over RPC: none fell back to fetch.
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    assert!(!log.contains("objects refuse RPC"), "{}", server.log_tail());
+}
+
+/// During a deploy a Worker of this version may call objects of the version
+/// before RPC: their classes do not extend DurableObject, so workerd refuses
+/// the RPC call and `wire::call` sends the message over the stub's fetch,
+/// which every object still serves. OBJECT_RPC=off (functions/entry.mjs)
+/// makes every object such an object.
+#[test]
+fn objects_without_rpc_are_called_over_fetch() {
+    let server = Server::start_with_vars(&[("OBJECT_RPC", "off")]);
+    let api = server.api();
+    // The catalog object.
+    seed_locations(&api);
+    let a = api.new_sku("store-1", 10);
+    let b = api.new_sku("store-1", 10);
+    // A SKU object: a one-line hold with a server-issued id, and its release.
+    let body = format!(
+        r#"{{"lines":[{{"sku":"{a}","qty":2}}],"fulfillment":{{"type":"pickup","location":"store-1"}},"ttl_seconds":600}}"#
+    );
+    let r = api.write(
+        "POST",
+        "/v1/reservations",
+        STOREFRONT,
+        &unique("idem"),
+        &body,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(api.available(&a, "store-1"), 8);
+    let d = api.send("DELETE", &format!("/v1/reservations/{id}"), STOREFRONT, "");
+    assert_eq!(d.status, 200, "{}", d.body);
+    // A Reservation coordinator: a two-SKU cart, held all or none.
+    let cart = unique("cart");
+    let r = api.reserve(&cart, &[(&a, 1), (&b, 3)], "store-1", 600);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(api.available(&a, "store-1"), 9);
+    assert_eq!(api.available(&b, "store-1"), 7);
+    // A Terminal and a SKU object: a POS sale, and the same sale again.
+    let s = sale(&a);
+    let first = api.write("POST", "/v1/pos/sales", POS1, &unique("idem"), &s);
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = api.write("POST", "/v1/pos/sales", POS1, &unique("idem"), &s);
+    assert_eq!(again.status, first.status, "{}", again.body);
+    assert_eq!(again.json()["sale_id"], first.json()["sale_id"]);
+    assert_eq!(api.stock(&a, "store-1")["on_hand"], 9);
+    // It really went over fetch: the Worker said so (once per isolate).
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    assert!(log.contains("objects refuse RPC"), "{}", server.log_tail());
 }
