@@ -11,7 +11,7 @@
 //!
 //! RPC, not the stub's `fetch`: a `fetch` builds an HTTP request and
 //! response on both sides, and that cost workerd about 1 ms of CPU per call
-//! here, an RPC call of the same message about 0.07 ms (docs/benchmarks.md,
+//! here, an RPC call of the same message about 0.06 ms (docs/benchmarks.md,
 //! 2026-12-07 session 2). Every object still answers the same message over
 //! `fetch` (`POST https://do/`, the message in [`MSG_HEADER`] or the body),
 //! which is what a Worker of the version before RPC sends during a deploy,
