@@ -70,11 +70,12 @@ pub const RESERVATION_KEEP_MS: i64 = 48 * 3_600_000;
 /// partial index).
 pub const PRUNE_BATCH: i64 = 100;
 
-/// Writes between two pruning writes (an instance's first write prunes):
-/// up to `PRUNE_BATCH / PRUNE_EVERY` (6) rows per write and table, above
-/// the one row per write a table gains, at two SQL statements every 16
-/// writes instead of every write (each statement costs workerd about as
-/// much as the write's own: docs/benchmarks.md, 2026-12-07 session 2).
+/// Writes between two pruning writes (an instance's first write prunes; a
+/// write whose transaction fails still counts): up to `PRUNE_BATCH /
+/// PRUNE_EVERY` (6) rows per write and table, above the one row most writes
+/// add to a table, at two SQL statements every 16 writes instead of every
+/// write (each statement costs workerd about as much as the write's own:
+/// docs/benchmarks.md, 2026-12-07 session 2).
 pub const PRUNE_EVERY: u64 = 16;
 
 /// Deletes up to `PRUNE_BATCH` expired non-sale `ops` rows. The
