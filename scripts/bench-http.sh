@@ -33,7 +33,10 @@
 # BENCH_SETTLE seconds of rest after a point that made or woke hundreds of
 # objects (15; 0 for none),
 # PG_BIN (/usr/lib/postgresql/15/bin), BENCH_KEEP=1 keeps the temporary directory,
-# BENCH_VARS more wrangler vars ("NAME:value ...", e.g. "MAX_IN_FLIGHT:16").
+# BENCH_VARS more wrangler vars ("NAME:value ...", e.g. "MAX_IN_FLIGHT:16"),
+# BENCH_HONOR_RETRY_AFTER=1: after a 503 or 429 with Retry-After, wrk waits
+# that long before its next request (clients that follow API.md; by default
+# wrk sends again at once, like a client that ignores Retry-After).
 set -euo pipefail
 source "$(dirname "$0")/wrangler-common.sh"
 BENCH="$ROOT/scripts/bench"
@@ -447,4 +450,9 @@ for c in $CONNS; do for m in $MODES; do
 done; done
 say "- PostgreSQL's 2xx column: committed transactions (pgbench cannot fail one here: the guard never refuses with $UNITS units)"
 say "- checked: every hold, sale and cart line that answered 2xx is in the stock and the ledger, and nothing more than the requests in flight at the end (holds ${TOTAL_OK[hold]}, sales ${TOTAL_OK[sale]}, carts ${TOTAL_OK[cart]} x 5 SKUs, warm-ups included); nothing oversold"
+if [ "${BENCH_HONOR_RETRY_AFTER:-}" = 1 ]; then
+  say "- clients honored Retry-After (BENCH_HONOR_RETRY_AFTER=1): after a 503 or 429, the next request of that wrk thread waited as asked (not counted in p50/p99)"
+else
+  say "- clients ignored Retry-After: wrk sends again as soon as a 503 or 429 comes back"
+fi
 say "- wrangler dev log (--log-level warn): $warn_lines lines"
