@@ -11,6 +11,11 @@
 //! only after D1 acknowledged them, in seq order, so events reach D1 at
 //! least once and in order per source. The write path never waits on D1.
 //!
+//! A POS sale's event is written by the SkuStock of its first SKU, in the
+//! sale's transaction there ([`sale_event`]; the Terminal's own outbox only
+//! when no SKU object took it), so a till that sells now and then adds no
+//! D1 batch of its own per sale.
+//!
 //! Read models (reports, accounting) read `events`; their `as_of` comes
 //! from `feed_sources` (see [`as_of`]).
 use serde::{Deserialize, Serialize};
@@ -88,7 +93,10 @@ struct CountRow {
     oldest: Option<i64>,
 }
 
-/// Creates the outbox tables (idempotent).
+/// Creates the outbox tables (idempotent). Every producing object runs it
+/// with its own schema, once per instance (its `ensure_schema`): the other
+/// functions here that read or write the outbox expect the tables to exist,
+/// rather than running these statements again on every write and forward.
 pub fn ensure(sql: &SqlStorage) -> Result<(), Problem> {
     for q in SCHEMA {
         storage::exec(sql, q, Vec::new())?;
@@ -122,8 +130,8 @@ pub fn outbox(
 
 /// Puts a snapshot of a coordinator (an order, a return) in the outbox
 /// unless the last one written is the same; `Ok(true)` when written.
+/// The outbox tables exist ([`ensure`]).
 pub fn snapshot(sql: &SqlStorage, at: i64, kind: &str, body: &str) -> Result<bool, Problem> {
-    ensure(sql)?;
     #[derive(Deserialize)]
     struct Last {
         body: String,
@@ -162,7 +170,6 @@ pub fn pending(sql: &SqlStorage) -> Result<bool, Problem> {
 /// Whether the outbox has rows waiting, and when the alarm should retry
 /// (`None`: nothing waits).
 pub fn retry_at(sql: &SqlStorage, now: i64) -> Result<Option<i64>, Problem> {
-    ensure(sql)?;
     let c = cursor(sql)?;
     let n: Vec<CountRow> = storage::query(
         sql,
@@ -215,28 +222,35 @@ fn opt(s: &Option<String>) -> JsValue {
 /// Forwards the outbox to D1 (at most `MAX_BATCHES` batches), then deletes
 /// what D1 acknowledged. Safe to run twice at once: D1 ignores duplicates
 /// and the cursor only moves forward. `Ok(true)`: nothing is left.
+/// The outbox tables exist ([`ensure`]).
 pub async fn forward(storage: &Storage, env: &Env, source: &str) -> Result<bool, Problem> {
     let sql = storage.sql();
-    ensure(&sql)?;
     let db = db(env)?;
     for _ in 0..MAX_BATCHES {
-        let through = cursor(&sql)?.through;
+        // The rows after the cursor (no cursor row yet: from the start).
         let rows: Vec<OutRow> = storage::query(
             &sql,
-            "SELECT seq, at, kind, location, sku, body FROM feed_out WHERE seq > ?
+            "SELECT seq, at, kind, location, sku, body FROM feed_out
+             WHERE seq > coalesce((SELECT through FROM feed_cursor WHERE id = 0), 0)
              ORDER BY seq LIMIT ?",
-            vec![int(through), int(BATCH)],
+            vec![int(BATCH)],
         )?;
         let Some(last) = rows.last() else {
             return Ok(true);
         };
         let (last_seq, last_at) = (last.seq, last.at);
-        let left: Vec<CountRow> = storage::query(
-            &sql,
-            "SELECT count(*) AS n, min(at) AS oldest FROM feed_out WHERE seq > ?",
-            vec![int(last_seq)],
-        )?;
-        let (pending, oldest) = left.first().map_or((0, None), |r| (r.n, r.oldest));
+        // What waits after this batch. A short batch took every row after
+        // the cursor, and nothing was written since (no await in between).
+        let (pending, oldest) = if (rows.len() as i64) < BATCH {
+            (0, None)
+        } else {
+            let left: Vec<CountRow> = storage::query(
+                &sql,
+                "SELECT count(*) AS n, min(at) AS oldest FROM feed_out WHERE seq > ?",
+                vec![int(last_seq)],
+            )?;
+            left.first().map_or((0, None), |r| (r.n, r.oldest))
+        };
         let mut batch = Vec::with_capacity(rows.len() + 1);
         for r in &rows {
             batch.push(
@@ -278,11 +292,12 @@ pub async fn forward(storage: &Storage, env: &Env, source: &str) -> Result<bool,
             .map_err(d1_error("prepare the cursor"))?,
         );
         if let Err(e) = db.batch(batch).await {
+            // (No cursor row yet: through 0, as read above.)
             storage::exec(
                 &sql,
-                "INSERT INTO feed_cursor (id, through, failures) VALUES (0, ?, 1)
+                "INSERT INTO feed_cursor (id, through, failures) VALUES (0, 0, 1)
                  ON CONFLICT (id) DO UPDATE SET failures = failures + 1",
-                vec![int(through)],
+                vec![],
             )?;
             return Err(d1_error("forward events")(e));
         }
@@ -456,9 +471,20 @@ pub fn sku_outbox(
     Ok(out)
 }
 
-/// The outbox row of a POS sale (core's `SaleBody`): lines as sold (a
-/// bundle as its own SKU), no tax breakdown (POS prices are shelf prices).
+/// The outbox row of a POS sale ([`sale_event`]), for the terminal's own
+/// outbox (when no SKU object took the event: `wire::sku_stock::sell`).
 pub fn sale_outbox(s: &crate::wire::terminal::Sale) -> Result<Stmt, Problem> {
+    let ev = sale_event(s)?;
+    outbox(ev.at, "sale", Some(ev.location.as_str()), None, &ev.body)
+}
+
+/// A POS sale's feed event (core's `SaleBody`): lines as sold (a bundle as
+/// its own SKU), the tax recorded with the sale. It goes into the outbox of
+/// the SKU object of the sale's first SKU, in the transaction of that SKU's
+/// `Sell`, or else into the terminal's.
+pub fn sale_event(
+    s: &crate::wire::terminal::Sale,
+) -> Result<crate::wire::sku_stock::SaleEvent, Problem> {
     use omnistock_core::money::{Currency, Decimal};
     use omnistock_core::report::{Paid, SaleBody, SoldLine};
     use omnistock_core::Timestamp;
@@ -509,13 +535,12 @@ pub fn sale_outbox(s: &crate::wire::terminal::Sale) -> Result<Stmt, Problem> {
             .collect::<Result<_, Problem>>()?,
         tax_inclusive: tax.inclusive,
     };
-    outbox(
-        s.occurred_at,
-        "sale",
-        Some(s.location.as_str()),
-        None,
-        &serde_json::to_string(&body)?,
-    )
+    Ok(crate::wire::sku_stock::SaleEvent {
+        sale: s.sale_id.clone(),
+        at: s.occurred_at,
+        location: s.location.to_string(),
+        body: serde_json::to_string(&body)?,
+    })
 }
 
 /// The snapshot of an order (core's `OrderBody`) as JSON.

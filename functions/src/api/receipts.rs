@@ -10,7 +10,7 @@
 //! deployment's tax table, and issues it there; from then on that stored
 //! receipt is served, unchanged (a later return makes its own receipt). A
 //! scanned number that is a sale id finds its terminal in the event feed's
-//! `sale_terminals` index (D1, fed from the Terminal's sale events 0.25 to
+//! `sale_terminals` index (D1, fed from the sales' feed events 0.25 to
 //! about 1.25 s after the sale: feed::sale_terminal); `?terminal=`
 //! (the till's own) finds it before that, with no lookup.
 //!

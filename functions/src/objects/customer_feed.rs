@@ -23,6 +23,8 @@ pub const RETRY_MS: i64 = 5_000;
 /// Most facts one flush sends.
 pub const MAX_FLUSH: i64 = 50;
 
+/// The outbox table. Each producer creates it with its own schema, once per
+/// instance (`ensure_schema`); the functions here expect it to exist.
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS customer_feed (k TEXT PRIMARY KEY,
   customer_id TEXT NOT NULL, op TEXT NOT NULL, seq INTEGER NOT NULL, told INTEGER NOT NULL,
   at INTEGER NOT NULL)";
@@ -87,7 +89,6 @@ pub fn save_with_offer<T: serde::Serialize>(
         let (table, key) = home.table_key();
         return storage::save_json(&st.sql(), table, key, value);
     };
-    storage::exec(&st.sql(), SCHEMA, vec![])?;
     storage::atomically(
         st,
         vec![
@@ -110,7 +111,6 @@ struct Row {
 /// sending, so a crash mid-way is retried too.
 pub async fn flush(env: &Env, st: &Storage) -> Result<Option<i64>, Problem> {
     let sql = st.sql();
-    storage::exec(&sql, SCHEMA, vec![])?;
     let rows: Vec<Row> = storage::query(
         &sql,
         "SELECT k, customer_id, op, seq FROM customer_feed WHERE told = 0 ORDER BY at, k LIMIT ?",

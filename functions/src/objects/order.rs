@@ -278,9 +278,14 @@ fn share(m: Money, num: i64, den: i64) -> String {
 }
 
 impl Order {
+    /// Its table, the event feed's outbox and the customer feed, once per
+    /// instance (those modules expect their tables to exist).
     fn ensure_schema(&self) -> Result<(), Problem> {
         if !self.schema_ok.get() {
-            storage::exec(&self.state.storage().sql(), SCHEMA, vec![])?;
+            let sql = self.state.storage().sql();
+            storage::exec(&sql, SCHEMA, vec![])?;
+            crate::feed::ensure(&sql)?;
+            storage::exec(&sql, super::customer_feed::SCHEMA, vec![])?;
             self.schema_ok.set(true);
         }
         Ok(())
@@ -316,6 +321,7 @@ impl Order {
 
     /// Stores the row, writes the queue if it lags, and points the alarm.
     async fn store(&self, st: &mut Stored) -> Result<(), Problem> {
+        self.ensure_schema()?;
         settle_waiting(st);
         // A part that left ready_for_pickup is no longer overdue.
         let parts = st.machine.parts();

@@ -252,9 +252,14 @@ pub fn problem(e: &CaseError) -> Problem {
 }
 
 impl ReturnCase {
+    /// Its table, the event feed's outbox and the customer feed, once per
+    /// instance (those modules expect their tables to exist).
     fn ensure_schema(&self) -> Result<(), Problem> {
         if !self.schema_ok.get() {
-            storage::exec(&self.state.storage().sql(), SCHEMA, vec![])?;
+            let sql = self.state.storage().sql();
+            storage::exec(&sql, SCHEMA, vec![])?;
+            crate::feed::ensure(&sql)?;
+            storage::exec(&sql, super::customer_feed::SCHEMA, vec![])?;
             self.schema_ok.set(true);
         }
         Ok(())
@@ -271,6 +276,7 @@ impl ReturnCase {
 
     /// Stores the row and points the alarm at the machine's next timer.
     async fn store(&self, s: &Stored) -> Result<(), Problem> {
+        self.ensure_schema()?;
         // Customers and loyalty (issue 10): the return of a customer's
         // purchase is offered to them with the row; sent below, retried by
         // the alarm.

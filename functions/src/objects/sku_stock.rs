@@ -329,6 +329,7 @@ impl DurableObject for SkuStock {
                     cmds: Vec::new(),
                     meta: system_meta("alarm"),
                     idem: None,
+                    sale_event: None,
                 },
                 false,
             )
@@ -595,7 +596,7 @@ impl SkuStock {
         self.write(|st, now, batch| {
             let mut out = Vec::with_capacity(req.cmds.len());
             for cmd in &req.cmds {
-                let o = self.exec_one(st, now, batch, cmd, &req.meta, req.idem.as_ref())?;
+                let o = self.exec_one(st, now, batch, cmd, &req)?;
                 if all_or_none {
                     if let Some(p) = o.problem() {
                         return Err(p);
@@ -613,14 +614,17 @@ impl SkuStock {
         now: Timestamp,
         batch: &mut Batch,
         cmd: &Command,
-        meta: &Meta,
-        idem: Option<&Idem>,
+        req: &ExecRequest,
     ) -> Result<Outcome, Problem> {
+        let (meta, idem, sale_event) = (&req.meta, req.idem.as_ref(), req.sale_event.as_ref());
         let core_cmd = cmd;
         // A sale core no longer remembers (it keeps a window) may still be
-        // recorded here: sale ids are idempotent forever.
+        // recorded here: sale ids are idempotent forever. While core has
+        // forgotten none, every sale ever applied here is in its window (the
+        // same rule core's own return check uses), so a new sale id needs no
+        // read of the sale rows.
         if let Command::Sell { sale, .. } = cmd {
-            if !st.remembers_sale(sale) {
+            if !st.remembers_sale(sale) && st.sales_forgotten() > 0 {
                 if let Some(mut o) = self.stored(&sale_key(sale))? {
                     let fp = omnistock_core::sku::fingerprint(core_cmd);
                     let same = o.events().iter().any(|e| {
@@ -641,7 +645,31 @@ impl SkuStock {
                     st.apply(e);
                 }
                 batch.events(&events, meta)?;
-                let o = describe(st, now, cmd, Ok(events));
+                let mut o = describe(st, now, cmd, Ok(events));
+                // A new sale's event for the feed, with its stock event.
+                if let (Command::Sell { sale, .. }, Some(ev)) = (cmd, sale_event) {
+                    // (A sale is never refused for its feed event: one that
+                    // does not fit is logged, and the terminal tries its own.)
+                    let row = (ev.sale == *sale).then(|| {
+                        crate::feed::outbox(
+                            ev.at,
+                            "sale",
+                            Some(ev.location.as_str()),
+                            None,
+                            &ev.body,
+                        )
+                    });
+                    match row {
+                        Some(Ok(stmt)) => {
+                            batch.stmts.push(stmt);
+                            o.fed = true;
+                        }
+                        Some(Err(p)) => {
+                            worker::console_error!("feed: sale {sale} not fed here: {}", p.detail)
+                        }
+                        None => {}
+                    }
+                }
                 if let Some(key) = answer_key(cmd) {
                     batch.stmts.push((
                         ANSWER_WRITE,
@@ -1289,5 +1317,6 @@ fn describe(
         result,
         position: location.as_ref().map(|l| st.position_at(now, l)),
         location,
+        fed: false,
     }
 }

@@ -5,8 +5,11 @@
 //! 409. Each sale's lines are merged per SKU (bundles become their
 //! components) and sent as one `Sell` to each SKU object, which records the
 //! sale id too, so a sale whose answer was lost here is applied once when
-//! retried. Each sale's row (its answer and the request's Idempotency-Key)
-//! is written in one statement after its SKU objects answered.
+//! retried. The sale's event for the feed goes with its first SKU's `Sell`
+//! into that object's outbox (`wire::sku_stock::SaleEvent`), here only when
+//! no SKU object took it. Each sale's row (its answer and the request's
+//! Idempotency-Key) is written in one statement after its SKU objects
+//! answered.
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
@@ -86,6 +89,21 @@ struct Row {
     body: String,
 }
 
+/// A one-sale request's first look, in one statement: the request
+/// fingerprint its Idempotency-Key was first seen with (if it was), and the
+/// sale's row (if it is recorded).
+#[derive(Deserialize)]
+struct FirstLook {
+    key_fp: Option<String>,
+    fp: Option<String>,
+    status: Option<i64>,
+    body: Option<String>,
+}
+
+const FIRST_LOOK: &str = "SELECT (SELECT req_fp FROM sales WHERE req_key = ?1 LIMIT 1) AS key_fp,
+     s.fp AS fp, s.status AS status, s.body AS body
+     FROM (SELECT 1) LEFT JOIN sales s ON s.sale_id = ?2";
+
 #[derive(Deserialize)]
 struct KeyRow {
     req_fp: String,
@@ -107,6 +125,16 @@ pub struct Terminal {
     /// row to it since: a sale needs no query of it (rows come only from
     /// this instance's own sales, under its serial turn).
     risk_empty: Cell<bool>,
+    /// A sale of the current `sell` put its feed event in this object's
+    /// own outbox (no SKU object took it): the alarm forwards it.
+    fed_here: Cell<bool>,
+    /// Customer offers this instance wrote to the customer feed.
+    offers: Cell<u64>,
+    /// `offers` when a flush of the customer feed last began and then left
+    /// nothing behind: while it is still the count, the feed is empty and
+    /// the alarm needs no query of it (an offer written during a flush's
+    /// sends moves the count, so that flush does not vouch for it).
+    flushed_at_offers: Cell<Option<u64>>,
 }
 
 impl DurableObject for Terminal {
@@ -119,6 +147,9 @@ impl DurableObject for Terminal {
             fed_at: Cell::new(None),
             alarm_by: Cell::new(None),
             risk_empty: Cell::new(false),
+            fed_here: Cell::new(false),
+            offers: Cell::new(0),
+            flushed_at_offers: Cell::new(None),
         }
     }
 
@@ -135,6 +166,10 @@ impl DurableObject for Terminal {
         // by its receiver).
         // This alarm is the one that was pending; what it sets is unknown.
         self.alarm_by.set(None);
+        // The outboxes' tables (once per instance; an error is the
+        // runtime's to retry the alarm).
+        self.ensure_schema()
+            .map_err(|p| worker::Error::RustError(p.detail))?;
         self.feed_customers().await;
         self.fed_at.set(Some(storage::now_ms()));
         let storage = self.state.storage();
@@ -185,7 +220,12 @@ impl Terminal {
     fn ensure_schema(&self) -> Result<(), Problem> {
         if !self.schema_ok.get() {
             let sql = self.state.storage().sql();
-            let parts = [SCHEMA, UPGRADES, crate::feed::SCHEMA];
+            let parts = [
+                SCHEMA,
+                UPGRADES,
+                crate::feed::SCHEMA,
+                &[customer_feed::SCHEMA],
+            ];
             storage::ensure_schema(&sql, &parts, || {
                 for q in SCHEMA {
                     storage::exec(&sql, q, vec![])?;
@@ -194,6 +234,7 @@ impl Terminal {
                     // Fails once the column exists; that is the expected case.
                     let _ = sql.exec(q, None);
                 }
+                storage::exec(&sql, customer_feed::SCHEMA, vec![])?;
                 crate::feed::ensure(&sql)
             })?;
             self.schema_ok.set(true);
@@ -206,14 +247,34 @@ impl Terminal {
         self.ensure_schema()?;
         let sql = self.state.storage().sql();
         // The same Idempotency-Key with another request is refused here,
-        // before anything is sold.
-        let seen: Vec<KeyRow> = storage::query(
-            &sql,
-            "SELECT req_fp FROM sales WHERE req_key = ? LIMIT 1",
-            vec![text(&idem.key)],
-        )?;
-        let replayed = match seen.first() {
-            Some(k) if k.req_fp != idem.fp => return Err(Problem::key_reused()),
+        // before anything is sold. A request of one sale (the common case)
+        // reads its sale's row in the same statement.
+        let mut first: Option<Option<Row>> = None;
+        let key_fp = if let [only] = sales.as_slice() {
+            let look: Vec<FirstLook> = storage::query(
+                &sql,
+                FIRST_LOOK,
+                vec![text(&idem.key), text(only.sale_id.as_str())],
+            )?;
+            let look = look.into_iter().next();
+            first = Some(look.as_ref().and_then(|l| {
+                Some(Row {
+                    fp: l.fp.clone()?,
+                    status: l.status?,
+                    body: l.body.clone()?,
+                })
+            }));
+            look.and_then(|l| l.key_fp)
+        } else {
+            let seen: Vec<KeyRow> = storage::query(
+                &sql,
+                "SELECT req_fp FROM sales WHERE req_key = ? LIMIT 1",
+                vec![text(&idem.key)],
+            )?;
+            seen.into_iter().next().map(|k| k.req_fp)
+        };
+        let replayed = match key_fp {
+            Some(fp) if fp != idem.fp => return Err(Problem::key_reused()),
             Some(_) => true,
             None => false,
         };
@@ -224,7 +285,7 @@ impl Terminal {
         let mut results = Vec::with_capacity(sales.len());
         for s in sales {
             let id = s.sale_id.to_string();
-            results.push(match self.apply(s, &idem).await {
+            results.push(match self.apply(s, &idem, first.take()).await {
                 Ok(r) => r,
                 Err(p) => SaleResult {
                     sale_id: id,
@@ -240,14 +301,16 @@ impl Terminal {
             worker::console_warn!("at-risk delivery deferred: {}", p.detail);
         }
         // The event feed learns the new sales (and from it the receipts'
-        // sale index, D1's sale_terminals) from the alarm just after the
-        // answer (durable, retried if it fails): feed::LINGER_MS later,
-        // and not sooner than feed::MIN_INTERVAL_MS after the last forward,
-        // so the sales of a busy till in that time go out together.
+        // sale index, D1's sale_terminals) with their first SKU's events,
+        // from that object's outbox. Only a sale event written here (no SKU
+        // object took it) goes from this object's alarm just after the
+        // answer (durable, retried if it fails): feed::LINGER_MS later, and
+        // not sooner than feed::MIN_INTERVAL_MS after the last forward.
         // A customer's purchase goes from the same alarm, set for at once:
         // not a third object call before the answer (a receipt that needs
         // it first hands the customer the purchase itself, applied once).
-        if results.iter().any(|r| !r.replayed && r.status < 300) {
+        let fed_here = self.fed_here.replace(false);
+        if (for_customers || fed_here) && results.iter().any(|r| !r.replayed && r.status < 300) {
             let now = storage::now_ms();
             let at = if for_customers {
                 now
@@ -265,8 +328,14 @@ impl Terminal {
     /// Customers and loyalty (issue 10): sends the customer feed (what
     /// fails stays in it, with the alarm set to retry).
     async fn feed_customers(&self) {
-        if let Err(p) = customer_feed::flush(&self.env, &self.state.storage()).await {
-            worker::console_warn!("customer feed deferred: {}", p.detail);
+        let offers = self.offers.get();
+        if self.flushed_at_offers.get() == Some(offers) {
+            return;
+        }
+        match customer_feed::flush(&self.env, &self.state.storage()).await {
+            Ok(None) => self.flushed_at_offers.set(Some(offers)),
+            Ok(Some(_)) => {}
+            Err(p) => worker::console_warn!("customer feed deferred: {}", p.detail),
         }
     }
 
@@ -398,14 +467,26 @@ impl Terminal {
         Ok(())
     }
 
-    async fn apply(&self, s: Sale, idem: &Idem) -> Result<SaleResult, Problem> {
+    /// Applies one sale; `known` is its row as the caller already read it
+    /// under this turn (`Some(None)`: not recorded), else it is read here.
+    async fn apply(
+        &self,
+        s: Sale,
+        idem: &Idem,
+        known: Option<Option<Row>>,
+    ) -> Result<SaleResult, Problem> {
         let sql = self.state.storage().sql();
-        let rows: Vec<Row> = storage::query(
-            &sql,
-            "SELECT fp, status, body FROM sales WHERE sale_id = ?",
-            vec![text(s.sale_id.as_str())],
-        )?;
-        if let Some(r) = rows.first() {
+        let row = match known {
+            Some(row) => row,
+            None => storage::query::<Row>(
+                &sql,
+                "SELECT fp, status, body FROM sales WHERE sale_id = ?",
+                vec![text(s.sale_id.as_str())],
+            )?
+            .into_iter()
+            .next(),
+        };
+        if let Some(r) = &row {
             if r.fp != s.fp {
                 return Err(Problem::new(
                     409,
@@ -440,20 +521,32 @@ impl Terminal {
             reference: Some(format!("sale:{}", s.sale_id)),
             reason: Some("sale".into()),
         };
+        // The sale's feed event rides with its first SKU's Sell (into that
+        // object's outbox, in the sale's transaction there); a sale whose
+        // event does not encode (never, for a validated sale) is logged,
+        // never refused.
+        let mut event = match crate::feed::sale_event(&s) {
+            Ok(ev) => Some(ev),
+            Err(p) => {
+                worker::console_error!("feed: sale {} not fed: {}", s.sale_id, p.detail);
+                None
+            }
+        };
+        let encoded = event.is_some();
         let results = join_all(per_sku.iter().map(|(sku, qty)| {
-            sku_stock::exec(
+            sku_stock::sell(
                 &self.env,
                 sku,
-                vec![Command::Sell {
+                Command::Sell {
                     sale: s.sale_id.clone(),
                     terminal: s.terminal_id.clone(),
                     device_seq: s.device_seq,
                     location: s.location.clone(),
                     qty: *qty,
                     occurred_at: Timestamp::from_ms(s.occurred_at),
-                }],
+                },
                 &meta,
-                None,
+                event.take(),
             )
         }))
         .await;
@@ -461,10 +554,10 @@ impl Terminal {
         let mut at_risk = Vec::new();
         let mut outbox: Vec<(HoldId, String)> = Vec::new();
         let mut any_oversold = false;
+        let mut fed = false;
         for ((sku, qty), r) in per_sku.iter().zip(results) {
-            let o = r?
-                .pop()
-                .ok_or_else(|| Problem::overloaded("empty answer"))?;
+            let o = r?;
+            fed |= o.fed;
             if let Some(p) = o.problem() {
                 return Err(p);
             }
@@ -554,20 +647,30 @@ impl Terminal {
             ));
         }
         // Customers and loyalty (issue 10): the sale of a customer is offered to them.
-        if let Some(o) = customer_feed::sale_offer(&s) {
-            storage::exec(&sql, customer_feed::SCHEMA, vec![])?;
-            stmts.push(customer_feed::offer_stmt(&o)?);
-        }
-        // The SKU objects sold already: a sale that does not encode for the
-        // feed (never, for a validated sale) is logged, never refused.
-        match crate::feed::sale_outbox(&s) {
-            Ok(row) => stmts.push(row),
-            Err(p) => worker::console_error!("feed: sale {} not fed: {}", s.sale_id, p.detail),
+        let offered = match customer_feed::sale_offer(&s) {
+            Some(o) => {
+                stmts.push(customer_feed::offer_stmt(&o)?);
+                true
+            }
+            None => false,
+        };
+        // The sale's feed event, here only when no SKU object took it (one
+        // of the version before: it ignores the event and says not `fed`).
+        let fed_here = encoded && !fed;
+        if fed_here {
+            self.fed_here.set(true);
+            match crate::feed::sale_outbox(&s) {
+                Ok(row) => stmts.push(row),
+                Err(p) => worker::console_error!("feed: sale {} not fed: {}", s.sale_id, p.detail),
+            }
         }
         // The sale's answer and its outboxes together (the feed goes out
         // from the alarm: sell()).
         if !outbox.is_empty() {
             self.risk_empty.set(false);
+        }
+        if offered {
+            self.offers.set(self.offers.get().wrapping_add(1));
         }
         storage::atomically(&self.state.storage(), stmts)?;
         Ok(SaleResult {

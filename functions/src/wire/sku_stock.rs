@@ -52,6 +52,30 @@ pub async fn exec_all(
     exec_as(env, sku, SkuRequest::ExecAll, cmds, meta, idem).await
 }
 
+/// Runs one POS sale's `Sell` on its SKU object, with the sale's event for
+/// the feed (see [`ExecRequest::sale_event`]).
+pub async fn sell(
+    env: &Env,
+    sku: &Sku,
+    cmd: Command,
+    meta: &Meta,
+    sale_event: Option<SaleEvent>,
+) -> Result<Outcome, Problem> {
+    let req = SkuRequest::Exec(ExecRequest {
+        cmds: vec![cmd],
+        meta: meta.clone(),
+        idem: None,
+        sale_event,
+    });
+    let mut out: Vec<Outcome> = call(env, sku, &req).await?;
+    match (out.pop(), out.is_empty()) {
+        (Some(o), true) => Ok(o),
+        _ => Err(Problem::overloaded(
+            "a SKU object answered the wrong number of results",
+        )),
+    }
+}
+
 async fn exec_as(
     env: &Env,
     sku: &Sku,
@@ -65,6 +89,7 @@ async fn exec_as(
         cmds,
         meta: meta.clone(),
         idem,
+        sale_event: None,
     });
     let out: Vec<Outcome> = call(env, sku, &req).await?;
     if out.len() != n {
@@ -223,6 +248,25 @@ pub struct ExecRequest {
     /// The request's Idempotency-Key, kept with each answer.
     #[serde(default)]
     pub idem: Option<Idem>,
+    /// A POS sale's event for the event feed (`feed::sale_event`), written
+    /// into this object's outbox in the transaction of that sale's `Sell`
+    /// when the sale is new here (its outcome says `fed`): the event goes out
+    /// with this SKU's own, not from the terminal's outbox in a D1 batch of
+    /// its own. An object of the version before ignores it (then `fed` is
+    /// false and the terminal writes the event itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale_event: Option<SaleEvent>,
+}
+
+/// A POS sale's event for the feed, as the terminal built it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SaleEvent {
+    /// The sale whose `Sell` carries it.
+    pub sale: SaleId,
+    /// The outbox row: the sale's time, location and `SaleBody` JSON.
+    pub at: i64,
+    pub location: String,
+    pub body: String,
 }
 
 /// The problem the API answers for a core refusal (core's code; the status
@@ -258,6 +302,10 @@ pub struct Outcome {
     pub location: Option<LocationId>,
     #[serde(default)]
     pub position: Option<Position>,
+    /// A new sale whose [`SaleEvent`] this object wrote into its feed with
+    /// it (kept in the stored answer, so a replay says so too).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fed: bool,
 }
 
 impl Outcome {
@@ -369,4 +417,70 @@ pub fn hold_owner(h: &HoldId) -> serde_json::Value {
         return serde_json::json!({"hold": s, "order": order.as_str()});
     }
     serde_json::json!({ "hold": s })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sell() -> Command {
+        serde_json::from_value(serde_json::json!({
+            "type": "sell", "sale": "s-1", "terminal": "t-1", "device_seq": 1,
+            "location": "store-1", "qty": 1, "occurred_at": 1_700_000_000_000i64,
+        }))
+        .unwrap()
+    }
+
+    /// Deploy skew both ways: a SKU object of the version before ignores the
+    /// sale's event (it never says `fed`, so the terminal writes the event
+    /// itself), and a terminal of the version before sends none.
+    #[test]
+    fn the_sale_event_is_optional_on_both_sides() {
+        let meta = Meta {
+            actor: "pos".into(),
+            channel: Some("pos".into()),
+            reference: None,
+            reason: None,
+        };
+        let with = ExecRequest {
+            cmds: vec![sell()],
+            meta: meta.clone(),
+            idem: None,
+            sale_event: Some(SaleEvent {
+                sale: SaleId::parse("s-1").unwrap(),
+                at: 1,
+                location: "store-1".into(),
+                body: "{}".into(),
+            }),
+        };
+        // What an object of the version before reads of it.
+        #[derive(Deserialize)]
+        struct Before {
+            cmds: Vec<Command>,
+            #[allow(dead_code)]
+            meta: Meta,
+        }
+        let text = serde_json::to_string(&with).unwrap();
+        assert_eq!(serde_json::from_str::<Before>(&text).unwrap().cmds.len(), 1);
+        // What this version reads of a request without it.
+        let without = ExecRequest {
+            sale_event: None,
+            ..with
+        };
+        let text = serde_json::to_string(&without).unwrap();
+        assert!(!text.contains("sale_event"), "{text}");
+        assert!(serde_json::from_str::<ExecRequest>(&text)
+            .unwrap()
+            .sale_event
+            .is_none());
+        // An answer of the version before: not fed. And an answer not fed
+        // is stored in the form it had before.
+        let old = r#"{"replayed":false,"result":{"Ok":[]},"location":null,"position":null}"#;
+        let o: Outcome = serde_json::from_str(old).unwrap();
+        assert!(!o.fed);
+        assert!(!serde_json::to_string(&o).unwrap().contains("fed"));
+        let fed = Outcome { fed: true, ..o };
+        let back: Outcome = serde_json::from_str(&serde_json::to_string(&fed).unwrap()).unwrap();
+        assert!(back.fed);
+    }
 }

@@ -558,9 +558,24 @@ fn a_week_of_traffic_gives_exact_reports_and_books_each_receipt_once_in_qbo() {
     );
     assert_eq!(row(&rep["top_sellers"], "sku", &a)["stockout_hours"], "0");
 
+    // Each sale's event reached the feed once, from the object of its
+    // first SKU (written with its stock event there), none from the till.
+    let d1 = d1_file(&server);
+    for sale in [&s1, &s2] {
+        let sources = sqlite(
+            &d1,
+            &format!(
+                "SELECT source FROM events WHERE kind = 'sale'
+                 AND json_extract(body, '$.sale_id') = '{sale}'"
+            ),
+        );
+        assert!(
+            sources.starts_with("sku:") && !sources.contains('\n'),
+            "{sale}: {sources:?}"
+        );
+    }
     // Deliveries duplicated: every sale and snapshot row again under a new
     // seq, every stock row again under its own (ignored). Nothing changes.
-    let d1 = d1_file(&server);
     sqlite(
         &d1,
         "INSERT INTO events SELECT source, seq + 1000000, at, kind, location, sku, body
