@@ -28,8 +28,14 @@ pub fn exec(sql: &SqlStorage, q: &str, binds: Vec<SqlStorageValue>) -> Result<()
 /// Runs the statements in one SQLite transaction (`transactionSync`): all of
 /// them or none. Falls back to plain execution (still one implicit batch,
 /// since nothing awaits in between) if the runtime lacks `transactionSync`.
-pub fn atomically(storage: &Storage, stmts: Vec<Stmt>) -> Result<(), Problem> {
-    if stmts.is_empty() {
+/// One statement runs as it is: SQLite applies a statement whole or not at
+/// all, and `transactionSync` costs the runtime about as much again (a
+/// Terminal's sale row: docs/benchmarks.md, 2026-12-07 session 3).
+pub fn atomically(storage: &Storage, mut stmts: Vec<Stmt>) -> Result<(), Problem> {
+    if stmts.len() <= 1 {
+        if let Some((q, b)) = stmts.pop() {
+            storage.sql().exec(q, Some(b))?;
+        }
         return Ok(());
     }
     let sql = storage.sql();
