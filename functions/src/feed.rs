@@ -11,9 +11,9 @@
 //! only after D1 acknowledged them, in seq order, so events reach D1 at
 //! least once and in order per source. The write path never waits on D1.
 //!
-//! A POS sale's event is written by the SkuStock of its first SKU, in the
-//! sale's transaction there ([`sale_event`]; the Terminal's own outbox only
-//! when no SKU object took it), so a till that sells now and then adds no
+//! A one-SKU POS sale's event is written by its SkuStock, in the sale's
+//! transaction there ([`sale_event`]; a sale of several SKUs', or one no SKU
+//! object took, by the Terminal), so a till that sells now and then adds no
 //! D1 batch of its own per sale.
 //!
 //! Read models (reports, accounting) read `events`; their `as_of` comes
@@ -479,9 +479,9 @@ pub fn sale_outbox(s: &crate::wire::terminal::Sale) -> Result<Stmt, Problem> {
 }
 
 /// A POS sale's feed event (core's `SaleBody`): lines as sold (a bundle as
-/// its own SKU), the tax recorded with the sale. It goes into the outbox of
-/// the SKU object of the sale's first SKU, in the transaction of that SKU's
-/// `Sell`, or else into the terminal's.
+/// its own SKU), the tax recorded with the sale. A one-SKU sale's goes into
+/// its SKU object's outbox, in the transaction of its `Sell`; else into the
+/// terminal's.
 pub fn sale_event(
     s: &crate::wire::terminal::Sale,
 ) -> Result<crate::wire::sku_stock::SaleEvent, Problem> {

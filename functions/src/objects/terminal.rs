@@ -5,9 +5,9 @@
 //! 409. Each sale's lines are merged per SKU (bundles become their
 //! components) and sent as one `Sell` to each SKU object, which records the
 //! sale id too, so a sale whose answer was lost here is applied once when
-//! retried. The sale's event for the feed goes with its first SKU's `Sell`
-//! into that object's outbox (`wire::sku_stock::SaleEvent`), here only when
-//! no SKU object took it. Each sale's row (its answer and the request's
+//! retried. A one-SKU sale's event for the feed goes with its `Sell` into
+//! the SKU object's outbox (`wire::sku_stock::SaleEvent`); a sale of several
+//! SKUs (or one no SKU object took) has it written here. Each sale's row (its answer and the request's
 //! Idempotency-Key) is written in one statement after its SKU objects
 //! answered.
 use std::cell::Cell;
@@ -300,12 +300,13 @@ impl Terminal {
         if let Err(p) = self.deliver_risk().await {
             worker::console_warn!("at-risk delivery deferred: {}", p.detail);
         }
-        // The event feed learns the new sales (and from it the receipts'
-        // sale index, D1's sale_terminals) with their first SKU's events,
-        // from that object's outbox. Only a sale event written here (no SKU
-        // object took it) goes from this object's alarm just after the
-        // answer (durable, retried if it fails): feed::LINGER_MS later, and
-        // not sooner than feed::MIN_INTERVAL_MS after the last forward.
+        // The event feed learns a new one-SKU sale (and from it the
+        // receipts' sale index, D1's sale_terminals) with its SKU's events,
+        // from that object's outbox. A sale event written here (several
+        // SKUs, or no SKU object took it) goes from this object's alarm just
+        // after the answer (durable, retried if it fails): feed::LINGER_MS
+        // later, and not sooner than feed::MIN_INTERVAL_MS after the last
+        // forward.
         // A customer's purchase goes from the same alarm, set for at once:
         // not a third object call before the answer (a receipt that needs
         // it first hands the customer the purchase itself, applied once).
@@ -521,11 +522,13 @@ impl Terminal {
             reference: Some(format!("sale:{}", s.sale_id)),
             reason: Some("sale".into()),
         };
-        // The sale's feed event rides with its first SKU's Sell (into that
-        // object's outbox, in the sale's transaction there); a sale whose
-        // event does not encode (never, for a validated sale) is logged,
-        // never refused.
-        let mut event = match crate::feed::sale_event(&s) {
+        // A one-SKU sale's feed event rides with its Sell (into the SKU
+        // object's outbox, in the transaction of its one stock change). A
+        // sale of several SKUs writes its event here once every SKU object
+        // answered, so no event tells of a sale only partly applied. A sale
+        // whose event does not encode (never, for a validated sale) is
+        // logged, never refused.
+        let event = match crate::feed::sale_event(&s) {
             Ok(ev) => Some(ev),
             Err(p) => {
                 worker::console_error!("feed: sale {} not fed: {}", s.sale_id, p.detail);
@@ -533,6 +536,7 @@ impl Terminal {
             }
         };
         let encoded = event.is_some();
+        let mut event = event.filter(|_| per_sku.len() == 1);
         let results = join_all(per_sku.iter().map(|(sku, qty)| {
             sku_stock::sell(
                 &self.env,
