@@ -7,9 +7,9 @@
 //! sale id too, so a sale whose answer was lost here is applied once when
 //! retried. A one-SKU sale's event for the feed goes with its `Sell` into
 //! the SKU object's outbox (`wire::sku_stock::SaleEvent`); a sale of several
-//! SKUs (or one no SKU object took) has it written here. Each sale's row (its answer and the request's
-//! Idempotency-Key) is written in one statement after its SKU objects
-//! answered.
+//! SKUs (or one no SKU object took) has it written here. Each sale's row
+//! (its answer and the request's Idempotency-Key) is written in one
+//! statement after its SKU objects answered.
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
@@ -297,9 +297,13 @@ impl Terminal {
         }
         // Orders whose committed units a sale took learn it (at least once:
         // what fails here stays in the outbox for the alarm).
-        if let Err(p) = self.deliver_risk().await {
-            worker::console_warn!("at-risk delivery deferred: {}", p.detail);
-        }
+        let risk_left = match self.deliver_risk().await {
+            Ok(()) => false,
+            Err(p) => {
+                worker::console_warn!("at-risk delivery deferred: {}", p.detail);
+                true
+            }
+        };
         // The event feed learns a new one-SKU sale (and from it the
         // receipts' sale index, D1's sale_terminals) with its SKU's events,
         // from that object's outbox. A sale event written here (several
@@ -310,8 +314,11 @@ impl Terminal {
         // A customer's purchase goes from the same alarm, set for at once:
         // not a third object call before the answer (a receipt that needs
         // it first hands the customer the purchase itself, applied once).
+        // (An at-risk delivery that failed before setting its own retry is
+        // retried by the same alarm.)
         let fed_here = self.fed_here.replace(false);
-        if (for_customers || fed_here) && results.iter().any(|r| !r.replayed && r.status < 300) {
+        let new_sale = results.iter().any(|r| !r.replayed && r.status < 300);
+        if risk_left || (new_sale && (for_customers || fed_here)) {
             let now = storage::now_ms();
             let at = if for_customers {
                 now
