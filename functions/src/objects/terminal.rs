@@ -125,9 +125,6 @@ pub struct Terminal {
     /// row to it since: a sale needs no query of it (rows come only from
     /// this instance's own sales, under its serial turn).
     risk_empty: Cell<bool>,
-    /// A sale of the current `sell` put its feed event in this object's
-    /// own outbox (no SKU object took it): the alarm forwards it.
-    fed_here: Cell<bool>,
     /// Customer offers this instance wrote to the customer feed.
     offers: Cell<u64>,
     /// `offers` when a flush of the customer feed last began and then left
@@ -147,7 +144,6 @@ impl DurableObject for Terminal {
             fed_at: Cell::new(None),
             alarm_by: Cell::new(None),
             risk_empty: Cell::new(false),
-            fed_here: Cell::new(false),
             offers: Cell::new(0),
             flushed_at_offers: Cell::new(None),
         }
@@ -283,10 +279,16 @@ impl Terminal {
             (a.device_seq, a.sale_id.as_str()).cmp(&(b.device_seq, b.sale_id.as_str()))
         });
         let mut results = Vec::with_capacity(sales.len());
+        // A sale put its feed event in this object's own outbox (no SKU
+        // object took it): the alarm forwards it.
+        let mut fed_here = false;
         for s in sales {
             let id = s.sale_id.to_string();
             results.push(match self.apply(s, &idem, first.take()).await {
-                Ok(r) => r,
+                Ok((r, here)) => {
+                    fed_here |= here;
+                    r
+                }
                 Err(p) => SaleResult {
                     sale_id: id,
                     status: p.status,
@@ -316,7 +318,6 @@ impl Terminal {
         // it first hands the customer the purchase itself, applied once).
         // (An at-risk delivery that failed before setting its own retry is
         // retried by the same alarm.)
-        let fed_here = self.fed_here.replace(false);
         let new_sale = results.iter().any(|r| !r.replayed && r.status < 300);
         if risk_left || (new_sale && (for_customers || fed_here)) {
             let now = storage::now_ms();
@@ -477,12 +478,13 @@ impl Terminal {
 
     /// Applies one sale; `known` is its row as the caller already read it
     /// under this turn (`Some(None)`: not recorded), else it is read here.
+    /// Also says whether its feed event went into this object's outbox.
     async fn apply(
         &self,
         s: Sale,
         idem: &Idem,
         known: Option<Option<Row>>,
-    ) -> Result<SaleResult, Problem> {
+    ) -> Result<(SaleResult, bool), Problem> {
         let sql = self.state.storage().sql();
         let row = match known {
             Some(row) => row,
@@ -502,12 +504,13 @@ impl Terminal {
                     format!("sale {} was already recorded with other content", s.sale_id),
                 ));
             }
-            return Ok(SaleResult {
+            let replay = SaleResult {
                 sale_id: s.sale_id.to_string(),
                 status: r.status as u16,
                 body: serde_json::from_str(&r.body)?,
                 replayed: true,
-            });
+            };
+            return Ok((replay, false));
         }
         // The tax the Worker recorded on the lines, checked before anything
         // is sold (a sale whose tax does not fit its lines is refused).
@@ -669,7 +672,6 @@ impl Terminal {
         // of the version before: it ignores the event and says not `fed`).
         let fed_here = encoded && !fed;
         if fed_here {
-            self.fed_here.set(true);
             match crate::feed::sale_outbox(&s) {
                 Ok(row) => stmts.push(row),
                 Err(p) => worker::console_error!("feed: sale {} not fed: {}", s.sale_id, p.detail),
@@ -684,12 +686,13 @@ impl Terminal {
             self.offers.set(self.offers.get().wrapping_add(1));
         }
         storage::atomically(&self.state.storage(), stmts)?;
-        Ok(SaleResult {
+        let made = SaleResult {
             sale_id: s.sale_id.to_string(),
             status: 201,
             body,
             replayed: false,
-        })
+        };
+        Ok((made, fed_here))
     }
 
     /// A return's claim on one of this terminal's sales: refused (400
