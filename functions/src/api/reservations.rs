@@ -2,12 +2,13 @@
 //!
 //! A reservation of one SKU (after bundles are expanded and lines merged) is
 //! homed in that SKU's object: one call holds and records it in one
-//! transaction, while the reservation's own object records, in parallel,
+//! transaction. An id the server issued names that object; for an id the
+//! client chose, the id's `ReservationIndex` shard records, in parallel,
 //! where it lives (so any isolate finds it by id). Its release, extension
-//! and reads are one call to the SKU object when this isolate knows the
-//! home, else a lookup in the reservation's object first. A reservation
-//! across SKUs is run by its `Reservation` coordinator object (core's
-//! two-phase machine): hold everywhere or nowhere.
+//! and reads are one call to the SKU object when the id or this isolate
+//! knows the home, else a lookup in the index first. A reservation across
+//! SKUs is run by its `Reservation` coordinator object (core's two-phase
+//! machine): hold everywhere or nowhere.
 use futures_util::future::join;
 use omnistock_core::bundle::expand_lines;
 use omnistock_core::fulfillment::{FulfillmentError, GeoPoint, Line};
@@ -26,6 +27,7 @@ use crate::wire::reservation::{
     routed_sku, shortage_problem, CoordinatorAnswer, CreateRequest, ReservationAnswer,
     ReservationLine, ReservationRequest,
 };
+use crate::wire::reservation_index::{self, IndexRequest, Located};
 use crate::wire::sku_stock::{HomedAnswer, Meta, ReservationOp, SkuRequest};
 use crate::wire::{self, Namespace};
 
@@ -189,7 +191,7 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
             idem,
         });
         let content_fp = fp.clone();
-        let register = ReservationRequest::Register {
+        let register = IndexRequest::Register {
             id: id.clone(),
             sku: line.sku.clone(),
             fp,
@@ -198,10 +200,11 @@ pub async fn create(ctx: &Ctx) -> HttpResult {
         let hold = sku_call::<HomedAnswer>(&ctx.env, &line.sku, &reserve);
         let pointer = async {
             if issued.is_some() {
-                return Ok(CoordinatorAnswer::Registered);
+                return Ok(());
             }
-            wire::call::<_, CoordinatorAnswer>(&ctx.env, Namespace::Reservation, &id, &register)
+            reservation_index::call(&ctx.env, &id, &register)
                 .await
+                .map(|_| ())
         };
         let (held, pointed) = join(hold, pointer).await;
         stock_changed([&line.sku]);
@@ -370,11 +373,24 @@ pub(crate) async fn reservation_op(
     op: ReservationOp,
     coordinated: ReservationRequest,
 ) -> Result<(ReservationAnswer, Option<omnistock_core::HoldId>), Problem> {
-    if let Some(sku) = routed_sku(id).or_else(|| cache::home(id)) {
+    let routed = routed_sku(id);
+    let cached = cache::home(id);
+    if let Some(sku) = routed.clone().or_else(|| cached.clone()) {
         match sku_call::<HomedAnswer>(env, &sku, &SkuRequest::Reservation(op.clone())).await? {
             HomedAnswer::Here(a) => return Ok((a, None)),
             HomedAnswer::Converted { answer, hold } => return Ok((answer, Some(hold))),
             HomedAnswer::NotHere => cache::forget_home(id),
+        }
+    }
+    // An id the client chose: its index shard knows a one-SKU home.
+    if routed.is_none() {
+        let lookup = IndexRequest::Lookup { id: id.to_string() };
+        if let Located::Sku { sku } = reservation_index::call(env, id, &lookup).await? {
+            if cached.as_ref() == Some(&sku) {
+                // Asked already: not there.
+                return Err(Problem::not_found("no such reservation"));
+            }
+            return homed(env, id, sku, op).await;
         }
     }
     let a: CoordinatorAnswer = wire::call(env, Namespace::Reservation, id, &coordinated).await?;
@@ -384,22 +400,32 @@ pub(crate) async fn reservation_op(
             Ok((a, None))
         }
         CoordinatorAnswer::Converted { answer, hold } => Ok((answer, Some(hold))),
-        CoordinatorAnswer::Sku { sku } => {
-            let r = sku_call::<HomedAnswer>(env, &sku, &SkuRequest::Reservation(op)).await;
-            stock_changed([&sku]);
-            match r? {
-                HomedAnswer::Here(a) => {
-                    cache::set_home(id, sku);
-                    Ok((a, None))
-                }
-                HomedAnswer::Converted { answer, hold } => {
-                    cache::set_home(id, sku);
-                    Ok((answer, Some(hold)))
-                }
-                HomedAnswer::NotHere => Err(Problem::not_found("no such reservation")),
-            }
-        }
+        // A pointer the version before wrote in the id's own object.
+        CoordinatorAnswer::Sku { sku } => homed(env, id, sku, op).await,
         CoordinatorAnswer::Registered => Err(Problem::not_found("no such reservation")),
+    }
+}
+
+/// Runs `op` on the one-SKU reservation `id` in the SKU object of `sku`,
+/// and remembers that home in this isolate.
+async fn homed(
+    env: &worker::Env,
+    id: &str,
+    sku: Sku,
+    op: ReservationOp,
+) -> Result<(ReservationAnswer, Option<omnistock_core::HoldId>), Problem> {
+    let r = sku_call::<HomedAnswer>(env, &sku, &SkuRequest::Reservation(op)).await;
+    stock_changed([&sku]);
+    match r? {
+        HomedAnswer::Here(a) => {
+            cache::set_home(id, sku);
+            Ok((a, None))
+        }
+        HomedAnswer::Converted { answer, hold } => {
+            cache::set_home(id, sku);
+            Ok((answer, Some(hold)))
+        }
+        HomedAnswer::NotHere => Err(Problem::not_found("no such reservation")),
     }
 }
 

@@ -10,8 +10,11 @@
 //! - `LiveHub` (live_hub.rs): one of `LIVE_HUBS` shards: the hibernatable
 //!   sockets that watch several SKUs, fed by the SKU objects' pushes.
 //! - `Reservation` (reservation.rs): one per reservation id: the two-phase
-//!   coordinator of a reservation across SKU objects, or the pointer to the
-//!   SKU object that holds a one-SKU reservation.
+//!   coordinator of a reservation across SKU objects (or, written by the
+//!   version before, the pointer to a one-SKU reservation's SKU object).
+//! - `ReservationIndex` (reservation_index.rs): one of 256 shards by id
+//!   hash: where each reservation whose id the client chose lives (its SKU
+//!   object, or its own `Reservation` object), and the arbiter of the id.
 //! - `Catalog` (catalog.rs): the one catalog (locations, products, SKUs,
 //!   barcodes, bundles); read by stock requests through the isolate cache.
 //! - `CatalogImport` (catalog_import.rs): one per catalog import id: the
@@ -38,6 +41,7 @@ pub mod live_hub;
 pub mod order;
 pub mod receipt;
 pub mod reservation;
+pub mod reservation_index;
 pub mod returns;
 pub mod serial;
 pub mod sku_stock;

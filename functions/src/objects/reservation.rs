@@ -5,9 +5,13 @@
 //!   one JSON row. This object only stores it, sends what `poll_transmit`
 //!   gives to the SKU objects, feeds their `HoldReply`s to `handle_reply`,
 //!   and points the alarm at `poll_timeout` (`handle_timeout` when it
-//!   fires). The machine decides every status, attempt and expiry; or
-//! - the pointer to the SKU object that holds a one-SKU reservation, so a
-//!   request by id from any isolate finds it.
+//!   fires). The machine decides every status, attempt and expiry. Before
+//!   it holds anything, the id's `ReservationIndex` shard records the claim
+//!   (or refuses it: the id names a live one-SKU reservation); or
+//! - the pointer to the SKU object that holds a one-SKU reservation, as the
+//!   version before the index shards wrote it (and a Worker of that version
+//!   still does during a deploy): a request by id that the index does not
+//!   know comes here, so those reservations stay findable.
 //!
 //! Requests to one reservation are served one at a time (a FIFO queue). An
 //! ended reservation's storage is deleted by the alarm once its retention
@@ -29,6 +33,7 @@ use crate::http::Problem;
 use crate::wire::reservation::{
     CoordinatorAnswer, CreateRequest, ReservationAnswer, ReservationRequest, ReservationView,
 };
+use crate::wire::reservation_index::{self, IndexRequest};
 use crate::wire::sku_stock::{self, command_hold, HomedAnswer, Meta, ReservationOp, SkuRequest};
 use crate::wire::{self, Idem};
 
@@ -123,11 +128,7 @@ pub fn problem(e: &ReservationError, id: &str) -> Problem {
         ReservationError::InvalidTransition { from, to } => {
             Problem::invalid_transition(from.as_str(), to.as_str(), &[])
         }
-        ReservationError::Conflict => Problem::new(
-            409,
-            "idempotency_key_reused",
-            format!("reservation {id} already exists with other content"),
-        ),
+        ReservationError::Conflict => crate::wire::reservation::id_taken(id),
         ReservationError::NotFound => Problem::not_found("no such reservation"),
         e => {
             let status = match e.code() {
@@ -282,12 +283,14 @@ impl Reservation {
                         return replay(answer.clone(), true);
                     }
                 }
+                self.claim(&c).await?;
                 let h = machine
                     .handle_create(now, req)
                     .map_err(|e| problem(&e, &c.id))?;
                 (machine, created, last, h)
             }
             _ => {
+                self.claim(&c).await?;
                 let (m, t) = Machine::new(now, req).map_err(|e| problem(&e, &c.id))?;
                 (m, None, None, Handled::Started(t))
             }
@@ -323,6 +326,18 @@ impl Reservation {
             replayed: false,
             view: ReservationView::from_core(&done.view),
         }))
+    }
+
+    /// Records in the id's index shard that this object coordinates it, or
+    /// 409 if the id names a live one-SKU reservation (the index is the
+    /// arbiter of ids the client chose). Before anything is held.
+    async fn claim(&self, c: &CreateRequest) -> Result<(), Problem> {
+        let claim = IndexRequest::Claim {
+            id: c.id.clone(),
+            until: storage::now_ms() + c.ttl_ms,
+        };
+        reservation_index::call(&self.env, &c.id, &claim).await?;
+        Ok(())
     }
 
     /// Get, extend or release a reservation across SKUs.

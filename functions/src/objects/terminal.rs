@@ -33,7 +33,8 @@ use crate::extract::fingerprint;
 use crate::http::{rfc3339, Problem};
 use crate::wire::catalog::core_bundle;
 use crate::wire::order::{self as order_wire, OrderAnswer, OrderRequest};
-use crate::wire::reservation::{routed_sku, CoordinatorAnswer, ReservationRequest};
+use crate::wire::reservation::{CoordinatorAnswer, ReservationRequest};
+use crate::wire::reservation_index::{self, Located};
 use crate::wire::sku_stock::{self, hold_owner, HomedAnswer, Meta, ReservationOp, SkuRequest};
 use crate::wire::terminal::{ClaimLine, Sale, SaleClaim, SaleResult, SellAnswer, TerminalRequest};
 use crate::wire::{self, Idem};
@@ -362,7 +363,7 @@ impl Terminal {
                 }
             }
         };
-        if let Some(sku) = routed_sku(id) {
+        if let Located::Sku { sku } = reservation_index::locate(&self.env, id).await? {
             return homed(sku).await;
         }
         let a: Result<CoordinatorAnswer, Problem> = wire::call(

@@ -26,6 +26,7 @@ pub mod customer;
 pub mod order;
 pub mod receipt;
 pub mod reservation;
+pub mod reservation_index;
 pub mod returns;
 pub mod sku_stock;
 pub mod terminal;
@@ -44,6 +45,7 @@ use crate::http::Problem;
 pub enum Namespace {
     SkuStock,
     Reservation,
+    ReservationIndex,
     Catalog,
     Terminal,
     Order,
@@ -60,6 +62,7 @@ impl Namespace {
         match self {
             Namespace::SkuStock => "SKU_STOCK",
             Namespace::Reservation => "RESERVATION",
+            Namespace::ReservationIndex => "RESERVATION_INDEX",
             Namespace::Catalog => "CATALOG",
             Namespace::Terminal => "TERMINAL",
             Namespace::Order => "ORDER",

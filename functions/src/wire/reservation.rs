@@ -1,7 +1,7 @@
 //! Messages to a `Reservation` object (one per reservation id: the
-//! coordinator of a reservation that spans SKU objects, or the pointer to
-//! the SKU object that holds a one-SKU reservation) and the reservation's
-//! public shape.
+//! coordinator of a reservation that spans SKU objects, or a pointer of the
+//! version before `wire::reservation_index`) and the reservation's public
+//! shape.
 pub use omnistock_core::reservation::{ReservationLine, Status as ReservationStatus};
 use omnistock_core::{Channel, HoldId, Sku};
 use serde::{Deserialize, Serialize};
@@ -67,7 +67,9 @@ pub struct CreateRequest {
 pub enum ReservationRequest {
     /// Create (or resume, or find) a reservation across SKU objects.
     Create(CreateRequest),
-    /// Record that the one-SKU reservation `id` lives in the SKU object of `sku`.
+    /// Record that the one-SKU reservation `id` lives in the SKU object of
+    /// `sku`: what a Worker of the version before the index shards sends
+    /// (kept for a deploy; this version registers in `ReservationIndex`).
     Register {
         id: String,
         sku: Sku,
@@ -105,6 +107,15 @@ pub enum CoordinatorAnswer {
         answer: ReservationAnswer,
         hold: HoldId,
     },
+}
+
+/// 409: the id names another reservation (other content).
+pub fn id_taken(id: &str) -> Problem {
+    Problem::new(
+        409,
+        "idempotency_key_reused",
+        format!("reservation {id} already exists with other content"),
+    )
 }
 
 /// 409 `insufficient_stock` with its lines.

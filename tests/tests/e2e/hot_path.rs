@@ -267,6 +267,130 @@ fn one_reservation_id_never_names_two_reservations() {
     let d = api.send("DELETE", &format!("/v1/reservations/{id}"), STOREFRONT, "");
     assert_eq!(d.status, 200, "{}", d.body);
     assert_eq!(api.available(&a, "store-1"), 5);
+
+    // A cart first: its id is then refused to a one-SKU reservation (the
+    // index shard asks the cart's object), and the hold made in parallel
+    // is given back.
+    let cart = unique("hp-cart-first");
+    let r = api.reserve(&cart, &[(&a, 1), (&b, 1)], "store-1", 600);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api.reserve(&cart, &[(&b, 2)], "store-1", 600);
+    r.assert_problem(409, "idempotency_key_reused");
+    assert_eq!(api.available(&a, "store-1"), 4);
+    assert_eq!(api.available(&b, "store-1"), 4);
+    let g = api.get(&format!("/v1/reservations/{cart}"), STOREFRONT);
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert_eq!(g.json()["lines"].as_array().map(Vec::len), Some(2));
+}
+
+/// A reservation whose id the client chose is found through its index
+/// shard by an isolate that did not make it (here: after a restart, whose
+/// isolate has an empty cache), and the shard's row is deleted once the
+/// reservation ended `RESERVATION_RETENTION_MS` (48 h) ago, while a row
+/// whose reservation was extended since is kept with the later deadline.
+#[test]
+fn client_chosen_ids_are_found_through_the_index_and_pruned_after_retention() {
+    let mut server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let sku = api.new_sku("store-1", 5);
+    let (ended, live) = (unique("hp-ended"), unique("hp-live"));
+    for id in [&ended, &live] {
+        let r = api.reserve(id, &[(&sku, 1)], "store-1", 60);
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    // No Reservation object for either: one row each in the index.
+    assert_eq!(object_files(&server, "Reservation").len(), 0);
+    let d = api.send(
+        "DELETE",
+        &format!("/v1/reservations/{ended}"),
+        STOREFRONT,
+        "",
+    );
+    assert_eq!(d.status, 200, "{}", d.body);
+    server.stop();
+
+    server.start_again();
+    let api = server.api();
+    // Found by an isolate that never saw them: through the index.
+    let g = api.get(&format!("/v1/reservations/{live}"), STOREFRONT);
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert_eq!(g.json()["status"], "active");
+    let e = api.send(
+        "POST",
+        &format!("/v1/reservations/{live}/extend"),
+        STOREFRONT,
+        r#"{"ttl_seconds":3600}"#,
+    );
+    assert_eq!(e.status, 200, "{}", e.body);
+    let g = api.get(&format!("/v1/reservations/{ended}"), STOREFRONT);
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert_eq!(g.json()["status"], "released");
+    assert_eq!(api.available(&sku, "store-1"), 4);
+    server.stop();
+
+    // Travel 49 h forward: both rows' deadlines move 49 h back, and the
+    // shards' alarms are due now.
+    let row = |server: &Server, id: &str| {
+        let files = object_files(server, "ReservationIndex");
+        files.into_iter().find(|f| {
+            sqlite(
+                f,
+                &format!("SELECT count(*) FROM pointer WHERE id = '{id}'"),
+            ) == "1"
+        })
+    };
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for id in [&ended, &live] {
+        let db = row(&server, id).unwrap_or_else(|| panic!("no index row for {id}"));
+        sqlite(
+            &db,
+            &format!("UPDATE pointer SET until = until - 49 * 3600000 WHERE id = '{id}'"),
+        );
+        sqlite(
+            &db,
+            &format!("UPDATE _cf_METADATA SET value = {now_ns} WHERE key = 1"),
+        );
+        let actor = db.file_stem().unwrap().to_string_lossy().to_string();
+        let meta = db.with_file_name("metadata.sqlite");
+        sqlite(
+            &meta,
+            &format!("UPDATE _cf_ALARM SET scheduled_time = {now_ns} WHERE actor_id = '{actor}'"),
+        );
+    }
+
+    server.start_again();
+    let api = server.api();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while row(&server, &ended).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ended reservation's index row was not pruned: {}",
+            server.log_tail()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // The extended one is kept, with its deadline from its SKU object.
+    let db = row(&server, &live).expect("the extended reservation's index row was pruned");
+    let until = sqlite_i64(
+        &db,
+        &format!("SELECT until FROM pointer WHERE id = '{live}'"),
+    );
+    let now_ms = (now_ns / 1_000_000) as i64;
+    assert!(until > now_ms + 3_000_000, "until {until}, now {now_ms}");
+    let g = api.get(&format!("/v1/reservations/{live}"), STOREFRONT);
+    assert_eq!(g.status, 200, "{}", g.body);
+    let d = api.send(
+        "DELETE",
+        &format!("/v1/reservations/{live}"),
+        STOREFRONT,
+        "",
+    );
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert_eq!(api.available(&sku, "store-1"), 5);
 }
 
 #[test]
