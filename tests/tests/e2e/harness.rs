@@ -41,7 +41,7 @@ extern "C" fn stop_all_at_exit() {
             }
         }
     }
-    if let Ok(dirs) = TEMPLATE_DIRS.lock() {
+    if let Ok(dirs) = EXIT_DIRS.lock() {
         for d in dirs.iter() {
             let _ = fs::remove_dir_all(d);
         }
@@ -138,13 +138,14 @@ fn d1_template() -> &'static Path {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        TEMPLATE_DIRS.lock().unwrap().push(dir.clone());
+        EXIT_DIRS.lock().unwrap().push(dir.clone());
         dir
     })
 }
 
-/// Template directories to remove when the test binary exits.
-static TEMPLATE_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Directories to remove when the test binary exits: the D1 template, and
+/// the shared server's (a static is never dropped, so its `TempDir` is not).
+static EXIT_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::create_dir_all(to)?;
@@ -360,6 +361,7 @@ pub fn shared() -> &'static Server {
     static S: OnceLock<Server> = OnceLock::new();
     S.get_or_init(|| {
         let s = Server::start();
+        EXIT_DIRS.lock().unwrap().push(s._tmp.0.clone());
         seed_locations(&s.api());
         s
     })
