@@ -57,6 +57,10 @@ struct DueRow {
     until: i64,
 }
 
+/// A row `RETURNING` gave back (its column is not needed).
+#[derive(Deserialize)]
+struct Inserted {}
+
 #[derive(Deserialize)]
 struct Earliest {
     until: Option<i64>,
@@ -142,6 +146,23 @@ impl ReservationIndex {
         )
     }
 
+    /// Inserts `row` for `id` unless `id` has a row; whether it did.
+    fn insert_new(&self, id: &str, row: &Row) -> Result<bool, Problem> {
+        self.ensure_schema()?;
+        let inserted: Vec<Inserted> = storage::query(
+            &self.state.storage().sql(),
+            "INSERT INTO pointer (id, sku, fp, until) VALUES (?, ?, ?, ?)
+             ON CONFLICT (id) DO NOTHING RETURNING until",
+            vec![
+                text(id),
+                opt_text(row.sku.as_deref()),
+                text(&row.fp),
+                int(row.until),
+            ],
+        )?;
+        Ok(!inserted.is_empty())
+    }
+
     async fn handle(&self, req: IndexRequest) -> Result<Located, Problem> {
         match req {
             IndexRequest::Lookup { id } => Ok(match self.row(&id)?.and_then(|r| r.sku) {
@@ -180,6 +201,10 @@ impl ReservationIndex {
     /// Records `want` as the home of `id`, unless `id` names another live
     /// reservation (409). The same reservation again keeps the later deadline.
     async fn take(&self, id: &str, mut want: Row) -> Result<(), Problem> {
+        // A new id (the common case): one statement.
+        if self.insert_new(id, &want)? {
+            return self.arm(want.until + RESERVATION_RETENTION_MS).await;
+        }
         let seen = self.row(id)?;
         match &seen {
             None => {}

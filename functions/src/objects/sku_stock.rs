@@ -88,9 +88,19 @@ const RESERVATIONS_PRUNE: &str = "DELETE FROM reservations WHERE id IN (
     SELECT id FROM reservations WHERE deadline < ? ORDER BY deadline LIMIT ?)";
 
 /// The snapshot row, written after the events of the same transaction: its
-/// `seq` is the last event it includes.
-const SNAPSHOT_WRITE: &str = "INSERT OR REPLACE INTO snapshot (id, seq, format, state, at)
-    VALUES (0, (SELECT coalesce(max(seq), 0) FROM events), ?, ?, ?)";
+/// `seq` is the last event it includes. `state` is the first of `parts`
+/// pieces of the state's JSON; the others are rows 1.. of `snapshot_part`
+/// (SQLite refuses a string over its limit, 2 MB in Cloudflare's runtime: a
+/// SKU with ~15,000 active holds has a larger state).
+const SNAPSHOT_WRITE: &str = "INSERT OR REPLACE INTO snapshot (id, seq, format, state, at, parts)
+    VALUES (0, (SELECT coalesce(max(seq), 0) FROM events), ?, ?, ?, ?)";
+const SNAPSHOT_PART_WRITE: &str = "INSERT OR REPLACE INTO snapshot_part (n, text) VALUES (?, ?)";
+/// Drops the pieces of an earlier, longer snapshot.
+const SNAPSHOT_PART_TRIM: &str = "DELETE FROM snapshot_part WHERE n >= ?";
+
+/// The largest piece of a snapshot (bytes; the var `SNAPSHOT_PART_BYTES`,
+/// 1,024 to 1,048,576, sets it: small in a test, to see pieces).
+pub const SNAPSHOT_PART_BYTES: usize = 512 * 1024;
 
 const EVENT_WRITE: &str =
     "INSERT INTO events (at, kind, location, json, actor, channel, reference, reason)
@@ -122,6 +132,7 @@ const SCHEMA: &[&str] = &[
         format INTEGER NOT NULL,
         state TEXT NOT NULL,
         at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS snapshot_part (n INTEGER PRIMARY KEY, text TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS reservations (
         id TEXT PRIMARY KEY, json TEXT NOT NULL, deadline INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS reservations_by_deadline ON reservations(deadline)",
@@ -133,6 +144,7 @@ const SCHEMA: &[&str] = &[
 const UPGRADES: &[&str] = &[
     "ALTER TABLE ops ADD COLUMN req_key TEXT",
     "ALTER TABLE ops ADD COLUMN req_fp TEXT",
+    "ALTER TABLE snapshot ADD COLUMN parts INTEGER NOT NULL DEFAULT 1",
 ];
 const UPGRADE_INDEXES: &[&str] =
     &["CREATE INDEX IF NOT EXISTS ops_by_key ON ops(req_key) WHERE req_key IS NOT NULL"];
@@ -162,6 +174,7 @@ struct SnapshotRow {
     seq: i64,
     format: i64,
     state: String,
+    parts: i64,
 }
 
 /// A one-SKU reservation homed here, as stored (one row).
@@ -254,6 +267,8 @@ pub struct SkuStock {
     mem: RefCell<Option<SkuState>>,
     /// Events logged since the last snapshot was written or attempted.
     since_snapshot: Cell<u64>,
+    /// The largest piece of a snapshot (bytes).
+    part_bytes: usize,
     /// The alarm last asked for: `None` when unknown (after a start or a failure).
     alarm_at: Cell<Option<Option<i64>>>,
     schema_ok: Cell<bool>,
@@ -270,12 +285,19 @@ pub struct SkuStock {
 
 impl DurableObject for SkuStock {
     fn new(state: State, env: Env) -> Self {
+        let part_bytes = env
+            .var("SNAPSHOT_PART_BYTES")
+            .ok()
+            .and_then(|v| v.to_string().parse::<usize>().ok())
+            .filter(|n| (1024..=1 << 20).contains(n))
+            .unwrap_or(SNAPSHOT_PART_BYTES);
         SkuStock {
             env,
             hubs: live::Hubs::default(),
             state,
             mem: RefCell::new(None),
             since_snapshot: Cell::new(0),
+            part_bytes,
             alarm_at: Cell::new(None),
             schema_ok: Cell::new(false),
             feed_due: Cell::new(None),
@@ -505,10 +527,9 @@ impl SkuStock {
         if since >= SNAPSHOT_EVERY {
             since = 0;
             match snapshot_json(st) {
-                Ok(json) => batch.stmts.push((
-                    SNAPSHOT_WRITE,
-                    vec![int(SNAPSHOT_FORMAT), text(&json), int(now.as_ms())],
-                )),
+                Ok(json) => batch
+                    .stmts
+                    .extend(snapshot_stmts(&json, self.part_bytes, now.as_ms())),
                 // The log stays the truth; try again after another
                 // SNAPSHOT_EVERY events (not on every write: bounded work).
                 Err(why) => worker::console_error!("no snapshot written: {why}"),
@@ -1241,12 +1262,31 @@ fn hash_key(sql: &SqlStorage) -> Result<u64, Problem> {
 fn read_snapshot(sql: &SqlStorage) -> Result<Option<(SkuState, i64)>, Problem> {
     let rows: Vec<SnapshotRow> = storage::query(
         sql,
-        "SELECT seq, format, state FROM snapshot WHERE id = 0",
+        "SELECT seq, format, state, parts FROM snapshot WHERE id = 0",
         vec![],
     )?;
-    let Some(row) = rows.into_iter().next() else {
+    let Some(mut row) = rows.into_iter().next() else {
         return Ok(None);
     };
+    if row.parts > 1 {
+        let rest: Vec<PartRow> = storage::query(
+            sql,
+            "SELECT text FROM snapshot_part WHERE n > 0 AND n < ? ORDER BY n",
+            vec![int(row.parts)],
+        )?;
+        if rest.len() as i64 != row.parts - 1 {
+            worker::console_error!(
+                "snapshot at seq {} has {} of its {} parts; replaying the whole log",
+                row.seq,
+                rest.len() + 1,
+                row.parts
+            );
+            return Ok(None);
+        }
+        for p in rest {
+            row.state.push_str(&p.text);
+        }
+    }
     if row.format != SNAPSHOT_FORMAT {
         worker::console_warn!(
             "snapshot at seq {} has format {} (expected {SNAPSHOT_FORMAT}); replaying the whole log",
@@ -1293,6 +1333,57 @@ fn replay(sql: &SqlStorage, st: &mut SkuState, after: i64) -> Result<u64, Proble
     Ok(n)
 }
 
+#[derive(Deserialize)]
+struct PartRow {
+    text: String,
+}
+
+/// The statements that write snapshot `json` in pieces of at most
+/// `part_bytes` (cut at character boundaries; see [`SNAPSHOT_WRITE`]).
+fn snapshot_stmts(json: &str, part_bytes: usize, now_ms: i64) -> Vec<storage::Stmt> {
+    let parts = split_parts(json, part_bytes);
+    let mut stmts = vec![(SNAPSHOT_PART_TRIM, vec![int(parts.len() as i64)])];
+    for (n, p) in parts.iter().enumerate().skip(1) {
+        stmts.push((SNAPSHOT_PART_WRITE, vec![int(n as i64), text(p)]));
+    }
+    stmts.push((
+        SNAPSHOT_WRITE,
+        vec![
+            int(SNAPSHOT_FORMAT),
+            text(parts[0]),
+            int(now_ms),
+            int(parts.len() as i64),
+        ],
+    ));
+    stmts
+}
+
+/// `s` cut into pieces of at most `max` bytes (at least one character
+/// each), at character boundaries; one empty piece for an empty `s`.
+fn split_parts(s: &str, max: usize) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    loop {
+        if rest.len() <= max {
+            if !rest.is_empty() || parts.is_empty() {
+                parts.push(rest);
+            }
+            return parts;
+        }
+        let mut cut = max.max(1);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut == 0 {
+            // A character longer than `max`: a piece of its own.
+            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (head, tail) = rest.split_at(cut);
+        parts.push(head);
+        rest = tail;
+    }
+}
+
 /// The snapshot of `st`, if it is sound (a snapshot is never written from a
 /// state that breaks core's invariants).
 fn snapshot_json(st: &SkuState) -> Result<String, String> {
@@ -1318,5 +1409,31 @@ fn describe(
         position: location.as_ref().map(|l| st.position_at(now, l)),
         location,
         fed: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_parts;
+
+    #[test]
+    fn snapshot_pieces_rejoin_and_stay_within_their_bound() {
+        assert_eq!(split_parts("", 4), vec![""]);
+        assert_eq!(split_parts("abcd", 4), vec!["abcd"]);
+        assert_eq!(split_parts("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        // Never inside a character: "é" is 2 bytes, "€" 3.
+        let s = "aé€b€€é";
+        for max in 1..=s.len() + 1 {
+            let parts = split_parts(s, max);
+            assert_eq!(parts.concat(), s, "max {max}");
+            for p in &parts {
+                assert!(!p.is_empty());
+                assert!(p.len() <= max || p.chars().count() == 1, "{p:?} over {max}");
+            }
+        }
+        let big = "x".repeat(3 * 1024 + 5);
+        let parts = split_parts(&big, 1024);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts.concat(), big);
     }
 }
