@@ -222,14 +222,7 @@ fn index_row(s: &Stored, now: i64) -> IndexRow {
 
 impl Customer {
     fn ensure_schema(&self) -> Result<(), Problem> {
-        if !self.schema_ok.get() {
-            let sql = self.state.storage().sql();
-            for q in SCHEMA {
-                storage::exec(&sql, q, vec![])?;
-            }
-            self.schema_ok.set(true);
-        }
-        Ok(())
+        storage::create_once(&self.schema_ok, &self.state.storage().sql(), SCHEMA)
     }
 
     fn load(&self) -> Result<Option<Stored>, Problem> {

@@ -109,14 +109,7 @@ crate::rpc_receiver!(ReceiptBook);
 
 impl ReceiptBook {
     fn ensure_schema(&self) -> Result<(), Problem> {
-        if !self.schema_ok.get() {
-            let sql = self.state.storage().sql();
-            for q in SCHEMA {
-                storage::exec(&sql, q, vec![])?;
-            }
-            self.schema_ok.set(true);
-        }
-        Ok(())
+        storage::create_once(&self.schema_ok, &self.state.storage().sql(), SCHEMA)
     }
 
     async fn handle(&self, q: ReceiptRequest) -> Result<serde_json::Value, Problem> {

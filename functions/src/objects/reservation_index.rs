@@ -113,14 +113,7 @@ crate::rpc_receiver!(ReservationIndex);
 
 impl ReservationIndex {
     fn ensure_schema(&self) -> Result<(), Problem> {
-        if !self.schema_ok.get() {
-            let sql = self.state.storage().sql();
-            for q in SCHEMA {
-                storage::exec(&sql, q, vec![])?;
-            }
-            self.schema_ok.set(true);
-        }
-        Ok(())
+        storage::create_once(&self.schema_ok, &self.state.storage().sql(), &SCHEMA)
     }
 
     fn row(&self, id: &str) -> Result<Option<Row>, Problem> {

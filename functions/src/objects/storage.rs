@@ -1,5 +1,7 @@
 //! Small helpers over Durable Object SQLite storage that never panic and map
 //! every error to a [`Problem`].
+use std::cell::Cell;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::closure::Closure;
@@ -63,6 +65,18 @@ pub fn atomically(storage: &Storage, mut stmts: Vec<Stmt>) -> Result<(), Problem
             Ok(())
         }
     }
+}
+
+/// Runs an object's idempotent `schema` statements once per instance
+/// (`done` remembers it; a failure leaves it unset, so the next use retries).
+pub fn create_once(done: &Cell<bool>, sql: &SqlStorage, schema: &[&str]) -> Result<(), Problem> {
+    if !done.get() {
+        for q in schema {
+            exec(sql, q, vec![])?;
+        }
+        done.set(true);
+    }
+    Ok(())
 }
 
 /// Applies an object's schema once per schema, not once per instance: the

@@ -107,13 +107,7 @@ fn ok(status: u16, s: &Stored) -> Answer {
 
 impl Transfer {
     fn ensure_schema(&self) -> Result<(), Problem> {
-        if !self.schema_ok.get() {
-            for q in SCHEMA {
-                storage::exec(&self.state.storage().sql(), q, vec![])?;
-            }
-            self.schema_ok.set(true);
-        }
-        Ok(())
+        storage::create_once(&self.schema_ok, &self.state.storage().sql(), SCHEMA)
     }
 
     fn load(&self) -> Result<Option<Stored>, Problem> {

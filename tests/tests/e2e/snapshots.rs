@@ -84,6 +84,25 @@ fn traffic(api: &Api, sku: &str, rounds: u64, seq: &mut u64) -> Vec<String> {
     kept
 }
 
+/// Runs `check` against the server's state as `tamper` left it (the server
+/// is stopped before and after), then puts the state back as it was.
+fn on_a_tampered_copy(server: &mut Server, tamper: impl FnOnce(), check: impl FnOnce(&Api)) {
+    let backup = server.state_dir.with_extension("backup");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&server.state_dir)
+        .arg(&backup)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    tamper();
+    server.start_again();
+    check(&server.api());
+    server.stop();
+    fs::remove_dir_all(&server.state_dir).expect("remove tampered state");
+    fs::rename(&backup, &server.state_dir).expect("restore state");
+}
+
 /// Asserts the stored snapshot is current: its format, its seq within
 /// `SNAPSHOT_EVERY` of the log's end, and its state built from exactly `seq` events.
 fn check_snapshot(db: &Path) -> (i64, i64) {
@@ -153,22 +172,16 @@ fn a_busy_sku_loads_from_its_snapshot_after_restarts() {
     // The snapshot is what a load starts from: on a copy whose log lacks
     // every event the snapshot covers, the state is still the same (a full
     // replay would find almost nothing).
-    let backup = server.state_dir.with_extension("backup");
-    let cp = Command::new("cp")
-        .arg("-a")
-        .arg(&server.state_dir)
-        .arg(&backup)
-        .status()
-        .expect("cp");
-    assert!(cp.success());
-    sqlite(&db, &format!("DELETE FROM events WHERE seq <= {snap2}"));
-    server.start_again();
-    let api = server.api();
-    let (rows, all, _) = observe(&api, &sku);
-    assert_eq!((rows, all), (before.0.clone(), before.1.clone()));
-    server.stop();
-    fs::remove_dir_all(&server.state_dir).expect("remove tampered state");
-    fs::rename(&backup, &server.state_dir).expect("restore state");
+    on_a_tampered_copy(
+        &mut server,
+        || {
+            sqlite(&db, &format!("DELETE FROM events WHERE seq <= {snap2}"));
+        },
+        |api| {
+            let (rows, all, _) = observe(api, &sku);
+            assert_eq!((rows, all), (before.0.clone(), before.1.clone()));
+        },
+    );
 
     // A snapshot of another format is ignored: the whole log is replayed.
     sqlite(&db, "UPDATE snapshot SET format = 99");
@@ -275,21 +288,16 @@ fn a_snapshot_larger_than_a_piece_is_written_and_loaded_in_pieces() {
 
     // Loaded from the pieces: on a copy whose log lacks every event the
     // snapshot covers, the state is still the same.
-    let backup = server.state_dir.with_extension("backup");
-    let cp = Command::new("cp")
-        .arg("-a")
-        .arg(&server.state_dir)
-        .arg(&backup)
-        .status()
-        .expect("cp");
-    assert!(cp.success());
-    sqlite(&db, &format!("DELETE FROM events WHERE seq <= {seq_at}"));
-    server.start_again();
-    let (rows, all, _) = observe(&server.api(), &sku);
-    assert_eq!((rows, all), (before.0.clone(), before.1.clone()));
-    server.stop();
-    fs::remove_dir_all(&server.state_dir).expect("remove tampered state");
-    fs::rename(&backup, &server.state_dir).expect("restore state");
+    on_a_tampered_copy(
+        &mut server,
+        || {
+            sqlite(&db, &format!("DELETE FROM events WHERE seq <= {seq_at}"));
+        },
+        |api| {
+            let (rows, all, _) = observe(api, &sku);
+            assert_eq!((rows, all), (before.0.clone(), before.1.clone()));
+        },
+    );
 
     // A piece missing: the snapshot is ignored, the whole log replayed.
     sqlite(&db, "DELETE FROM snapshot_part WHERE n = 1");
