@@ -375,3 +375,36 @@ mod props {
         }
     }
 }
+
+/// How large a customer's JSON row gets at every bound (64-character ids,
+/// 100-line purchases of which `MAX_LINES_KEPT` are kept, 100-line
+/// returns): 5.6 MB, over the 2 MB string SQLite accepts in the runtime, so
+/// the Customer object stores its row in pieces (functions' `storage::
+/// json_rows`). This pins the figure: a change of the bounds that grows it
+/// shows here.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn worst_case_row_size_is_known() {
+    let id = |p: &str, i: usize| alloc::format!("{p}{i:0>63}");
+    let sku = |i: usize| Sku::parse(&id("K", i)).unwrap();
+    let mut c = Customer::new(Timestamp::from_ms(0));
+    for i in 0..MAX_PURCHASES {
+        let mut f = sale(&id("s", i), "99999.99", 1);
+        f.location = Some(LocationId::parse(&id("L", 0)).unwrap());
+        f.lines = (0..100)
+            .map(|n| PurchaseLine {
+                sku: sku(n),
+                qty: 1_000_000,
+                amount: eur("99999.99"),
+            })
+            .collect();
+        c.record_purchase(f, &cfg()).unwrap();
+    }
+    for i in 0..MAX_RETURNS {
+        let mut r = ret(&id("r", i), &id("s", i), 1, "1.00", "0");
+        r.lines = (0..100).map(|n| (sku(n), 1_000_000)).collect();
+        c.record_return(r).unwrap();
+    }
+    let n = serde_json::to_string(&c).unwrap().len();
+    assert!((5_000_000..6_000_000).contains(&n), "{n} bytes");
+}

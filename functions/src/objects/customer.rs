@@ -239,10 +239,13 @@ impl Customer {
     /// Commits the row, and the answer under `idem` when given, together.
     fn commit(&self, s: &Stored, kept: Option<(&Idem, u16, &Value)>) -> Result<(), Problem> {
         let now = storage::now_ms();
-        let mut stmts: Vec<storage::Stmt> = vec![(
-            "INSERT OR REPLACE INTO customer (k, json) VALUES ('c', ?)",
-            vec![text(&serde_json::to_string(s)?)],
-        )];
+        let mut stmts: Vec<storage::Stmt> = storage::json_row_stmts(
+            "INSERT OR REPLACE INTO customer (k, json) VALUES (?, ?)",
+            "DELETE FROM customer WHERE k > ? AND k < ?",
+            "c",
+            &serde_json::to_string(s)?,
+            storage::piece_bytes(&self.env),
+        );
         if let Some((idem, status, body)) = kept {
             stmts.push((
                 "INSERT OR REPLACE INTO keys (k, fp, status, body, at) VALUES (?, ?, ?, ?, ?)",

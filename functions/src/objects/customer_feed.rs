@@ -70,32 +70,38 @@ impl Home {
             Home::Return => ("return_case", "r"),
         }
     }
-    fn upsert(self) -> &'static str {
+    /// Its table's upsert and piece trim (`storage::json_row_stmts`).
+    fn statements(self) -> (&'static str, &'static str) {
         match self {
-            Home::Order => "INSERT OR REPLACE INTO ord (k, json) VALUES ('o', ?)",
-            Home::Return => "INSERT OR REPLACE INTO return_case (k, json) VALUES ('r', ?)",
+            Home::Order => (
+                "INSERT OR REPLACE INTO ord (k, json) VALUES (?, ?)",
+                "DELETE FROM ord WHERE k > ? AND k < ?",
+            ),
+            Home::Return => (
+                "INSERT OR REPLACE INTO return_case (k, json) VALUES (?, ?)",
+                "DELETE FROM return_case WHERE k > ? AND k < ?",
+            ),
         }
     }
 }
 
-/// Stores the producer's row and the offer, if any, in one transaction.
+/// Stores the producer's row (in pieces of at most `max` bytes when
+/// larger) and the offer, if any, in one transaction.
 pub fn save_with_offer<T: serde::Serialize>(
     st: &Storage,
     home: Home,
     value: &T,
     offer: Option<Offer>,
+    max: usize,
 ) -> Result<(), Problem> {
+    let (table, key) = home.table_key();
     let Some(o) = offer else {
-        let (table, key) = home.table_key();
-        return storage::save_json(&st.sql(), table, key, value);
+        return storage::save_json(st, table, key, value, max);
     };
-    storage::atomically(
-        st,
-        vec![
-            (home.upsert(), vec![text(&serde_json::to_string(value)?)]),
-            offer_stmt(&o)?,
-        ],
-    )
+    let (upsert, trim) = home.statements();
+    let mut stmts = storage::json_row_stmts(upsert, trim, key, &serde_json::to_string(value)?, max);
+    stmts.push(offer_stmt(&o)?);
+    storage::atomically(st, stmts)
 }
 
 #[derive(Deserialize)]

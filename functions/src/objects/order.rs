@@ -297,7 +297,13 @@ impl Order {
     }
 
     fn save(&self, s: &Stored) -> Result<(), Problem> {
-        storage::save_json(&self.state.storage().sql(), "ord", "o", s)
+        storage::save_json(
+            &self.state.storage(),
+            "ord",
+            "o",
+            s,
+            storage::piece_bytes(&self.env),
+        )
     }
 
     /// The event feed: a snapshot of a placed order after each change
@@ -339,6 +345,7 @@ impl Order {
             super::customer_feed::Home::Order,
             st,
             offer,
+            storage::piece_bytes(&self.env),
         )?;
         // Saved already: a feed failure is logged, never the request's.
         if let Err(p) = self.feed(st) {

@@ -174,7 +174,13 @@ impl ReceiptBook {
     }
 
     fn save(&self, o: &Outbox) -> Result<(), Problem> {
-        storage::save_json(&self.state.storage().sql(), OUTBOX, OUTBOX, o)
+        storage::save_json(
+            &self.state.storage(),
+            OUTBOX,
+            OUTBOX,
+            o,
+            storage::piece_bytes(&self.env),
+        )
     }
 
     async fn email(

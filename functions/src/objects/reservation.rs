@@ -157,7 +157,13 @@ impl Reservation {
     }
 
     fn save(&self, s: &Stored) -> Result<(), Problem> {
-        storage::save_json(&self.state.storage().sql(), "reservation", "r", s)
+        storage::save_json(
+            &self.state.storage(),
+            "reservation",
+            "r",
+            s,
+            storage::piece_bytes(&self.env),
+        )
     }
 
     /// Points the alarm at `at` (absolute), or clears it.

@@ -271,7 +271,13 @@ impl ReturnCase {
     }
 
     fn save(&self, s: &Stored) -> Result<(), Problem> {
-        storage::save_json(&self.state.storage().sql(), "return_case", "r", s)
+        storage::save_json(
+            &self.state.storage(),
+            "return_case",
+            "r",
+            s,
+            storage::piece_bytes(&self.env),
+        )
     }
 
     /// Stores the row and points the alarm at the machine's next timer.
@@ -291,6 +297,7 @@ impl ReturnCase {
             super::customer_feed::Home::Return,
             s,
             offer,
+            storage::piece_bytes(&self.env),
         )?;
         // Saved already: a feed failure is logged, never the request's.
         if let Err(p) = self.feed(s) {

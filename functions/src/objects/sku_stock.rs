@@ -89,18 +89,15 @@ const RESERVATIONS_PRUNE: &str = "DELETE FROM reservations WHERE id IN (
 
 /// The snapshot row, written after the events of the same transaction: its
 /// `seq` is the last event it includes. `state` is the first of `parts`
-/// pieces of the state's JSON; the others are rows 1.. of `snapshot_part`
-/// (SQLite refuses a string over its limit, 2 MB in Cloudflare's runtime: a
-/// SKU with ~15,000 active holds has a larger state).
+/// pieces of the state's JSON (`storage::PIECE_BYTES` each, at most); the
+/// others are rows 1.. of `snapshot_part` (SQLite refuses a string over its
+/// limit, 2 MB in Cloudflare's runtime: a SKU with ~15,000 active holds has
+/// a larger state).
 const SNAPSHOT_WRITE: &str = "INSERT OR REPLACE INTO snapshot (id, seq, format, state, at, parts)
     VALUES (0, (SELECT coalesce(max(seq), 0) FROM events), ?, ?, ?, ?)";
 const SNAPSHOT_PART_WRITE: &str = "INSERT OR REPLACE INTO snapshot_part (n, text) VALUES (?, ?)";
 /// Drops the pieces of an earlier, longer snapshot.
 const SNAPSHOT_PART_TRIM: &str = "DELETE FROM snapshot_part WHERE n >= ?";
-
-/// The largest piece of a snapshot (bytes; the var `SNAPSHOT_PART_BYTES`,
-/// 1,024 to 1,048,576, sets it: small in a test, to see pieces).
-pub const SNAPSHOT_PART_BYTES: usize = 512 * 1024;
 
 const EVENT_WRITE: &str =
     "INSERT INTO events (at, kind, location, json, actor, channel, reference, reason)
@@ -267,7 +264,7 @@ pub struct SkuStock {
     mem: RefCell<Option<SkuState>>,
     /// Events logged since the last snapshot was written or attempted.
     since_snapshot: Cell<u64>,
-    /// The largest piece of a snapshot (bytes).
+    /// The largest piece of a snapshot (bytes, `storage::piece_bytes`).
     part_bytes: usize,
     /// The alarm last asked for: `None` when unknown (after a start or a failure).
     alarm_at: Cell<Option<Option<i64>>>,
@@ -285,12 +282,7 @@ pub struct SkuStock {
 
 impl DurableObject for SkuStock {
     fn new(state: State, env: Env) -> Self {
-        let part_bytes = env
-            .var("SNAPSHOT_PART_BYTES")
-            .ok()
-            .and_then(|v| v.to_string().parse::<usize>().ok())
-            .filter(|n| (1024..=1 << 20).contains(n))
-            .unwrap_or(SNAPSHOT_PART_BYTES);
+        let part_bytes = storage::piece_bytes(&env);
         SkuStock {
             env,
             hubs: live::Hubs::default(),
@@ -1341,7 +1333,7 @@ struct PartRow {
 /// The statements that write snapshot `json` in pieces of at most
 /// `part_bytes` (cut at character boundaries; see [`SNAPSHOT_WRITE`]).
 fn snapshot_stmts(json: &str, part_bytes: usize, now_ms: i64) -> Vec<storage::Stmt> {
-    let parts = split_parts(json, part_bytes);
+    let parts = storage::split_parts(json, part_bytes);
     let mut stmts = vec![(SNAPSHOT_PART_TRIM, vec![int(parts.len() as i64)])];
     for (n, p) in parts.iter().enumerate().skip(1) {
         stmts.push((SNAPSHOT_PART_WRITE, vec![int(n as i64), text(p)]));
@@ -1356,32 +1348,6 @@ fn snapshot_stmts(json: &str, part_bytes: usize, now_ms: i64) -> Vec<storage::St
         ],
     ));
     stmts
-}
-
-/// `s` cut into pieces of at most `max` bytes (at least one character
-/// each), at character boundaries; one empty piece for an empty `s`.
-fn split_parts(s: &str, max: usize) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut rest = s;
-    loop {
-        if rest.len() <= max {
-            if !rest.is_empty() || parts.is_empty() {
-                parts.push(rest);
-            }
-            return parts;
-        }
-        let mut cut = max.max(1);
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        if cut == 0 {
-            // A character longer than `max`: a piece of its own.
-            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
-        }
-        let (head, tail) = rest.split_at(cut);
-        parts.push(head);
-        rest = tail;
-    }
 }
 
 /// The snapshot of `st`, if it is sound (a snapshot is never written from a
@@ -1409,31 +1375,5 @@ fn describe(
         position: location.as_ref().map(|l| st.position_at(now, l)),
         location,
         fed: false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_parts;
-
-    #[test]
-    fn snapshot_pieces_rejoin_and_stay_within_their_bound() {
-        assert_eq!(split_parts("", 4), vec![""]);
-        assert_eq!(split_parts("abcd", 4), vec!["abcd"]);
-        assert_eq!(split_parts("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
-        // Never inside a character: "é" is 2 bytes, "€" 3.
-        let s = "aé€b€€é";
-        for max in 1..=s.len() + 1 {
-            let parts = split_parts(s, max);
-            assert_eq!(parts.concat(), s, "max {max}");
-            for p in &parts {
-                assert!(!p.is_empty());
-                assert!(p.len() <= max || p.chars().count() == 1, "{p:?} over {max}");
-            }
-        }
-        let big = "x".repeat(3 * 1024 + 5);
-        let parts = split_parts(&big, 1024);
-        assert_eq!(parts.len(), 4);
-        assert_eq!(parts.concat(), big);
     }
 }

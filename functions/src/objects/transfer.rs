@@ -118,10 +118,13 @@ impl Transfer {
     /// Stores the row and, when given, the answer under its key, in one transaction.
     fn save(&self, s: &Stored, kept: Option<(&Idem, &Answer)>) -> Result<(), Problem> {
         let now = storage::now_ms();
-        let mut stmts = vec![(
-            "INSERT OR REPLACE INTO transfer (k, json) VALUES ('t', ?)",
-            vec![text(&serde_json::to_string(s)?)],
-        )];
+        let mut stmts = storage::json_row_stmts(
+            "INSERT OR REPLACE INTO transfer (k, json) VALUES (?, ?)",
+            "DELETE FROM transfer WHERE k > ? AND k < ?",
+            "t",
+            &serde_json::to_string(s)?,
+            storage::piece_bytes(&self.env),
+        );
         if let Some((idem, answer)) = kept {
             stmts.push((
                 "INSERT OR REPLACE INTO keys (key, fp, answer, at) VALUES (?, ?, ?, ?)",

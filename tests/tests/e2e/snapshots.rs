@@ -246,13 +246,13 @@ fn a_busy_sku_loads_from_its_snapshot_after_restarts() {
     check_snapshot(&db);
 }
 
-/// A snapshot larger than one piece (`SNAPSHOT_PART_BYTES`; 512 KiB by
+/// A snapshot larger than one piece (`STORAGE_PIECE_BYTES`; 512 KiB by
 /// default, since SQLite refuses a string over 2 MB in Cloudflare's runtime,
 /// which a SKU with ~15,000 active holds exceeds) is written in pieces and
 /// loaded from them; one with a piece missing is ignored and the log replayed.
 #[test]
 fn a_snapshot_larger_than_a_piece_is_written_and_loaded_in_pieces() {
-    let mut server = Server::start_with_vars(&[("SNAPSHOT_PART_BYTES", "1024")]);
+    let mut server = Server::start_with_vars(&[("STORAGE_PIECE_BYTES", "1024")]);
     let api = server.api();
     seed_locations(&api);
     let sku = api.new_sku("store-1", 50);
