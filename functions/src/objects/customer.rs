@@ -41,6 +41,10 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS customer (k TEXT PRIMARY KEY, json TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS keys (k TEXT PRIMARY KEY, fp TEXT NOT NULL, status INTEGER NOT NULL,
      body TEXT NOT NULL, at INTEGER NOT NULL)",
+    // A kept answer larger than a piece: `keys.body` holds the first piece
+    // (`storage::json_rows`), these rows the rest, pruned with their key.
+    "CREATE TABLE IF NOT EXISTS key_pieces (k TEXT PRIMARY KEY, json TEXT NOT NULL,
+     at INTEGER NOT NULL)",
 ];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -56,6 +60,12 @@ struct KeyRow {
     fp: String,
     status: i64,
     body: String,
+}
+
+#[derive(Deserialize)]
+struct KeyPiece {
+    k: String,
+    json: String,
 }
 
 #[durable_object]
@@ -247,17 +257,35 @@ impl Customer {
             storage::piece_bytes(&self.env),
         );
         if let Some((idem, status, body)) = kept {
+            // The answer may be the whole customer view: in pieces when larger.
+            let mut rows = storage::json_rows(
+                &idem.key,
+                &body.to_string(),
+                storage::piece_bytes(&self.env),
+            )
+            .into_iter();
+            let first = rows.next().map(|(_, j)| j).unwrap_or_default();
             stmts.push((
                 "INSERT OR REPLACE INTO keys (k, fp, status, body, at) VALUES (?, ?, ?, ?, ?)",
                 vec![
                     text(&idem.key),
                     text(&idem.fp),
                     int(i64::from(status)),
-                    text(&body.to_string()),
+                    text(&first),
                     int(now),
                 ],
             ));
+            for (k, j) in rows {
+                stmts.push((
+                    "INSERT OR REPLACE INTO key_pieces (k, json, at) VALUES (?, ?, ?)",
+                    vec![text(&k), text(&j), int(now)],
+                ));
+            }
             stmts.push(("DELETE FROM keys WHERE at < ?", vec![int(now - KEY_TTL_MS)]));
+            stmts.push((
+                "DELETE FROM key_pieces WHERE at < ?",
+                vec![int(now - KEY_TTL_MS)],
+            ));
         }
         storage::atomically(&self.state.storage(), stmts)
     }
@@ -290,7 +318,26 @@ impl Customer {
         if r.fp != idem.fp {
             return Err(Problem::key_reused());
         }
-        let body: Value = serde_json::from_str(&r.body)?;
+        let pieces: Vec<(String, String)> = if r.body.starts_with('~') {
+            storage::query::<KeyPiece>(
+                &self.state.storage().sql(),
+                "SELECT k, json FROM key_pieces WHERE k > ? AND k < ? ORDER BY k",
+                vec![
+                    text(&format!("{}#", idem.key)),
+                    text(&format!("{}$", idem.key)),
+                ],
+            )?
+            .into_iter()
+            .map(|p| (p.k, p.json))
+            .collect()
+        } else {
+            Vec::new()
+        };
+        let body = storage::join_pieces(&idem.key, r.body.clone(), &pieces).map_err(|why| {
+            worker::console_error!("a kept answer is stored in pieces that do not add up: {why}");
+            Problem::overloaded("the kept answer could not be read")
+        })?;
+        let body: Value = serde_json::from_str(&body)?;
         if r.status >= 400 {
             let code = body["code"]
                 .as_str()

@@ -493,12 +493,34 @@ fn rows_larger_than_a_piece_are_stored_in_pieces_and_read_back() {
     }
     let (order, _) = collected_order(&api, &id, &sku, 2);
     return_and_refund(&api, &format!(r#""order_id":"{order}""#), &sku, 1, "10.00");
-    let before = customer_when(&api, &id, |c| {
+    customer_when(&api, &id, |c| {
         c["purchases"].as_array().map(Vec::len) == Some(9)
             && c["loyalty"]["reversed"].as_i64() > Some(0)
     });
     let order_before = api.get(&format!("/v1/orders/{order}"), ADMIN);
     assert_eq!(order_before.status, 200, "{}", order_before.body);
+    // A write whose answer (the whole customer view) is larger than a
+    // piece: kept in pieces with its Idempotency-Key, replayed whole.
+    let key = unique("idem");
+    let put = api.write(
+        "PUT",
+        &format!("/v1/customers/{id}"),
+        ADMIN,
+        &key,
+        r#"{"name":"Ada P."}"#,
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert!(put.body.len() > 1024, "a small answer: {}", put.body);
+    let again = api.write(
+        "PUT",
+        &format!("/v1/customers/{id}"),
+        ADMIN,
+        &key,
+        r#"{"name":"Ada P."}"#,
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!((again.status, again.json()), (put.status, put.json()));
+    let before = customer(&api, &id);
     server.stop();
 
     // In pieces: the first row says how many, the rest are `<key>#0001`...
@@ -518,6 +540,11 @@ fn rows_larger_than_a_piece_are_stored_in_pieces_and_read_back() {
         pieces("Customer", "customer", "c") >= 2,
         "the customer's row is not in pieces"
     );
+    let answer_pieces: i64 = object_files(&server, "Customer")
+        .iter()
+        .map(|f| sqlite_i64(f, "SELECT count(*) FROM key_pieces"))
+        .sum();
+    assert!(answer_pieces >= 1, "the kept answer is not in pieces");
     assert!(
         pieces("Order", "ord", "o") >= 1,
         "the order's row is not in pieces"
@@ -528,6 +555,15 @@ fn rows_larger_than_a_piece_are_stored_in_pieces_and_read_back() {
     assert_eq!(customer(&api, &id), before);
     let order_after = api.get(&format!("/v1/orders/{order}"), ADMIN);
     assert_eq!(order_after.json(), order_before.json());
+    let again = api.write(
+        "PUT",
+        &format!("/v1/customers/{id}"),
+        ADMIN,
+        &key,
+        r#"{"name":"Ada P."}"#,
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!((again.status, again.json()), (put.status, put.json()));
     // Still written in pieces after the restart: one more sale.
     sales.push(sell(&api, &id, &sku, 1, "10.00"));
     let after = customer_when(&api, &id, |c| {
