@@ -502,24 +502,24 @@ fn rows_larger_than_a_piece_are_stored_in_pieces_and_read_back() {
     // A write whose answer (the whole customer view) is larger than a
     // piece: kept in pieces with its Idempotency-Key, replayed whole.
     let key = unique("idem");
-    let put = api.write(
-        "PUT",
-        &format!("/v1/customers/{id}"),
-        ADMIN,
-        &key,
-        r#"{"name":"Ada P."}"#,
-    );
+    let rename = |api: &Api| {
+        api.write(
+            "PUT",
+            &format!("/v1/customers/{id}"),
+            ADMIN,
+            &key,
+            r#"{"name":"Ada P."}"#,
+        )
+    };
+    let assert_replayed = |api: &Api, first: &Resp| {
+        let again = rename(api);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!((again.status, again.json()), (first.status, first.json()));
+    };
+    let put = rename(&api);
     assert_eq!(put.status, 200, "{}", put.body);
     assert!(put.body.len() > 1024, "a small answer: {}", put.body);
-    let again = api.write(
-        "PUT",
-        &format!("/v1/customers/{id}"),
-        ADMIN,
-        &key,
-        r#"{"name":"Ada P."}"#,
-    );
-    assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    assert_eq!((again.status, again.json()), (put.status, put.json()));
+    assert_replayed(&api, &put);
     let before = customer(&api, &id);
     server.stop();
 
@@ -555,15 +555,7 @@ fn rows_larger_than_a_piece_are_stored_in_pieces_and_read_back() {
     assert_eq!(customer(&api, &id), before);
     let order_after = api.get(&format!("/v1/orders/{order}"), ADMIN);
     assert_eq!(order_after.json(), order_before.json());
-    let again = api.write(
-        "PUT",
-        &format!("/v1/customers/{id}"),
-        ADMIN,
-        &key,
-        r#"{"name":"Ada P."}"#,
-    );
-    assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    assert_eq!((again.status, again.json()), (put.status, put.json()));
+    assert_replayed(&api, &put);
     // Still written in pieces after the restart: one more sale.
     sales.push(sell(&api, &id, &sku, 1, "10.00"));
     let after = customer_when(&api, &id, |c| {
