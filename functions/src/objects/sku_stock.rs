@@ -50,7 +50,22 @@ use crate::wire::{self, Idem};
 /// A snapshot is written once this many events have been logged since the
 /// last one, in the same transaction as the events that reach the count. A
 /// load therefore replays fewer than this many events after the snapshot.
+/// A large state is snapshot less often ([`snapshot_every`]).
 pub const SNAPSHOT_EVERY: u64 = 256;
+/// The most events between two snapshots of a large state (what a load
+/// replays at most).
+pub const MAX_SNAPSHOT_EVERY: u64 = 4_096;
+/// A large state waits one event per this many bytes of its last snapshot:
+/// a hot SKU with thousands of active holds or remembered sales (megabytes
+/// of JSON) would otherwise serialise and write them every 256 writes.
+pub const SNAPSHOT_BYTES_PER_EVENT: usize = 1_024;
+
+/// Events between snapshots for a state whose last snapshot was `bytes`
+/// long: [`SNAPSHOT_EVERY`] up to 256 KiB, then one per
+/// [`SNAPSHOT_BYTES_PER_EVENT`], at most [`MAX_SNAPSHOT_EVERY`].
+pub fn snapshot_every(bytes: usize) -> u64 {
+    ((bytes / SNAPSHOT_BYTES_PER_EVENT) as u64).clamp(SNAPSHOT_EVERY, MAX_SNAPSHOT_EVERY)
+}
 
 /// The format of `snapshot.state`: the serde JSON of `SkuState`. Bump it when
 /// that shape changes incompatibly; a snapshot of another format is ignored
@@ -264,6 +279,8 @@ pub struct SkuStock {
     mem: RefCell<Option<SkuState>>,
     /// Events logged since the last snapshot was written or attempted.
     since_snapshot: Cell<u64>,
+    /// Events between snapshots, from the last one's size ([`snapshot_every`]).
+    snapshot_every: Cell<u64>,
     /// The largest piece of a snapshot (bytes, `storage::piece_bytes`).
     part_bytes: usize,
     /// The alarm last asked for: `None` when unknown (after a start or a failure).
@@ -289,6 +306,7 @@ impl DurableObject for SkuStock {
             state,
             mem: RefCell::new(None),
             since_snapshot: Cell::new(0),
+            snapshot_every: Cell::new(SNAPSHOT_EVERY),
             part_bytes,
             alarm_at: Cell::new(None),
             schema_ok: Cell::new(false),
@@ -452,10 +470,11 @@ impl SkuStock {
         }
         let sql = self.state.storage().sql();
         let key = hash_key(&sql)?;
-        let (mut st, after) = match read_snapshot(&sql)? {
-            Some((st, seq)) => (st, seq),
-            None => (SkuState::new(), 0),
+        let (mut st, after, bytes) = match read_snapshot(&sql)? {
+            Some((st, seq, bytes)) => (st, seq, bytes),
+            None => (SkuState::new(), 0, 0),
         };
+        self.snapshot_every.set(snapshot_every(bytes));
         st.set_hash_key(key);
         let mut replayed = replay(&sql, &mut st, after)?;
         if after > 0 && st.events_applied() != after as u64 + replayed {
@@ -516,14 +535,18 @@ impl SkuStock {
             ));
         }
         let mut since = self.since_snapshot.get() + batch.events;
-        if since >= SNAPSHOT_EVERY {
+        if since >= self.snapshot_every.get() {
             since = 0;
             match snapshot_json(st) {
-                Ok(json) => batch
-                    .stmts
-                    .extend(snapshot_stmts(&json, self.part_bytes, now.as_ms())),
+                Ok(json) => {
+                    // The next one after an interval fitting this size.
+                    self.snapshot_every.set(snapshot_every(json.len()));
+                    batch
+                        .stmts
+                        .extend(snapshot_stmts(&json, self.part_bytes, now.as_ms()))
+                }
                 // The log stays the truth; try again after another
-                // SNAPSHOT_EVERY events (not on every write: bounded work).
+                // interval of events (not on every write: bounded work).
                 Err(why) => worker::console_error!("no snapshot written: {why}"),
             }
         }
@@ -1247,11 +1270,11 @@ fn hash_key(sql: &SqlStorage) -> Result<u64, Problem> {
     Ok(key)
 }
 
-/// The usable snapshot and the seq of its last event, if there is one. A
-/// snapshot of another format, one that does not decode, or one that breaks
-/// core's invariants is ignored (logged, never its content): the caller then
-/// replays the whole log.
-fn read_snapshot(sql: &SqlStorage) -> Result<Option<(SkuState, i64)>, Problem> {
+/// The usable snapshot, the seq of its last event and its length (bytes of
+/// JSON), if there is one. A snapshot of another format, one that does not
+/// decode, or one that breaks core's invariants is ignored (logged, never
+/// its content): the caller then replays the whole log.
+fn read_snapshot(sql: &SqlStorage) -> Result<Option<(SkuState, i64, usize)>, Problem> {
     let rows: Vec<SnapshotRow> = storage::query(
         sql,
         "SELECT seq, format, state, parts FROM snapshot WHERE id = 0",
@@ -1304,7 +1327,7 @@ fn read_snapshot(sql: &SqlStorage) -> Result<Option<(SkuState, i64)>, Problem> {
         );
         return Ok(None);
     }
-    Ok(Some((st, row.seq)))
+    Ok(Some((st, row.seq, row.state.len())))
 }
 
 /// Applies the logged events after `after` to `st`; returns how many.
@@ -1375,5 +1398,18 @@ fn describe(
         position: location.as_ref().map(|l| st.position_at(now, l)),
         location,
         fed: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_state_is_snapshot_less_often_within_a_bound() {
+        assert_eq!(snapshot_every(0), SNAPSHOT_EVERY);
+        assert_eq!(snapshot_every(256 * 1024), SNAPSHOT_EVERY);
+        assert_eq!(snapshot_every(3 * 1024 * 1024), 3_072);
+        assert_eq!(snapshot_every(64 * 1024 * 1024), MAX_SNAPSHOT_EVERY);
     }
 }
