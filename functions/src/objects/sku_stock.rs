@@ -3,13 +3,14 @@
 //!
 //! SQLite is the truth: `events` (the log: audit trail and ledger, never
 //! pruned), `snapshot` (one row: the state after the event `seq`, rewritten
-//! every [`SNAPSHOT_EVERY`] events), `ops` (each command's answer under its
+//! every [`SNAPSHOT_EVERY`] events, or [`snapshot_every`] for a large state;
+//! in pieces, the rest in `snapshot_part`), `ops` (each command's answer under its
 //! client id with the request's Idempotency-Key, so a retry gets exactly the
 //! first answer; sales kept forever, the others [`OPS_KEEP_MS`]) and
 //! `reservations` (the one-SKU reservations homed here, kept
 //! [`RESERVATION_KEEP_MS`] after their last deadline). Memory is a cache
 //! that may vanish between requests; a load reads the snapshot and replays
-//! the fewer than [`SNAPSHOT_EVERY`] events after it.
+//! the events after it (fewer than [`MAX_SNAPSHOT_EVERY`]).
 //!
 //! Every rule is `omnistock_core::SkuState`'s. For each request: load,
 //! `expire(now)`, `decide`, `apply`, then write the events, the answers (and
