@@ -316,6 +316,101 @@ fn a_snapshot_larger_than_a_piece_is_written_and_loaded_in_pieces() {
     );
 }
 
+/// Mirrors `sku_stock::snapshot_every`.
+fn snapshot_every(bytes: i64) -> i64 {
+    (bytes / 1024).clamp(SNAPSHOT_EVERY, 4096)
+}
+
+/// The stored snapshot's seq and length (bytes of JSON, all its pieces).
+fn snapshot_at(db: &Path) -> (i64, i64) {
+    let seq = sqlite_i64(db, "SELECT seq FROM snapshot WHERE id = 0");
+    let bytes = sqlite_i64(
+        db,
+        "SELECT length(state) + coalesce((SELECT sum(length(text)) FROM snapshot_part
+           WHERE n > 0 AND n < (SELECT parts FROM snapshot WHERE id = 0)), 0)
+         FROM snapshot WHERE id = 0",
+    );
+    (seq, bytes)
+}
+
+/// A state over 256 KiB of JSON (here: thousands of remembered sales) is
+/// snapshot once per KiB of its last snapshot in events, not every 256: a
+/// load that replays `d` events, then `every - d - 1` more writes (over 256
+/// in all), write no snapshot; the next event does.
+#[test]
+fn a_large_state_is_snapshot_once_per_kib_in_events() {
+    let mut server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let sku = api.new_sku("store-1", 1_000_000);
+    let terminal = unique("snap-big");
+    let mut device_seq = 0u64;
+    let mut sell = |api: &Api, n: i64| {
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(100);
+            let sales: Vec<String> = (0..k)
+                .map(|_| {
+                    device_seq += 1;
+                    format!(
+                        r#"{{"sale_id":"{}","terminal_id":"{terminal}","device_seq":{device_seq},"location":"store-1","occurred_at":"{}","lines":[{{"sku":"{sku}","qty":1,"unit_price":{{"amount":"1.00","currency":"EUR"}}}}],"payments":[{{"method":"card","amount":{{"amount":"1.00","currency":"EUR"}}}}]}}"#,
+                        unique("big"),
+                        rfc3339_ago(1000)
+                    )
+                })
+                .collect();
+            let r = api.send(
+                "POST",
+                "/v1/pos/sales/batch",
+                POS1,
+                &format!(r#"{{"sales":[{}]}}"#, sales.join(",")),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            for s in r.json()["results"].as_array().unwrap() {
+                assert_eq!(s["status"], 201, "{s}");
+            }
+            left -= k;
+        }
+    };
+    let last = |db: &Path| sqlite_i64(db, "SELECT max(seq) FROM events");
+
+    // Grow the state past 300 KiB.
+    let mut grown = 0;
+    let db = loop {
+        sell(&server.api(), 1000);
+        server.stop();
+        let db = sku_db(&server);
+        if snapshot_at(&db).1 > 300 * 1024 {
+            break db;
+        }
+        grown += 1;
+        assert!(grown < 8, "the state stays small: {:?}", snapshot_at(&db));
+        server.start_again();
+    };
+    let (seq, bytes) = snapshot_at(&db);
+    let every = snapshot_every(bytes);
+    let d = last(&db) - seq;
+    assert!(
+        every > 300 && d < every,
+        "every {every}, {d} events after the snapshot"
+    );
+
+    // A load replays d events; every - d - 1 more (> 256 - d): no snapshot.
+    server.start_again();
+    let before = last(&db);
+    sell(&server.api(), every - d - 1);
+    server.stop();
+    assert_eq!(last(&db), before + every - d - 1, "one event per sale");
+    assert_eq!(snapshot_at(&db).0, seq, "a snapshot within {every} events");
+
+    // The next event reaches the interval: a snapshot of the whole log.
+    server.start_again();
+    sell(&server.api(), 1);
+    server.stop();
+    let (seq2, _) = snapshot_at(&db);
+    assert_eq!(seq2, last(&db), "no snapshot after {every} events");
+}
+
 #[test]
 fn old_ops_rows_are_pruned_a_batch_per_write_and_sales_kept() {
     let mut server = Server::start();
