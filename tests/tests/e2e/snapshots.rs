@@ -103,6 +103,28 @@ fn on_a_tampered_copy(server: &mut Server, tamper: impl FnOnce(), check: impl Fn
     fs::rename(&backup, &server.state_dir).expect("restore state");
 }
 
+/// Asserts that the SKU's stock is `before`'s on a copy of the state whose
+/// log lacks every event up to the snapshot's `seq` (a full replay would
+/// find almost nothing), then puts the state back.
+fn loads_from_the_snapshot_alone(
+    server: &mut Server,
+    db: &Path,
+    seq: i64,
+    sku: &str,
+    before: &(Vec<Value>, Value, Vec<Value>),
+) {
+    on_a_tampered_copy(
+        server,
+        || {
+            sqlite(db, &format!("DELETE FROM events WHERE seq <= {seq}"));
+        },
+        |api| {
+            let (rows, all, _) = observe(api, sku);
+            assert_eq!((rows, all), (before.0.clone(), before.1.clone()));
+        },
+    );
+}
+
 /// Asserts the stored snapshot is current: its format, its seq within
 /// `SNAPSHOT_EVERY` of the log's end, and its state built from exactly `seq` events.
 fn check_snapshot(db: &Path) -> (i64, i64) {
@@ -172,16 +194,7 @@ fn a_busy_sku_loads_from_its_snapshot_after_restarts() {
     // The snapshot is what a load starts from: on a copy whose log lacks
     // every event the snapshot covers, the state is still the same (a full
     // replay would find almost nothing).
-    on_a_tampered_copy(
-        &mut server,
-        || {
-            sqlite(&db, &format!("DELETE FROM events WHERE seq <= {snap2}"));
-        },
-        |api| {
-            let (rows, all, _) = observe(api, &sku);
-            assert_eq!((rows, all), (before.0.clone(), before.1.clone()));
-        },
-    );
+    loads_from_the_snapshot_alone(&mut server, &db, snap2, &sku, &before);
 
     // A snapshot of another format is ignored: the whole log is replayed.
     sqlite(&db, "UPDATE snapshot SET format = 99");
@@ -288,16 +301,7 @@ fn a_snapshot_larger_than_a_piece_is_written_and_loaded_in_pieces() {
 
     // Loaded from the pieces: on a copy whose log lacks every event the
     // snapshot covers, the state is still the same.
-    on_a_tampered_copy(
-        &mut server,
-        || {
-            sqlite(&db, &format!("DELETE FROM events WHERE seq <= {seq_at}"));
-        },
-        |api| {
-            let (rows, all, _) = observe(api, &sku);
-            assert_eq!((rows, all), (before.0.clone(), before.1.clone()));
-        },
-    );
+    loads_from_the_snapshot_alone(&mut server, &db, seq_at, &sku, &before);
 
     // A piece missing: the snapshot is ignored, the whole log replayed.
     sqlite(&db, "DELETE FROM snapshot_part WHERE n = 1");
