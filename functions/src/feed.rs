@@ -11,10 +11,16 @@
 //! only after D1 acknowledged them, in seq order, so events reach D1 at
 //! least once and in order per source. The write path never waits on D1.
 //!
-//! A one-SKU POS sale's event is written by its SkuStock, in the sale's
-//! transaction there ([`sale_event`]; a sale of several SKUs', or one no SKU
-//! object took, by the Terminal), so a till that sells now and then adds no
-//! D1 batch of its own per sale.
+//! A SKU object has no outbox rows: its event log is its outbox
+//! ([`LOG_SCHEMA`], [`forward_log`]). Each `events` row carries the
+//! positions after it (`positions`: the rest of its feed body is the row,
+//! [`stock_body`]) and, for a one-SKU POS sale taken there, the sale's event
+//! (`sale`, [`sale_event`]; a sale of several SKUs', or one no SKU object
+//! took, is written by the Terminal), so a stock write is its event row and
+//! its answer row (issue 7) and a till that sells now and then adds no D1
+//! batch of its own per sale. In D1 a log row `s` is the stock event
+//! `base + 2s` and its sale `base + 2s + 1` of the SKU's source: `base`
+//! continues the numbering of the outbox the SKU objects used before.
 //!
 //! Read models (reports, accounting) read `events`; their `as_of` comes
 //! from `feed_sources` (see [`as_of`]).
@@ -176,14 +182,11 @@ pub fn retry_at(sql: &SqlStorage, now: i64) -> Result<Option<i64>, Problem> {
         "SELECT count(*) AS n, min(at) AS oldest FROM feed_out WHERE seq > ?",
         vec![int(c.through)],
     )?;
-    if n.first().map_or(0, |r| r.n) == 0 {
-        return Ok(None);
-    }
-    if c.failures <= 0 {
-        return Ok(Some(now + LINGER_MS));
-    }
-    let shift = (c.failures - 1).clamp(0, 5) as u32;
-    Ok(Some(now + (RETRY_MS << shift).min(MAX_RETRY_MS)))
+    Ok(after_failures(
+        n.first().map_or(0, |r| r.n),
+        c.failures,
+        now,
+    ))
 }
 
 fn cursor(sql: &SqlStorage) -> Result<CursorRow, Problem> {
@@ -219,6 +222,64 @@ fn opt(s: &Option<String>) -> JsValue {
     s.as_deref().map_or(JsValue::NULL, JsValue::from_str)
 }
 
+/// Sends one batch of rows to D1 with the source's cursor row (`pending`
+/// rows, the oldest at `oldest`, wait after it). The rows are in seq order.
+async fn send(
+    db: &D1Database,
+    source: &str,
+    rows: &[OutRow],
+    pending: i64,
+    oldest: Option<i64>,
+) -> Result<(), Problem> {
+    let Some(last) = rows.last() else {
+        return Ok(());
+    };
+    let mut batch = Vec::with_capacity(rows.len() + 1);
+    for r in rows {
+        batch.push(
+            db.prepare(
+                "INSERT OR IGNORE INTO events (source, seq, at, kind, location, sku, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(&[
+                JsValue::from_str(source),
+                num(r.seq),
+                num(r.at),
+                JsValue::from_str(&r.kind),
+                opt(&r.location),
+                opt(&r.sku),
+                JsValue::from_str(&r.body),
+            ])
+            .map_err(d1_error("prepare an event"))?,
+        );
+    }
+    batch.push(
+        db.prepare(
+            "INSERT INTO feed_sources (source, through_seq, last_at, pending,
+               oldest_pending_at, forwarded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (source) DO UPDATE SET
+               through_seq = max(through_seq, excluded.through_seq),
+               last_at = max(last_at, excluded.last_at),
+               pending = excluded.pending, oldest_pending_at = excluded.oldest_pending_at,
+               forwarded_at = excluded.forwarded_at
+             WHERE excluded.through_seq >= feed_sources.through_seq",
+        )
+        .bind(&[
+            JsValue::from_str(source),
+            num(last.seq),
+            num(last.at),
+            num(pending),
+            oldest.map_or(JsValue::NULL, num),
+            num(storage::now_ms()),
+        ])
+        .map_err(d1_error("prepare the cursor"))?,
+    );
+    db.batch(batch)
+        .await
+        .map(|_| ())
+        .map_err(d1_error("forward events"))
+}
+
 /// Forwards the outbox to D1 (at most `MAX_BATCHES` batches), then deletes
 /// what D1 acknowledged. Safe to run twice at once: D1 ignores duplicates
 /// and the cursor only moves forward. `Ok(true)`: nothing is left.
@@ -238,7 +299,7 @@ pub async fn forward(storage: &Storage, env: &Env, source: &str) -> Result<bool,
         let Some(last) = rows.last() else {
             return Ok(true);
         };
-        let (last_seq, last_at) = (last.seq, last.at);
+        let last_seq = last.seq;
         // What waits after this batch. A short batch took every row after
         // the cursor, and nothing was written since (no await in between).
         let (pending, oldest) = if (rows.len() as i64) < BATCH {
@@ -251,47 +312,7 @@ pub async fn forward(storage: &Storage, env: &Env, source: &str) -> Result<bool,
             )?;
             left.first().map_or((0, None), |r| (r.n, r.oldest))
         };
-        let mut batch = Vec::with_capacity(rows.len() + 1);
-        for r in &rows {
-            batch.push(
-                db.prepare(
-                    "INSERT OR IGNORE INTO events (source, seq, at, kind, location, sku, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .bind(&[
-                    JsValue::from_str(source),
-                    num(r.seq),
-                    num(r.at),
-                    JsValue::from_str(&r.kind),
-                    opt(&r.location),
-                    opt(&r.sku),
-                    JsValue::from_str(&r.body),
-                ])
-                .map_err(d1_error("prepare an event"))?,
-            );
-        }
-        batch.push(
-            db.prepare(
-                "INSERT INTO feed_sources (source, through_seq, last_at, pending,
-                   oldest_pending_at, forwarded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (source) DO UPDATE SET
-                   through_seq = max(through_seq, excluded.through_seq),
-                   last_at = max(last_at, excluded.last_at),
-                   pending = excluded.pending, oldest_pending_at = excluded.oldest_pending_at,
-                   forwarded_at = excluded.forwarded_at
-                 WHERE excluded.through_seq >= feed_sources.through_seq",
-            )
-            .bind(&[
-                JsValue::from_str(source),
-                num(last_seq),
-                num(last_at),
-                num(pending),
-                oldest.map_or(JsValue::NULL, num),
-                num(storage::now_ms()),
-            ])
-            .map_err(d1_error("prepare the cursor"))?,
-        );
-        if let Err(e) = db.batch(batch).await {
+        if let Err(p) = send(&db, source, &rows, pending, oldest).await {
             // (No cursor row yet: through 0, as read above.)
             storage::exec(
                 &sql,
@@ -299,7 +320,7 @@ pub async fn forward(storage: &Storage, env: &Env, source: &str) -> Result<bool,
                  ON CONFLICT (id) DO UPDATE SET failures = failures + 1",
                 vec![],
             )?;
-            return Err(d1_error("forward events")(e));
+            return Err(p);
         }
         // Acknowledged: move the cursor (never back) and drop those rows,
         // keeping the last body for snapshot comparisons.
@@ -325,6 +346,210 @@ pub async fn forward(storage: &Storage, env: &Env, source: &str) -> Result<bool,
         }
     }
     Ok(false)
+}
+
+/// A SKU object's feed cursor over its own event log (`events`, the
+/// SkuStock's table, with the columns `positions`, `sale`, `sale_at` and
+/// `sale_location`): the log row it forwarded through, and the D1 seq base.
+/// Created after the object's schema and the outbox tables ([`SCHEMA`]).
+/// The one row is made once, at the end of the log as it then is, with
+/// `base` past every seq the object's outbox used: an object of the
+/// version before fed its events through `feed_out` (forwarded first by
+/// [`forward_sku`]), and its rows are not fed again.
+pub const LOG_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS feed_log (id INTEGER PRIMARY KEY CHECK (id = 0),
+     through INTEGER NOT NULL, base INTEGER NOT NULL, failures INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO feed_log (id, through, base, failures)
+     SELECT 0, e.m, max(coalesce((SELECT max(seq) FROM feed_out), 0),
+                        coalesce((SELECT through FROM feed_cursor WHERE id = 0), 0)) - 2 * e.m, 0
+     FROM (SELECT coalesce(max(seq), 0) AS m FROM events) e",
+];
+
+/// The D1 seq of log row `seq`'s stock event (its sale's is one more).
+pub fn log_seq(base: i64, seq: i64) -> i64 {
+    base + 2 * seq
+}
+
+#[derive(Deserialize)]
+struct LogCursor {
+    through: i64,
+    base: i64,
+    failures: i64,
+}
+
+/// A SkuStock's log row as the feed reads it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct LogRow {
+    pub seq: i64,
+    pub at: i64,
+    pub location: Option<String>,
+    /// The event's JSON.
+    pub json: String,
+    pub channel: Option<String>,
+    pub reason: Option<String>,
+    pub reference: Option<String>,
+    /// The positions after the event (JSON); none on a row of the version
+    /// before, which fed it through its outbox.
+    pub positions: Option<String>,
+    pub sale: Option<String>,
+    pub sale_at: Option<i64>,
+    pub sale_location: Option<String>,
+}
+
+fn log_cursor(sql: &SqlStorage) -> Result<LogCursor, Problem> {
+    let rows: Vec<LogCursor> = storage::query(
+        sql,
+        "SELECT through, base, failures FROM feed_log WHERE id = 0",
+        vec![],
+    )?;
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| Problem::overloaded("the feed's log cursor is missing"))
+}
+
+/// The D1 rows of log rows (a row without positions, none: it was fed
+/// through the outbox).
+fn log_out(rows: &[LogRow], base: i64, sku: &str) -> Result<Vec<OutRow>, Problem> {
+    let mut out = Vec::with_capacity(rows.len() + 1);
+    for r in rows {
+        if let Some(body) = stock_body(sku, r)? {
+            out.push(OutRow {
+                seq: log_seq(base, r.seq),
+                at: r.at,
+                kind: "stock".into(),
+                location: r.location.clone(),
+                sku: Some(sku.into()),
+                body,
+            });
+        }
+        if let Some(body) = &r.sale {
+            out.push(OutRow {
+                seq: log_seq(base, r.seq) + 1,
+                at: r.sale_at.unwrap_or(r.at),
+                kind: "sale".into(),
+                location: r.sale_location.clone(),
+                sku: None,
+                body: body.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Forwards a SKU object's log after its cursor to D1 (at most
+/// `MAX_BATCHES` batches of `BATCH` log rows), moving the cursor as D1
+/// acknowledges. `Ok(true)`: nothing is left.
+pub async fn forward_log(
+    storage: &Storage,
+    env: &Env,
+    source: &str,
+    sku: &str,
+) -> Result<bool, Problem> {
+    let sql = storage.sql();
+    let db = db(env)?;
+    for _ in 0..MAX_BATCHES {
+        let c = log_cursor(&sql)?;
+        let rows: Vec<LogRow> = storage::query(
+            &sql,
+            "SELECT seq, at, location, json, channel, reason, reference, positions,
+               sale, sale_at, sale_location FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![int(c.through), int(BATCH)],
+        )?;
+        let Some(last) = rows.last() else {
+            return Ok(true);
+        };
+        let last_seq = last.seq;
+        let (pending, oldest) = if (rows.len() as i64) < BATCH {
+            (0, None)
+        } else {
+            let left: Vec<CountRow> = storage::query(
+                &sql,
+                "SELECT count(*) AS n, min(at) AS oldest FROM events WHERE seq > ?",
+                vec![int(last_seq)],
+            )?;
+            left.first().map_or((0, None), |r| (r.n, r.oldest))
+        };
+        let out = log_out(&rows, c.base, sku)?;
+        if let Err(p) = send(&db, source, &out, pending, oldest).await {
+            storage::exec(
+                &sql,
+                "UPDATE feed_log SET failures = failures + 1 WHERE id = 0",
+                vec![],
+            )?;
+            return Err(p);
+        }
+        storage::exec(
+            &sql,
+            "UPDATE feed_log SET through = max(through, ?), failures = 0 WHERE id = 0",
+            vec![int(last_seq)],
+        )?;
+        if pending == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Forwards a SKU object's feed: what its outbox still holds from the
+/// version before, then its log. `Ok(true)`: nothing is left.
+pub async fn forward_sku(
+    storage: &Storage,
+    env: &Env,
+    source: &str,
+    sku: &str,
+) -> Result<bool, Problem> {
+    if !forward(storage, env, source).await? {
+        return Ok(false);
+    }
+    forward_log(storage, env, source, sku).await
+}
+
+/// Whether a SKU object's feed has anything not yet forwarded.
+pub fn sku_pending(sql: &SqlStorage) -> Result<bool, Problem> {
+    #[derive(Deserialize)]
+    struct One {
+        #[allow(dead_code)]
+        n: i64,
+    }
+    let rows: Vec<One> = storage::query(
+        sql,
+        "SELECT 1 AS n FROM events WHERE seq > (SELECT through FROM feed_log WHERE id = 0) LIMIT 1",
+        vec![],
+    )?;
+    Ok(!rows.is_empty() || pending(sql)?)
+}
+
+/// When a SKU object's alarm should forward again (`None`: nothing waits):
+/// its outbox's time while it holds rows, else its log's.
+pub fn sku_retry_at(sql: &SqlStorage, now: i64) -> Result<Option<i64>, Problem> {
+    if let Some(at) = retry_at(sql, now)? {
+        return Ok(Some(at));
+    }
+    let c = log_cursor(sql)?;
+    let rows: Vec<CountRow> = storage::query(
+        sql,
+        "SELECT count(*) AS n, min(at) AS oldest FROM
+           (SELECT at FROM events WHERE seq > ? ORDER BY seq LIMIT 1)",
+        vec![int(c.through)],
+    )?;
+    Ok(after_failures(
+        rows.first().map_or(0, |r| r.n),
+        c.failures,
+        now,
+    ))
+}
+
+/// The retry time of a source with `waiting` rows after `failures`
+/// consecutive failed forwards.
+fn after_failures(waiting: i64, failures: i64, now: i64) -> Option<i64> {
+    if waiting == 0 {
+        return None;
+    }
+    if failures <= 0 {
+        return Some(now + LINGER_MS);
+    }
+    let shift = (failures - 1).clamp(0, 5) as u32;
+    Some(now + (RETRY_MS << shift).min(MAX_RETRY_MS))
 }
 
 /// Brings the alarm forward to the outbox's retry time, if something waits
@@ -416,59 +641,57 @@ pub async fn as_of(env: &Env) -> Result<(Option<i64>, i64, i64), Problem> {
     })
 }
 
-/// The outbox rows of a SKU object's write: each event with the positions
-/// it changed after the write (core's `StockBody`).
-pub fn sku_outbox(
-    sku: Option<&str>,
+/// The positions an event of a SKU object changed, as they are after the
+/// write (`st` at `now`), as JSON: kept in the event's own log row, they
+/// and the row make its feed body ([`stock_body`]).
+pub fn positions(
     st: &omnistock_core::SkuState,
     now: omnistock_core::Timestamp,
-    fed: &[(omnistock_core::Event, crate::wire::sku_stock::Meta)],
-) -> Result<Vec<Stmt>, Problem> {
-    use omnistock_core::report::{PositionAfter, StockBody};
-    use omnistock_core::{Channel, Event, Sku};
-    let Some(sku) = sku.and_then(|s| Sku::parse(s).ok()) else {
-        // An object without a name (never the case for id_from_name): no feed.
-        worker::console_error!("feed: a SKU object without its name; events not fed");
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::with_capacity(fed.len());
-    for (e, meta) in fed {
-        let mut locs = Vec::new();
-        if let Event::TransferShipped { from, .. } = e {
-            locs.push(from.clone());
-        }
-        if let Some(l) = crate::wire::sku_stock::event_location(e) {
-            locs.push(l.clone());
-        }
-        let positions = locs
-            .iter()
-            .map(|l| {
-                let p = st.position_at(now, l);
-                PositionAfter {
-                    location: l.clone(),
-                    on_hand: p.on_hand,
-                    available: p.available(Channel::Pos),
-                }
-            })
-            .collect();
-        let body = StockBody {
-            sku: sku.clone(),
-            event: e.clone(),
-            positions,
-            channel: meta.channel.clone(),
-            reason: meta.reason.clone(),
-            reference: meta.reference.clone(),
-        };
-        let json = serde_json::to_string(&body)?;
-        out.push(outbox(
-            e.at().as_ms(),
-            "stock",
-            crate::wire::sku_stock::event_location(e).map(|l| l.as_str()),
-            Some(sku.as_str()),
-            &json,
-        )?);
+    e: &omnistock_core::Event,
+) -> Result<String, Problem> {
+    use omnistock_core::report::PositionAfter;
+    use omnistock_core::{Channel, Event};
+    let mut locs = Vec::new();
+    if let Event::TransferShipped { from, .. } = e {
+        locs.push(from.clone());
     }
-    Ok(out)
+    if let Some(l) = crate::wire::sku_stock::event_location(e) {
+        locs.push(l.clone());
+    }
+    let positions: Vec<PositionAfter> = locs
+        .iter()
+        .map(|l| {
+            let p = st.position_at(now, l);
+            PositionAfter {
+                location: l.clone(),
+                on_hand: p.on_hand,
+                available: p.available(Channel::Pos),
+            }
+        })
+        .collect();
+    Ok(serde_json::to_string(&positions)?)
+}
+
+/// The feed body of a SKU object's log row: core's `StockBody` as JSON,
+/// assembled from the row's event JSON, positions and meta (the same text
+/// serde writes for it: unit test); `None` for a row without positions.
+pub fn stock_body(sku: &str, r: &LogRow) -> Result<Option<String>, Problem> {
+    let Some(positions) = &r.positions else {
+        return Ok(None);
+    };
+    let body = format!(
+        "{{\"sku\":{},\"event\":{},\"positions\":{},\"channel\":{},\"reason\":{},\"reference\":{}}}",
+        serde_json::to_string(sku)?,
+        r.json,
+        positions,
+        serde_json::to_string(&r.channel)?,
+        serde_json::to_string(&r.reason)?,
+        serde_json::to_string(&r.reference)?,
+    );
+    if body.len() > MAX_BODY {
+        return Err(Problem::invalid("feed event too large"));
+    }
+    Ok(Some(body))
 }
 
 /// The outbox row of a POS sale ([`sale_event`]), for the terminal's own
@@ -480,8 +703,8 @@ pub fn sale_outbox(s: &crate::wire::terminal::Sale) -> Result<Stmt, Problem> {
 
 /// A POS sale's feed event (core's `SaleBody`): lines as sold (a bundle as
 /// its own SKU), the tax recorded with the sale. A one-SKU sale's goes into
-/// its SKU object's outbox, in the transaction of its `Sell`; else into the
-/// terminal's.
+/// its SKU object's log row of the `Sold` event, in the transaction of its
+/// `Sell`; else into the terminal's outbox.
 pub fn sale_event(
     s: &crate::wire::terminal::Sale,
 ) -> Result<crate::wire::sku_stock::SaleEvent, Problem> {
@@ -629,6 +852,70 @@ pub fn return_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log row's assembled feed body is the text serde writes for core's
+    /// `StockBody` (field for field, in order), and reads back as it.
+    #[test]
+    fn a_log_rows_feed_body_is_the_stock_body_serde_writes() {
+        use omnistock_core::report::{PositionAfter, StockBody};
+        use omnistock_core::{Command, LocationId, OpId, Sku, SkuState, Timestamp, TransferId};
+        let loc = |s: &str| LocationId::parse(s).unwrap();
+        let mut st = SkuState::new();
+        let now = Timestamp::from_ms(1_700_000_000_000);
+        let cmds = [
+            Command::Receive {
+                op: OpId::parse("r-1").unwrap(),
+                location: loc("store-1"),
+                qty: 7,
+            },
+            Command::TransferShip {
+                transfer: TransferId::parse("t-1").unwrap(),
+                from: loc("store-1"),
+                to: loc("wh-2"),
+                qty: 3,
+            },
+        ];
+        let metas = [
+            (Some("pos"), None, Some("po \"7\"")),
+            (None, Some("damaged"), None),
+        ];
+        let mut located = Vec::new();
+        for (cmd, (channel, reason, reference)) in cmds.iter().zip(metas) {
+            let events = st.decide(now, cmd).expect("accepted");
+            for e in &events {
+                st.apply(e);
+            }
+            for e in &events {
+                let row = LogRow {
+                    json: serde_json::to_string(e).unwrap(),
+                    channel: channel.map(String::from),
+                    reason: reason.map(String::from),
+                    reference: reference.map(String::from),
+                    positions: Some(positions(&st, now, e).unwrap()),
+                    ..LogRow::default()
+                };
+                let body = stock_body("SKU-1", &row).unwrap().unwrap();
+                let want = StockBody {
+                    sku: Sku::parse("SKU-1").unwrap(),
+                    event: e.clone(),
+                    positions: serde_json::from_str::<Vec<PositionAfter>>(
+                        row.positions.as_deref().unwrap(),
+                    )
+                    .unwrap(),
+                    channel: row.channel.clone(),
+                    reason: row.reason.clone(),
+                    reference: row.reference.clone(),
+                };
+                assert_eq!(body, serde_json::to_string(&want).unwrap());
+                assert_eq!(serde_json::from_str::<StockBody>(&body).unwrap(), want);
+                located.push(want.positions.len());
+            }
+        }
+        // A receipt's body has its location's position; a shipment's both.
+        assert_eq!(located, [1, 2]);
+        // A row of the version before (no positions) has no body here.
+        assert_eq!(stock_body("SKU-1", &LogRow::default()).unwrap(), None);
+    }
 
     #[test]
     fn a_forward_lingers_and_keeps_its_interval() {

@@ -2,7 +2,8 @@
 //! `id_from_name(sku)`.
 //!
 //! SQLite is the truth: `events` (the log: audit trail and ledger, never
-//! pruned), `snapshot` (one row: the state after the event `seq`, rewritten
+//! pruned; also the event feed's outbox, each row with its feed body:
+//! `crate::feed::forward_log`), `snapshot` (one row: the state after the event `seq`, rewritten
 //! every [`SNAPSHOT_EVERY`] events, or [`snapshot_every`] for a large state;
 //! in pieces, the rest in `snapshot_part`), `ops` (each command's answer under its
 //! client id with the request's Idempotency-Key, so a retry gets exactly the
@@ -44,7 +45,7 @@ use crate::wire::reservation::{
 use crate::wire::sku_stock::{
     answer_key, command_hold, command_location, event_location, rejection_problem, sale_key,
     ExecRequest, HomedAnswer, LedgerEntry, LedgerRequest, Meta, Outcome, ReadAnswer, ReadRequest,
-    ReservationOp, SkuRequest,
+    ReservationOp, SaleEvent, SkuRequest,
 };
 use crate::wire::{self, Idem};
 
@@ -115,9 +116,13 @@ const SNAPSHOT_PART_WRITE: &str = "INSERT OR REPLACE INTO snapshot_part (n, text
 /// Drops the pieces of an earlier, longer snapshot.
 const SNAPSHOT_PART_TRIM: &str = "DELETE FROM snapshot_part WHERE n >= ?";
 
+/// One event's row: the log, and the event feed's outbox (`positions`: the
+/// positions after the write, the rest of its feed body is the row;
+/// `sale*`: the feed event of a one-SKU POS sale taken here, on its `Sold`
+/// event; feed.rs, [`crate::feed::forward_log`]).
 const EVENT_WRITE: &str =
-    "INSERT INTO events (at, kind, location, json, actor, channel, reference, reason)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+    "INSERT INTO events (at, kind, location, json, actor, channel, reference, reason,
+     positions, sale, sale_at, sale_location) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const ANSWER_WRITE: &str =
     "INSERT OR REPLACE INTO ops (id, result, at, req_key, req_fp) VALUES (?, ?, ?, ?, ?)";
@@ -158,6 +163,10 @@ const UPGRADES: &[&str] = &[
     "ALTER TABLE ops ADD COLUMN req_key TEXT",
     "ALTER TABLE ops ADD COLUMN req_fp TEXT",
     "ALTER TABLE snapshot ADD COLUMN parts INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE events ADD COLUMN positions TEXT",
+    "ALTER TABLE events ADD COLUMN sale TEXT",
+    "ALTER TABLE events ADD COLUMN sale_at INTEGER",
+    "ALTER TABLE events ADD COLUMN sale_location TEXT",
 ];
 const UPGRADE_INDEXES: &[&str] =
     &["CREATE INDEX IF NOT EXISTS ops_by_key ON ops(req_key) WHERE req_key IS NOT NULL"];
@@ -232,15 +241,25 @@ pub fn hold_id(attempt: u32, id: &str) -> Result<HoldId, Problem> {
         .map_err(|e| Problem::invalid(format!("reservation id: {e}")))
 }
 
-/// Everything one request writes, committed in one transaction.
+/// Everything one request writes, committed in one transaction: its
+/// events' rows first (made last, with the positions after the whole
+/// request for the feed), then `stmts`.
 #[derive(Default)]
 struct Batch {
+    logged: Vec<Logged>,
     stmts: Vec<Stmt>,
     events: u64,
     /// Locations whose position the events changed (pushed to live subscribers).
     touched: Vec<LocationId>,
-    /// The events with their meta, for the event feed's outbox (feed.rs).
-    fed: Vec<(Event, Meta)>,
+}
+
+/// An event of the request, for its row in `events`.
+struct Logged {
+    event: Event,
+    meta: Meta,
+    json: String,
+    /// The feed event of the POS sale this `Sold` event is of.
+    sale: Option<SaleEvent>,
 }
 
 impl Batch {
@@ -253,23 +272,69 @@ impl Batch {
             }
             // An event that does not encode is an error: never an empty row in the log.
             let json = serde_json::to_string(e)?;
-            self.fed.push((e.clone(), meta.clone()));
-            self.stmts.push((
+            self.logged.push(Logged {
+                event: e.clone(),
+                meta: meta.clone(),
+                json,
+                sale: None,
+            });
+        }
+        self.events += events.len() as u64;
+        Ok(())
+    }
+
+    /// Puts a sale's feed event on its `Sold` event's row; `false` when no
+    /// event of this request sold `sale` (or the event is too large to feed).
+    fn feed_sale(&mut self, ev: &SaleEvent) -> bool {
+        if ev.body.len() > crate::feed::MAX_BODY {
+            worker::console_error!("feed: sale {} too large to feed here", ev.sale);
+            return false;
+        }
+        let row = self
+            .logged
+            .iter_mut()
+            .rev()
+            .find(|l| matches!(&l.event, Event::Sold { sale, .. } if *sale == ev.sale));
+        match row {
+            Some(l) => {
+                l.sale = Some(ev.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The event rows, with the positions after the request (`st` at
+    /// `now`), then the other statements.
+    fn into_stmts(self, st: &SkuState, now: Timestamp) -> Result<Vec<Stmt>, Problem> {
+        let mut out = Vec::with_capacity(self.logged.len() + self.stmts.len());
+        for l in self.logged {
+            let e = &l.event;
+            let positions = crate::feed::positions(st, now, e)?;
+            let (sale, sale_at, sale_location) = match l.sale {
+                Some(s) => (Some(s.body), Some(s.at), Some(s.location)),
+                None => (None, None, None),
+            };
+            out.push((
                 EVENT_WRITE,
                 vec![
                     int(e.at().as_ms()),
                     text(e.name()),
                     opt_text(event_location(e).map(|l| l.as_str())),
-                    text(&json),
-                    text(&meta.actor),
-                    opt_text(meta.channel.as_deref()),
-                    opt_text(meta.reference.as_deref()),
-                    opt_text(meta.reason.as_deref()),
+                    text(&l.json),
+                    text(&l.meta.actor),
+                    opt_text(l.meta.channel.as_deref()),
+                    opt_text(l.meta.reference.as_deref()),
+                    opt_text(l.meta.reason.as_deref()),
+                    text(&positions),
+                    opt_text(sale.as_deref()),
+                    sale_at.map_or(worker::SqlStorageValue::Null, int),
+                    opt_text(sale_location.as_deref()),
                 ],
             ));
         }
-        self.events += events.len() as u64;
-        Ok(())
+        out.extend(self.stmts);
+        Ok(out)
     }
 }
 
@@ -296,6 +361,8 @@ pub struct SkuStock {
     fed_at: Cell<Option<i64>>,
     /// Writes this instance made (retention prunes every `PRUNE_EVERY`).
     writes: Cell<u64>,
+    /// This object's SKU, once known ([`SkuStock::name`]).
+    name: RefCell<Option<String>>,
 }
 
 impl DurableObject for SkuStock {
@@ -314,6 +381,7 @@ impl DurableObject for SkuStock {
             feed_due: Cell::new(None),
             fed_at: Cell::new(None),
             writes: Cell::new(0),
+            name: RefCell::new(None),
         }
     }
 
@@ -444,7 +512,13 @@ impl SkuStock {
             return Ok(());
         }
         let sql = self.state.storage().sql();
-        let parts = [SCHEMA, UPGRADES, UPGRADE_INDEXES, crate::feed::SCHEMA];
+        let parts = [
+            SCHEMA,
+            UPGRADES,
+            UPGRADE_INDEXES,
+            crate::feed::SCHEMA,
+            crate::feed::LOG_SCHEMA,
+        ];
         storage::ensure_schema(&sql, &parts, || {
             for q in SCHEMA {
                 storage::exec(&sql, q, Vec::new())?;
@@ -456,7 +530,12 @@ impl SkuStock {
             for q in UPGRADE_INDEXES {
                 storage::exec(&sql, q, Vec::new())?;
             }
-            crate::feed::ensure(&sql)
+            crate::feed::ensure(&sql)?;
+            // After the outbox tables: the log's cursor starts past them.
+            for q in crate::feed::LOG_SCHEMA {
+                storage::exec(&sql, q, Vec::new())?;
+            }
+            Ok(())
         })?;
         self.schema_ok.set(true);
         Ok(())
@@ -471,6 +550,8 @@ impl SkuStock {
         }
         let sql = self.state.storage().sql();
         let key = hash_key(&sql)?;
+        // Kept for an instance its alarm wakes, which has no name.
+        self.name(&sql)?;
         let (mut st, after, bytes) = match read_snapshot(&sql)? {
             Some((st, seq, bytes)) => (st, seq, bytes),
             None => (SkuState::new(), 0, 0),
@@ -490,7 +571,7 @@ impl SkuStock {
         self.since_snapshot.set(replayed);
         // Events an earlier instance wrote and did not forward: forwarded
         // soon (their alarm may be lost, or later than what this sets).
-        if self.feed_due.get().is_none() && crate::feed::pending(&sql)? {
+        if self.feed_due.get().is_none() && crate::feed::sku_pending(&sql)? {
             self.feed_due
                 .set(Some(storage::now_ms() + crate::feed::LINGER_MS));
         }
@@ -518,7 +599,7 @@ impl SkuStock {
         }
         batch.events(&expired, &system_meta("expiry"))?;
         let out = f(st, now, &mut batch)?;
-        if batch.stmts.is_empty() {
+        if batch.stmts.is_empty() && batch.logged.is_empty() {
             return Ok(out);
         }
         // Retention: one batch per table every PRUNE_EVERY writes (the
@@ -551,17 +632,9 @@ impl SkuStock {
                 Err(why) => worker::console_error!("no snapshot written: {why}"),
             }
         }
-        let fed = !batch.fed.is_empty();
-        let name = if fed { self.state.id().name() } else { None };
-        if fed {
-            batch.stmts.extend(crate::feed::sku_outbox(
-                name.as_deref(),
-                st,
-                now,
-                &batch.fed,
-            )?);
-        }
-        storage::atomically(&self.state.storage(), batch.stmts)?;
+        let fed = !batch.logged.is_empty();
+        let touched = std::mem::take(&mut batch.touched);
+        storage::atomically(&self.state.storage(), batch.into_stmts(st, now)?)?;
         if fed {
             // Forwarded by the alarm, LINGER_MS after the first write
             // since the last forward and at least MIN_INTERVAL_MS after
@@ -575,14 +648,10 @@ impl SkuStock {
         }
         self.since_snapshot.set(since);
         // Durable now: tell the live subscribers (before the HTTP answer).
-        live::push(&self.state, |l| st.position_at(now, l), &batch.touched);
+        live::push(&self.state, |l| st.position_at(now, l), &touched);
         let sql = self.state.storage().sql();
-        self.hubs.note(
-            &sql,
-            now.as_ms(),
-            |l| st.position_at(now, l),
-            &batch.touched,
-        );
+        self.hubs
+            .note(&sql, now.as_ms(), |l| st.position_at(now, l), &touched);
         Ok(out)
     }
 
@@ -683,29 +752,11 @@ impl SkuStock {
                 }
                 batch.events(&events, meta)?;
                 let mut o = describe(st, now, cmd, Ok(events));
-                // A new sale's event for the feed, with its stock event.
+                // A new sale's event for the feed, on its stock event's row.
+                // (A sale is never refused for its feed event: one that
+                // does not fit is logged, and the terminal writes its own.)
                 if let (Command::Sell { sale, .. }, Some(ev)) = (cmd, sale_event) {
-                    // (A sale is never refused for its feed event: one that
-                    // does not fit is logged, and the terminal tries its own.)
-                    let row = (ev.sale == *sale).then(|| {
-                        crate::feed::outbox(
-                            ev.at,
-                            "sale",
-                            Some(ev.location.as_str()),
-                            None,
-                            &ev.body,
-                        )
-                    });
-                    match row {
-                        Some(Ok(stmt)) => {
-                            batch.stmts.push(stmt);
-                            o.fed = true;
-                        }
-                        Some(Err(p)) => {
-                            worker::console_error!("feed: sale {sale} not fed here: {}", p.detail)
-                        }
-                        None => {}
-                    }
+                    o.fed = ev.sale == *sale && batch.feed_sale(ev);
                 }
                 if let Some(key) = answer_key(cmd) {
                     batch.stmts.push((
@@ -1164,9 +1215,37 @@ impl SkuStock {
     }
 }
 
+impl SkuStock {
+    /// This object's SKU: its name (objects are made by `id_from_name`),
+    /// kept in `meta` the first time an instance has it, since an instance
+    /// woken by its alarm has none; `None` until one had it.
+    fn name(&self, sql: &SqlStorage) -> Result<Option<String>, Problem> {
+        if let Some(n) = self.name.borrow().as_ref() {
+            return Ok(Some(n.clone()));
+        }
+        let name = match self.state.id().name() {
+            Some(n) => {
+                storage::exec(
+                    sql,
+                    "INSERT OR IGNORE INTO meta (k, v) VALUES ('sku', ?)",
+                    vec![text(&n)],
+                )?;
+                Some(n)
+            }
+            None => {
+                let rows: Vec<TextRow> =
+                    storage::query(sql, "SELECT v FROM meta WHERE k = 'sku'", vec![])?;
+                rows.into_iter().next().map(|r| r.v)
+            }
+        };
+        self.name.borrow_mut().clone_from(&name);
+        Ok(name)
+    }
+}
+
 /// The event feed's source name of this SKU object.
-fn sku_source(name: Option<&str>) -> String {
-    format!("sku:{}", name.unwrap_or("?"))
+fn sku_source(name: &str) -> String {
+    format!("sku:{name}")
 }
 
 impl SkuStock {
@@ -1175,17 +1254,24 @@ impl SkuStock {
         if self.ensure_schema().is_err() {
             return;
         }
-        let name = self.state.id().name();
         let storage = self.state.storage();
         let now = storage::now_ms();
+        let Ok(Some(sku)) = self.name(&storage.sql()) else {
+            // Woken by its alarm before any request named it: the log
+            // waits for an instance that knows its SKU.
+            worker::console_warn!("feed: a SKU object without its name; forwarded later");
+            self.feed_due.set(Some(now + crate::feed::MAX_RETRY_MS));
+            return;
+        };
         let was_due = self.feed_due.get().is_some_and(|d| d <= now);
-        let r = crate::feed::forward(&storage, &self.env, &sku_source(name.as_deref())).await;
+        let source = sku_source(&sku);
+        let r = crate::feed::forward_sku(&storage, &self.env, &source, &sku).await;
         match &r {
             Err(p) => worker::console_warn!("feed: forward failed ({}); retried", p.detail),
             Ok(_) if was_due => self.fed_at.set(Some(now)),
             Ok(_) => {}
         }
-        let due = crate::feed::retry_at(&storage.sql(), storage::now_ms()).unwrap_or(None);
+        let due = crate::feed::sku_retry_at(&storage.sql(), storage::now_ms()).unwrap_or(None);
         self.feed_due.set(due);
     }
 }

@@ -778,3 +778,87 @@ fn a_week_of_traffic_gives_exact_reports_and_books_each_receipt_once_in_qbo() {
     );
     assert_eq!(seen.refresh_tokens.last().map(String::as_str), Some("rt-2"));
 }
+
+/// Polls `q` (an integer) on `db` until it is `want`, for at most 30 s.
+fn sqlite_until(db: &std::path::Path, q: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = sqlite_i64(db, q);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{q}: {got}, waited for {want}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A SKU object's feed is its event log (each row carries its feed body):
+/// a stock write is its event row and its answer, no outbox row. Its log
+/// row `s` is D1 seq `base + 2s` of its source. An object of the version
+/// before fed through its outbox: after the upgrade, what that outbox still
+/// held is forwarded, the events it fed are not fed again, and the new
+/// events continue its numbering.
+#[test]
+fn a_sku_object_feeds_its_log_and_continues_the_outbox_of_the_version_before() {
+    let mut server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let sku = api.new_sku("store-1", 10);
+    api.receive(&sku, "store-1", 5);
+    let skus = object_files(&server, "SkuStock");
+    assert_eq!(skus.len(), 1, "SkuStock files: {skus:?}");
+    let db = skus[0].clone();
+    let d1 = d1_file(&server);
+    let rows = |cond: &str| {
+        format!("SELECT count(*) FROM events WHERE source = 'sku:{sku}' AND kind = 'stock' {cond}")
+    };
+    // Every event fed once, at seq 2s; no outbox row written.
+    let m = sqlite_i64(&db, "SELECT max(seq) FROM events");
+    assert!(m >= 2, "{m} events");
+    sqlite_until(&d1, &rows(""), m);
+    assert_eq!(
+        sqlite(&d1, &format!("SELECT group_concat(seq) FROM (SELECT seq FROM events WHERE source = 'sku:{sku}' ORDER BY seq)")),
+        (1..=m).map(|s| (2 * s).to_string()).collect::<Vec<_>>().join(",")
+    );
+    assert_eq!(sqlite_i64(&db, "SELECT count(*) FROM feed_out"), 0);
+    assert_eq!(
+        sqlite_i64(&db, "SELECT count(*) FROM events WHERE positions IS NULL"),
+        0
+    );
+
+    // Make it an object of the version before: no log cursor, no feed
+    // bodies, an outbox forwarded through seq f and one row still in it.
+    server.stop();
+    let f = 2 * m + 99;
+    sqlite(
+        &db,
+        &format!(
+            "INSERT INTO feed_out (seq, at, kind, location, sku, body)
+               SELECT {f} + 1, at, 'stock', location, '{sku}', json FROM events WHERE seq = {m};
+             INSERT OR REPLACE INTO feed_cursor (id, through, failures) VALUES (0, {f}, 0);
+             UPDATE events SET positions = NULL;
+             DROP TABLE feed_log;
+             DELETE FROM schema_version;"
+        ),
+    );
+    server.start_again();
+    let api = server.api();
+    api.receive(&sku, "store-1", 1);
+    // The outbox's row, then the new event after it; nothing fed twice.
+    sqlite_until(&d1, &rows(""), m + 2);
+    assert_eq!(sqlite_i64(&d1, &rows(&format!("AND seq = {f} + 1"))), 1);
+    assert_eq!(sqlite_i64(&d1, &rows(&format!("AND seq = {f} + 3"))), 1);
+    assert_eq!(
+        sqlite_i64(
+            &d1,
+            &format!("SELECT through_seq FROM feed_sources WHERE source = 'sku:{sku}'")
+        ),
+        f + 3
+    );
+    sqlite_until(&db, "SELECT count(*) FROM feed_out", 0);
+    assert_eq!(
+        api.available(&sku, "store-1"),
+        16,
+        "the stock is the log's, whatever its feed"
+    );
+}
