@@ -255,10 +255,10 @@ impl Server {
         loop {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    panic!(
+                    return Err(format!(
                         "wrangler dev exited early ({st}); log:\n{}",
                         self.log_tail()
-                    );
+                    ));
                 }
             }
             if let Ok(r) = raw_get(self.port, "/v1/health") {
