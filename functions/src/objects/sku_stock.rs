@@ -361,7 +361,7 @@ pub struct SkuStock {
     fed_at: Cell<Option<i64>>,
     /// Writes this instance made (retention prunes every `PRUNE_EVERY`).
     writes: Cell<u64>,
-    /// This object's SKU, once known ([`SkuStock::name`]).
+    /// This object's SKU, once known (`storage::kept_name`).
     name: RefCell<Option<String>>,
 }
 
@@ -551,7 +551,7 @@ impl SkuStock {
         let sql = self.state.storage().sql();
         let key = hash_key(&sql)?;
         // Kept for an instance its alarm wakes, which has no name.
-        self.name(&sql)?;
+        storage::kept_name(&self.state.id(), &sql, &self.name)?;
         let (mut st, after, bytes) = match read_snapshot(&sql)? {
             Some((st, seq, bytes)) => (st, seq, bytes),
             None => (SkuState::new(), 0, 0),
@@ -1215,34 +1215,6 @@ impl SkuStock {
     }
 }
 
-impl SkuStock {
-    /// This object's SKU: its name (objects are made by `id_from_name`),
-    /// kept in `meta` the first time an instance has it, since an instance
-    /// woken by its alarm has none; `None` until one had it.
-    fn name(&self, sql: &SqlStorage) -> Result<Option<String>, Problem> {
-        if let Some(n) = self.name.borrow().as_ref() {
-            return Ok(Some(n.clone()));
-        }
-        let name = match self.state.id().name() {
-            Some(n) => {
-                storage::exec(
-                    sql,
-                    "INSERT OR IGNORE INTO meta (k, v) VALUES ('sku', ?)",
-                    vec![text(&n)],
-                )?;
-                Some(n)
-            }
-            None => {
-                let rows: Vec<TextRow> =
-                    storage::query(sql, "SELECT v FROM meta WHERE k = 'sku'", vec![])?;
-                rows.into_iter().next().map(|r| r.v)
-            }
-        };
-        self.name.borrow_mut().clone_from(&name);
-        Ok(name)
-    }
-}
-
 /// The event feed's source name of this SKU object.
 fn sku_source(name: &str) -> String {
     format!("sku:{name}")
@@ -1256,7 +1228,7 @@ impl SkuStock {
         }
         let storage = self.state.storage();
         let now = storage::now_ms();
-        let Ok(Some(sku)) = self.name(&storage.sql()) else {
+        let Ok(Some(sku)) = storage::kept_name(&self.state.id(), &storage.sql(), &self.name) else {
             // Woken by its alarm before any request named it: the log
             // waits for an instance that knows its SKU.
             worker::console_warn!("feed: a SKU object without its name; forwarded later");

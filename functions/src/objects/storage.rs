@@ -70,6 +70,47 @@ pub fn atomically<Q: AsRef<str> + 'static>(
     }
 }
 
+/// An object's name (it was made by `id_from_name`), kept in its own
+/// storage the first time an instance has it: an instance the runtime
+/// wakes for its alarm has none (`ctx.id.name` is unset), and a name that
+/// goes into data (an event feed's source) must not become `?`. `cache`
+/// holds it for the instance; `None`: no instance with the name ran yet.
+pub fn kept_name(
+    id: &worker::ObjectId,
+    sql: &SqlStorage,
+    cache: &std::cell::RefCell<Option<String>>,
+) -> Result<Option<String>, Problem> {
+    #[derive(Deserialize)]
+    struct Name {
+        name: String,
+    }
+    if let Some(n) = cache.borrow().as_ref() {
+        return Ok(Some(n.clone()));
+    }
+    exec(
+        sql,
+        "CREATE TABLE IF NOT EXISTS object_name (id INTEGER PRIMARY KEY CHECK (id = 0),
+         name TEXT NOT NULL)",
+        vec![],
+    )?;
+    let name = match id.name() {
+        Some(n) => {
+            exec(
+                sql,
+                "INSERT OR IGNORE INTO object_name (id, name) VALUES (0, ?)",
+                vec![text(&n)],
+            )?;
+            Some(n)
+        }
+        None => {
+            let rows: Vec<Name> = query(sql, "SELECT name FROM object_name WHERE id = 0", vec![])?;
+            rows.into_iter().next().map(|r| r.name)
+        }
+    };
+    cache.borrow_mut().clone_from(&name);
+    Ok(name)
+}
+
 /// Runs an object's idempotent `schema` statements once per instance
 /// (`done` remembers it; a failure leaves it unset, so the next use retries).
 pub fn create_once(done: &Cell<bool>, sql: &SqlStorage, schema: &[&str]) -> Result<(), Problem> {

@@ -10,7 +10,7 @@
 //! SKUs (or one no SKU object took) has it written here. Each sale's row
 //! (its answer and the request's Idempotency-Key) is written in one
 //! statement after its SKU objects answered.
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
@@ -116,6 +116,8 @@ pub struct Terminal {
     env: Env,
     serial: Serial,
     schema_ok: Cell<bool>,
+    /// This terminal's id, once known (`storage::kept_name`).
+    name: RefCell<Option<String>>,
     /// When this instance last forwarded the feed (`feed::due`).
     fed_at: Cell<Option<i64>>,
     /// An alarm this instance set since its last alarm ran: the one pending
@@ -142,6 +144,7 @@ impl DurableObject for Terminal {
             env,
             serial: Serial::default(),
             schema_ok: Cell::new(false),
+            name: RefCell::new(None),
             fed_at: Cell::new(None),
             alarm_by: Cell::new(None),
             risk_empty: Cell::new(false),
@@ -170,7 +173,12 @@ impl DurableObject for Terminal {
         self.feed_customers().await;
         self.fed_at.set(Some(storage::now_ms()));
         let storage = self.state.storage();
-        crate::feed::forward_and_rearm(&storage, &self.env, &self.feed_source()).await;
+        match self.feed_source() {
+            Some(source) => crate::feed::forward_and_rearm(&storage, &self.env, &source).await,
+            // Neither a name nor a sale that says it: the outbox waits for
+            // the next sale's alarm.
+            None => worker::console_warn!("feed: a terminal without its name; forwarded later"),
+        }
         let risk = self.deliver_risk().await;
         // A sale made while this ran asked for an alarm (`alarm_by`) that
         // the storage may have counted as this one, which ends now: set
@@ -209,9 +217,34 @@ impl wire::Receiver for Terminal {
 crate::rpc_receiver!(Terminal);
 
 impl Terminal {
-    /// The event feed's source name of this terminal.
-    fn feed_source(&self) -> String {
-        format!("terminal:{}", self.state.id().name().unwrap_or_default())
+    /// The event feed's source name of this terminal; `None` in an
+    /// instance its alarm woke (it has no name) before any instance with
+    /// the name kept it (`storage::kept_name`).
+    fn feed_source(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: Option<String>,
+        }
+        let sql = self.state.storage().sql();
+        let name = storage::kept_name(&self.state.id(), &sql, &self.name).and_then(|n| match n {
+            Some(n) => Ok(Some(n)),
+            // A terminal of the version before, not named since: its
+            // sales say which it is.
+            None => storage::query::<Id>(
+                &sql,
+                "SELECT json_extract(sale, '$.terminal_id') AS id FROM sales
+                 WHERE sale IS NOT NULL LIMIT 1",
+                vec![],
+            )
+            .map(|rows| rows.into_iter().next().and_then(|r| r.id)),
+        });
+        match name {
+            Ok(n) => n.map(|n| format!("terminal:{n}")),
+            Err(p) => {
+                worker::console_error!("terminal: its name: {}", p.detail);
+                None
+            }
+        }
     }
 
     fn ensure_schema(&self) -> Result<(), Problem> {
@@ -234,6 +267,8 @@ impl Terminal {
                 storage::exec(&sql, customer_feed::SCHEMA, vec![])?;
                 crate::feed::ensure(&sql)
             })?;
+            // Kept for an instance its alarm wakes, which has no name.
+            storage::kept_name(&self.state.id(), &sql, &self.name)?;
             self.schema_ok.set(true);
         }
         Ok(())

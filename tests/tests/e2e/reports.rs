@@ -825,6 +825,8 @@ fn a_sku_object_feeds_its_log_and_continues_the_outbox_of_the_version_before() {
         sqlite_i64(&db, "SELECT count(*) FROM events WHERE positions IS NULL"),
         0
     );
+    // Its name is kept, for an instance its alarm wakes (which has none).
+    assert_eq!(sqlite(&db, "SELECT name FROM object_name"), sku);
 
     // Make it an object of the version before: no log cursor, no feed
     // bodies, an outbox forwarded through seq f and one row still in it.
