@@ -48,6 +48,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub mod index;
 mod placement;
 mod reply;
 

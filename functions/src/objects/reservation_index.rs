@@ -16,9 +16,14 @@
 //! Rows are deleted `RESERVATION_RETENTION_MS` after their reservation's
 //! last deadline: the alarm checks each due row with its home (an extension
 //! moves the deadline) in batches of [`PRUNE_BATCH`].
+//!
+//! The rules (what to write, when to ask the home, when an id is taken,
+//! which due row goes) are core's, pure and tested there
+//! (`omnistock_core::reservation::index`); this object reads, asks, writes.
 use std::cell::Cell;
 
 use futures_util::future::join_all;
+use omnistock_core::reservation::index::{self, Home, Pointer, Prune, Take, Taken};
 use omnistock_core::{Sku, RESERVATION_RETENTION_MS};
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
@@ -48,6 +53,16 @@ struct Row {
     sku: Option<String>,
     fp: String,
     until: i64,
+}
+
+impl Row {
+    fn pointer(&self) -> Result<Pointer, Problem> {
+        Ok(Pointer {
+            sku: self.sku.as_deref().map(parse_sku).transpose()?,
+            fp: self.fp.clone(),
+            until: self.until,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -126,15 +141,15 @@ impl ReservationIndex {
         Ok(rows.into_iter().next())
     }
 
-    fn put(&self, id: &str, row: &Row) -> Result<(), Problem> {
+    fn put(&self, id: &str, p: &Pointer) -> Result<(), Problem> {
         storage::exec(
             &self.state.storage().sql(),
             "INSERT OR REPLACE INTO pointer (id, sku, fp, until) VALUES (?, ?, ?, ?)",
             vec![
                 text(id),
-                opt_text(row.sku.as_deref()),
-                text(&row.fp),
-                int(row.until),
+                opt_text(p.sku.as_ref().map(|s| s.as_str())),
+                text(&p.fp),
+                int(p.until),
             ],
         )
     }
@@ -193,33 +208,47 @@ impl ReservationIndex {
 
     /// Records `want` as the home of `id`, unless `id` names another live
     /// reservation (409). The same reservation again keeps the later deadline.
-    async fn take(&self, id: &str, mut want: Row) -> Result<(), Problem> {
+    /// The rules are core's (`omnistock_core::reservation::index`); this
+    /// reads, asks the home, writes.
+    async fn take(&self, id: &str, want: Row) -> Result<(), Problem> {
         // A new id (the common case): one statement.
         if self.insert_new(id, &want)? {
             return self.arm(want.until + RESERVATION_RETENTION_MS).await;
         }
         let seen = self.row(id)?;
-        match &seen {
-            None => {}
-            Some(r) if r.sku == want.sku && r.fp == want.fp => {
-                want.until = want.until.max(r.until);
+        let want = want.pointer()?;
+        let until = match (
+            index::take(
+                seen.as_ref().map(Row::pointer).transpose()?.as_ref(),
+                want.clone(),
+            ),
+            &seen,
+        ) {
+            (Take::Write(p), _) => {
+                self.put(id, &p)?;
+                p.until
             }
-            Some(r) => {
-                if let Home::Live(_) = self.home(id, r.sku.as_deref()).await? {
-                    return Err(id_taken(id));
-                }
+            (Take::Unchanged, Some(r)) => r.until,
+            (Take::AskHome, Some(r)) => {
+                let home = self.home(id, r.sku.as_deref()).await?;
+                index::after_home(home).map_err(|Taken| id_taken(id))?;
                 // Checked while awaiting: write only over the row checked.
                 if self.row(id)? != seen {
                     return Err(Problem::overloaded(format!(
                         "reservation {id} changed while it was being created; retry"
                     )));
                 }
+                self.put(id, &want)?;
+                want.until
             }
-        }
-        if seen.as_ref() != Some(&want) {
-            self.put(id, &want)?;
-        }
-        self.arm(want.until + RESERVATION_RETENTION_MS).await
+            // (Core asks about or keeps only a row it was given.)
+            (Take::Unchanged | Take::AskHome, None) => {
+                return Err(Problem::overloaded(format!(
+                    "reservation {id}: no row to keep; retry"
+                )))
+            }
+        };
+        self.arm(until + RESERVATION_RETENTION_MS).await
     }
 
     /// What the home of reservation `id` (its SKU object, or its own object
@@ -296,15 +325,13 @@ impl ReservationIndex {
             // Only over the row as read: a create may have taken the id since.
             // Kept while its deadline (moved by extensions) is within retention;
             // a converted reservation is its order's from then on.
-            match c {
-                Ok(Home::Live(Some(later))) if later + RESERVATION_RETENTION_MS > now => {
-                    storage::exec(
-                        &sql,
-                        "UPDATE pointer SET until = ? WHERE id = ? AND until = ?",
-                        vec![int(later), text(&r.id), int(r.until)],
-                    )?
-                }
-                Ok(_) => storage::exec(
+            match c.map(|home| index::prune(home, now)) {
+                Ok(Prune::Keep(later)) => storage::exec(
+                    &sql,
+                    "UPDATE pointer SET until = ? WHERE id = ? AND until = ?",
+                    vec![int(later), text(&r.id), int(r.until)],
+                )?,
+                Ok(Prune::Delete) => storage::exec(
                     &sql,
                     "DELETE FROM pointer WHERE id = ? AND until = ?",
                     vec![text(&r.id), int(r.until)],
@@ -338,15 +365,6 @@ impl ReservationIndex {
 
 fn parse_sku(s: &str) -> Result<Sku, Problem> {
     Sku::parse(s).map_err(|e| Problem::overloaded(format!("a stored pointer's sku: {e}")))
-}
-
-/// A reservation as its home sees it.
-enum Home {
-    /// Known there (any status: its id is taken), with its deadline while
-    /// it is pending or active.
-    Live(Option<i64>),
-    /// Not there: failed, forgotten or never made.
-    Gone,
 }
 
 /// The deadline of a reservation that may still move (pending or active:
