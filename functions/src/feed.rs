@@ -280,6 +280,23 @@ async fn send(
         .map_err(d1_error("forward events"))
 }
 
+/// What waits after a batch of `taken` rows that ended at `last_seq`: the
+/// count and the oldest time `q` finds after it. A short batch took every
+/// row after the cursor, and nothing was written since (no await in
+/// between): nothing.
+fn waiting(
+    sql: &SqlStorage,
+    taken: usize,
+    q: &str,
+    last_seq: i64,
+) -> Result<(i64, Option<i64>), Problem> {
+    if (taken as i64) < BATCH {
+        return Ok((0, None));
+    }
+    let left: Vec<CountRow> = storage::query(sql, q, vec![int(last_seq)])?;
+    Ok(left.first().map_or((0, None), |r| (r.n, r.oldest)))
+}
+
 /// Forwards the outbox to D1 (at most `MAX_BATCHES` batches), then deletes
 /// what D1 acknowledged. Safe to run twice at once: D1 ignores duplicates
 /// and the cursor only moves forward. `Ok(true)`: nothing is left.
@@ -300,18 +317,12 @@ pub async fn forward(storage: &Storage, env: &Env, source: &str) -> Result<bool,
             return Ok(true);
         };
         let last_seq = last.seq;
-        // What waits after this batch. A short batch took every row after
-        // the cursor, and nothing was written since (no await in between).
-        let (pending, oldest) = if (rows.len() as i64) < BATCH {
-            (0, None)
-        } else {
-            let left: Vec<CountRow> = storage::query(
-                &sql,
-                "SELECT count(*) AS n, min(at) AS oldest FROM feed_out WHERE seq > ?",
-                vec![int(last_seq)],
-            )?;
-            left.first().map_or((0, None), |r| (r.n, r.oldest))
-        };
+        let (pending, oldest) = waiting(
+            &sql,
+            rows.len(),
+            "SELECT count(*) AS n, min(at) AS oldest FROM feed_out WHERE seq > ?",
+            last_seq,
+        )?;
         if let Err(p) = send(&db, source, &rows, pending, oldest).await {
             // (No cursor row yet: through 0, as read above.)
             storage::exec(
@@ -459,16 +470,12 @@ pub async fn forward_log(
             return Ok(true);
         };
         let last_seq = last.seq;
-        let (pending, oldest) = if (rows.len() as i64) < BATCH {
-            (0, None)
-        } else {
-            let left: Vec<CountRow> = storage::query(
-                &sql,
-                "SELECT count(*) AS n, min(at) AS oldest FROM events WHERE seq > ?",
-                vec![int(last_seq)],
-            )?;
-            left.first().map_or((0, None), |r| (r.n, r.oldest))
-        };
+        let (pending, oldest) = waiting(
+            &sql,
+            rows.len(),
+            "SELECT count(*) AS n, min(at) AS oldest FROM events WHERE seq > ?",
+            last_seq,
+        )?;
         let out = log_out(&rows, c.base, sku)?;
         if let Err(p) = send(&db, source, &out, pending, oldest).await {
             storage::exec(

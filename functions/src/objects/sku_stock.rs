@@ -448,45 +448,39 @@ impl DurableObject for SkuStock {
 /// The wire's messages to this object ([`wire::Receiver`]), over RPC or `fetch`.
 impl wire::Receiver for SkuStock {
     async fn receive(&self, msg: &str) -> String {
+        use wire::reply;
+        // Each answer is encoded once, straight from its type.
         let r = match wire::decode::<SkuRequest>(msg) {
-            Ok(SkuRequest::Exec(x)) => self.guarded(|| self.exec(x, false)).and_then(to_value),
-            Ok(SkuRequest::ExecAll(x)) => self.guarded(|| self.exec(x, true)).and_then(to_value),
-            Ok(SkuRequest::Read(x)) => self.guarded(|| self.read(x)).and_then(to_value),
-            Ok(SkuRequest::Ledger(x)) => self.ledger(x).and_then(to_value),
+            Ok(SkuRequest::Exec(x)) => reply(self.guarded(|| self.exec(x, false))),
+            Ok(SkuRequest::ExecAll(x)) => reply(self.guarded(|| self.exec(x, true))),
+            Ok(SkuRequest::Read(x)) => reply(self.guarded(|| self.read(x))),
+            Ok(SkuRequest::Ledger(x)) => reply(self.ledger(x)),
             // A refusal is an answer (written with its row), not a failure.
-            Ok(SkuRequest::Reserve(x)) => self
-                .guarded(|| self.reserve(x))
-                .and_then(|r| r)
-                .and_then(to_value),
-            Ok(SkuRequest::Reservation(x)) => self
-                .guarded(|| self.reservation(x))
-                .and_then(|r| r)
-                .and_then(to_value),
-            Ok(SkuRequest::Coordinate { cmd, meta }) => self
-                .guarded(|| self.coordinate(cmd, meta))
-                .and_then(to_value),
-            Ok(SkuRequest::Transfer { cmd, meta }) => {
-                self.guarded(|| self.transfer(cmd, meta)).and_then(to_value)
+            Ok(SkuRequest::Reserve(x)) => reply(self.guarded(|| self.reserve(x)).and_then(|r| r)),
+            Ok(SkuRequest::Reservation(x)) => {
+                reply(self.guarded(|| self.reservation(x)).and_then(|r| r))
             }
-            Ok(SkuRequest::SaleTerminal { sale }) => self.sale_terminal(&sale).and_then(to_value),
-            Ok(SkuRequest::LiveHub { hub, sku }) => self
-                .hubs
-                .register(&self.state.storage(), &hub, sku.as_str())
-                .and_then(|()| self.guarded(|| self.read(ReadRequest { locations: None })))
-                .and_then(to_value),
-            Err(p) => Err(p),
+            Ok(SkuRequest::Coordinate { cmd, meta }) => {
+                reply(self.guarded(|| self.coordinate(cmd, meta)))
+            }
+            Ok(SkuRequest::Transfer { cmd, meta }) => {
+                reply(self.guarded(|| self.transfer(cmd, meta)))
+            }
+            Ok(SkuRequest::SaleTerminal { sale }) => reply(self.sale_terminal(&sale)),
+            Ok(SkuRequest::LiveHub { hub, sku }) => reply(
+                self.hubs
+                    .register(&self.state.storage(), &hub, sku.as_str())
+                    .and_then(|()| self.guarded(|| self.read(ReadRequest { locations: None }))),
+            ),
+            Err(p) => reply::<()>(Err(p)),
         };
         self.sync_alarm().await;
         self.hubs.flush(&self.state.storage(), &self.env).await;
-        wire::reply(r)
+        r
     }
 }
 
 crate::rpc_receiver!(SkuStock);
-
-fn to_value<T: Serialize>(v: T) -> Result<serde_json::Value, Problem> {
-    Ok(serde_json::to_value(v)?)
-}
 
 fn system_meta(reference: &str) -> Meta {
     Meta {
