@@ -490,6 +490,17 @@ pub async fn forward_log(
             "UPDATE feed_log SET through = max(through, ?), failures = 0 WHERE id = 0",
             vec![int(last_seq)],
         )?;
+        // The outbox's cursor past every seq the log used: a version
+        // before this one (a rollback) numbers its outbox rows after it,
+        // never over a seq D1 already has from the log.
+        if let Some(sent) = out.last() {
+            storage::exec(
+                &sql,
+                "INSERT INTO feed_cursor (id, through, failures) VALUES (0, ?1, 0)
+                 ON CONFLICT (id) DO UPDATE SET through = max(through, ?1)",
+                vec![int(sent.seq)],
+            )?;
+        }
         if pending == 0 {
             return Ok(true);
         }

@@ -827,6 +827,9 @@ fn a_sku_object_feeds_its_log_and_continues_the_outbox_of_the_version_before() {
     );
     // Its name is kept, for an instance its alarm wakes (which has none).
     assert_eq!(sqlite(&db, "SELECT name FROM object_name"), sku);
+    // The outbox's cursor follows the log's seqs (a rolled-back version
+    // numbers its outbox rows after them).
+    sqlite_until(&db, "SELECT through FROM feed_cursor WHERE id = 0", 2 * m);
 
     // Make it an object of the version before: no log cursor, no feed
     // bodies, an outbox forwarded through seq f and one row still in it.
@@ -862,5 +865,67 @@ fn a_sku_object_feeds_its_log_and_continues_the_outbox_of_the_version_before() {
         api.available(&sku, "store-1"),
         16,
         "the stock is the log's, whatever its feed"
+    );
+}
+
+/// An instance the runtime wakes for its alarm has no name (`ctx.id.name`
+/// is unset), and the feed's source is made of it: a till's sale of two
+/// SKUs, forwarded by its alarm after a SIGKILL and a restart (nothing
+/// else wakes the till), reaches D1 under `terminal:<id>` and its stock
+/// events under `sku:<SKU>`, from the names the objects kept. (The build
+/// before forwarded them as `terminal:` and `sku:?`, where every till's
+/// and every SKU's seqs collide.)
+#[test]
+fn an_object_woken_by_its_alarm_feeds_under_its_own_name() {
+    let mut server = Server::start();
+    let api = server.api();
+    seed_locations(&api);
+    let (a, b) = (api.new_sku("store-1", 5), api.new_sku("store-1", 5));
+    let till = unique("till");
+    // Let the stock events of the seeding go first.
+    thread::sleep(Duration::from_millis(1_500));
+    let sale = pos_sale(
+        &api,
+        &till,
+        1,
+        &[(&a, 1, "2.00"), (&b, 1, "3.00")],
+        ("cash", "5.00"),
+    );
+    // The till forwards its sale event from its alarm, 250 ms after the
+    // sale: kill the server before that.
+    server.kill9();
+    server.start_again();
+    let d1 = d1_file(&server);
+    let q = format!(
+        "SELECT count(*) FROM events WHERE kind = 'sale' AND json_extract(body, '$.sale_id') = '{sale}'"
+    );
+    sqlite_until(&d1, &q, 1);
+    assert_eq!(
+        sqlite(
+            &d1,
+            &format!(
+                "SELECT source FROM events WHERE kind = 'sale'
+                 AND json_extract(body, '$.sale_id') = '{sale}'"
+            )
+        ),
+        format!("terminal:{till}")
+    );
+    // Both SKUs' sold events too, each under its SKU.
+    for s in [&a, &b] {
+        sqlite_until(
+            &d1,
+            &format!(
+                "SELECT count(*) FROM events WHERE source = 'sku:{s}'
+                 AND json_extract(body, '$.event.type') = 'sold'"
+            ),
+            1,
+        );
+    }
+    assert_eq!(
+        sqlite_i64(
+            &d1,
+            "SELECT count(*) FROM events WHERE source IN ('terminal:', 'sku:?', 'sku:')"
+        ),
+        0
     );
 }
