@@ -1223,10 +1223,12 @@ impl SkuStock {
         let storage = self.state.storage();
         let now = storage::now_ms();
         let Ok(Some(sku)) = storage::kept_name(&self.state.id(), &storage.sql(), &self.name) else {
-            // Woken by its alarm before any request named it: the log
-            // waits for an instance that knows its SKU.
+            // Woken by its alarm before any instance with its name kept
+            // it: the log waits for a named instance (whose load or write
+            // forwards it), with no alarm of its own meanwhile (bounded:
+            // no retry loop for a SKU nobody asks for).
             worker::console_warn!("feed: a SKU object without its name; forwarded later");
-            self.feed_due.set(Some(now + crate::feed::MAX_RETRY_MS));
+            self.feed_due.set(None);
             return;
         };
         let was_due = self.feed_due.get().is_some_and(|d| d <= now);
