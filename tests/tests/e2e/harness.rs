@@ -543,6 +543,22 @@ impl Api {
     }
 
     /// A write with a fresh Idempotency-Key.
+    /// Uploads POS sales (their JSON bodies) as one offline batch with the
+    /// till key of store-1: the batch must be 200; its per-sale results.
+    pub fn sale_batch(&self, sales: &[String]) -> Vec<Value> {
+        let r = self.send(
+            "POST",
+            "/v1/pos/sales/batch",
+            POS1,
+            &format!(r#"{{"sales":[{}]}}"#, sales.join(",")),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["results"]
+            .as_array()
+            .expect("a batch's results")
+            .clone()
+    }
+
     pub fn send(&self, method: &str, path: &str, key: &str, body: &str) -> Resp {
         self.write(method, path, key, &unique("idem"), body)
     }

@@ -108,14 +108,7 @@ fn an_offline_batch_is_applied_in_device_order_and_answered_per_sale() {
         .iter()
         .map(|&i| sale_body(&ids[i], &terminal, i as u64 + 1, &sku, 1))
         .collect();
-    let r = api.send(
-        "POST",
-        "/v1/pos/sales/batch",
-        POS1,
-        &format!(r#"{{"sales":[{}]}}"#, sales.join(",")),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let results = r.json()["results"].as_array().unwrap().clone();
+    let results = api.sale_batch(&sales);
     assert_eq!(results.len(), 5);
     for (res, &i) in results.iter().zip([3usize, 0, 4, 1, 2].iter()) {
         assert_eq!(res["sale_id"], ids[i].as_str());
@@ -133,13 +126,7 @@ fn an_offline_batch_is_applied_in_device_order_and_answered_per_sale() {
         .collect();
     assert_eq!(sold, ids);
     // Uploading the same queue again changes nothing.
-    let again = api.send(
-        "POST",
-        "/v1/pos/sales/batch",
-        POS1,
-        &format!(r#"{{"sales":[{}]}}"#, sales.join(",")),
-    );
-    assert_eq!(again.status, 200);
+    api.sale_batch(&sales);
     assert_eq!(api.stock(&sku, "store-1")["on_hand"], 5);
 }
 

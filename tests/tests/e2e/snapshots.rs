@@ -363,14 +363,7 @@ fn a_large_state_is_snapshot_once_per_kib_in_events() {
                     )
                 })
                 .collect();
-            let r = api.send(
-                "POST",
-                "/v1/pos/sales/batch",
-                POS1,
-                &format!(r#"{{"sales":[{}]}}"#, sales.join(",")),
-            );
-            assert_eq!(r.status, 200, "{}", r.body);
-            for s in r.json()["results"].as_array().unwrap() {
+            for s in api.sale_batch(&sales) {
                 assert_eq!(s["status"], 201, "{s}");
             }
             left -= k;
