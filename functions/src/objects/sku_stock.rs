@@ -1222,14 +1222,23 @@ impl SkuStock {
         }
         let storage = self.state.storage();
         let now = storage::now_ms();
-        let Ok(Some(sku)) = storage::kept_name(&self.state.id(), &storage.sql(), &self.name) else {
+        let sku = match storage::kept_name(&self.state.id(), &storage.sql(), &self.name) {
+            Ok(Some(sku)) => sku,
             // Woken by its alarm before any instance with its name kept
             // it: the log waits for a named instance (whose load or write
             // forwards it), with no alarm of its own meanwhile (bounded:
             // no retry loop for a SKU nobody asks for).
-            worker::console_warn!("feed: a SKU object without its name; forwarded later");
-            self.feed_due.set(None);
-            return;
+            Ok(None) => {
+                worker::console_warn!("feed: a SKU object without its name; forwarded later");
+                self.feed_due.set(None);
+                return;
+            }
+            // Storage failed: tried again after the feed's retry time.
+            Err(p) => {
+                worker::console_warn!("feed: reading the SKU's name failed ({})", p.detail);
+                self.feed_due.set(Some(now + crate::feed::RETRY_MS));
+                return;
+            }
         };
         let was_due = self.feed_due.get().is_some_and(|d| d <= now);
         let source = sku_source(&sku);
