@@ -62,12 +62,6 @@ struct KeyRow {
     body: String,
 }
 
-#[derive(Deserialize)]
-struct KeyPiece {
-    k: String,
-    json: String,
-}
-
 #[durable_object]
 pub struct Customer {
     state: State,
@@ -318,25 +312,12 @@ impl Customer {
         if r.fp != idem.fp {
             return Err(Problem::key_reused());
         }
-        let pieces: Vec<(String, String)> = if r.body.starts_with('~') {
-            storage::query::<KeyPiece>(
-                &self.state.storage().sql(),
-                "SELECT k, json FROM key_pieces WHERE k > ? AND k < ? ORDER BY k",
-                vec![
-                    text(&format!("{}#", idem.key)),
-                    text(&format!("{}$", idem.key)),
-                ],
-            )?
-            .into_iter()
-            .map(|p| (p.k, p.json))
-            .collect()
-        } else {
-            Vec::new()
-        };
-        let body = storage::join_pieces(&idem.key, r.body.clone(), &pieces).map_err(|why| {
-            worker::console_error!("a kept answer is stored in pieces that do not add up: {why}");
-            Problem::overloaded("the kept answer could not be read")
-        })?;
+        let body = storage::rejoin(
+            &self.state.storage().sql(),
+            "key_pieces",
+            &idem.key,
+            r.body.clone(),
+        )?;
         let body: Value = serde_json::from_str(&body)?;
         if r.status >= 400 {
             let code = body["code"]

@@ -284,6 +284,17 @@ pub fn json_row_stmts(
     json: &str,
     max: usize,
 ) -> Vec<Stmt> {
+    row_stmts(upsert, trim, key, json, max)
+}
+
+/// [`json_row_stmts`] for statements of any string type.
+fn row_stmts<Q: Clone>(
+    upsert: Q,
+    trim: Q,
+    key: &str,
+    json: &str,
+    max: usize,
+) -> Vec<(Q, Vec<SqlStorageValue>)> {
     let rows = json_rows(key, json, max);
     let mut stmts = Vec::new();
     if rows.len() > 1 {
@@ -291,9 +302,39 @@ pub fn json_row_stmts(
         stmts.push((trim, vec![text(&lo), text(&hi)]));
     }
     for (k, j) in rows {
-        stmts.push((upsert, vec![text(&k), text(&j)]));
+        stmts.push((upsert.clone(), vec![text(&k), text(&j)]));
     }
     stmts
+}
+
+/// Row `key`'s whole text from its `first` text and, when that says it
+/// is in pieces, the piece rows of `key` in `pieces_table` (`k`, `json`).
+/// Pieces that do not add up are an error (503), never a guess.
+pub fn rejoin(
+    sql: &SqlStorage,
+    pieces_table: &str,
+    key: &str,
+    first: String,
+) -> Result<String, Problem> {
+    let pieces: Vec<(String, String)> = if first.starts_with('~') {
+        let (lo, hi) = piece_range(key);
+        query::<PieceCell>(
+            sql,
+            &format!("SELECT k, json FROM {pieces_table} WHERE k > ? AND k < ? ORDER BY k"),
+            vec![text(&lo), text(&hi)],
+        )?
+        .into_iter()
+        .map(|c| (c.k, c.json))
+        .collect()
+    } else {
+        Vec::new()
+    };
+    join_pieces(key, first, &pieces).map_err(|why| {
+        worker::console_error!(
+            "{pieces_table} row {key} is stored in pieces that do not add up: {why}"
+        );
+        Problem::overloaded("stored state could not be read")
+    })
 }
 
 /// The whole value from row `key`'s `first` text and its piece rows
@@ -341,23 +382,7 @@ pub fn load_json<T: DeserializeOwned>(
     let Some(first) = rows.into_iter().next() else {
         return Ok(None);
     };
-    let pieces: Vec<(String, String)> = if first.json.starts_with('~') {
-        let (lo, hi) = piece_range(key);
-        query::<PieceCell>(
-            sql,
-            &format!("SELECT k, json FROM {table} WHERE k > ? AND k < ? ORDER BY k"),
-            vec![text(&lo), text(&hi)],
-        )?
-        .into_iter()
-        .map(|c| (c.k, c.json))
-        .collect()
-    } else {
-        Vec::new()
-    };
-    let json = join_pieces(key, first.json, &pieces).map_err(|why| {
-        worker::console_error!("{table} row {key} is stored in pieces that do not add up: {why}");
-        Problem::overloaded("stored state could not be read")
-    })?;
+    let json = rejoin(sql, table, key, first.json)?;
     Ok(Some(serde_json::from_str(&json)?))
 }
 
@@ -371,21 +396,13 @@ pub fn save_json<T: Serialize>(
     max: usize,
 ) -> Result<(), Problem> {
     let json = serde_json::to_string(value)?;
-    let rows = json_rows(key, &json, max);
-    let mut stmts: Vec<(String, Vec<SqlStorageValue>)> = Vec::new();
-    if rows.len() > 1 {
-        let (lo, hi) = piece_range(key);
-        stmts.push((
-            format!("DELETE FROM {table} WHERE k > ? AND k < ?"),
-            vec![text(&lo), text(&hi)],
-        ));
-    }
-    for (k, j) in rows {
-        stmts.push((
-            format!("INSERT OR REPLACE INTO {table} (k, json) VALUES (?, ?)"),
-            vec![text(&k), text(&j)],
-        ));
-    }
+    let stmts = row_stmts(
+        format!("INSERT OR REPLACE INTO {table} (k, json) VALUES (?, ?)"),
+        format!("DELETE FROM {table} WHERE k > ? AND k < ?"),
+        key,
+        &json,
+        max,
+    );
     atomically(storage, stmts)
 }
 
